@@ -1,0 +1,219 @@
+"""Render the shell scripts that run on the hosts.
+
+Each script is a static file in components/sh/ that reads its inputs from shell variables.
+The command text is: the helpers from sh/lib.sh the script uses, a preamble of
+`NAME='quoted value'` lines (and `set -- 'arg' ...` for lists), then the script's body,
+run by `sh -c` (whatever the login shell is) and through `sudo -n` when the SSH user is
+not root. No config value is ever pasted into code, and secrets only travel on stdin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.checks import is_ip
+from components.config import K3sSettings, Node
+
+SH_DIR = Path(__file__).resolve().parent / "sh"
+CONF_DIR = "/etc/rancher/k3s"
+TOKEN_FILE = f"{CONF_DIR}/cluster-token"
+MANAGED_MARKER = "# managed by k3s-rancher"
+AIRGAP_STAGING = "/tmp/k3s-rancher-airgap"
+_VAR = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
+
+@cache
+def _read(name: str) -> str:
+    return (SH_DIR / name).read_text()
+
+
+@cache
+def _lib_blocks() -> tuple[tuple[str | None, str], ...]:
+    """sh/lib.sh split into (function name or None, text) blocks at blank lines."""
+    blocks = []
+    for block in _read("lib.sh").strip().split("\n\n"):
+        match = re.search(r"^(\w+)\(\) \{", block, re.M)
+        blocks.append((match.group(1) if match else None, block))
+    return tuple(blocks)
+
+
+def _helpers_for(body: str) -> str:
+    """The lib.sh blocks `body` calls (and the ones those call), plus the unnamed ones."""
+    blocks = _lib_blocks()
+    needed: set[str] = set()
+    text = body
+    changed = True
+    while changed:
+        changed = False
+        for name, block in blocks:
+            if name and name not in needed and re.search(rf"(^|[\s;|&(`$]){name}\b", text):
+                needed.add(name)
+                text += "\n" + block
+                changed = True
+    return "\n\n".join(block for name, block in blocks if name is None or name in needed)
+
+
+def quote_assignment(name: str, value: str) -> str:
+    if not _VAR.match(name):
+        raise ValueError(f"not a script variable name: {name!r}")
+    return f"{name}={shlex.quote(value)}"
+
+
+@dataclass(frozen=True)
+class Script:
+    """A rendered script: `body` is what `sh` runs; `command` is the full SSH command text."""
+
+    name: str
+    body: str
+    command: str
+
+
+def _strip_comments(text: str) -> str:
+    """Drop comment-only lines: the files keep them; the command text stays short to read."""
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def render(name: str, variables: Mapping[str, str], args: Sequence[str] = (), *, sudo: bool) -> Script:
+    """Render sh/<name>.sh with `variables` and positional `args`, all as quoted data."""
+    body = _strip_comments(_read(f"{name}.sh")).strip()
+    lines = ["set -eu", _strip_comments(_helpers_for(body)), f"# {name}: inputs"]
+    lines += [quote_assignment(key, value) for key, value in variables.items()]
+    lines.append("set --" + "".join(" " + shlex.quote(a) for a in args))
+    script = "\n".join(lines) + "\n\n" + body
+    command = ("sudo -n " if sudo else "") + "sh -c " + shlex.quote(script)
+    return Script(name=name, body=script, command=command)
+
+
+def needs_sudo(user: str) -> bool:
+    return user != "root"
+
+
+def _yaml(data: Mapping[str, Any]) -> str:
+    return MANAGED_MARKER + "\n" + yaml.safe_dump(dict(data), sort_keys=True, default_flow_style=False)
+
+
+def _unique(items: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
+def node_config(node: Node, k3s: K3sSettings, *, first_server: bool) -> dict[str, Any]:
+    """The node's /etc/rancher/k3s/config.yaml as data (the user's serverConfig/agentConfig
+    first, then the keys this program owns, which win; tls-san lists are merged)."""
+    user = k3s.server_config if node.role == "server" else k3s.agent_config
+    config: dict[str, Any] = dict(user)
+    config["node-name"] = node.name
+    if is_ip(node.address):
+        config["node-ip"] = node.address
+    config["token-file"] = TOKEN_FILE
+    if node.role == "server":
+        config["write-kubeconfig-mode"] = "0600"
+        user_sans = user.get("tls-san", [])
+        user_sans = [user_sans] if isinstance(user_sans, str) else list(user_sans)
+        config["tls-san"] = _unique([k3s.api_address, node.address, *k3s.tls_sans, *user_sans])
+        if k3s.datastore == "etcd":
+            if first_server:
+                config["cluster-init"] = True
+            else:
+                config["server"] = k3s.server_url
+    else:
+        config["server"] = k3s.server_url
+    return config
+
+
+def registration_config(node: Node) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if node.labels:
+        data["node-label"] = [f"{k}={v}" for k, v in sorted(node.labels.items())]
+    if node.taints:
+        data["node-taint"] = list(node.taints)
+    return data
+
+
+def install_script(node: Node, k3s: K3sSettings, *, first_server: bool) -> Script:
+    registration = registration_config(node)
+    airgap_dir = f"{AIRGAP_STAGING}-{node.name}" if k3s.airgap else ""
+    images = Path(k3s.airgap.images).name if k3s.airgap and k3s.airgap.images else ""
+    joins = node.role == "agent" or (k3s.datastore == "etcd" and not first_server)
+    return render(
+        "install_node",
+        {
+            "ROLE": node.role,
+            "NODE_NAME": node.name,
+            "K3S_VERSION": k3s.version,
+            "SERVER_URL": k3s.server_url if joins else "",
+            "CONFIG_YAML": _yaml(node_config(node, k3s, first_server=first_server)),
+            "REGISTRATION_YAML": _yaml(registration) if registration else "",
+            "REGISTRIES_YAML": _yaml(k3s.registries) if k3s.registries else "",
+            "INSTALL_SCRIPT_URL": k3s.install_script_url,
+            "AIRGAP_DIR": airgap_dir,
+            "AIRGAP_IMAGES": images,
+        },
+        k3s.server_args if node.role == "server" else k3s.agent_args,
+        sudo=needs_sudo(node.ssh.user),
+    )
+
+
+def install_stdin(token: str, datastore_endpoint: str | None) -> str:
+    """What the install script reads on stdin: the token, then the datastore endpoint."""
+    for value in (token, datastore_endpoint or ""):
+        if "\n" in value or "\r" in value:
+            raise ValueError("secrets sent to hosts must be single lines")
+    return f"{token}\n{datastore_endpoint or ''}\n"
+
+
+def fingerprint(*parts: str) -> str:
+    """A short, stable digest of non-secret text: it makes a dependent command's text change
+    (and so re-run) when what it depends on changes."""
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+
+
+def wait_script(node_names: Sequence[str], k3s: K3sSettings, *, timeout: int, waits_for: str, user: str) -> Script:
+    return render(
+        "wait_node",
+        {"K3S_VERSION": k3s.version, "TIMEOUT": str(timeout), "WAIT_FOR": waits_for},
+        node_names,
+        sudo=needs_sudo(user),
+    )
+
+
+def kubeconfig_script(user: str, waits_for: str) -> Script:
+    return render("read_kubeconfig", {"WAIT_FOR": waits_for}, sudo=needs_sudo(user))
+
+
+def managed_entries(node: Node) -> list[str]:
+    entries = [f"label:{key}" for key in sorted(node.labels)]
+    for taint in node.taints:
+        body, _, effect = taint.rpartition(":")
+        entries.append(f"taint:{body.partition('=')[0]}:{effect}")
+    return entries
+
+
+def node_meta_script(node: Node, user: str) -> Script:
+    return render(
+        "node_meta",
+        {
+            "NODE_NAME": node.name,
+            "LABELS": "\n".join(f"{k}={v}" for k, v in sorted(node.labels.items())),
+            "TAINTS": "\n".join(node.taints),
+            "MANAGED": "\n".join(managed_entries(node)),
+        },
+        sudo=needs_sudo(user),
+    )
+
+
+def drain_script(node_name: str, drain_timeout: int, user: str) -> Script:
+    return render("drain_delete", {"NODE_NAME": node_name, "DRAIN_TIMEOUT": str(drain_timeout)}, sudo=needs_sudo(user))
+
+
+def uninstall_script(node: Node, k3s: K3sSettings) -> Script:
+    airgap_dir = f"{AIRGAP_STAGING}-{node.name}" if k3s.airgap else ""
+    return render("uninstall_node", {"ROLE": node.role, "AIRGAP_DIR": airgap_dir}, sudo=needs_sudo(node.ssh.user))

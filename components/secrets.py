@@ -1,0 +1,43 @@
+"""The stack's secrets as secret Outputs: read from config, or generated and kept in state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_random as random
+
+from components.config import SECRET_KEYS
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    token: pulumi.Output[str] | None
+    ssh_private_key: pulumi.Output[str] | None
+    ssh_private_key_password: pulumi.Output[str] | None
+    datastore_endpoint: pulumi.Output[str] | None
+    rancher_bootstrap_password: pulumi.Output[str] | None
+    rancher_tls_key: pulumi.Output[str] | None
+
+
+def read_secrets(config: pulumi.Config) -> StackSecrets:
+    values = {key: config.get_secret(key) for key in SECRET_KEYS}
+    return StackSecrets(
+        token=values["token"],
+        ssh_private_key=values["sshPrivateKey"],
+        ssh_private_key_password=values["sshPrivateKeyPassword"],
+        datastore_endpoint=values["datastoreEndpoint"],
+        rancher_bootstrap_password=values["rancherBootstrapPassword"],
+        rancher_tls_key=values["rancherTlsKey"],
+    )
+
+
+def cluster_token(given: pulumi.Output[str] | None, parent: pulumi.Resource | None = None) -> pulumi.Output[str]:
+    """The token every node joins with: the configured one, else a generated one (kept in
+    state, secret). Letters and digits only, so it is safe in any file format."""
+    if given is not None:
+        return pulumi.Output.secret(given)
+    generated = random.RandomPassword(
+        "cluster-token", length=48, special=False, opts=pulumi.ResourceOptions(parent=parent)
+    )
+    return pulumi.Output.secret(generated.result)

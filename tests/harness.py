@@ -1,0 +1,239 @@
+"""Run the program under Pulumi's mocks and record what the engine would receive.
+
+The mock monitor is wrapped so that each registration keeps its raw wire form: parent,
+dependencies, options, and inputs with secrets still marked as secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+TEST_TOKEN = "test-token-0123456789abcdef"
+TEST_SSH_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\ntest-key-material-not-real\n-----END OPENSSH PRIVATE KEY-----"
+GENERATED_PASSWORD = "generated-secret-value-for-tests"
+
+K3S_KUBECONFIG = """apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: Q0EtREFUQQ==
+    server: https://127.0.0.1:6443
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+kind: Config
+preferences: {}
+users:
+- name: default
+  user:
+    client-certificate-data: Q0xJRU5ULUNFUlQ=
+    client-key-data: Q0xJRU5ULUtFWS1TRUNSRVQ=
+"""
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    urn: str
+    parent: str
+    dependencies: list[str]
+    inputs: dict[str, Any]  # wire form: secrets wrapped in {SECRET_SIG: ..., "value": ...}
+    options: dict[str, Any]
+    custom: bool
+
+    def plain(self) -> dict[str, Any]:
+        """Inputs with secret wrappers removed."""
+        return unwrap(self.inputs)
+
+    def secret_paths(self) -> set[str]:
+        return set(_secret_paths(self.inputs, ""))
+
+
+def unwrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return unwrap(value.get("value"))
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def _secret_paths(value: Any, path: str) -> Iterator[str]:
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            yield path
+            return
+        for k, v in value.items():
+            yield from _secret_paths(v, f"{path}.{k}" if path else k)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _secret_paths(v, f"{path}[{i}]")
+
+
+@dataclass
+class Run:
+    registrations: list[Registration] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)  # stack outputs, wire form
+    warnings: list[str] = field(default_factory=list)
+
+    def by_name(self, name: str) -> Registration:
+        found = [r for r in self.registrations if r.name == name]
+        assert len(found) == 1, f"{name}: {len(found)} registrations ({[r.name for r in self.registrations]})"
+        return found[0]
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_]
+
+    def names(self) -> set[str]:
+        return {r.name for r in self.registrations}
+
+    def urn(self, name: str) -> str:
+        return self.by_name(name).urn
+
+    def depends_on(self, name: str, other: str) -> bool:
+        """Direct dependency edge as sent to the engine."""
+        return self.urn(other) in self.by_name(name).dependencies
+
+    def reaches(self, name: str, other: str) -> bool:
+        """`name` waits for `other`, directly or through other dependencies or parents."""
+        by_urn = {r.urn: r for r in self.registrations}
+        seen: set[str] = set()
+        todo = list(self.by_name(name).dependencies)
+        target = self.urn(other)
+        while todo:
+            urn = todo.pop()
+            if urn == target:
+                return True
+            if urn in seen or urn not in by_urn:
+                continue
+            seen.add(urn)
+            todo += by_urn[urn].dependencies
+            # A dependency on a component is a dependency on all its children.
+            todo += [r.urn for r in self.registrations if r.parent == urn]
+        return False
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def __init__(self, stdout_for: Callable[[pulumi.runtime.MockResourceArgs], str | None]):
+        self.stdout_for = stdout_for
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        outputs = dict(args.inputs)
+        if args.typ == "command:remote:Command" or args.typ == "command:local:Command":
+            outputs["stdout"] = self.stdout_for(args) or ""
+            outputs["stderr"] = ""
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = GENERATED_PASSWORD
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
+        return {}
+
+
+def default_stdout(args: pulumi.runtime.MockResourceArgs) -> str | None:
+    if args.name.endswith("-kubeconfig"):
+        return K3S_KUBECONFIG
+    return None
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: pulumi.runtime.Mocks, run: Run):
+        super().__init__(mocks)
+        self.run = run
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.run.registrations.append(
+                Registration(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent=request.parent,
+                    dependencies=list(request.dependencies),
+                    inputs=json_format.MessageToDict(request.object),
+                    options={
+                        "deleteBeforeReplace": request.deleteBeforeReplace,
+                        "additionalSecretOutputs": list(request.additionalSecretOutputs),
+                        "provider": request.provider,
+                        "deletedWith": request.deletedWith,
+                    },
+                    custom=request.custom,
+                )
+            )
+        return response
+
+    def RegisterResourceOutputs(self, request: Any) -> Any:
+        if request.urn.split("::")[2] == "pulumi:pulumi:Stack":
+            self.run.outputs = json_format.MessageToDict(request.outputs)
+        return super().RegisterResourceOutputs(request)
+
+
+def load_stack_config(stack: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The non-secret config of stacks/Pulumi.<stack>.yaml, and test values for its secrets."""
+    data = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
+    config: dict[str, Any] = {}
+    secrets: dict[str, str] = {}
+    for key, value in (data.get("config") or {}).items():
+        name = key.split(":", 1)[1]
+        if isinstance(value, dict) and "secure" in value:
+            secrets[name] = f"stack-file-secret-{name}"
+        else:
+            config[name] = value
+    return config, secrets
+
+
+def _run_and_finish(body: Callable[[], None]) -> None:
+    body()
+    root = pulumi.runtime.get_root_resource()
+    if root is not None:
+        # The mock stack registered its (empty) outputs when it was made; register the
+        # exports again, as `pulumi up` does once the program has run.
+        root._outputs_registered = False  # type: ignore[attr-defined]
+        root._finish()  # type: ignore[attr-defined]
+
+
+def run_program(
+    config: Mapping[str, Any],
+    secrets: Mapping[str, str] | None = None,
+    *,
+    stack: str = "dev",
+    preview: bool = False,
+    stdout_for: Callable[[pulumi.runtime.MockResourceArgs], str | None] = default_stdout,
+) -> Run:
+    """Register the whole program for `config` (keys without the namespace) under mocks."""
+    from components import program
+
+    run = Run()
+    mocks = _Mocks(stdout_for)
+    pulumi.runtime.set_mocks(
+        mocks, project="k3s-rancher", stack=stack, preview=preview, monitor=_RecordingMonitor(mocks, run)
+    )
+    all_config = {f"k3s-rancher:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    secret_values = dict(secrets or {})
+    all_config.update({f"k3s-rancher:{k}": v for k, v in secret_values.items()})
+    pulumi.runtime.set_all_config(all_config, [f"k3s-rancher:{k}" for k in secret_values])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _sync_await(run_pulumi_func(lambda: _run_and_finish(program.run)))
+    run.warnings = [str(w.message) for w in caught if "is deprecated" not in str(w.message)]
+    return run

@@ -1,0 +1,139 @@
+"""The SSH topology's graph under mocks: resources, parents and dependency edges."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from tests.harness import TEST_SSH_KEY, TEST_TOKEN, Run, load_stack_config, run_program
+
+SSH_STACKS = ["dev", "prod"]
+
+
+def stack_run(stack: str, **overrides: object) -> Run:
+    config, secrets = load_stack_config(stack)
+    config.update(overrides)
+    secrets.setdefault("sshPrivateKey", TEST_SSH_KEY)
+    return run_program(config, secrets, stack=stack)
+
+
+def node_names(stack: str) -> tuple[list[str], list[str]]:
+    config, _ = load_stack_config(stack)
+    return [n["name"] for n in config["servers"]], [n["name"] for n in config.get("agents", [])]
+
+
+@pytest.fixture(scope="module", params=SSH_STACKS)
+def stack(request: pytest.FixtureRequest) -> tuple[str, Run]:
+    return request.param, stack_run(request.param, rancher={"enabled": False})
+
+
+def test_every_node_is_a_component_with_its_commands(stack: tuple[str, Run]) -> None:
+    name, run = stack
+    servers, agents = node_names(name)
+    cluster = run.by_name(name)
+    assert cluster.type == "k3s-rancher:index:K3sCluster"
+    for server in servers:
+        component = run.by_name(server)
+        assert component.type == "k3s-rancher:index:K3sServer"
+        assert component.parent == cluster.urn
+        for child in ("install", "ready", "membership"):
+            assert run.by_name(f"{server}-{child}").parent == component.urn
+    for agent in agents:
+        component = run.by_name(agent)
+        assert component.type == "k3s-rancher:index:K3sAgent"
+        assert run.by_name(f"{agent}-install").parent == component.urn
+        assert f"{agent}-ready" not in run.names()  # readiness is checked once, from server[0]
+
+
+def test_servers_join_one_after_another(stack: tuple[str, Run]) -> None:
+    name, run = stack
+    servers, _ = node_names(name)
+    for previous, current in itertools.pairwise(servers):
+        assert run.depends_on(f"{current}-install", f"{previous}-ready")
+    assert run.depends_on(f"{servers[0]}-ready", f"{servers[0]}-install")
+    for server in servers[1:]:
+        assert not run.reaches(f"{servers[0]}-install", f"{server}-install")
+
+
+def test_agents_wait_for_the_last_server_and_never_for_each_other(stack: tuple[str, Run]) -> None:
+    name, run = stack
+    servers, agents = node_names(name)
+    for agent in agents:
+        assert run.depends_on(f"{agent}-install", f"{servers[-1]}-ready")
+        for other in agents:
+            if other != agent:
+                assert not run.reaches(f"{agent}-install", f"{other}-install")
+
+
+def test_cluster_ready_waits_for_every_node_and_gates_the_provider(stack: tuple[str, Run]) -> None:
+    name, run = stack
+    servers, agents = node_names(name)
+    ready = f"{name}-cluster-ready"
+    for node in servers + agents:
+        assert run.depends_on(ready, f"{node}-install")
+    assert run.depends_on(f"{name}-kubeconfig", ready)
+    provider = run.by_name(f"{name}-k8s")
+    assert provider.type == "pulumi:providers:kubernetes"
+    assert run.depends_on(f"{name}-k8s", ready)
+    assert provider.plain()["clusterIdentifier"] == f"k3s-rancher-{name}"
+    # One command, on the first server, waits for all nodes (not one SSH session per agent).
+    command = run.by_name(ready).plain()
+    assert command["connection"]["host"] == load_stack_config(name)[0]["servers"][0]["address"]
+    for node in servers + agents:
+        assert f"'{node}'" in command["create"] or f" {node}" in command["create"]
+
+
+def test_critical_path_does_not_grow_with_agents() -> None:
+    from benchmarks.graph_scale import longest_chain, make_config
+
+    lengths = []
+    for agents in (1, 10):
+        run = run_program(make_config(1, agents), {"sshPrivateKey": TEST_SSH_KEY, "token": TEST_TOKEN})
+        lengths.append(longest_chain(run.registrations))
+    assert lengths[0] == lengths[1]
+
+
+def test_every_remote_command_disables_previous_output_env(stack: tuple[str, Run]) -> None:
+    _, run = stack
+    commands = run.of_type("command:remote:Command")
+    assert commands
+    for command in commands:
+        assert command.plain()["addPreviousOutputInEnv"] is False, command.name
+
+
+def test_a_host_change_replaces_the_node_delete_first(stack: tuple[str, Run]) -> None:
+    name, run = stack
+    _, agents = node_names(name)
+    install = run.by_name(f"{agents[0]}-install")
+    assert install.options["deleteBeforeReplace"] is True
+    assert "10.20.0.21" in install.plain()["triggers"] or name != "prod"
+    membership = run.by_name(f"{agents[0]}-membership")
+    assert membership.options["deleteBeforeReplace"] is True
+    assert "drain" in membership.plain()["delete"] and "delete node" in membership.plain()["delete"]
+    assert run.depends_on(f"{agents[0]}-membership", f"{agents[0]}-install")  # drained before uninstall
+    assert "k3s-agent-uninstall.sh" in install.plain()["delete"]
+
+
+def test_names_follow_nodes_not_list_positions() -> None:
+    config, _ = load_stack_config("prod")
+    config["rancher"] = {"enabled": False}
+    secrets = {"sshPrivateKey": TEST_SSH_KEY}
+    before = run_program(config, secrets, stack="prod")
+    config["agents"] = list(reversed(config["agents"]))
+    after = run_program(config, secrets, stack="prod")
+    for agent in config["agents"]:
+        name = f"{agent['name']}-install"
+        assert before.by_name(name).plain() == after.by_name(name).plain()
+        assert before.urn(name) == after.urn(name)
+
+
+def test_exports(stack: tuple[str, Run]) -> None:
+    name, run = stack
+    servers, agents = node_names(name)
+    outputs = run.outputs
+    assert set(outputs) >= {"apiServer", "kubeconfig", "nodes", "k3sVersion"}
+    assert outputs["k3sVersion"] == "v1.33.5+k3s1"
+    assert [n["name"] for n in outputs["nodes"]] == servers + agents
+    api = load_stack_config(name)[0]["k3s"].get("apiAddress") or load_stack_config(name)[0]["servers"][0]["address"]
+    assert outputs["apiServer"] == f"https://{api}:6443"
