@@ -21,22 +21,20 @@ def raw_config() -> dict[str, Any]:
     prefix = f"{NAMESPACE}:"
     raw: dict[str, Any] = {}
     for key, value in pulumi.runtime.config.CONFIG.get().items():
-        if not key.startswith(prefix) or key[len(prefix) :] in SECRET_KEYS:
+        name = key[len(prefix) :]
+        if not key.startswith(prefix) or name in SECRET_KEYS:
             continue
         try:
-            raw[key[len(prefix) :]] = json.loads(value)
+            raw[name] = json.loads(value)
         except (TypeError, ValueError):
-            raw[key[len(prefix) :]] = value
+            raw[name] = value
     return raw
 
 
 def secrets_set() -> set[str]:
     prefix = f"{NAMESPACE}:"
-    return {
-        key[len(prefix) :]
-        for key in pulumi.runtime.config.CONFIG.get()
-        if key[len(prefix) :] in SECRET_KEYS and key.startswith(prefix)
-    }
+    keys = pulumi.runtime.config.CONFIG.get()
+    return {key[len(prefix) :] for key in keys if key.startswith(prefix) and key[len(prefix) :] in SECRET_KEYS}
 
 
 def load() -> tuple[Settings, StackSecrets]:
@@ -44,16 +42,22 @@ def load() -> tuple[Settings, StackSecrets]:
     return settings, read_secrets(pulumi.Config(NAMESPACE))
 
 
-def run() -> None:
-    settings, secrets = load()
+def build_cluster(settings: Settings, secrets: StackSecrets) -> K3sCluster:
+    """The cluster for the configured topology; every topology hands on the same things:
+    api_server, kubeconfig (secret), provider (after readiness), ready, node_names."""
     token = cluster_token(secrets.token)
-    cluster = K3sCluster(
+    return K3sCluster(
         settings.stack,
         settings,
         token=token,
         auth=SshAuth(private_key=secrets.ssh_private_key, private_key_password=secrets.ssh_private_key_password),
         datastore_endpoint=secrets.datastore_endpoint,
     )
+
+
+def run() -> None:
+    settings, secrets = load()
+    cluster = build_cluster(settings, secrets)
     pulumi.export("apiServer", cluster.api_server)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("nodes", [{"name": n.name, "role": n.role, "address": n.address} for n in settings.nodes])
