@@ -129,17 +129,7 @@ def node_config(node: Node, k3s: K3sSettings, *, first_server: bool) -> dict[str
     return config
 
 
-def registration_config(node: Node) -> dict[str, Any]:
-    data: dict[str, Any] = {}
-    if node.labels:
-        data["node-label"] = [f"{k}={v}" for k, v in sorted(node.labels.items())]
-    if node.taints:
-        data["node-taint"] = list(node.taints)
-    return data
-
-
 def install_script(node: Node, k3s: K3sSettings, *, first_server: bool) -> Script:
-    registration = registration_config(node)
     airgap_dir = f"{AIRGAP_STAGING}-{node.name}" if k3s.airgap else ""
     images = Path(k3s.airgap.images).name if k3s.airgap and k3s.airgap.images else ""
     joins = node.role == "agent" or (k3s.datastore == "etcd" and not first_server)
@@ -151,7 +141,6 @@ def install_script(node: Node, k3s: K3sSettings, *, first_server: bool) -> Scrip
             "K3S_VERSION": k3s.version,
             "SERVER_URL": k3s.server_url if joins else "",
             "CONFIG_YAML": _yaml(node_config(node, k3s, first_server=first_server)),
-            "REGISTRATION_YAML": _yaml(registration) if registration else "",
             "REGISTRIES_YAML": _yaml(k3s.registries) if k3s.registries else "",
             "INSTALL_SCRIPT_URL": k3s.install_script_url,
             "AIRGAP_DIR": airgap_dir,

@@ -1,10 +1,11 @@
 # shellcheck shell=sh
 # Install or update K3s on this host (server or agent); idempotent.
 # Inputs: ROLE (server|agent), NODE_NAME, K3S_VERSION, SERVER_URL (agents and joining
-# servers, else empty), CONFIG_YAML, REGISTRATION_YAML, REGISTRIES_YAML (may be empty),
+# servers, else empty), CONFIG_YAML, REGISTRIES_YAML (may be empty),
 # INSTALL_SCRIPT_URL, AIRGAP_DIR (staged install.sh and k3s, or empty), AIRGAP_IMAGES
 # (file name of the staged images tarball, or empty); positional args: extra K3s flags.
-# stdin: line 1 the cluster token, line 2 the external datastore endpoint (may be empty).
+# Labels and taints are not here: they go through the API (node_meta.sh), so changing them
+# never re-runs an install. stdin: line 1 the cluster token, line 2 the external datastore endpoint (may be empty).
 : "${ROLE:?}" "${NODE_NAME:?}" "${K3S_VERSION:?}" "${CONFIG_YAML:?}" "${INSTALL_SCRIPT_URL:?}"
 
 IFS= read -r TOKEN || true
@@ -21,12 +22,6 @@ if [ -n "${REGISTRIES_YAML:-}" ]; then
   printf "%s\n" "$REGISTRIES_YAML" | put_file 0600 "$CONF_DIR/registries.yaml"
 else
   remove_managed "$CONF_DIR/registries.yaml"
-fi
-# Labels and taints given at registration: K3s reads them only when the node first joins,
-# so the file is written once; later changes go through the Kubernetes API.
-REGISTRATION="$CONF_DIR/config.yaml.d/50-k3s-rancher-registration.yaml"
-if [ ! -f "$REGISTRATION" ] && [ -n "${REGISTRATION_YAML:-}" ]; then
-  printf "%s\n" "$REGISTRATION_YAML" | put_file 0600 "$REGISTRATION"
 fi
 
 if [ "$ROLE" = server ]; then SERVICE=k3s; else SERVICE=k3s-agent; fi

@@ -1,0 +1,107 @@
+"""What `pulumi up` would do on a second run, an upgrade, a host change, a removal.
+
+Pulumi decides from inputs: identical inputs mean no command re-runs; a change in a remote
+command's `triggers` replaces it; any other input change updates it in place (re-running
+its create/update script). These tests compare the inputs of two runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from tests.harness import TEST_SSH_KEY, Run, load_stack_config, run_program
+
+SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": "a-fixed-token-for-lifecycle"}
+
+
+def prod_config() -> dict[str, Any]:
+    config, _ = load_stack_config("prod")
+    config["rancher"] = {"enabled": False}
+    return config
+
+
+def run(config: dict[str, Any]) -> Run:
+    return run_program(config, SECRETS, stack="prod")
+
+
+def commands(result: Run) -> dict[str, dict[str, Any]]:
+    return {r.name: r.plain() for r in result.of_type("command:remote:Command")}
+
+
+def test_a_second_run_with_nothing_changed_changes_nothing() -> None:
+    first, second = commands(run(prod_config())), commands(run(prod_config()))
+    assert first == second
+
+
+def test_a_version_change_updates_every_node_in_place_and_reruns_ready_checks() -> None:
+    before = commands(run(prod_config()))
+    config = prod_config()
+    config["k3s"]["version"] = "v1.33.6+k3s1"
+    after = commands(run(config))
+    installs = [name for name in before if name.endswith("-install")]
+    assert len(installs) == 8
+    for name in installs:
+        assert before[name]["triggers"] == after[name]["triggers"], "a version change must not replace a node"
+        assert before[name]["create"] != after[name]["create"]
+        assert "K3S_VERSION=v1.33.6+k3s1" in after[name]["create"]
+        assert after[name]["update"] == after[name]["create"]
+    for name in [n for n in before if n.endswith("-ready")]:
+        assert before[name]["create"] != after[name]["create"], f"{name} must re-run after its install changes"
+    # Membership (labels, drain) does not depend on the version: it stays untouched.
+    for name in [n for n in before if n.endswith("-membership")]:
+        assert before[name] == after[name]
+
+
+def test_changing_one_agents_settings_touches_only_that_agent_and_the_cluster_check() -> None:
+    before = commands(run(prod_config()))
+    config = prod_config()
+    config["k3s"]["agentArgs"] = []
+    config["agents"][0]["ssh"] = {"port": 2222}
+    after = commands(run(config))
+    changed = {name for name in before if before[name] != after.get(name)}
+    assert changed == {"prod-w1-install", "prod-w1-membership"}
+    assert before["prod-w1-install"]["triggers"] != after["prod-w1-install"]["triggers"]  # new endpoint: replace
+
+
+def test_a_changed_host_replaces_that_node_delete_first() -> None:
+    config = prod_config()
+    before = run(config)
+    config = copy.deepcopy(config)
+    config["agents"][1]["address"] = "10.20.0.99"
+    after = run(config)
+    old, new = before.by_name("prod-w2-install"), after.by_name("prod-w2-install")
+    assert old.plain()["triggers"] != new.plain()["triggers"]
+    assert new.options["deleteBeforeReplace"] is True
+    # Its Node object is drained and deleted before the old host is uninstalled.
+    assert after.by_name("prod-w2-membership").options["deleteBeforeReplace"] is True
+    assert "prod-w2" in after.by_name("prod-w2-membership").plain()["delete"]
+
+
+def test_removing_an_agent_removes_only_that_agent() -> None:
+    config = prod_config()
+    before = commands(run(config))
+    config["agents"] = [a for a in config["agents"] if a["name"] != "prod-w3"]
+    after = commands(run(config))
+    assert set(before) - set(after) == {"prod-w3-install", "prod-w3-membership"}
+    # The removed agent's saved delete steps drain it, delete its Node and uninstall K3s.
+    assert "drain" in before["prod-w3-membership"]["delete"]
+    assert "k3s-agent-uninstall.sh" in before["prod-w3-install"]["delete"]
+    unchanged = set(after) - {"prod-cluster-ready"}
+    assert all(before[name] == after[name] for name in unchanged)
+
+
+def test_the_first_server_is_never_drained_by_its_own_membership() -> None:
+    result = commands(run(prod_config()))
+    assert "delete" not in result["prod-cp1-membership"] or not result["prod-cp1-membership"]["delete"]
+    assert "drain" in result["prod-cp2-membership"]["delete"]
+
+
+def test_label_changes_go_through_the_api_not_a_reinstall() -> None:
+    before = commands(run(prod_config()))
+    config = prod_config()
+    config["agents"][3]["labels"] = {"workload": "batch"}
+    after = commands(run(config))
+    assert before["prod-w4-install"] == after["prod-w4-install"]
+    assert before["prod-w4-membership"]["create"] != after["prod-w4-membership"]["create"]
+    assert "workload=batch" in after["prod-w4-membership"]["create"]
