@@ -9,7 +9,9 @@ objects' structure and defaults; the checks here are the ones a schema cannot ex
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
+import re
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ from typing import Any
 
 import jsonschema
 
-from components import checks, compat
+from components import charts, checks, compat
 
 NAMESPACE = "k3s-rancher"
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "config.schema.json"
@@ -139,12 +141,14 @@ class DockerSettings:
     api_port: int
     http_ports: tuple[int, int]
     network: str
+    subnet: str
 
 
 @dataclass(frozen=True)
 class CertManagerSettings:
     version: str
     chart_repo: str
+    values: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -167,10 +171,13 @@ class RancherSettings:
     timeout: int
     ports: tuple[int, int]
     cert_manager: CertManagerSettings
+    # Host port of the ingress's HTTPS: 443 on real hosts; docker.httpPorts[1] on the docker
+    # topology, which publishes the ingress on 127.0.0.1 only.
+    https_port: int = 443
 
     @property
     def url(self) -> str:
-        return f"https://{self.hostname}"
+        return f"https://{self.hostname}" + ("" if self.https_port == 443 else f":{self.https_port}")
 
 
 @dataclass(frozen=True)
@@ -230,7 +237,13 @@ def _schema_at(schema: Mapping[str, Any], path: Iterable[Any]) -> Mapping[str, A
     for part in path:
         if "$ref" in node:
             node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
-        node = node["items"] if isinstance(part, int) else node.get("properties", {}).get(part, {})
+        if isinstance(part, int):
+            node = node["items"]
+        elif part in node.get("properties", {}):
+            node = node["properties"][part]
+        else:  # a map's entry (e.g. k3s.registries.mirrors.<registry>)
+            extra = node.get("additionalProperties")
+            node = extra if isinstance(extra, dict) else {}
     if "$ref" in node:
         node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
     return node
@@ -309,8 +322,6 @@ def _node_problems(settings_nodes: list[tuple[str, Node]], topology: str) -> lis
                 )
             )
         seen_hosts.setdefault(endpoint, key)
-        if not node.ssh.user or any(c in node.ssh.user for c in " \t\n'\"$`\\;&|<>"):
-            problems.append((f"{key}.ssh.user", f"{node.ssh.user!r} is not a login name"))
         for label_key, label_value in node.labels.items():
             if error := checks.label_key_error(label_key) or checks.label_value_error(label_value):
                 problems.append((f"{key}.labels.{label_key}", error))
@@ -331,11 +342,44 @@ def _rancher_hostname(raw: Mapping[str, Any], api_address: str) -> tuple[str, st
 
 
 def parse_settings(raw_in: Mapping[str, Any], secrets_set: Iterable[str] = (), stack: str = "dev") -> Settings:
-    """Validate the raw config objects (keys without the namespace) and build Settings."""
+    """Validate the raw config objects (keys without the namespace) and build Settings.
+
+    One ConfigError lists every problem: when the structure is wrong somewhere, the value
+    checks still run, best effort, on the rest."""
     secrets = frozenset(secrets_set)
     problems = schema_problems(raw_in)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(problems + _problems_beyond_structure(raw_in, secrets, stack, problems))
+    return _parse_valid(raw_in, secrets, stack)
+
+
+def _problems_beyond_structure(
+    raw_in: Mapping[str, Any], secrets: frozenset[str], stack: str, structural: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """The value problems of a config whose structure is wrong somewhere, leaving out the keys
+    (and the keys under them) that already have a structural problem. A part whose structure
+    is too broken to check stops this best effort: its own problem is listed anyway."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _parse_valid(raw_in, secrets, stack)
+    except ConfigError as error:
+        reported = [key for key, _ in structural]
+
+        def related(key: str) -> bool:
+            return any(
+                key == r or key.startswith((f"{r}.", f"{r}[")) or r.startswith((f"{key}.", f"{key}[")) for r in reported
+            )
+
+        return [(key, message) for key, message in error.problems if not related(key)]
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError, OSError):
+        return []
+    return []
+
+
+def _parse_valid(raw_in: Mapping[str, Any], secrets: frozenset[str], stack: str) -> Settings:
+    """parse_settings for a config whose structure matches the schema."""
+    problems: list[tuple[str, str]] = []
     raw = apply_defaults(load_schema(), dict(raw_in))
     topology = raw["topology"]
     ssh_raw, k3s_raw, docker_raw, rancher_raw = raw["ssh"], raw["k3s"], raw["docker"], raw["rancher"]
@@ -377,6 +421,10 @@ def parse_settings(raw_in: Mapping[str, Any], secrets_set: Iterable[str] = (), s
             problems.append(
                 (f"{NAMESPACE}:k3s.datastore", f"sqlite supports one server, not {len(servers)}: use etcd or external")
             )
+        if "docker" in raw_in:
+            problems.append(
+                (f"{NAMESPACE}:docker", "only for topology docker: set topology: docker, or remove the docker settings")
+            )
     else:
         for key in ("servers", "agents"):
             if raw_in.get(key):
@@ -394,6 +442,7 @@ def parse_settings(raw_in: Mapping[str, Any], secrets_set: Iterable[str] = (), s
             problems.append(
                 (f"{NAMESPACE}:k3s.datastore", "sqlite supports one server: use etcd with docker.servers > 1")
             )
+        problems += _docker_problems(raw_in, k3s_raw, docker_raw, rancher_raw, secrets)
     if datastore == "external" and "datastoreEndpoint" not in secrets:
         problems.append(
             (
@@ -434,6 +483,7 @@ def parse_settings(raw_in: Mapping[str, Any], secrets_set: Iterable[str] = (), s
     hostname, hostname_error = _rancher_hostname(rancher_raw, api_address)
     if rancher_raw["enabled"]:
         problems += _rancher_problems(rancher_raw, secrets, topology, minor, hostname_error)
+    problems += value_problems(raw)
 
     if problems:
         raise ConfigError(problems)
@@ -479,6 +529,7 @@ def parse_settings(raw_in: Mapping[str, Any], secrets_set: Iterable[str] = (), s
             api_port=docker_raw["apiPort"],
             http_ports=tuple(docker_raw["httpPorts"]),
             network=docker_raw["network"],
+            subnet=docker_raw["subnet"],
         ),
         rancher=RancherSettings(
             enabled=rancher_raw["enabled"],
@@ -498,8 +549,11 @@ def parse_settings(raw_in: Mapping[str, Any], secrets_set: Iterable[str] = (), s
             values=rancher_raw["values"],
             timeout=rancher_raw["timeout"],
             ports=tuple(rancher_raw["ports"]),
+            https_port=docker_raw["httpPorts"][1] if topology == "docker" else 443,
             cert_manager=CertManagerSettings(
-                version=rancher_raw["certManager"]["version"], chart_repo=rancher_raw["certManager"]["chartRepo"]
+                version=rancher_raw["certManager"]["version"],
+                chart_repo=rancher_raw["certManager"]["chartRepo"],
+                values=rancher_raw["certManager"]["values"],
             ),
         ),
         secrets_set=secrets,
@@ -549,4 +603,274 @@ def _rancher_problems(
     ca = r.get("privateCa")
     if ca and "-----BEGIN" not in ca and not Path(ca).is_file():
         problems.append((f"{key}.privateCa", f"{ca!r} is neither PEM text nor a readable file"))
+    if ca and r["tls"] != "secret":
+        problems.append((f"{key}.privateCa", "only with tls secret (the CA that signed tlsCert)"))
+    if r["mode"] == "helm":
+        problems += _rancher_chart_problems(r)
+    return problems
+
+
+# Values that have their own setting: set there, so that outputs (rancherUrl) stay true and
+# the password stays a secret instead of plain text in the stack file.
+_OWNED_VALUES = {"hostname": "rancher.hostname", "bootstrapPassword": "the rancherBootstrapPassword secret"}
+
+
+def _rancher_chart_problems(r: Mapping[str, Any]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    key = f"{NAMESPACE}:rancher"
+    for value, instead in _OWNED_VALUES.items():
+        if value in r["values"]:
+            problems.append((f"{key}.values.{value}", f"set by k3s-rancher: use {instead} instead"))
+    cm = r["certManager"]
+    if tuple(int(n) for n in cm["version"][1:].split(".")[:2]) < (1, 15):
+        problems.append((f"{key}.certManager.version", f"{cm['version']} predates crds.enabled: use v1.15.0 or newer"))
+    for where, source, chart, version in (
+        ("chartRepo", r["chartRepo"], "rancher", r["version"]),
+        ("certManager.chartRepo", cm["chartRepo"], "cert-manager", cm["version"]),
+    ):
+        if not charts.is_remote(source) and (error := charts.local_chart_error(source, chart, version)):
+            problems.append((f"{key}.{where}", error))
+    return problems
+
+
+# Addresses of docker nodes in docker.subnet: server i at host SERVER_HOST + i, agent i at
+# AGENT_HOST + i (the schema bounds servers to 7 and agents to 50).
+DOCKER_SERVER_HOST = 10
+DOCKER_AGENT_HOST = 20
+_DOCKER_HOST_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
+_DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_K3S_DEFAULT_CIDRS = {"cluster-cidr": "10.42.0.0/16", "service-cidr": "10.43.0.0/16"}
+
+
+def _docker_problems(
+    raw_in: Mapping[str, Any],
+    k3s_raw: Mapping[str, Any],
+    d: Mapping[str, Any],
+    r: Mapping[str, Any],
+    secrets: frozenset[str],
+) -> list[tuple[str, str]]:
+    """What the docker topology cannot do, or settings that would collide on the engine."""
+    key = f"{NAMESPACE}:docker"
+    problems: list[tuple[str, str]] = []
+    if "ssh" in raw_in:
+        problems.append((f"{NAMESPACE}:ssh", "the docker topology reaches no host over SSH: remove the ssh settings"))
+    if "sshPrivateKey" in secrets:
+        problems.append(
+            (
+                f"{NAMESPACE}:sshPrivateKey",
+                "the docker topology reaches no host over SSH: pulumi config rm sshPrivateKey",
+            )
+        )
+    if "apiAddress" in k3s_raw:
+        problems.append(
+            (
+                f"{NAMESPACE}:k3s.apiAddress",
+                "the docker topology serves the API on 127.0.0.1:docker.apiPort: remove it "
+                "(extra certificate names go in k3s.tlsSans)",
+            )
+        )
+    if not d["host"].startswith(_DOCKER_HOST_SCHEMES):
+        problems.append(
+            (f"{key}.host", f"{d['host']!r} is not a Docker address: use {', '.join(_DOCKER_HOST_SCHEMES)}")
+        )
+    if not _DOCKER_NAME.match(d["network"]):
+        problems.append(
+            (f"{key}.network", f"{d['network']!r} is not a Docker network name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
+        )
+    if "image" in d:
+        problems += _docker_image_problems(d["image"], k3s_raw["version"])
+    problems += _docker_subnet_problems(d, k3s_raw)
+    # Host ports bound on 127.0.0.1: the API, and the ingress (helm) or Rancher's container (docker).
+    ports = [("apiPort", d["apiPort"])]
+    if r["enabled"] and r["mode"] == "docker":
+        ports += [(f"rancher.ports[{i}]", p) for i, p in enumerate(r["ports"])]
+    else:
+        ports += [(f"httpPorts[{i}]", p) for i, p in enumerate(d["httpPorts"])]
+    seen: dict[int, str] = {}
+    for name, port in ports:
+        where = name if name.startswith("rancher.") else f"docker.{name}"
+        if port in seen:
+            problems.append((f"{NAMESPACE}:{where}", f"port {port} is also {seen[port]}: each host port once"))
+        seen.setdefault(port, where)
+    return problems
+
+
+def _docker_image_problems(image: str, version: str) -> list[tuple[str, str]]:
+    """A K3s image tag must be the release k3s.version names: readiness waits for that version."""
+    tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
+    looks_like_release = checks.parse_k3s_version(tag.replace("-k3s", "+k3s")) is not None
+    if looks_like_release and tag != checks.k3s_image_tag(version):
+        return [
+            (
+                f"{NAMESPACE}:docker.image",
+                f"tag {tag!r} is not k3s.version {version}: nodes are Ready only at k3s.version; "
+                f"set k3s.version to {tag.replace('-k3s', '+k3s')} or the image tag to {checks.k3s_image_tag(version)}",
+            )
+        ]
+    return []
+
+
+def _docker_subnet_problems(d: Mapping[str, Any], k3s_raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    key = f"{NAMESPACE}:docker.subnet"
+    try:
+        subnet = ipaddress.IPv4Network(d["subnet"])
+    except ValueError as error:
+        return [(key, f"{d['subnet']!r} is not an IPv4 subnet such as 172.30.0.0/24 ({error})")]
+    needed = DOCKER_AGENT_HOST + d["agents"] + 1
+    if subnet.num_addresses < needed:
+        return [(key, f"{subnet} has {subnet.num_addresses} addresses; {d['agents']} agents need {needed}: use a /24")]
+    problems = []
+    server_config = k3s_raw.get("serverConfig", {})
+    for name, default in _K3S_DEFAULT_CIDRS.items():
+        value = server_config.get(name, default)
+        for cidr in value if isinstance(value, list) else str(value).split(","):
+            try:
+                overlaps = subnet.overlaps(ipaddress.ip_network(str(cidr).strip(), strict=False))
+            except (ValueError, TypeError):
+                continue
+            if overlaps:
+                problems.append((key, f"{subnet} overlaps K3s's {name} {str(cidr).strip()}: choose another subnet"))
+    return problems
+
+
+def value_problems(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Checks of values the schema types only as strings, maps and lists (on the config with
+    defaults applied): K3s flags and config keys, registries, SSH users and host keys, node
+    addresses and taints, URLs, and Rancher's names."""
+    k3s, rancher = raw["k3s"], raw["rancher"]
+    key = f"{NAMESPACE}:k3s"
+    problems: list[tuple[str, str]] = []
+    for args in ("serverArgs", "agentArgs"):
+        problems += [(f"{key}.{args}[{i}]", error) for i, error in checks.k3s_args_problems(list(k3s[args]))]
+    for config in ("serverConfig", "agentConfig"):
+        for name, value in k3s[config].items():
+            if error := checks.k3s_config_key_error(name) or checks.k3s_config_value_error(value):
+                problems.append((f"{key}.{config}.{name}", error))
+    if error := checks.url_error(k3s["installScriptUrl"]):
+        problems.append((f"{key}.installScriptUrl", error))
+    problems += _registries_problems(k3s.get("registries") or {})
+    problems += _ssh_problems(raw)
+    problems += _node_value_problems(raw)
+    if rancher["enabled"]:
+        problems += _rancher_value_problems(rancher)
+    return problems
+
+
+# Registry auth fields that carry a credential: the registries file travels in the command
+# text (shown by `pulumi preview --diff`) and is kept in plain text in the state.
+_REGISTRY_SECRETS = ("password", "auth", "identitytoken")
+
+
+def _registries_problems(registries: Mapping[str, Any]) -> list[tuple[str, str]]:
+    key = f"{NAMESPACE}:k3s.registries"
+    problems: list[tuple[str, str]] = []
+    for name, mirror in registries.get("mirrors", {}).items():
+        if name != "*" and checks.host_port_error(name):
+            problems.append((f"{key}.mirrors.{name}", f"{name!r} is not a registry (host or host:port, or *)"))
+        for i, endpoint in enumerate(mirror.get("endpoint", [])):
+            if error := checks.url_error(endpoint, ("https://", "http://")):
+                problems.append((f"{key}.mirrors.{name}.endpoint[{i}]", error))
+    for name, config in registries.get("configs", {}).items():
+        if name != "*" and checks.host_port_error(name):
+            problems.append((f"{key}.configs.{name}", f"{name!r} is not a registry host (host or host:port, or *)"))
+        for field_name in _REGISTRY_SECRETS:
+            if field_name in config.get("auth", {}):
+                problems.append(
+                    (
+                        f"{key}.configs.{name}.auth.{field_name}",
+                        "a registry credential here would be plain text in the command (and `pulumi preview "
+                        "--diff`) and in the state: use a mirror that needs no credential, or put the "
+                        "credential on the hosts yourself",
+                    )
+                )
+        for field_name, path in config.get("tls", {}).items():
+            if field_name.endswith("_file") and (not path.startswith("/") or checks.text_error(path)):
+                problems.append(
+                    (f"{key}.configs.{name}.tls.{field_name}", f"{path!r} is not an absolute path on the hosts")
+                )
+    return problems
+
+
+def _ssh_problems(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    ssh = raw["ssh"]
+    key = f"{NAMESPACE}:ssh"
+    problems: list[tuple[str, str]] = []
+    if error := checks.login_name_error(ssh["user"]):
+        problems.append((f"{key}.user", error))
+    hosts: set[str] = set()
+    for role in ("servers", "agents"):
+        for i, node in enumerate(raw[role]):
+            over = node.get("ssh", {})
+            hosts.add(over.get("host", node["address"]))
+            if "user" in over and (error := checks.login_name_error(over["user"])):
+                problems.append((f"{NAMESPACE}:{role}[{i}].ssh.user", error))
+            if "hostKey" in over and (error := checks.host_key_error(over["hostKey"])):
+                problems.append((f"{NAMESPACE}:{role}[{i}].ssh.hostKey", error))
+    if bastion := ssh.get("bastion"):
+        hosts.add(bastion["host"])
+        if "user" in bastion and (error := checks.login_name_error(bastion["user"])):
+            problems.append((f"{key}.bastion.user", error))
+        if "hostKey" in bastion and (error := checks.host_key_error(bastion["hostKey"])):
+            problems.append((f"{key}.bastion.hostKey", error))
+    for host, host_key in ssh["hostKeys"].items():
+        if error := checks.host_key_error(host_key):
+            problems.append((f"{key}.hostKeys.{host}", error))
+        elif raw["topology"] == "ssh" and host not in hosts:
+            problems.append(
+                (
+                    f"{key}.hostKeys.{host}",
+                    f"no node or bastion connects to {host!r}: hostKeys are keyed by the host SSH connects to "
+                    f"(a node's ssh.host, else its address; known: {', '.join(sorted(hosts)) or 'none'})",
+                )
+            )
+    return problems
+
+
+def _node_value_problems(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    addresses: dict[str, str] = {}
+    for role in ("servers", "agents"):
+        for i, node in enumerate(raw[role]):
+            key = f"{NAMESPACE}:{role}[{i}]"
+            if node["address"] in addresses:
+                problems.append(
+                    (
+                        f"{key}.address",
+                        f"{node['address']} is also the address of {addresses[node['address']]}: "
+                        "each node has its own cluster address",
+                    )
+                )
+            addresses.setdefault(node["address"], key)
+            seen: dict[str, int] = {}
+            for t, taint in enumerate(node.get("taints", [])):
+                body, _, effect = taint.rpartition(":")
+                identity = f"{body.partition('=')[0]}:{effect}"
+                if identity in seen:
+                    problems.append(
+                        (
+                            f"{key}.taints[{t}]",
+                            f"{identity} is also taints[{seen[identity]}]: one value per key and effect",
+                        )
+                    )
+                seen.setdefault(identity, t)
+    return problems
+
+
+def _rancher_value_problems(rancher: Mapping[str, Any]) -> list[tuple[str, str]]:
+    key = f"{NAMESPACE}:rancher"
+    problems: list[tuple[str, str]] = []
+    registry = rancher.get("systemDefaultRegistry")
+    if registry is not None and checks.host_port_error(registry):
+        problems.append(
+            (f"{key}.systemDefaultRegistry", f"{registry!r} is a registry host (host or host:port), without https://")
+        )
+    if error := checks.dns_subdomain_error(rancher["ingressClassName"]):
+        problems.append((f"{key}.ingressClassName", error.replace("node name", "ingress class name")))
+    for where, source in (
+        ("chartRepo", rancher["chartRepo"]),
+        ("certManager.chartRepo", rancher["certManager"]["chartRepo"]),
+    ):
+        # A source without a scheme is a local chart, checked with the charts.
+        if "://" in source and (error := checks.url_error(source, ("https://", "http://", "oci://"))):
+            problems.append((f"{key}.{where}", error))
     return problems

@@ -143,6 +143,8 @@ class _Mocks(pulumi.runtime.Mocks):
             outputs["stderr"] = ""
         if args.typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = GENERATED_PASSWORD
+        if args.typ == "docker:index/remoteImage:RemoteImage":
+            outputs["imageId"] = f"sha256:{args.name}"
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
@@ -224,6 +226,10 @@ def run_program(
     from components import program
 
     run = Run()
+    root = pulumi.runtime.get_root_resource()
+    if root is not None:
+        # The mock root Stack outlives set_mocks: start each run with no exports left over.
+        root.outputs = {}  # type: ignore[attr-defined]
     mocks = _Mocks(stdout_for)
     pulumi.runtime.set_mocks(
         mocks, project="k3s-rancher", stack=stack, preview=preview, monitor=_RecordingMonitor(mocks, run)
