@@ -1,0 +1,34 @@
+"""Fixtures for the real tier: a running Docker engine and the test host image.
+
+The session fixture runs ``setup_docker.sh`` once (idempotent; installs Docker and builds
+the image on a cold machine) before the first test in ``tests/real``. If Docker cannot be
+started, the tests FAIL with the script's error. ``K3SR_SKIP_REAL=1`` skips them on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# `tests.real.*` must be importable however pytest is started (python -m pytest or pytest).
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from tests.real.hosts import remove_stale, run_setup_script  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def testhost_image() -> str:
+    """The name of the test host image; Docker is running when this returns."""
+    if os.environ.get("K3SR_SKIP_REAL") == "1":
+        pytest.skip("K3SR_SKIP_REAL=1: real-host tests skipped on request")
+    try:
+        image = run_setup_script()
+    except (RuntimeError, OSError) as exc:
+        pytest.fail(f"cannot prepare Docker test hosts: {exc}", pytrace=False)
+    remove_stale()  # groups left by killed test runs (their process is gone)
+    return image
