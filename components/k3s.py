@@ -225,7 +225,17 @@ def read_kubeconfig(
         logging=remote.Logging.NONE,
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["stdout", "stderr"])),
     )
-    return pulumi.Output.secret(read.stdout.apply(lambda text: rewrite_kubeconfig(text, server_url, context_name)))
+    return user_kubeconfig(read.stdout, server_url, context_name)
+
+
+def user_kubeconfig(k3s_yaml: pulumi.Output[str], server_url: str, context_name: str) -> pulumi.Output[str]:
+    """The kubeconfig K3s wrote, pointed at `server_url` and named `context_name`; secret."""
+    return pulumi.Output.secret(k3s_yaml.apply(lambda text: rewrite_kubeconfig(text, server_url, context_name)))
+
+
+def context_name(stack: str) -> str:
+    """The kubeconfig's cluster/user/context name: stacks' kubeconfigs merge without clashing."""
+    return f"k3s-rancher-{stack}"
 
 
 def kubernetes_provider(
@@ -306,7 +316,7 @@ class K3sCluster(pulumi.ComponentResource):
             first.ssh.user,
             scripts.fingerprint(self.servers[0].install_script.command),
             self.api_server,
-            f"k3s-rancher-{settings.stack}",
+            context_name(settings.stack),
             pulumi.ResourceOptions(parent=self, depends_on=[self.ready]),
         )
         self.provider = kubernetes_provider(
@@ -315,5 +325,6 @@ class K3sCluster(pulumi.ComponentResource):
             settings.stack,
             pulumi.ResourceOptions(parent=self, depends_on=[self.ready, *memberships]),
         )
+        self.nodes = settings.nodes
         self.node_names = [n.node.name for n in nodes]
         self.register_outputs({"apiServer": self.api_server, "kubeconfig": self.kubeconfig, "nodes": self.node_names})

@@ -29,6 +29,7 @@ TOKEN_FILE = f"{CONF_DIR}/cluster-token"
 MANAGED_MARKER = "# managed by k3s-rancher"
 AIRGAP_STAGING = "/tmp/k3s-rancher-airgap"
 _VAR = re.compile(r"^[A-Z][A-Z0-9_]*$")
+INPUTS_DIRECTIVE = "# shellcheck disable=SC1003,SC2016"
 
 
 @cache
@@ -85,9 +86,12 @@ def _strip_comments(text: str) -> str:
 def render(name: str, variables: Mapping[str, str], args: Sequence[str] = (), *, sudo: bool) -> Script:
     """Render sh/<name>.sh with `variables` and positional `args`, all as quoted data."""
     body = _strip_comments(_read(f"{name}.sh")).strip()
-    lines = ["set -eu", _strip_comments(_helpers_for(body)), f"# {name}: inputs"]
+    # The inputs are one group, so that one shellcheck directive covers them: their values are
+    # data in single quotes, and `$(...)` or a backslash in data is not a mistake there.
+    lines = ["set -eu", _strip_comments(_helpers_for(body)), f"# {name}: inputs", INPUTS_DIRECTIVE, "{"]
     lines += [quote_assignment(key, value) for key, value in variables.items()]
     lines.append("set --" + "".join(" " + shlex.quote(a) for a in args))
+    lines.append("}")
     script = "\n".join(lines) + "\n\n" + body
     command = ("sudo -n " if sudo else "") + "sh -c " + shlex.quote(script)
     return Script(name=name, body=script, command=command)
@@ -97,7 +101,7 @@ def needs_sudo(user: str) -> bool:
     return user != "root"
 
 
-def _yaml(data: Mapping[str, Any]) -> str:
+def managed_yaml(data: Mapping[str, Any]) -> str:
     return MANAGED_MARKER + "\n" + yaml.safe_dump(dict(data), sort_keys=True, default_flow_style=False)
 
 
@@ -140,8 +144,8 @@ def install_script(node: Node, k3s: K3sSettings, *, first_server: bool) -> Scrip
             "NODE_NAME": node.name,
             "K3S_VERSION": k3s.version,
             "SERVER_URL": k3s.server_url if joins else "",
-            "CONFIG_YAML": _yaml(node_config(node, k3s, first_server=first_server)),
-            "REGISTRIES_YAML": _yaml(k3s.registries) if k3s.registries else "",
+            "CONFIG_YAML": managed_yaml(node_config(node, k3s, first_server=first_server)),
+            "REGISTRIES_YAML": managed_yaml(k3s.registries) if k3s.registries else "",
             "INSTALL_SCRIPT_URL": k3s.install_script_url,
             "AIRGAP_DIR": airgap_dir,
             "AIRGAP_IMAGES": images,
@@ -165,10 +169,26 @@ def fingerprint(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
 
 
-def wait_script(node_names: Sequence[str], k3s: K3sSettings, *, timeout: int, waits_for: str, user: str) -> Script:
+SSH_WAIT_HINT = (
+    "Check the node's service (journalctl -u k3s or k3s-agent), firewall ports 6443/tcp, 8472/udp, "
+    "10250/tcp (2379-2380/tcp between servers); raise k3s.timeouts if the hosts are slow"
+)
+
+
+def wait_script(
+    node_names: Sequence[str],
+    k3s: K3sSettings,
+    *,
+    timeout: int,
+    waits_for: str,
+    user: str,
+    hint: str = SSH_WAIT_HINT,
+) -> Script:
+    """Wait until `node_names` are Ready at k3s.version and /readyz passes; `hint` is what the
+    failure message tells the user to check."""
     return render(
         "wait_node",
-        {"K3S_VERSION": k3s.version, "TIMEOUT": str(timeout), "WAIT_FOR": waits_for},
+        {"K3S_VERSION": k3s.version, "TIMEOUT": str(timeout), "WAIT_FOR": waits_for, "HINT": hint},
         node_names,
         sudo=needs_sudo(user),
     )

@@ -1,9 +1,9 @@
 # shellcheck shell=sh
 # Wait, bounded, until the named nodes are Ready at the expected K3s version and the API
 # answers /readyz. Runs on a server, where the admin kubeconfig lives.
-# Inputs: K3S_VERSION, TIMEOUT (seconds), WAIT_FOR (what changed, for the plan only);
-# positional args: the node names.
-: "${K3S_VERSION:?}" "${TIMEOUT:?}"
+# Inputs: K3S_VERSION, TIMEOUT (seconds), WAIT_FOR (what changed, for the plan only), HINT
+# (what to check when the wait gives up); positional args: the node names.
+: "${K3S_VERSION:?}" "${TIMEOUT:?}" "${HINT:?}"
 [ "$#" -gt 0 ] || die "no node names to wait for"
 
 log "waiting up to ${TIMEOUT}s for: $* (after: ${WAIT_FOR:-install})"
@@ -21,7 +21,7 @@ while :; do
   [ -n "$PENDING" ] || break
   if [ "$(date +%s)" -ge "$END" ]; then
     kc get nodes -o wide >&2 2>/dev/null || true
-    die "not Ready at $K3S_VERSION after ${TIMEOUT}s:$PENDING. Check the node's service (journalctl -u k3s or k3s-agent), firewall ports 6443/tcp, 8472/udp, 10250/tcp (2379-2380/tcp between servers); raise k3s.timeouts if the hosts are slow"
+    die "not Ready at $K3S_VERSION after ${TIMEOUT}s:$PENDING. $HINT"
   fi
   sleep 5
 done

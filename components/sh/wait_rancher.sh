@@ -1,0 +1,17 @@
+# shellcheck shell=sh
+# Wait, bounded, until Rancher's single-node container answers /ping. Runs inside that
+# container (docker exec), where Rancher listens on 443 whatever the published host port.
+# Inputs: CONTAINER (its name, for the message), TIMEOUT (seconds), WAIT_FOR (what changed,
+# for the plan only).
+: "${CONTAINER:?}" "${TIMEOUT:?}"
+command -v curl >/dev/null 2>&1 || die "curl is missing in $CONTAINER: is it a rancher/rancher image?"
+
+log "waiting up to ${TIMEOUT}s for Rancher in $CONTAINER (after: ${WAIT_FOR:-start})"
+END=$(deadline "$TIMEOUT")
+until [ "$(curl -ksS --max-time 5 https://127.0.0.1/ping 2>/dev/null || true)" = pong ]; do
+  if [ "$(date +%s)" -ge "$END" ]; then
+    die "Rancher did not answer /ping within ${TIMEOUT}s: see docker logs $CONTAINER; raise rancher.timeout if this machine is slow"
+  fi
+  sleep 5
+done
+log "Rancher answers /ping"

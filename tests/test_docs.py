@@ -1,0 +1,265 @@
+"""README.md, Pulumi.yaml and the stack files say what the code does.
+
+- every stack file loads and validates (with test values for the secrets it needs);
+- every key a stack file uses is in the schema and in the README's config table;
+- the README's config and secrets tables are the ones rendered from the schema/Pulumi.yaml;
+- every top-level key and secret is declared in Pulumi.yaml with a description;
+- the README starts with the two set-up commands, bin/up-local and bin/test;
+- the README names every output the program exports.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components import docs_table
+from components.config import NAMESPACE, SECRET_KEYS, ConfigError, load_schema, parse_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+STACK_FILES = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
+
+
+def readme() -> str:
+    return README.read_text()
+
+
+def stack_name(path: Path) -> str:
+    return path.name[len("Pulumi.") : -len(".yaml")]
+
+
+def stack_config(path: Path) -> tuple[dict[str, Any], set[str]]:
+    """The stack file's non-secret objects (keys without the namespace) and its secret keys."""
+    data = yaml.safe_load(path.read_text()) or {}
+    raw: dict[str, Any] = {}
+    secrets: set[str] = set()
+    for key, value in (data.get("config") or {}).items():
+        namespace, _, name = key.partition(":")
+        assert namespace == NAMESPACE, f"{path.name}: {key} is not in the {NAMESPACE} namespace"
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            secrets.add(name)
+        else:
+            raw[name] = value
+    return raw, secrets
+
+
+def setup_commands() -> list[str]:
+    """The commands of the README's first code block, which sits in its first section."""
+    text = readme()
+    first_section = text.split("\n## ", 2)[1]
+    assert first_section.lower().startswith("set"), "the README starts with set-up"
+    block = re.search(r"^```(?:sh|bash|console|shell)?\n(.*?)^```", first_section, re.M | re.S)
+    assert block, "the set-up section has a code block"
+    return [line.strip() for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
+
+
+# --- stack files -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", STACK_FILES, ids=stack_name)
+def test_every_stack_file_validates(path: Path) -> None:
+    raw, secrets = stack_config(path)
+    assert not secrets - set(SECRET_KEYS), f"{path.name}: unknown secret keys"
+    try:
+        settings = parse_settings(raw, secrets, stack_name(path))
+    except ConfigError as error:
+        # What may be missing is a secret the user sets with `pulumi config set --secret`,
+        # never a setting: retry with test values for exactly those secrets.
+        missing = {key.partition(":")[2] for key in error.keys}
+        assert missing <= set(SECRET_KEYS), str(error)
+        text = path.read_text()
+        for key in missing:
+            assert f"--secret {key}" in text, f"{path.name} needs {key}: show how to set it in a comment"
+        settings = parse_settings(raw, secrets | missing, stack_name(path))
+    assert settings.stack == stack_name(path)
+
+
+def schema_keys(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any], prefix: str) -> Iterator[str]:
+    """Key paths (`k3s.timeouts.nodeReady`, `servers[].name`) a config value uses, in the
+    README table's notation; free-form objects (serverConfig, values, labels, ...) stop."""
+    schema, _ = docs_table._resolve(schema, root)
+    if isinstance(value, dict) and schema.get("properties"):
+        for name, sub_value in value.items():
+            key = f"{prefix}{name}"
+            yield key
+            sub = schema["properties"].get(name)
+            if sub is not None:
+                yield from schema_keys(sub_value, sub, root, f"{key}.")
+    elif isinstance(value, list) and "items" in schema:
+        for item in value:
+            yield from schema_keys(item, schema["items"], root, prefix[:-1] + "[].")
+
+
+@pytest.mark.parametrize("path", STACK_FILES, ids=stack_name)
+def test_every_key_a_stack_uses_is_in_the_schema_and_the_readme(path: Path) -> None:
+    raw, secrets = stack_config(path)
+    documented = {row.key for row in docs_table.config_rows(load_schema())}
+    used = set(schema_keys(raw, load_schema(), load_schema(), ""))
+    assert used, f"{path.name} sets no keys"
+    assert not used - documented, f"{path.name}: keys not in the schema/README: {sorted(used - documented)}"
+    table = docs_table.between(readme(), docs_table.CONFIG_MARKERS)
+    for key in used:
+        assert f"| `{key}` |" in table
+    secrets_table = docs_table.between(readme(), docs_table.SECRETS_MARKERS)
+    for key in secrets:
+        assert f"| `{key}` |" in secrets_table
+
+
+# --- the generated tables ----------------------------------------------------------------
+
+
+def test_readme_config_table_is_the_one_rendered_from_the_schema() -> None:
+    wanted = docs_table.render_config_table(load_schema())
+    assert docs_table.between(readme(), docs_table.CONFIG_MARKERS) == wanted, (
+        "README.md's config table is stale: run `.venv/bin/python -m components.docs_table`"
+    )
+
+
+def test_readme_secrets_table_is_the_one_rendered_from_pulumi_yaml() -> None:
+    wanted = docs_table.render_secrets_table(yaml.safe_load((ROOT / "Pulumi.yaml").read_text()), SECRET_KEYS)
+    assert docs_table.between(readme(), docs_table.SECRETS_MARKERS) == wanted, (
+        "README.md's secrets table is stale: run `.venv/bin/python -m components.docs_table`"
+    )
+
+
+def test_the_table_has_every_key_of_the_schema_with_a_description() -> None:
+    rows = docs_table.config_rows(load_schema())
+    keys = [row.key for row in rows]
+    assert len(keys) == len(set(keys))
+    # Spot checks of the walk itself: top-level, nested, list items, $ref'd node fields.
+    assert {"topology", "k3s.timeouts.nodeReady", "servers[].ssh.hostKey", "agents[].taints"} <= set(keys)
+    assert {"rancher.certManager.version", "ssh.bastion.host", "docker.httpPorts"} <= set(keys)
+    undocumented = [row.key for row in rows if not row.description.strip()]
+    assert not undocumented, f"schema keys without a description: {undocumented}"
+
+
+def test_rendering_is_pure_and_escapes_table_syntax() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "a": {"description": "x | y\nz", "enum": ["p", "q"], "default": "p"},
+            "b": {
+                "type": "object",
+                "required": ["c"],
+                "properties": {"c": {"type": "integer", "minimum": 1, "maximum": 9, "description": "c"}},
+            },
+            "l": {"type": "array", "items": {"$ref": "#/$defs/n"}, "default": [], "description": "l"},
+        },
+        "$defs": {"n": {"type": "object", "properties": {"m": {"type": "string", "description": "m"}}}},
+    }
+    table = docs_table.render_config_table(schema)
+    assert table == docs_table.render_config_table(schema)
+    assert "| `a` | one of `p`, `q` | `p` | x \\| y z |" in table
+    assert "| `b.c` | integer 1..9 | required | c |" in table
+    assert "| `l` | list of n | `[]` | l |" in table
+    assert "| `l[].m` | string | — | m |" in table
+
+
+# --- Pulumi.yaml -------------------------------------------------------------------------
+
+
+def test_every_top_level_key_and_secret_is_declared_in_pulumi_yaml() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    declared = project["config"]
+    wanted = [*load_schema()["properties"], *SECRET_KEYS]
+    for key in wanted:
+        entry = declared.get(f"{NAMESPACE}:{key}")
+        assert isinstance(entry, dict), f"Pulumi.yaml does not declare {NAMESPACE}:{key}"
+        assert str(entry.get("description", "")).strip(), f"{NAMESPACE}:{key} has no description"
+    for key in SECRET_KEYS:
+        assert declared[f"{NAMESPACE}:{key}"].get("secret") is True, f"{key} is not declared secret"
+    extra = {k.partition(":")[2] for k in declared} - set(wanted)
+    assert not extra, f"Pulumi.yaml declares keys the program does not read: {sorted(extra)}"
+    assert project.get("stackConfigDir") == "stacks"
+
+
+# --- set-up commands, outputs ------------------------------------------------------------
+
+
+def test_readme_starts_with_the_two_setup_commands() -> None:
+    assert setup_commands() == ["bin/up-local", "bin/test"]
+    for command in setup_commands():
+        path = ROOT / command
+        assert path.is_file() and os.access(path, os.X_OK), f"{command} is not an executable file"
+    # Nothing but the title and its one-paragraph summary comes before the set-up section.
+    assert readme().index("\n## ") == readme().find("\n## Set")
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+    assert lines[-1] == f"exec {setup_commands()[1]}"
+
+
+def exported_outputs() -> list[str]:
+    names: list[str] = []
+    for path in (ROOT / "components" / "program.py", ROOT / "__main__.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "export"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "pulumi"
+            ):
+                first = node.args[0]
+                assert isinstance(first, ast.Constant) and isinstance(first.value, str), "export names are literals"
+                names.append(first.value)
+    return names
+
+
+def test_readme_mentions_every_output() -> None:
+    outputs = exported_outputs()
+    assert {"apiServer", "kubeconfig", "nodes", "k3sVersion"} <= set(outputs)
+    text = readme()
+    missing = [name for name in outputs if f"`{name}`" not in text]
+    assert not missing, f"README.md does not mention the outputs {missing}"
+
+
+def test_readme_names_every_stack_file() -> None:
+    text = readme()
+    for path in STACK_FILES:
+        assert f"stacks/{path.name}" in text, f"README.md does not mention stacks/{path.name}"
+
+
+def policy_names() -> list[str]:
+    """The names of the policies policy/pack.py defines (first argument or name=)."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse((ROOT / "policy" / "pack.py").read_text())):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
+            continue
+        if node.func.id == "_resource_policy" and node.args and isinstance(node.args[0], ast.Constant):
+            names.append(str(node.args[0].value))
+        elif node.func.id.endswith("ValidationPolicy"):
+            names += [
+                str(k.value.value) for k in node.keywords if k.arg == "name" and isinstance(k.value, ast.Constant)
+            ]
+    return names
+
+
+def test_readme_names_every_policy() -> None:
+    names = policy_names()
+    assert len(names) >= 5
+    missing = [name for name in names if f"`{name}`" not in readme()]
+    assert not missing, f"README.md does not describe the policies {missing}"
+
+
+def test_the_readmes_example_stack_validates() -> None:
+    blocks = re.findall(r"^```yaml\n(.*?)^```", readme(), re.M | re.S)
+    examples = [yaml.safe_load(block)["config"] for block in blocks if f"{NAMESPACE}:servers" in block]
+    assert examples, "the walk-through has an example stack"
+    for example in examples:
+        raw = {key.partition(":")[2]: value for key, value in example.items()}
+        settings = parse_settings(raw, {"sshPrivateKey"}, "lab")
+        assert settings.servers
