@@ -311,7 +311,7 @@ def _node_problems(settings_nodes: list[tuple[str, Node]], topology: str) -> lis
         seen_names.setdefault(node.name, key)
         if error := checks.host_error(node.address):
             problems.append((f"{key}.address", error))
-        if error := checks.host_error(node.ssh.host):
+        if node.ssh.host != node.address and (error := checks.host_error(node.ssh.host)):
             problems.append((f"{key}.ssh.host", error))
         endpoint = (node.ssh.host, node.ssh.port)
         if endpoint in seen_hosts:
@@ -336,7 +336,7 @@ def _rancher_hostname(raw: Mapping[str, Any], api_address: str) -> tuple[str, st
         return raw["hostname"], checks.dns_name_error(raw["hostname"])
     if checks.is_ip(api_address):
         return f"{api_address.replace(':', '-')}.sslip.io", None
-    if api_address:
+    if api_address and not checks.host_error(api_address):  # an invalid one has its own problem
         return "", f"required when k3s.apiAddress is a DNS name ({api_address!r}): set it to Rancher's DNS name"
     return "", None
 
@@ -359,6 +359,8 @@ def _problems_beyond_structure(
     """The value problems of a config whose structure is wrong somewhere, leaving out the keys
     (and the keys under them) that already have a structural problem. A part whose structure
     is too broken to check stops this best effort: its own problem is listed anyway."""
+    if any(key == f"{NAMESPACE}:topology" for key, _ in structural):
+        return []  # every other check depends on the topology
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -16,10 +16,10 @@ umask 077
 CHANGED=0
 CONF_DIR=/etc/rancher/k3s
 
-printf "%s\n" "$TOKEN" | put_file 0600 "$CONF_DIR/cluster-token"
-printf "%s\n" "$CONFIG_YAML" | put_file 0600 "$CONF_DIR/config.yaml"
+put_file 0600 "$CONF_DIR/cluster-token" "$TOKEN"
+put_file 0600 "$CONF_DIR/config.yaml" "$CONFIG_YAML"
 if [ -n "${REGISTRIES_YAML:-}" ]; then
-  printf "%s\n" "$REGISTRIES_YAML" | put_file 0600 "$CONF_DIR/registries.yaml"
+  put_file 0600 "$CONF_DIR/registries.yaml" "$REGISTRIES_YAML"
 else
   remove_managed "$CONF_DIR/registries.yaml"
 fi
