@@ -11,7 +11,7 @@ from typing import Any
 
 import pulumi
 
-from components.config import NAMESPACE, SECRET_KEYS, Settings, parse_settings
+from components.config import NAMESPACE, SECRET_KEYS, ConfigError, Settings, parse_settings
 from components.docker_nodes import DockerCluster, check_engine
 from components.k3s import K3sCluster, SshAuth
 from components.rancher import RancherDeployment, RancherOutputs
@@ -19,30 +19,49 @@ from components.rancher_container import RancherContainer
 from components.secrets import StackSecrets, cluster_token, read_secrets
 
 
-def raw_config() -> dict[str, Any]:
-    """Every non-secret key of the project's namespace, objects decoded from JSON."""
+def namespace_values() -> dict[str, Any]:
+    """Every key of the project's namespace that is set, objects decoded from JSON. Pulumi.yaml
+    gives each key an empty default (a declared key without one is required), so an empty
+    value means "not set"."""
     prefix = f"{NAMESPACE}:"
-    raw: dict[str, Any] = {}
-    for key, value in pulumi.runtime.config.CONFIG.get().items():
-        name = key[len(prefix) :]
-        if not key.startswith(prefix) or name in SECRET_KEYS:
+    values: dict[str, Any] = {}
+    for key, text in pulumi.runtime.config.CONFIG.get().items():
+        if not key.startswith(prefix):
             continue
         try:
-            raw[name] = json.loads(value)
+            value = json.loads(text)
         except (TypeError, ValueError):
-            raw[name] = value
-    return raw
+            value = text
+        if value not in ("", {}, []):
+            values[key[len(prefix) :]] = value
+    return values
+
+
+def raw_config() -> dict[str, Any]:
+    """The non-secret settings that are set."""
+    return {name: value for name, value in namespace_values().items() if name not in SECRET_KEYS}
 
 
 def secrets_set() -> set[str]:
-    prefix = f"{NAMESPACE}:"
-    keys = pulumi.runtime.config.CONFIG.get()
-    return {key[len(prefix) :] for key in keys if key.startswith(prefix) and key[len(prefix) :] in SECRET_KEYS}
+    """The names of the secrets that are set."""
+    return {name for name in namespace_values() if name in SECRET_KEYS}
 
 
 def load() -> tuple[Settings, StackSecrets]:
-    settings = parse_settings(raw_config(), secrets_set(), pulumi.get_stack())
-    return settings, read_secrets(pulumi.Config(NAMESPACE))
+    # Pulumi.yaml cannot mark these keys `secret: true` (a declared secret needs an
+    # encrypted default), so the program refuses a secret stored as plain text itself.
+    plaintext = [
+        (f"{NAMESPACE}:{name}", f"stored as plain text: set it with `pulumi config set --secret {name}`")
+        for name in sorted(secrets_set())
+        if not pulumi.runtime.config.is_config_secret(f"{NAMESPACE}:{name}")
+    ]
+    try:
+        settings = parse_settings(raw_config(), secrets_set(), pulumi.get_stack())
+    except ConfigError as error:
+        raise ConfigError(plaintext + error.problems) from None
+    if plaintext:
+        raise ConfigError(plaintext)
+    return settings, read_secrets(pulumi.Config(NAMESPACE), settings.secrets_set)
 
 
 Cluster = K3sCluster | DockerCluster

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import pulumi
@@ -20,8 +21,9 @@ class StackSecrets:
     rancher_tls_key: pulumi.Output[str] | None
 
 
-def read_secrets(config: pulumi.Config) -> StackSecrets:
-    values = {key: config.get_secret(key) for key in SECRET_KEYS}
+def read_secrets(config: pulumi.Config, present: Collection[str]) -> StackSecrets:
+    """The secrets that are set (`present`), as secret Outputs; the others are None."""
+    values = {key: config.get_secret(key) if key in present else None for key in SECRET_KEYS}
     return StackSecrets(
         token=values["token"],
         ssh_private_key=values["sshPrivateKey"],

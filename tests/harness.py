@@ -204,6 +204,16 @@ def load_stack_config(stack: str) -> tuple[dict[str, Any], dict[str, str]]:
     return config, secrets
 
 
+def project_config() -> dict[str, Any]:
+    """The `config:` declarations of Pulumi.yaml."""
+    declared: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]
+    return declared
+
+
+def _encode(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def _run_and_finish(body: Callable[[], None]) -> None:
     body()
     root = pulumi.runtime.get_root_resource()
@@ -234,7 +244,9 @@ def run_program(
     pulumi.runtime.set_mocks(
         mocks, project="k3s-rancher", stack=stack, preview=preview, monitor=_RecordingMonitor(mocks, run)
     )
-    all_config = {f"k3s-rancher:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+    # As the CLI does: every key declared in Pulumi.yaml and not set gets its default.
+    all_config = {key: _encode(decl["default"]) for key, decl in project_config().items() if "default" in decl}
+    all_config.update({f"k3s-rancher:{k}": _encode(v) for k, v in config.items()})
     secret_values = dict(secrets or {})
     all_config.update({f"k3s-rancher:{k}": v for k, v in secret_values.items()})
     pulumi.runtime.set_all_config(all_config, [f"k3s-rancher:{k}" for k in secret_values])

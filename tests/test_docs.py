@@ -174,8 +174,13 @@ def test_every_top_level_key_and_secret_is_declared_in_pulumi_yaml() -> None:
         entry = declared.get(f"{NAMESPACE}:{key}")
         assert isinstance(entry, dict), f"Pulumi.yaml does not declare {NAMESPACE}:{key}"
         assert str(entry.get("description", "")).strip(), f"{NAMESPACE}:{key} has no description"
+    for key in wanted:
+        # A declared key without a default is required by the CLI; empty means "not set".
+        assert "default" in declared[f"{NAMESPACE}:{key}"], f"{key} has no default: the CLI would require it"
     for key in SECRET_KEYS:
-        assert declared[f"{NAMESPACE}:{key}"].get("secret") is True, f"{key} is not declared secret"
+        # `secret: true` with an empty default is refused by the CLI; the program itself
+        # refuses a secret stored as plain text (tests/test_secrets.py).
+        assert declared[f"{NAMESPACE}:{key}"]["default"] == ""
     extra = {k.partition(":")[2] for k in declared} - set(wanted)
     assert not extra, f"Pulumi.yaml declares keys the program does not read: {sorted(extra)}"
     assert project.get("stackConfigDir") == "stacks"

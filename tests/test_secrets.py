@@ -23,7 +23,7 @@ import pytest
 
 from components.config import SECRET_KEYS, ConfigError
 from policy import rules
-from tests.harness import GENERATED_PASSWORD, SECRET_SIG, Run, load_stack_config, run_program
+from tests.harness import GENERATED_PASSWORD, SECRET_SIG, TEST_SSH_KEY, Run, load_stack_config, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
@@ -215,3 +215,13 @@ def test_the_kubernetes_provider_gets_the_kubeconfig_as_a_secret(stack_run: tupl
     _, run = stack_run
     (provider,) = run.of_type("pulumi:providers:kubernetes")
     assert "kubeconfig" in provider.secret_paths()
+
+
+def test_a_secret_stored_as_plain_text_is_refused_naming_its_key() -> None:
+    config, _ = load_stack_config("dev")
+    config["token"] = "plain-text-token-value"  # `pulumi config set token ...` without --secret
+    with pytest.raises(ConfigError) as caught:
+        run_program(config, {"sshPrivateKey": TEST_SSH_KEY})
+    assert caught.value.keys == ["k3s-rancher:token"]
+    assert "plain-text-token-value" not in str(caught.value)
+    assert "pulumi config set --secret token" in str(caught.value)
