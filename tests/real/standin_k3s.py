@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import base64
+import subprocess
 from pathlib import Path
 
 STANDIN = Path(__file__).resolve().parent / "standin"
 INSTALL_SCRIPT = STANDIN / "install.sh"
 
 
+def _throwaway_certificate(directory: Path) -> tuple[str, str]:
+    """A self-signed certificate and key (base64 PEM) for the stand-in's kubeconfig: the
+    kubernetes provider parses them, so they must be real PEM, though nothing trusts them."""
+    key, cert = directory / "standin-key.pem", directory / "standin-cert.pem"
+    if not cert.exists():
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-days", "2", "-subj", "/CN=k3s-rancher-standin", "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    return base64.b64encode(cert.read_bytes()).decode(), base64.b64encode(key.read_bytes()).decode()
+
+
 def standin_binary(directory: Path, version: str) -> Path:
     """A stand-in k3s binary that reports `version`."""
+    cert, key = _throwaway_certificate(directory)
     path = directory / f"k3s-{version}"
-    path.write_text((STANDIN / "k3s").read_text().replace("@VERSION@", version))
+    text = (STANDIN / "k3s").read_text().replace("@VERSION@", version)
+    path.write_text(text.replace("@CA_DATA@", cert).replace("@KEY_DATA@", key))
     path.chmod(0o755)
     return path

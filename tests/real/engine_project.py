@@ -1,0 +1,145 @@
+"""Drive the real Pulumi engine (built from Go modules) against tier-1 test hosts.
+
+A throwaway project directory holds a copy of the program and a stack whose nodes are the
+test hosts (SSH through 127.0.0.1, airgap with the stand-in k3s), Rancher disabled (no
+charts offline) and the token given in config (no random provider needed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.real.standin_k3s import INSTALL_SCRIPT
+
+ROOT = Path(__file__).resolve().parents[2]
+ENGINE_BUILD = Path(__file__).resolve().parent / "engine" / "build.sh"
+TOKEN = "tier2-token-0123456789abcdef"
+
+
+def engine_bin() -> Path:
+    """Build (or take from cache) the Pulumi CLI, language host and providers;
+    K3SR_ENGINE_BIN names a directory of already built ones instead."""
+    if os.environ.get("K3SR_ENGINE_BIN"):
+        return Path(os.environ["K3SR_ENGINE_BIN"])
+    # The Go module proxy serves no pulumi-command provider module: build our stand-in
+    # (tests/real/engine/command-standin/) in its place. See tests/real/engine/README.md.
+    env = {**os.environ, "K3SR_ENGINE_COMMAND_STANDIN": "1"}
+    result = subprocess.run(["bash", str(ENGINE_BUILD)], capture_output=True, text=True, timeout=5400, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"engine build failed:\n{result.stderr[-4000:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class EngineProject:
+    directory: Path
+    env: dict[str, str]
+    stack: str = "tier2"
+
+    def pulumi(self, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            ["pulumi", *args, "--stack", self.stack, "--non-interactive"],
+            cwd=self.directory,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"pulumi {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
+            )
+        return result
+
+    def configure(self, hosts: Sequence[Any], servers: int, version: str, binary: Path) -> None:
+        """Write the stack's config: the first `servers` hosts are servers, the rest agents."""
+
+        def node(host: Any, name: str) -> dict[str, Any]:
+            return {"name": name, "address": host.address, "ssh": {"host": "127.0.0.1", "port": host.ssh_port}}
+
+        config = {
+            "k3s-rancher:topology": "ssh",
+            "k3s-rancher:k3s": {
+                "version": version,
+                "airgap": {"installScript": str(INSTALL_SCRIPT), "binary": str(binary)},
+                "timeouts": {"nodeReady": 90, "clusterReady": 120, "drain": 10},
+            },
+            "k3s-rancher:ssh": {"user": "ubuntu"},
+            "k3s-rancher:servers": [node(h, f"srv-{i + 1}") for i, h in enumerate(hosts[:servers])],
+            "k3s-rancher:agents": [node(h, f"agt-{i + 1}") for i, h in enumerate(hosts[servers:])],
+            "k3s-rancher:rancher": {"enabled": False},
+        }
+        stack_file = self.directory / "stacks" / f"Pulumi.{self.stack}.yaml"
+        existing = yaml.safe_load(stack_file.read_text()) if stack_file.exists() else {}
+        secure = {k: v for k, v in (existing or {}).get("config", {}).items() if isinstance(v, dict) and "secure" in v}
+        stack_file.write_text(yaml.safe_dump({**(existing or {}), "config": {**config, **secure}}))
+
+    def set_secret(self, key: str, value: str) -> None:
+        subprocess.run(
+            ["pulumi", "config", "set", "--secret", f"k3s-rancher:{key}", "--stack", self.stack],
+            input=value,
+            cwd=self.directory,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+
+    def preview_steps(self) -> list[dict[str, Any]]:
+        """The steps `pulumi preview` plans, as (op, type, name)."""
+        result = self.pulumi("preview", "--json")
+        steps: list[dict[str, Any]] = json.loads(result.stdout).get("steps", [])
+        return steps
+
+    def timed_up(self) -> float:
+        start = time.perf_counter()
+        self.pulumi("up", "--yes", "--skip-preview")
+        return time.perf_counter() - start
+
+
+def make_project(tmp: Path, bin_dir: Path) -> EngineProject:
+    directory = tmp / "project"
+    directory.mkdir()
+    for name in ("__main__.py", "components", "schema"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, directory / name)
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    project["runtime"]["options"]["virtualenv"] = str(ROOT / ".venv")
+    (directory / "Pulumi.yaml").write_text(yaml.safe_dump(project))
+    (directory / "stacks").mkdir()
+    (tmp / "state").mkdir()
+    (tmp / "home").mkdir()
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PULUMI_HOME": str(tmp / "home"),
+        "PULUMI_BACKEND_URL": f"file://{tmp / 'state'}",
+        "PULUMI_CONFIG_PASSPHRASE": "tier2-test-passphrase",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true",
+    }
+    engine = EngineProject(directory, env)
+    subprocess.run(
+        ["pulumi", "stack", "init", engine.stack, "--non-interactive"],
+        cwd=directory,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return engine

@@ -1,0 +1,101 @@
+"""Tier 2: the real Pulumi engine (CLI, Python language host, command and kubernetes
+providers built from Go modules) runs the program against tier-1 test hosts.
+
+preview, up, a second up with no changes, an in-place version upgrade, removing an agent,
+and destroy. The hosts run the STAND-IN k3s (tests/real/standin/), so this checks the
+engine's handling of our graph and scripts, not K3s itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.real.engine_project import TOKEN, EngineProject, engine_bin, make_project
+from tests.real.standin_k3s import standin_binary
+
+pytestmark = pytest.mark.real
+
+V1, V2 = "v1.33.5+k3s1", "v1.33.6+k3s1"
+CLEAN = "ls -d /etc/rancher /var/lib/rancher /usr/local/bin/k3s* /tmp/k3s-rancher-airgap-* 2>/dev/null || true"
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngineProject, list[Any], Path]]:
+    from tests.real.hosts import test_hosts
+
+    bin_dir = engine_bin()
+    tmp = tmp_path_factory.mktemp("tier2")
+    with test_hosts(3) as hosts:
+        project = make_project(tmp, bin_dir)
+        project.set_secret("token", TOKEN)
+        project.set_secret("sshPrivateKey", hosts[0].private_key)
+        yield project, list(hosts), tmp
+        project.pulumi("destroy", "--yes", check=False, timeout=600)
+
+
+def ops(steps: list[dict[str, Any]]) -> dict[str, str]:
+    """resource name -> planned op, for the remote commands."""
+    return {s["urn"].rsplit("::", 1)[1]: s["op"] for s in steps if s["urn"].split("::")[2].endswith("remote:Command")}
+
+
+def test_preview_then_up_builds_the_cluster(engine: tuple[EngineProject, list[Any], Path]) -> None:
+    project, hosts, tmp = engine
+    project.configure(hosts, 1, V1, standin_binary(tmp, V1))
+    planned = ops(project.preview_steps())
+    assert planned == {name: "create" for name in planned}
+    assert {
+        "srv-1-install",
+        "srv-1-ready",
+        "agt-1-install",
+        "agt-2-install",
+        "tier2-cluster-ready",
+        "tier2-kubeconfig",
+    } <= set(planned)
+    project.pulumi("up", "--yes", "--skip-preview")
+    outputs = project.pulumi("stack", "output", "--json").stdout
+    assert f'"apiServer": "https://{hosts[0].address}:6443"' in outputs
+    assert '"kubeconfig": "[secret]"' in outputs
+    assert "agt-2" in hosts[0].exec("k3s kubectl get nodes")
+
+
+def test_a_second_up_changes_nothing(engine: tuple[EngineProject, list[Any], Path]) -> None:
+    project, hosts, _ = engine
+    starts = [h.exec("wc -l < /var/log/k3s-standin-starts.log").strip() for h in hosts]
+    project.pulumi("preview", "--expect-no-changes")
+    result = project.pulumi("up", "--yes", "--skip-preview")
+    assert "unchanged" in result.stdout
+    assert not any(word in result.stdout for word in ("created", "updated", "replaced", "deleted"))
+    assert [h.exec("wc -l < /var/log/k3s-standin-starts.log").strip() for h in hosts] == starts
+
+
+def test_a_version_change_updates_nodes_in_place(engine: tuple[EngineProject, list[Any], Path]) -> None:
+    project, hosts, tmp = engine
+    project.configure(hosts, 1, V2, standin_binary(tmp, V2))
+    planned = ops(project.preview_steps())
+    assert "replace" not in planned.values() and "delete" not in planned.values()
+    assert planned["srv-1-install"] == "update" and planned["agt-1-install"] == "update"
+    assert planned["srv-1-ready"] == "update" and planned["tier2-cluster-ready"] == "update"
+    project.pulumi("up", "--yes", "--skip-preview")
+    for host in hosts:
+        assert V2 in host.exec("k3s --version")
+
+
+def test_removing_an_agent_drains_and_uninstalls_it(engine: tuple[EngineProject, list[Any], Path]) -> None:
+    project, hosts, tmp = engine
+    project.configure(hosts[:2], 1, V2, standin_binary(tmp, V2))
+    planned = ops(project.preview_steps())
+    assert planned.get("agt-2-install") == "delete" and planned.get("agt-2-membership") == "delete"
+    project.pulumi("up", "--yes", "--skip-preview")
+    assert "agt-2" not in hosts[0].exec("k3s kubectl get nodes")
+    assert hosts[2].exec(CLEAN).strip() == ""
+
+
+def test_destroy_leaves_every_host_as_it_was(engine: tuple[EngineProject, list[Any], Path]) -> None:
+    project, hosts, _ = engine
+    project.pulumi("destroy", "--yes", "--skip-preview")
+    for host in hosts:
+        assert host.exec(CLEAN).strip() == ""
