@@ -77,16 +77,24 @@ def unwrap(value: Any) -> Any:
     return value
 
 
-def _secret_paths(value: Any, path: str) -> Iterator[str]:
+def leaves(value: Any, path: str = "") -> Iterator[tuple[str, Any, bool]]:
+    """(path, value, is_secret) for every leaf of a wire-form value; a secret wrapper is one
+    leaf, whatever it holds."""
     if isinstance(value, dict):
         if SECRET_SIG in value:
-            yield path
+            yield path, value.get("value"), True
             return
         for k, v in value.items():
-            yield from _secret_paths(v, f"{path}.{k}" if path else k)
+            yield from leaves(v, f"{path}.{k}" if path else k)
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            yield from _secret_paths(v, f"{path}[{i}]")
+            yield from leaves(v, f"{path}[{i}]")
+    else:
+        yield path, value, False
+
+
+def _secret_paths(value: Any, path: str) -> Iterator[str]:
+    return (leaf_path for leaf_path, _, secret in leaves(value, path) if secret)
 
 
 @dataclass

@@ -23,7 +23,7 @@ import pytest
 
 from components.config import SECRET_KEYS, ConfigError
 from policy import rules
-from tests.harness import GENERATED_PASSWORD, SECRET_SIG, TEST_SSH_KEY, Run, load_stack_config, run_program
+from tests.harness import GENERATED_PASSWORD, SECRET_SIG, TEST_SSH_KEY, Run, leaves, load_stack_config, run_program
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
@@ -56,16 +56,7 @@ COMMANDS = ("command:remote:Command", "command:local:Command")
 
 def plain_leaves(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
     """(path, text) of every string outside the secret wrappers of a wire-form value."""
-    if isinstance(value, dict):
-        if SECRET_SIG in value:
-            return
-        for key, item in value.items():
-            yield from plain_leaves(item, f"{path}.{key}" if path else key)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from plain_leaves(item, f"{path}[{i}]")
-    elif isinstance(value, str):
-        yield path, value
+    return ((p, v) for p, v, secret in leaves(value, path) if not secret and isinstance(v, str))
 
 
 def run_with_secrets(config: dict[str, Any], stack: str, secrets: dict[str, str]) -> Run:
