@@ -9,13 +9,19 @@
 #   K3SR_CACHE            cache dir (default: $HOME/.cache/k3s-rancher); holds the rootfs tarball
 #   K3SR_DOCKERD_LOG      dockerd log file (default: /tmp/k3s-rancher-dockerd.log)
 #   K3SR_DOCKER_TIMEOUT   seconds to wait for the daemon to answer (default: 60)
-#   K3SR_DEBIAN_MIRROR    debootstrap mirror (default: http://deb.debian.org/debian)
+#   K3SR_DEBIAN_MIRROR    debootstrap mirror (default: the Debian mirror this machine's apt uses)
 set -euo pipefail
 
 CACHE=${K3SR_CACHE:-$HOME/.cache/k3s-rancher}
 DOCKERD_LOG=${K3SR_DOCKERD_LOG:-/tmp/k3s-rancher-dockerd.log}
 DOCKER_TIMEOUT=${K3SR_DOCKER_TIMEOUT:-60}
-MIRROR=${K3SR_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The mirror this machine's own apt sources name for Debian (deb822 or one-line format).
+apt_mirror() {
+  { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
+    grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}'; } | grep -v -- '-security' | grep '/debian/*$' | head -n 1
+}
+MIRROR=${K3SR_DEBIAN_MIRROR:-$(apt_mirror || true)}
+[ -n "$MIRROR" ] || { echo "setup_docker: no Debian mirror in /etc/apt sources; set K3SR_DEBIAN_MIRROR" >&2; exit 1; }
 SUITE=bookworm
 IMAGE_REPO=k3s-rancher-testhost
 
