@@ -33,8 +33,6 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_command.local as local
 import pulumi_docker as docker
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import settings as pulumi_settings
 
 from components import scripts
 from components.config import (
@@ -240,16 +238,9 @@ def engine_problem(host: str, timeout: float = ENGINE_CHECK_TIMEOUT) -> str | No
     return None
 
 
-def _mocked() -> bool:
-    return isinstance(pulumi_settings.get_monitor(), pulumi_mocks.MockMonitor)
-
-
 def check_engine(settings: Settings) -> None:
     """Stop before anything is created when `pulumi up` could not reach the engine. In preview
-    (which creates nothing, and CI may run without Docker) it is a warning; under test mocks
-    no engine is asked at all."""
-    if _mocked():
-        return
+    (which creates nothing, and CI may run without Docker) it is a warning."""
     problem = engine_problem(settings.docker.host)
     if problem is None:
         return

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pulumi
 import yaml
@@ -239,9 +240,13 @@ def run_program(
     stack: str = "dev",
     preview: bool = False,
     stdout_for: Callable[[pulumi.runtime.MockResourceArgs], str | None] = default_stdout,
+    docker_engine_problem: str | None = None,
 ) -> Run:
-    """Register the whole program for `config` (keys without the namespace) under mocks."""
-    from components import program
+    """Register the whole program for `config` (keys without the namespace) under mocks.
+
+    The docker topology asks the Docker engine whether it answers before anything is
+    created; here that edge is faked: it answers, or `docker_engine_problem` is its problem."""
+    from components import docker_nodes, program
 
     run = Run()
     root = pulumi.runtime.get_root_resource()
@@ -258,7 +263,8 @@ def run_program(
     secret_values = dict(secrets or {})
     all_config.update({f"k3s-rancher:{k}": v for k, v in secret_values.items()})
     pulumi.runtime.set_all_config(all_config, [f"k3s-rancher:{k}" for k in secret_values])
-    with warnings.catch_warnings(record=True) as caught:
+    engine = mock.patch.object(docker_nodes, "engine_problem", lambda host, **_: docker_engine_problem)
+    with warnings.catch_warnings(record=True) as caught, engine:
         warnings.simplefilter("always")
         _sync_await(run_pulumi_func(lambda: _run_and_finish(program.run)))
     run.warnings = [str(w.message) for w in caught if "is deprecated" not in str(w.message)]

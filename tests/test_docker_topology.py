@@ -510,14 +510,14 @@ def test_engine_check_over_tcp_and_unchecked_schemes() -> None:
     assert docker_nodes.engine_problem("ssh://me@build-host") is None
 
 
-def test_an_unreachable_engine_stops_up_before_anything_is_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(docker_nodes, "_mocked", lambda: False)
-    monkeypatch.setattr(docker_nodes, "engine_problem", lambda host: f"no Docker engine at {host}")
+def test_an_unreachable_engine_stops_up_before_anything_is_registered() -> None:
+    problem = "no Docker engine at unix:///var/run/docker.sock"
     with pytest.raises(ConfigError) as caught:
-        local_run()
+        run_program(local_config(), {}, stack=STACK, docker_engine_problem=problem)
     assert caught.value.keys == ["k3s-rancher:docker.host"]
+    assert problem in str(caught.value)
     # A preview only warns: it creates nothing, and CI may preview without Docker.
-    run = run_program(local_config(), {}, stack=STACK, preview=True)
+    run = run_program(local_config(), {}, stack=STACK, preview=True, docker_engine_problem=problem)
     assert run.by_name(f"{STACK}-server-0-container")
 
 
