@@ -97,6 +97,7 @@ class K3sNode(pulumi.ComponentResource):
         first_server: bool,
         stdin: pulumi.Input[str],
         after: Sequence[pulumi.Resource],
+        forget_from: tuple[remote.ConnectionArgs, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(type_, node.name, None, opts)
@@ -104,11 +105,26 @@ class K3sNode(pulumi.ComponentResource):
         k3s = settings.k3s
         self.install_script = scripts.install_script(node, k3s, first_server=first_server)
         staged = self._stage_airgap(conn, settings) if k3s.airgap else []
+        # The install depends on `forget`, so a removal runs: drain (membership), uninstall
+        # (install), then delete the Node object (forget) once nothing can register it again.
+        self.forget: list[pulumi.Resource] = []
+        if forget_from is not None:
+            first_conn, first_user = forget_from
+            self.forget = [
+                remote.Command(
+                    f"{node.name}-forget",
+                    connection=first_conn,
+                    delete=scripts.forget_script(node.name, first_user).command,
+                    triggers=identity(node),
+                    add_previous_output_in_env=False,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(after), delete_before_replace=True),
+                )
+            ]
         self.install = _command(
             f"{node.name}-install",
             conn,
             self.install_script,
-            pulumi.ResourceOptions(parent=self, depends_on=[*after, *staged], delete_before_replace=True),
+            pulumi.ResourceOptions(parent=self, depends_on=[*after, *staged, *self.forget], delete_before_replace=True),
             delete=scripts.uninstall_script(node, k3s).command,
             stdin=stdin,
             triggers=identity(node),
@@ -172,10 +188,19 @@ class K3sServer(K3sNode):
         first_server: bool,
         stdin: pulumi.Input[str],
         after: Sequence[pulumi.Resource],
+        forget_from: tuple[remote.ConnectionArgs, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
-            SERVER_TYPE, node, settings, conn=conn, first_server=first_server, stdin=stdin, after=after, opts=opts
+            SERVER_TYPE,
+            node,
+            settings,
+            conn=conn,
+            first_server=first_server,
+            stdin=stdin,
+            after=after,
+            forget_from=forget_from,
+            opts=opts,
         )
         wait = scripts.wait_script(
             [node.name],
@@ -201,9 +226,20 @@ class K3sAgent(K3sNode):
         conn: remote.ConnectionArgs,
         stdin: pulumi.Input[str],
         after: Sequence[pulumi.Resource],
+        forget_from: tuple[remote.ConnectionArgs, str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__(AGENT_TYPE, node, settings, conn=conn, first_server=False, stdin=stdin, after=after, opts=opts)
+        super().__init__(
+            AGENT_TYPE,
+            node,
+            settings,
+            conn=conn,
+            first_server=False,
+            stdin=stdin,
+            after=after,
+            forget_from=forget_from,
+            opts=opts,
+        )
         self.register_outputs({"installed": self.install.stdout})
 
 
@@ -281,12 +317,21 @@ class K3sCluster(pulumi.ComponentResource):
                 first_server=index == 0,
                 stdin=stdin,
                 after=previous,
+                forget_from=None if index == 0 else (first_conn, first.ssh.user),
                 opts=child,
             )
             self.servers.append(server)
             previous = [server.ready]
         self.agents = [
-            K3sAgent(node, settings, conn=connection(node, settings.ssh, auth), stdin=stdin, after=previous, opts=child)
+            K3sAgent(
+                node,
+                settings,
+                conn=connection(node, settings.ssh, auth),
+                stdin=stdin,
+                after=previous,
+                forget_from=(first_conn, first.ssh.user),
+                opts=child,
+            )
             for node in settings.agents
         ]
         nodes: list[K3sNode] = [*self.servers, *self.agents]

@@ -223,6 +223,12 @@ def drain_script(node_name: str, drain_timeout: int, user: str) -> Script:
     return render("drain_delete", {"NODE_NAME": node_name, "DRAIN_TIMEOUT": str(drain_timeout)}, sudo=needs_sudo(user))
 
 
+def forget_script(node_name: str, user: str) -> Script:
+    """Delete the Node object once its host is uninstalled: a still-running agent would
+    register the node again after the drain's delete, leaving a NotReady Node behind."""
+    return drain_script(node_name, 0, user)
+
+
 def uninstall_script(node: Node, k3s: K3sSettings) -> Script:
     airgap_dir = f"{AIRGAP_STAGING}-{node.name}" if k3s.airgap else ""
     return render("uninstall_node", {"ROLE": node.role, "AIRGAP_DIR": airgap_dir}, sudo=needs_sudo(node.ssh.user))

@@ -112,6 +112,14 @@ def test_a_host_change_replaces_the_node_delete_first(stack: tuple[str, Run]) ->
     assert membership.options["deleteBeforeReplace"] is True
     assert "drain" in membership.plain()["delete"] and "delete node" in membership.plain()["delete"]
     assert run.depends_on(f"{agents[0]}-membership", f"{agents[0]}-install")  # drained before uninstall
+    # ... and its Node object deleted only after the uninstall (else the running agent
+    # registers it again): Pulumi deletes the install before what the install depends on.
+    forget = run.by_name(f"{agents[0]}-forget")
+    assert run.depends_on(f"{agents[0]}-install", f"{agents[0]}-forget")
+    assert forget.options["deleteBeforeReplace"] is True
+    assert f"{node_names(name)[0][0]}-forget" not in run.names()  # the first server is never forgotten
+    assert "delete node" in forget.plain()["delete"]
+    assert forget.plain()["connection"]["host"] == run.by_name(f"{name}-cluster-ready").plain()["connection"]["host"]
     assert "k3s-agent-uninstall.sh" in install.plain()["delete"]
 
 

@@ -60,7 +60,7 @@ def test_changing_one_agents_settings_touches_only_that_agent_and_the_cluster_ch
     config["agents"][0]["ssh"] = {"port": 2222}
     after = commands(run(config))
     changed = {name for name in before if before[name] != after.get(name)}
-    assert changed == {"prod-w1-install", "prod-w1-membership"}
+    assert changed == {"prod-w1-forget", "prod-w1-install", "prod-w1-membership"}
     assert before["prod-w1-install"]["triggers"] != after["prod-w1-install"]["triggers"]  # new endpoint: replace
 
 
@@ -83,10 +83,12 @@ def test_removing_an_agent_removes_only_that_agent() -> None:
     before = commands(run(config))
     config["agents"] = [a for a in config["agents"] if a["name"] != "prod-w3"]
     after = commands(run(config))
-    assert set(before) - set(after) == {"prod-w3-install", "prod-w3-membership"}
-    # The removed agent's saved delete steps drain it, delete its Node and uninstall K3s.
+    assert set(before) - set(after) == {"prod-w3-forget", "prod-w3-install", "prod-w3-membership"}
+    # The removed agent's saved delete steps drain it, uninstall K3s, then delete its Node.
     assert "drain" in before["prod-w3-membership"]["delete"]
     assert "k3s-agent-uninstall.sh" in before["prod-w3-install"]["delete"]
+    assert "delete node" in before["prod-w3-forget"]["delete"]
+    assert not before["prod-w3-forget"].get("create")
     unchanged = set(after) - {"prod-cluster-ready"}
     assert all(before[name] == after[name] for name in unchanged)
 

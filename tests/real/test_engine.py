@@ -88,7 +88,7 @@ def test_removing_an_agent_drains_and_uninstalls_it(engine: tuple[EngineProject,
     project, hosts, tmp = engine
     project.configure(hosts[:2], 1, V2, standin_binary(tmp, V2))
     planned = ops(project.preview_steps())
-    assert planned.get("agt-2-install") == "delete" and planned.get("agt-2-membership") == "delete"
+    assert {planned.get(f"agt-2-{step}") for step in ("install", "membership", "forget")} == {"delete"}
     project.pulumi("up", "--yes", "--skip-preview")
     assert "agt-2" not in hosts[0].exec("k3s kubectl get nodes")
     assert hosts[2].exec(CLEAN).strip() == ""

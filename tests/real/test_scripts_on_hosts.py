@@ -220,13 +220,16 @@ def test_removing_an_agent_drains_deletes_and_leaves_the_host_clean(cluster: tup
     hosts, tmp = cluster
     settings = settings_for(hosts, tmp, V2)
     agent, host = settings.agents[0], hosts[2]
+    # The order Pulumi deletes in: membership (drain), install (uninstall), forget.
     rc, _, err = ssh(hosts[0], scripts.drain_script(agent.name, 10, "ubuntu"))
     assert rc == 0, err
     assert f"node {agent.name} removed" in err
-    assert agent.name not in hosts[0].exec("k3s kubectl get nodes")
     for _ in range(2):  # twice is safe
         rc, _, err = ssh(host, scripts.uninstall_script(agent, settings.k3s))
         assert rc == 0, err
+    rc, _, err = ssh(hosts[0], scripts.forget_script(agent.name, "ubuntu"))
+    assert rc == 0, err
+    assert agent.name not in hosts[0].exec("k3s kubectl get nodes")  # and stays gone: nothing runs there
     leftovers = host.exec(
         "ls -d /etc/rancher /var/lib/rancher /usr/local/bin/k3s* /usr/local/bin/kubectl "
         f"{shlex.quote(scripts.AIRGAP_STAGING)}-{agent.name} 2>/dev/null || true"
