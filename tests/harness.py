@@ -213,6 +213,16 @@ def load_stack_config(stack: str) -> tuple[dict[str, Any], dict[str, str]]:
     return config, secrets
 
 
+def minimal_ssh_config() -> dict[str, Any]:
+    """A valid ssh-topology config: one server, one agent, Rancher on (the schema's default)."""
+    return {
+        "topology": "ssh",
+        "k3s": {"version": "v1.33.5+k3s1"},
+        "servers": [{"name": "cp1", "address": "10.0.0.11"}],
+        "agents": [{"name": "w1", "address": "10.0.0.21"}],
+    }
+
+
 def project_config() -> dict[str, Any]:
     """The `config:` declarations of Pulumi.yaml."""
     declared: dict[str, Any] = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"]

@@ -17,7 +17,7 @@ import pytest
 
 from components import checks
 from components.config import NAMESPACE, ConfigError, Settings, load_schema, parse_settings
-from tests.harness import load_stack_config
+from tests.harness import load_stack_config, minimal_ssh_config
 
 NS = f"{NAMESPACE}:"
 SSH_SECRETS = frozenset({"sshPrivateKey"})
@@ -32,12 +32,7 @@ def host_key(kind: str = "ssh-ed25519", body: bytes = b"k" * 32) -> str:
 
 def base() -> dict[str, Any]:
     """A valid ssh-topology config: one server, one agent, Rancher on."""
-    return {
-        "topology": "ssh",
-        "k3s": {"version": "v1.33.5+k3s1"},
-        "servers": [{"name": "cp1", "address": "10.0.0.11"}],
-        "agents": [{"name": "w1", "address": "10.0.0.21"}],
-    }
+    return minimal_ssh_config()
 
 
 def parse(config: dict[str, Any], secrets: frozenset[str] = SSH_SECRETS) -> Settings:

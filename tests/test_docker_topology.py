@@ -16,7 +16,7 @@ import yaml
 
 from components import docker_nodes
 from components.config import ConfigError, parse_settings
-from tests.harness import GENERATED_PASSWORD, TEST_TOKEN, Run, load_stack_config, run_program
+from tests.harness import GENERATED_PASSWORD, TEST_TOKEN, Run, leaves, load_stack_config, run_program
 
 STACK = "local"
 CONTAINER = "docker:index/container:Container"
@@ -159,16 +159,7 @@ def test_exports_name_the_docker_nodes(local: Run) -> None:
 
 
 def _strings_outside_secrets(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        if "4dabf18193072939515e22adb298388d" in value:
-            return
-        for item in value.values():
-            yield from _strings_outside_secrets(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings_outside_secrets(item)
-    elif isinstance(value, str):
-        yield value
+    return (text for _, text, secret in leaves(value) if not secret and isinstance(text, str))
 
 
 @pytest.mark.parametrize("fixture", ["local", "ha"])

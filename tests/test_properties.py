@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from components import checks, scripts
 from components.config import NAMESPACE, ConfigError, Settings, parse_settings
 from policy.shell_inputs import parse as parse_inputs
+from tests.harness import minimal_ssh_config
 
 CHEAP = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 SHELLCHECK_CASES = settings(
@@ -115,13 +116,7 @@ config_values = st.one_of(awkward, st.lists(awkward, max_size=3), st.integers(),
 
 
 def base() -> dict[str, Any]:
-    return {
-        "topology": "ssh",
-        "k3s": {"version": "v1.33.5+k3s1"},
-        "servers": [{"name": "cp1", "address": "10.0.0.11"}],
-        "agents": [{"name": "w1", "address": "10.0.0.21"}],
-        "rancher": {"enabled": False},
-    }
+    return {**minimal_ssh_config(), "rancher": {"enabled": False}}
 
 
 def accepted(config: dict[str, Any], varied: Iterable[str]) -> Settings | None:

@@ -159,15 +159,7 @@ def test_the_secrets_were_really_used(stack_run: tuple[str, Run]) -> None:
 
 
 def _secret_values(value: Any) -> Iterator[Any]:
-    if isinstance(value, dict):
-        if SECRET_SIG in value:
-            yield value.get("value")
-            return
-        for item in value.values():
-            yield from _secret_values(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _secret_values(item)
+    return (held for _, held, secret in leaves(value) if secret)
 
 
 def test_command_text_is_never_secret_and_stdin_always_is(stack_run: tuple[str, Run]) -> None:
