@@ -101,6 +101,9 @@ class K3sSettings:
     install_script_url: str
     airgap: Airgap | None
     timeouts: Timeouts
+    # Name of the initialising server (cluster-init, default API address); "" without servers.
+    init_server: str = ""
+    install_script_sha256: str | None = None
 
     @property
     def minor(self) -> int:
@@ -195,6 +198,11 @@ class Settings:
     @property
     def nodes(self) -> tuple[Node, ...]:
         return self.servers + self.agents
+
+    @property
+    def init_node(self) -> Node:
+        """The server that initialised the cluster: named by k3s.initServer, never by position."""
+        return next(n for n in self.servers if n.name == self.k3s.init_server)
 
 
 def _bracket(host: str) -> str:
@@ -331,6 +339,25 @@ def _node_problems(settings_nodes: list[tuple[str, Node]], topology: str) -> lis
     return problems
 
 
+def _init_server(k3s_raw: Mapping[str, Any], servers: list[Node]) -> tuple[str, str | None]:
+    """The initialising server's name and the problem with k3s.initServer, if any. With one
+    server it is that server; with more it must be named, because a default taken from the
+    list's order would move (a second cluster-init, a new API address) when the list is
+    reordered."""
+    names = [n.name for n in servers]
+    if "initServer" in k3s_raw:
+        name = k3s_raw["initServer"]
+        if servers and name not in names:
+            return "", f"{name!r} is not one of the servers ({', '.join(names)}); it names the server that initialised the cluster"
+        return name, None
+    if len(servers) > 1:
+        return "", (
+            f"required with {len(servers)} servers: name the server that initialised (or will initialise) the "
+            f"cluster, e.g. initServer: {names[0]} (the first in the list); then reordering servers changes nothing"
+        )
+    return (names[0] if names else ""), None
+
+
 def _rancher_hostname(raw: Mapping[str, Any], api_address: str) -> tuple[str, str | None]:
     if "hostname" in raw:
         return raw["hostname"], checks.dns_name_error(raw["hostname"])
@@ -395,7 +422,11 @@ def _parse_valid(raw_in: Mapping[str, Any], secrets: frozenset[str], stack: str)
     version = checks.parse_k3s_version(k3s_raw["version"])
     minor = version[1] if version else 0
     datastore = k3s_raw["datastore"]
-    api_address = k3s_raw.get("apiAddress") or (servers[0].address if servers else "127.0.0.1")
+    init_server, init_error = _init_server(k3s_raw, servers)
+    if init_error:
+        problems.append((f"{NAMESPACE}:k3s.initServer", init_error))
+    init_node = next((n for n in servers if n.name == init_server), None)
+    api_address = k3s_raw.get("apiAddress") or (init_node.address if init_node else "127.0.0.1")
     if "apiAddress" in k3s_raw and (error := checks.host_error(k3s_raw["apiAddress"])):
         problems.append((f"{NAMESPACE}:k3s.apiAddress", error))
     for i, san in enumerate(k3s_raw["tlsSans"]):
@@ -439,6 +470,10 @@ def _parse_valid(raw_in: Mapping[str, Any], secrets: frozenset[str], stack: str)
         if "airgap" in k3s_raw:
             problems.append(
                 (f"{NAMESPACE}:k3s.airgap", "airgap files are for SSH hosts; the docker topology uses the node image")
+            )
+        if "initServer" in k3s_raw:
+            problems.append(
+                (f"{NAMESPACE}:k3s.initServer", "for SSH servers; the docker topology's first container initialises")
             )
         if datastore == "sqlite" and docker_raw["servers"] > 1:
             problems.append(
@@ -505,6 +540,8 @@ def _parse_valid(raw_in: Mapping[str, Any], secrets: frozenset[str], stack: str)
             agent_config=k3s_raw["agentConfig"],
             registries=k3s_raw.get("registries"),
             install_script_url=k3s_raw["installScriptUrl"],
+            install_script_sha256=k3s_raw.get("installScriptSha256"),
+            init_server=init_server,
             airgap=airgap,
             timeouts=Timeouts(
                 node_ready=k3s_raw["timeouts"]["nodeReady"],

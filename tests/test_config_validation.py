@@ -95,6 +95,9 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str, frozenset[str]]] = [
     ("version-no-build", setting("k3s.version", "v1.33.5"), "k3s.version", SSH_SECRETS),
     ("datastore-unknown", setting("k3s.datastore", "mysql"), "k3s.datastore", SSH_SECRETS),
     ("sqlite-two-servers", both(TWO_SERVERS, setting("k3s.datastore", "sqlite")), "k3s.datastore", SSH_SECRETS),
+    ("init-server-missing-with-two-servers", TWO_SERVERS, "k3s.initServer", SSH_SECRETS),
+    ("init-server-not-a-server", both(TWO_SERVERS, setting("k3s.initServer", "cp9")), "k3s.initServer", SSH_SECRETS),
+    ("install-script-sha256-not-hex", setting("k3s.installScriptSha256", "abc"), "k3s.installScriptSha256", SSH_SECRETS),
     ("external-no-endpoint", setting("k3s.datastore", "external"), "datastoreEndpoint", SSH_SECRETS),
     ("api-address-bad", setting("k3s.apiAddress", "api server"), "k3s.apiAddress", SSH_SECRETS),
     ("api-address-bad-ip", setting("k3s.apiAddress", "10.0.0.300"), "k3s.apiAddress", SSH_SECRETS),
@@ -341,6 +344,7 @@ def test_unknown_keys_suggest_the_known_one() -> None:
 def test_an_even_number_of_etcd_servers_is_allowed_with_a_warning() -> None:
     config = base()
     TWO_SERVERS(config)
+    config["k3s"]["initServer"] = "cp1"
     with pytest.warns(UserWarning, match=r"k3s-rancher:servers: 2 etcd servers"):
         settings = parse_settings(config, SSH_SECRETS)
     assert len(settings.servers) == 2
@@ -392,6 +396,7 @@ def test_three_servers_default_to_three_rancher_replicas_and_an_ipv6_api_gets_a_
     config = base()
     config["servers"] = [{"name": f"cp{i}", "address": f"fd00::1{i}"} for i in range(1, 4)]
     config["agents"] = []
+    config["k3s"]["initServer"] = "cp1"
     settings = parse(config)
     assert settings.rancher.replicas == 3
     assert settings.k3s.server_url == "https://[fd00::11]:6443"
@@ -486,3 +491,16 @@ def test_the_config_is_never_changed_by_validation() -> None:
     before = copy.deepcopy(config)
     parse(config)
     assert config == before
+
+
+def test_the_init_server_is_named_not_positional() -> None:
+    config = base()
+    config["servers"] = [{"name": f"cp{i}", "address": f"10.0.0.1{i}"} for i in (1, 2, 3)]
+    config["k3s"]["initServer"] = "cp2"
+    forward = parse(config)
+    config["servers"].reverse()
+    backward = parse(config)
+    for settings in (forward, backward):
+        assert settings.init_node.name == "cp2"
+        assert settings.k3s.api_address == "10.0.0.12"
+    assert parse(base()).k3s.init_server == base()["servers"][0]["name"]  # one server: that one

@@ -283,6 +283,7 @@ def test_replicas_default_follows_server_count() -> None:
     assert values(custom_run())["replicas"] == 1
     three = one_server(
         servers=[{"name": f"cp{i}", "address": f"10.0.0.1{i}"} for i in range(3)],
+        k3s={"initServer": "cp0"},
         rancher={},
     )
     run = run_program(three, {"sshPrivateKey": TEST_SSH_KEY})

@@ -88,6 +88,7 @@ def awkward_config(datastore: str = "etcd", **k3s_extra: Any) -> dict[str, Any]:
                 },
             },
             "installScriptUrl": "https://get.k3s.io/?v=$(id)&w=`id`;x",
+            **({} if datastore == "sqlite" else {"initServer": "cp1"}),
             **k3s_extra,
         },
         "servers": servers[:1] if datastore == "sqlite" else servers,
