@@ -348,7 +348,8 @@ def _init_server(k3s_raw: Mapping[str, Any], servers: list[Node]) -> tuple[str, 
     if "initServer" in k3s_raw:
         name = k3s_raw["initServer"]
         if servers and name not in names:
-            return "", f"{name!r} is not one of the servers ({', '.join(names)}); it names the server that initialised the cluster"
+            listed = ", ".join(names)
+            return "", f"{name!r} is not one of the servers ({listed}); it names the initialising server"
         return name, None
     if len(servers) > 1:
         return "", (

@@ -97,7 +97,7 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str, frozenset[str]]] = [
     ("sqlite-two-servers", both(TWO_SERVERS, setting("k3s.datastore", "sqlite")), "k3s.datastore", SSH_SECRETS),
     ("init-server-missing-with-two-servers", TWO_SERVERS, "k3s.initServer", SSH_SECRETS),
     ("init-server-not-a-server", both(TWO_SERVERS, setting("k3s.initServer", "cp9")), "k3s.initServer", SSH_SECRETS),
-    ("install-script-sha256-not-hex", setting("k3s.installScriptSha256", "abc"), "k3s.installScriptSha256", SSH_SECRETS),
+    ("installer-sha256-not-hex", setting("k3s.installScriptSha256", "x"), "k3s.installScriptSha256", SSH_SECRETS),
     ("external-no-endpoint", setting("k3s.datastore", "external"), "datastoreEndpoint", SSH_SECRETS),
     ("api-address-bad", setting("k3s.apiAddress", "api server"), "k3s.apiAddress", SSH_SECRETS),
     ("api-address-bad-ip", setting("k3s.apiAddress", "10.0.0.300"), "k3s.apiAddress", SSH_SECRETS),
