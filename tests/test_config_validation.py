@@ -397,6 +397,7 @@ def test_three_servers_default_to_three_rancher_replicas_and_an_ipv6_api_gets_a_
     config["servers"] = [{"name": f"cp{i}", "address": f"fd00::1{i}"} for i in range(1, 4)]
     config["agents"] = []
     config["k3s"]["initServer"] = "cp1"
+    config["k3s"]["serverConfig"] = {"cluster-cidr": "fd42::/56", "service-cidr": "fd43::/112"}
     settings = parse(config)
     assert settings.rancher.replicas == 3
     assert settings.k3s.server_url == "https://[fd00::11]:6443"
@@ -459,6 +460,7 @@ def test_a_full_config_with_every_kind_of_setting_is_accepted(tmp_path: Path) ->
             "tls": "letsEncrypt",
             "letsEncryptEmail": "ops@example.com",
             "systemDefaultRegistry": "mirror.example.com:5000",
+            "ingressClassName": "nginx",  # serverArgs disable the bundled Traefik
         },
     }
     settings = parse(config)
