@@ -671,6 +671,8 @@ def test_real_flags_of_each_role_are_accepted_in_config_and_args() -> None:
 
 def test_flag_lists_cover_every_supported_minor_and_name_their_source() -> None:
     assert set(k3s_flags.known_minors()) == set(compat.K3S_MINORS)
+    described = load_schema()["properties"]["k3s"]["properties"]["version"]["description"]
+    assert f"1.{compat.K3S_MINORS[0]} to 1.{compat.K3S_MINORS[-1]}" in described  # the README says the same
     data = k3s_flags.load_data()
     assert set(data["minors"].values()) == set(data["sets"])  # no set without a minor
     for minor in compat.K3S_MINORS:
