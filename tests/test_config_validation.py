@@ -818,3 +818,14 @@ def test_rancher_enabled_reads_its_certificate_files(tmp_path: Path) -> None:
     settings = parse(config, SSH_SECRETS | {"rancherTlsKey"})
     assert settings.rancher.tls_cert == PEM
     assert settings.rancher.private_ca is not None and "MIIC" in settings.rancher.private_ca
+
+
+def test_flag_and_address_checks_still_run_when_the_structure_is_wrong_elsewhere() -> None:
+    config = base()
+    config["ssh"] = {"port": 0}  # structural
+    config["k3s"]["agentConfig"] = {"cluster-cidr": "10.42.0.0/16"}
+    config["k3s"]["serverArgs"] = ["--disable=traefik"]
+    config["agents"][0]["address"] = "fd00::21"
+    keys = problems_of(config).keys
+    for key in ("ssh.port", "k3s.agentConfig.cluster-cidr", "k3s.serverArgs[0]", "agents[0].address"):
+        assert NS + key in keys, keys
