@@ -661,8 +661,13 @@ def test_real_flags_of_each_role_are_accepted_in_config_and_args() -> None:
         "kubelet-arg+": ["max-pods=200"],  # an agent flag servers have too
         "disable": ["servicelb", "metrics-server"],
         "embedded-registry": True,
+        "secrets-encryption-provider": "secretbox",  # a newer release's flag
     }
-    config["k3s"]["agentConfig"] = {"protect-kernel-defaults": True, "node-external-ip": ["203.0.113.9"]}
+    config["k3s"]["agentConfig"] = {
+        "protect-kernel-defaults": True,
+        "node-external-ip": ["203.0.113.9"],
+        "nonroot-devices": True,
+    }
     config["k3s"]["serverArgs"] = ["--cluster-domain", "k8s.internal", "--debug", "-l", "/var/log/k3s.log"]
     config["k3s"]["agentArgs"] = ["--disable-apiserver-lb", "--kube-proxy-arg=metrics-bind-address=0.0.0.0"]
     settings = parse(config)
