@@ -71,6 +71,9 @@ def awkward_config(datastore: str = "etcd", **k3s_extra: Any) -> dict[str, Any]:
                 "disable": ["servicelb", AWKWARD],
                 "etcd-snapshot-schedule-cron": "0 */6 * * *",
                 "node-external-dns": MULTILINE,
+                # cp3's address is IPv6: K3s needs an IPv6 range in each (dual-stack here)
+                "cluster-cidr": ["10.42.0.0/16", "fd42::/56"],
+                "service-cidr": ["10.43.0.0/16", "fd43::/112"],
             },
             "agentConfig": {"kubelet-arg": [f"eviction-hard={AWKWARD}"]},
             "registries": {
