@@ -126,13 +126,15 @@ def test_every_docker_resource_uses_the_stacks_docker_provider(local: Run) -> No
 def test_local_commands_reach_the_configured_engine_and_run_as_root_without_sudo() -> None:
     run = local_run(docker={"host": "tcp://127.0.0.1:2375"}, rancher={"enabled": False})
     commands = run.of_type(LOCAL_COMMAND)
-    assert len(commands) == 1 + 1 + 3 + 1  # server ready, cluster ready, memberships, kubeconfig
+    # server ready, cluster ready, memberships, forgets (not the first server's), kubeconfig
+    assert len(commands) == 1 + 1 + 3 + 2 + 1
     for command in commands:
         plain = command.plain()
         assert plain["environment"] == {"DOCKER_HOST": "tcp://127.0.0.1:2375"}, command.name
         assert plain["addPreviousOutputInEnv"] is False
-        assert plain["create"].startswith("docker exec ")
-        assert "sudo" not in plain["create"].split("sh -c")[0]
+        text = plain.get("create") or plain["delete"]
+        assert text.startswith("docker exec ")
+        assert "sudo" not in text.split("sh -c")[0]
 
 
 def test_the_kubeconfig_is_read_secretly_and_points_at_the_published_port(local: Run) -> None:
@@ -284,16 +286,22 @@ def test_adding_an_agent_changes_nothing_about_the_others_and_removing_removes_t
     fewer = inputs(local_run({"token": TEST_TOKEN}, docker={"agents": 1}, rancher={"enabled": False}))
     added = set(more) - set(base)
     assert {n for n in added if n.startswith(f"{STACK}-agent-2")} == {
-        f"{STACK}-agent-2-{c}" for c in ("container", "data", "identity", "membership")
+        f"{STACK}-agent-2-{c}" for c in ("container", "data", "identity", "membership", "forget")
     }
     for name in base:
         if name.startswith(f"{STACK}-agent") or name.startswith(f"{STACK}-server"):
             assert more[name] == base[name], name
-    assert set(base) - set(fewer) == {f"{STACK}-agent-1-{c}" for c in ("container", "data", "identity", "membership")}
-    # A removed node leaves the cluster: its membership's delete drains and deletes the Node.
-    delete = base[f"{STACK}-agent-1-membership"]["delete"]
-    assert delete.startswith(f"docker exec {STACK}-server-0 ") and "delete node" in delete
+    assert set(base) - set(fewer) == {
+        f"{STACK}-agent-1-{c}" for c in ("container", "data", "identity", "membership", "forget")
+    }
+    # A removed node leaves the cluster: its membership's delete drains and deletes the Node,
+    # and its forget deletes the Node again once the container is gone (on the first server).
+    for step in ("membership", "forget"):
+        delete = base[f"{STACK}-agent-1-{step}"]["delete"]
+        assert delete.startswith(f"docker exec {STACK}-server-0 ") and "delete node" in delete
+    assert not base[f"{STACK}-agent-1-forget"].get("create")
     assert "delete" not in base[f"{STACK}-server-0-membership"]
+    assert f"{STACK}-server-0-forget" not in base
 
 
 def test_a_new_k3s_version_replaces_containers_keeps_volumes_and_reruns_every_wait() -> None:

@@ -60,8 +60,10 @@ def test_changing_one_agents_settings_touches_only_that_agent_and_the_cluster_ch
     config["agents"][0]["ssh"] = {"port": 2222}
     after = commands(run(config))
     changed = {name for name in before if before[name] != after.get(name)}
-    assert changed == {"prod-w1-forget", "prod-w1-install", "prod-w1-membership"}
-    assert before["prod-w1-install"]["triggers"] != after["prod-w1-install"]["triggers"]  # new endpoint: replace
+    assert changed == {"prod-w1-install"}
+    # A new SSH endpoint is not a new node: the install is updated in place (same triggers).
+    assert before["prod-w1-install"]["triggers"] == after["prod-w1-install"]["triggers"]
+    assert after["prod-w1-install"]["connection"]["port"] == 2222
 
 
 def test_a_changed_host_replaces_that_node_delete_first() -> None:
