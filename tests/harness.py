@@ -196,9 +196,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                         "deletedWith": request.deletedWith,
                     },
                     custom=request.custom,
-                    property_dependencies={
-                        key: list(deps.urns) for key, deps in request.propertyDependencies.items()
-                    },
+                    property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
                 )
             )
         return response

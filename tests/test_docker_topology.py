@@ -535,3 +535,40 @@ def test_the_critical_path_grows_with_servers_not_agents() -> None:
 
     assert chain(1, 1) == chain(1, 20)
     assert chain(3, 2) == chain(3, 20) == chain(1, 2) + 4  # each server adds its container and its wait
+
+
+# --- removal, readiness after a restart, the kubernetes provider (issue 12) -----------------
+
+
+def test_a_removed_node_is_forgotten_after_its_container_is_gone(ha: Run) -> None:
+    """As on SSH hosts: drain (membership delete) -> remove the container -> delete the Node
+    object (forget), so that the still-running node cannot register it again after the drain."""
+    first = f"{STACK}-server-0"
+    assert f"{first}-forget" not in ha.names()  # the first server goes last, with the cluster
+    for node in names("server", 3)[1:] + names("agent", 3):
+        forget = ha.by_name(f"{node}-forget").plain()
+        assert forget["delete"].startswith(f"docker exec {first} ") and "delete node" in forget["delete"]
+        assert not forget.get("create")
+        assert ha.depends_on(f"{node}-container", f"{node}-forget")  # deleted after the container
+        assert ha.depends_on(f"{node}-membership", f"{node}-container")  # drained before it
+        assert ha.depends_on(f"{node}-forget", f"{first}-ready")  # and before the first server
+        assert ha.by_name(f"{node}-forget").options["deleteBeforeReplace"] is True
+
+
+def test_a_token_change_replaces_the_containers_and_reruns_every_wait() -> None:
+    before = local_run({"token": TEST_TOKEN}, docker={"servers": 3}, rancher={"enabled": False})
+    after = local_run({"token": TEST_TOKEN + "-rotated"}, docker={"servers": 3}, rancher={"enabled": False})
+    nodes = names("server", 3) + names("agent", 2)
+    for node in nodes:
+        # The token file is an upload: a changed upload is a new container (the Docker provider
+        # replaces a container on any input change), which gets a new id ...
+        old, new = (run.by_name(f"{node}-container").plain()["uploads"] for run in (before, after))
+        assert old != new, node
+        # ... and every wait's command text is computed from the container ids, so it re-runs.
+        assert after.property_depends_on(f"{STACK}-cluster-ready", "create", f"{node}-container")
+    for server in names("server", 3):
+        assert after.property_depends_on(f"{server}-ready", "create", f"{server}-container")
+
+
+def test_the_kubernetes_provider_keeps_resources_of_an_unreachable_cluster(local: Run) -> None:
+    assert "deleteUnreachable" not in local.by_name(f"{STACK}-k8s").plain()
