@@ -303,7 +303,8 @@ class DockerNode(pulumi.ComponentResource):
         # the first server (`forget`, a delete-only command the container depends on, so it is
         # deleted after it); the still-running node would otherwise register it again after
         # the drain. The first server has none: it is removed last, with the cluster. It
-        # waits for the first server only (its create does nothing): off the critical path.
+        # waits only for the first server's container (it runs there; its create does
+        # nothing): off the critical path.
         self.forget: local.Command | None = None
         if forget is not None:
             forget_command, forget_after = forget
@@ -436,9 +437,7 @@ class DockerCluster(pulumi.ComponentResource):
         def node(spec: ContainerSpec, after: Sequence[pulumi.Resource]) -> DockerNode:
             forget = None
             if spec.node != first:
-                first_ready = self.servers[0].ready
-                assert first_ready is not None
-                forget = (on_first(scripts.forget_script(spec.name, EXEC_USER)), [first_ready])
+                forget = (on_first(scripts.forget_script(spec.name, EXEC_USER)), [self.servers[0].container])
             return DockerNode(
                 spec,
                 settings,

@@ -145,8 +145,9 @@ class K3sNode(pulumi.ComponentResource):
         # First in the node's chain (see the module docstring): its delete runs last. The init
         # server's has no delete (destroy uninstalls it last; nothing would be left to ask),
         # but exists all the same, so that moving k3s.initServer deletes no resource. It
-        # waits for the init server only (`forget_after`), where it runs: its create does
-        # nothing, and it stays off the critical path.
+        # waits only for the init server's install (`forget_after`; it runs there, so it must
+        # be deleted before that uninstall): its create does nothing and it stays off the
+        # critical path, beside the previous server's ready check.
         forget_delete = None if self.is_init else scripts.forget_script(node.name, cluster.user).command
         self.forget = remote.Command(
             f"{node.name}-forget",
@@ -362,7 +363,7 @@ class K3sCluster(pulumi.ComponentResource):
                 cluster=cluster,
                 stdin=stdin,
                 after=previous,
-                forget_after=[self.servers[0].ready] if self.servers else [],
+                forget_after=[self.servers[0].install] if self.servers else [],
                 opts=child,
             )
             self.servers.append(server)
@@ -375,7 +376,7 @@ class K3sCluster(pulumi.ComponentResource):
                 cluster=cluster,
                 stdin=stdin,
                 after=previous,
-                forget_after=[self.servers[0].ready],
+                forget_after=[self.servers[0].install],
                 opts=child,
             )
             for node in sorted(settings.agents, key=lambda n: n.name)

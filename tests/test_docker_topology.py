@@ -551,7 +551,7 @@ def test_a_removed_node_is_forgotten_after_its_container_is_gone(ha: Run) -> Non
         assert not forget.get("create")
         assert ha.depends_on(f"{node}-container", f"{node}-forget")  # deleted after the container
         assert ha.depends_on(f"{node}-membership", f"{node}-container")  # drained before it
-        assert ha.depends_on(f"{node}-forget", f"{first}-ready")  # and before the first server
+        assert ha.depends_on(f"{node}-forget", f"{first}-container")  # and before the first server
         assert ha.by_name(f"{node}-forget").options["deleteBeforeReplace"] is True
 
 
