@@ -85,11 +85,6 @@ def server_chain(settings: Settings) -> list[Node]:
     return [init, *sorted((n for n in settings.servers if n.name != init.name), key=lambda n: n.name)]
 
 
-def ordered_nodes(settings: Settings) -> list[Node]:
-    """Every node in graph order: the server chain, then the agents by name."""
-    return [*server_chain(settings), *sorted(settings.agents, key=lambda n: n.name)]
-
-
 def _command(
     name: str, conn: remote.ConnectionArgs, script: scripts.Script, opts: pulumi.ResourceOptions, **extra: Any
 ) -> remote.Command:
