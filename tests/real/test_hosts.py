@@ -53,6 +53,9 @@ def test_a_notify_unit_makes_systemctl_restart_wait_for_ready(pair: list[TestHos
     host.exec("systemctl restart testhost-notify.service", timeout=30)
     assert time.monotonic() - started >= 2
     assert host.exec("systemctl is-active testhost-notify.service").strip() == "active"
+    assert host.unit_starts("testhost-notify") == 1
+    host.exec("systemctl restart testhost-notify.service", timeout=30)
+    assert host.unit_starts("testhost-notify.service") == 2
     host.exec("systemctl stop testhost-notify.service")
 
 
