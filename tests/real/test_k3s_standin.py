@@ -470,7 +470,9 @@ def docker_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Any]
 def start_on(host: Any, role: str, config: str, log: str) -> None:
     """Run `k3s <role>` in the background with its own config file (two may share a host)."""
     host.exec(f"cat > /etc/rancher/k3s/{log}.yaml", stdin=config)
-    host.exec(f"nohup /usr/local/bin/k3s {role} --config /etc/rancher/k3s/{log}.yaml >> /var/log/{log}.log 2>&1 < /dev/null &")
+    host.exec(
+        f"nohup /usr/local/bin/k3s {role} --config /etc/rancher/k3s/{log}.yaml >> /var/log/{log}.log 2>&1 < /dev/null &"
+    )
 
 
 @pytest.mark.real
