@@ -494,3 +494,74 @@ def test_on_hosts_agents_join_over_the_network_and_duplicates_or_wrong_tokens_do
     until(lambda: "Node password rejected" in intruder.exec("cat /var/log/duplicate.log"), 20, "duplicate refused")
     assert state("agt-2") == 'Error from server (NotFound): nodes "agt-2" not found'
     assert intruder.exec("stat -c %a /etc/rancher/node/password").strip() == "600"
+
+
+# --- under systemd: a Type=notify unit as the K3s installer writes it -----------------------------
+
+UNIT = """[Unit]
+Description=Lightweight Kubernetes (STAND-IN unit, as install.sh writes it)
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=notify
+EnvironmentFile=-/etc/systemd/system/{service}.service.env
+KillMode=process
+Delegate=yes
+TimeoutStartSec=0
+Restart=always
+RestartSec=5s
+ExecStart=/usr/local/bin/k3s {role}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def install_unit(host: Any, role: str, env: str, config: str) -> str:
+    service = "k3s" if role == "server" else "k3s-agent"
+    host.exec(f"cat > /etc/systemd/system/{service}.service", stdin=UNIT.format(service=service, role=role))
+    host.exec(f"umask 077; cat > /etc/systemd/system/{service}.service.env", stdin=env)
+    host.exec("cat > /etc/rancher/k3s/config.yaml", stdin=config)
+    host.exec("systemctl daemon-reload")
+    return service
+
+
+def timed(host: Any, command: str) -> tuple[int, float]:
+    started = time.monotonic()
+    rc = host.exec_result(command, timeout=60)[0]
+    return rc, time.monotonic() - started
+
+
+@pytest.mark.real
+def test_under_systemd_restart_returns_only_when_k3s_is_ready(docker_hosts: list[Any]) -> None:
+    from tests.real.hosts import test_hosts
+
+    with test_hosts(2) as (srv, agt):
+        for host in (srv, agt):
+            host.exec("cat > /usr/local/bin/k3s && chmod 0755 /usr/local/bin/k3s && mkdir -p /etc/rancher/k3s",
+                      stdin=docker_hosts[0].exec("cat /usr/local/bin/k3s"))  # fmt: skip
+        install_unit(srv, "server", f"K3S_TOKEN={TOKEN}\n", "node-name: srv-1\ncluster-init: true\n")
+        rc, _ = timed(srv, "timeout 30 systemctl restart k3s")
+        assert rc == 0
+        assert srv.exec("k3s kubectl get --raw /readyz").strip() == "ok"  # ready when restart returned
+
+        join = f"K3S_URL=https://{srv.address}:6443\nK3S_TOKEN=not-the-token\n"
+        install_unit(agt, "agent", join, "node-name: agt-1\n")
+        rc, seconds = timed(agt, "timeout 12 systemctl restart k3s-agent")
+        assert rc == 124 and seconds >= 11  # blocked: TimeoutStartSec=0 and no READY
+        assert agt.exec_result("systemctl is-active k3s-agent")[1].strip() == "activating"
+        assert "401 Unauthorized" in agt.exec("journalctl -u k3s-agent --no-pager")
+
+        agt.exec(f"umask 077; printf 'K3S_URL=https://{srv.address}:6443\\nK3S_TOKEN={TOKEN}\\n' "
+                 "> /etc/systemd/system/k3s-agent.service.env")  # fmt: skip
+        rc, _ = timed(agt, "timeout 30 systemctl restart k3s-agent")
+        assert rc == 0
+        template = '{.status.conditions[?(@.type=="Ready")].status}'
+        assert srv.exec(f"k3s kubectl get node agt-1 -o 'jsonpath={template}'") == "True"
+
+        # A server with data and another token: the start fails at once, the journal says why.
+        srv.exec("sed -i 's/^K3S_TOKEN=.*/K3S_TOKEN=another-token/' /etc/systemd/system/k3s.service.env")
+        rc, seconds = timed(srv, "timeout 30 systemctl restart k3s")
+        assert rc == 1 and seconds < 25
+        assert REFUSED in srv.exec("journalctl -u k3s --no-pager")
