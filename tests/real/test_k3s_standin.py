@@ -215,6 +215,7 @@ def test_command_line_wins_over_the_file_and_the_file_over_k3s_environment(tmp_p
     assert options["node-label"] == ["a=file", "b=cli"]  # lists: file first, then the command line
     assert options["token"] == "env-token" and options["token-file"] == "/t"
     assert options["datastore-endpoint"] == "mysql://db"
+    assert k3s.parse_flags(["-t", "short", "-s", "https://a:6443"]) == {"token": "short", "server": "https://a:6443"}
 
 
 def test_token_file_replaces_token_and_full_tokens_count_by_their_password(tmp_path: Path) -> None:
@@ -434,6 +435,8 @@ def test_kubectl_answers_like_kubectl(hosts: Callable[[str], Host]) -> None:
         "node/srv-1 cordoned", "node/srv-1 drained",
     ]  # fmt: skip
     assert srv.kubectl("get", "nodes").stdout.split()[:5] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    nofile = srv.kubectl("--kubeconfig", str(srv.root / "missing.yaml"), "get", "nodes")
+    assert nofile.stderr.strip() == f"error: stat {srv.root}/missing.yaml: no such file or directory"
     srv.stop()
     down = srv.kubectl("get", "--raw", "/readyz")
     assert down.returncode == 1
