@@ -563,6 +563,17 @@ def test_under_systemd_restart_returns_only_when_k3s_is_ready(docker_hosts: list
         template = '{.status.conditions[?(@.type=="Ready")].status}'
         assert srv.exec(f"k3s kubectl get node agt-1 -o 'jsonpath={template}'") == "True"
 
+        # Enabled units come back after a reboot with their data: same cluster, same node password.
+        srv.exec("systemctl enable k3s")
+        agt.exec("systemctl enable k3s-agent")
+        password = agt.exec("cat /etc/rancher/node/password")
+        srv.reboot()
+        agt.reboot()
+        ready = f"k3s kubectl get node agt-1 -o 'jsonpath={template}' 2>/dev/null || true"
+        until(lambda: srv.exec(ready) == "True", 60, "agt-1 Ready after both hosts rebooted")
+        assert agt.exec("cat /etc/rancher/node/password") == password
+        assert "Node agt-1 was previously registered" in agt.exec("journalctl -b -u k3s-agent --no-pager")
+
         # A server with data and another token: the start fails at once, the journal says why.
         srv.exec("sed -i 's/^K3S_TOKEN=.*/K3S_TOKEN=another-token/' /etc/systemd/system/k3s.service.env")
         rc, seconds = timed(srv, "timeout 30 systemctl restart k3s")
