@@ -276,6 +276,18 @@ def test_agents_never_report_ready_with_a_wrong_token_or_an_unreachable_server(
     assert srv.kubectl("get", "node", "agt-wrong").returncode == 1
 
 
+def test_a_joining_server_with_no_first_server_never_reports_ready(
+    hosts: Callable[[str], Host], tmp_path: Path
+) -> None:
+    joiner = hosts("joiner")
+    joiner.config(f"node-name: srv-2\ntoken: {TOKEN}\nserver: https://127.0.0.1:{free_port()}\n")
+    notify = NotifySocket(str(tmp_path / "notify"))
+    proc = joiner.start("server", NOTIFY_SOCKET=notify.address)
+    assert notify.receive(6) is None
+    assert proc.poll() is None and "connect: connection refused" in joiner.log("server")
+    assert joiner.kubectl("get", "--raw", "/readyz").returncode == 1
+
+
 # --- tokens and data ----------------------------------------------------------------------------
 
 
