@@ -1,5 +1,5 @@
 """The STAND-IN k3s binary and install script (tests/real/standin/): not K3s, see there and
-tests/real/README.k3s-standin.md (what the k3s stand-in imitates, and what it does not)."""
+tests/real/README.md ("K3s stand-in") (what the k3s stand-in imitates, and what it does not)."""
 
 from __future__ import annotations
 

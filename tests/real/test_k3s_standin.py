@@ -2,7 +2,7 @@
 
 Most behaviours run the stand-in as local processes (K3S_STANDIN_ROOT gives each "host" its
 own /etc and /var, K3S_STANDIN_PORT its own API port); what needs two machines runs on
-Docker test hosts. tests/real/README.k3s-standin.md names the K3s source of each behaviour.
+Docker test hosts. tests/real/README.md ("K3s stand-in") names the K3s source of each behaviour.
 """
 
 from __future__ import annotations
