@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -570,7 +572,24 @@ class Sandbox:
             "HOME": str(self.root),
             "LANG": "C",
         }
-        return subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, timeout=timeout)
+        # Its own process group: on a timeout every process it started is killed (a stand-in
+        # that blocks would otherwise keep the pipes open).
+        with subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        ) as process:
+            try:
+                out, err = process.communicate(stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+                raise
+        return subprocess.CompletedProcess(argv, process.returncode, out, err)
 
     def records(self, kind: str) -> list[dict[str, Any]]:
         path = self.log / f"{kind}.jsonl"
@@ -653,12 +672,12 @@ def with_inputs(script: scripts.Script, **variables: str) -> scripts.Script:
 
 
 def install(
-    box: Sandbox, config: dict[str, Any], node: str = "cp1", **variables: str
+    box: Sandbox, config: dict[str, Any], node: str = "cp1", timeout: float = 120, **variables: str
 ) -> subprocess.CompletedProcess[str]:
     s = settings_for(config)
     target = next(n for n in s.nodes if n.name == node)
     script = scripts.install_script(target, s.k3s, first_server=target == s.nodes[0])
-    return box.run(with_inputs(script, **variables) if variables else script, stdin())
+    return box.run(with_inputs(script, **variables) if variables else script, stdin(), timeout=timeout)
 
 
 # --- behaviour: install ------------------------------------------------------------------------
@@ -770,7 +789,7 @@ def test_install_never_blocks_when_k3s_never_becomes_ready(box: Sandbox) -> None
         )
     )
     started = time.monotonic()
-    result = install(box, awkward_config(), node="w1", TIMEOUT="3")
+    result = install(box, awkward_config(), node="w1", timeout=60, TIMEOUT="3")
     assert time.monotonic() - started < 60
     assert result.returncode != 0
     assert "K3s (k3s-agent) on w1 did not become active within 3s (state: activating)" in result.stderr

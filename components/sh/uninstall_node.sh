@@ -5,11 +5,15 @@
 # Inputs: ROLE (server|agent); AIRGAP_GENERATION, AIRGAP_STAGE (relative to STAGE_USER's
 # home) and STAGE_USER: this node's airgap generation to remove, or empty.
 : "${ROLE:?}"
-if [ "$ROLE" = server ]; then SERVICE=k3s; else SERVICE=k3s-agent; fi
+if [ "$ROLE" = server ]; then
+  SERVICE=k3s SCRIPT=k3s-uninstall.sh
+else
+  SERVICE=k3s-agent SCRIPT=k3s-agent-uninstall.sh
+fi
 
 UNINSTALL="" FAILED=""
 for _dir in /usr/local/bin /opt/bin; do
-  [ -x "$_dir/$SERVICE-uninstall.sh" ] && UNINSTALL=$_dir/$SERVICE-uninstall.sh && break
+  [ -x "$_dir/$SCRIPT" ] && UNINSTALL=$_dir/$SCRIPT && break
 done
 stop_service() {
   if command -v systemctl >/dev/null 2>&1; then systemctl stop "$SERVICE" >&2 2>/dev/null || true; fi
@@ -22,7 +26,7 @@ if [ -n "$UNINSTALL" ]; then
   log "running $UNINSTALL"
   "$UNINSTALL" >&2 || FAILED="$UNINSTALL failed (output above)"
 else
-  log "no $SERVICE-uninstall.sh: K3s is not installed here, or only partly"
+  log "no $SCRIPT: K3s is not installed here, or only partly"
 fi
 
 # What the K3s uninstall script would have removed, for a host where it is gone or failed.
@@ -38,7 +42,7 @@ if [ -e "/etc/init.d/$SERVICE" ]; then
   rm -f "/etc/init.d/$SERVICE"
 fi
 for _unit in "/etc/systemd/system/$SERVICE.service" "/etc/init.d/$SERVICE"; do
-  [ ! -e "$_unit" ] || die "$_unit is still there after the uninstall; remove K3s by hand (k3s-killall.sh, then $SERVICE-uninstall.sh) and run pulumi destroy again"
+  [ ! -e "$_unit" ] || die "$_unit is still there after the uninstall; remove K3s by hand (k3s-killall.sh, then $SCRIPT) and run pulumi destroy again"
 done
 
 # Ours: config, token file, registration drop-in (all in /etc/rancher/k3s), node password.
