@@ -1341,3 +1341,39 @@ def test_uninstall_still_fails_on_errors_other_than_already_gone(box: Sandbox) -
     result = box.run(scripts.uninstall_script(s.servers[0], s.k3s))
     assert result.returncode != 0
     assert "daemon-reload failed" in result.stderr
+
+
+# --- wiring (mocks): the per-node commands these scripts run in --------------------------------
+
+
+def test_registration_and_airgap_staging_are_wired_before_the_install(tmp_path: Path) -> None:
+    """Item 7: a `<node>-registration` command (only for nodes with labels or taints) runs
+    before the install; item 3: the staging directory is made (as the SSH user) before the
+    copies, which land under the generation's relative path, before the install."""
+    from tests.harness import TEST_SSH_KEY, load_stack_config, run_program
+
+    config, secrets = load_stack_config("dev")
+    secrets.setdefault("sshPrivateKey", TEST_SSH_KEY)
+    config["agents"][1].pop("labels")  # dev-w2: no labels, no taints
+    for name in ("install.sh", "k3s"):
+        (tmp_path / name).write_text(f"stand-in {name}\n")
+    config["k3s"]["airgap"] = {"installScript": str(tmp_path / "install.sh"), "binary": str(tmp_path / "k3s")}
+    run = run_program({**config, "rancher": {"enabled": False}}, secrets, stack="dev")
+
+    registration = run.by_name("dev-w1-registration")
+    assert run.depends_on("dev-w1-install", "dev-w1-registration")
+    assert registration.parent == run.by_name("dev-w1").urn
+    assert registration.plain()["addPreviousOutputInEnv"] is False
+    assert "node.kubernetes.io/pool=general" in registration.plain()["create"]
+    assert registration.options["deleteBeforeReplace"] is True
+    assert "dev-w2-registration" not in run.names() and "dev-cp1-registration" not in run.names()
+    assert "node.kubernetes.io/pool" not in run.by_name("dev-w1-install").plain()["create"]
+
+    stage = run.by_name("dev-w1-airgap-stage")
+    assert not stage.plain()["create"].startswith("sudo")  # as the SSH user: SFTP writes there
+    for target in ("install-sh", "k3s"):
+        copy = run.by_name(f"dev-w1-airgap-{target}")
+        assert run.depends_on(copy.name, "dev-w1-airgap-stage")
+        assert run.depends_on("dev-w1-install", copy.name)
+        assert copy.plain()["remotePath"].startswith(f"{scripts.AIRGAP_STAGE_PARENT}/")
+        assert not copy.plain()["remotePath"].startswith("/")
