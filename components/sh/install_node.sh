@@ -20,7 +20,7 @@ CONF_DIR=/etc/rancher/k3s
 TOKEN_FILE=$CONF_DIR/cluster-token
 SERVER_TOKEN=/var/lib/rancher/k3s/server/token
 AIRGAP_ROOT=/var/lib/k3s-rancher/airgap
-README_TOKEN="README: 'Rotating the cluster token'"
+README_TOKEN="the README's lifecycle section says how"
 if [ "$ROLE" = server ]; then
   SERVICE=k3s OTHER_SERVICE=k3s-agent OTHER_ROLE=agent LIST=servers OTHER_LIST=agents
 else
