@@ -70,10 +70,40 @@ def _helpers_for(body: str, *, root: bool = True) -> str:
     return "\n\n".join(block for name, block in blocks if name is None or name in needed)
 
 
+# Words shlex.quote leaves bare that a shell (and shellcheck, for a reader) can take for a
+# keyword: harmless as data, but quoted all the same.
+_KEYWORDS = frozenset(
+    [
+        "case",
+        "do",
+        "done",
+        "elif",
+        "else",
+        "esac",
+        "fi",
+        "for",
+        "if",
+        "in",
+        "then",
+        "until",
+        "while",
+        "function",
+        "select",
+        "time",
+        "coproc",
+    ]
+)
+
+
+def _quote(value: str) -> str:
+    quoted = shlex.quote(value)
+    return f"'{value}'" if quoted in _KEYWORDS else quoted
+
+
 def quote_assignment(name: str, value: str) -> str:
     if not _VAR.match(name):
         raise ValueError(f"not a script variable name: {name!r}")
-    return f"{name}={shlex.quote(value)}"
+    return f"{name}={_quote(value)}"
 
 
 @dataclass(frozen=True)
@@ -100,7 +130,7 @@ def render(
     # data in single quotes, and `$(...)` or a backslash in data is not a mistake there.
     lines = ["set -eu", _strip_comments(_helpers_for(body, root=root)), f"# {name}: inputs", INPUTS_DIRECTIVE, "{"]
     lines += [quote_assignment(key, value) for key, value in variables.items()]
-    lines.append("set --" + "".join(" " + shlex.quote(a) for a in args))
+    lines.append("set --" + "".join(" " + _quote(a) for a in args))
     lines.append("}")
     script = "\n".join(lines) + "\n\n" + body
     command = ("sudo -n " if sudo else "") + "sh -c " + shlex.quote(script)

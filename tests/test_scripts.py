@@ -1377,3 +1377,14 @@ def test_registration_and_airgap_staging_are_wired_before_the_install(tmp_path: 
         assert run.depends_on("dev-w1-install", copy.name)
         assert copy.plain()["remotePath"].startswith(f"{scripts.AIRGAP_STAGE_PARENT}/")
         assert not copy.plain()["remotePath"].startswith("/")
+
+
+def test_values_that_look_like_shell_keywords_are_quoted(tmp_path: Path) -> None:
+    """shlex.quote leaves `then`, `fi`, ... bare: valid data, but shellcheck (and a reader)
+    takes them for keywords (found by the shellcheck property with a node named `then`)."""
+    script = scripts.render("drain_delete", {"NODE_NAME": "then", "DRAIN_TIMEOUT": "0"}, ["fi", "done"], sudo=False)
+    assert "NODE_NAME='then'" in script.body and "set -- 'fi' 'done'" in script.body
+    path = tmp_path / "keywords.sh"
+    path.write_text(script.body)
+    result = run_shellcheck([path])
+    assert result.returncode == 0, result.stdout

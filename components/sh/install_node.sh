@@ -249,14 +249,19 @@ $(service_log)"
 fi
 log "K3s $K3S_VERSION installed on $NODE_NAME ($SERVICE active)"
 
-# Older airgap generations of this node are no longer needed once this one runs.
+# Older airgap generations of this node are no longer needed once this one runs. Only
+# generation names (16 hex digits) are removed, and nothing behind a symlink.
+is_generation() {
+  case $1 in *[!0-9a-f]*) return 1 ;; esac
+  [ "${#1}" -eq 16 ] && [ "$1" != "$AIRGAP_GENERATION" ]
+}
 if [ -n "${AIRGAP_GENERATION:-}" ]; then
   for _old in "$AIRGAP_ROOT"/*; do
-    case ${_old##*/} in "$AIRGAP_GENERATION") ;; *) rm -rf "$_old" ;; esac
+    if is_generation "${_old##*/}"; then rm -rf "$_old"; fi
   done
-  if HOME_DIR=$(user_home "$STAGE_USER"); then
+  if HOME_DIR=$(user_home "$STAGE_USER") && [ ! -L "$HOME_DIR/${AIRGAP_STAGE%%/*}" ] && [ ! -L "$HOME_DIR/${AIRGAP_STAGE%/*}" ]; then
     for _old in "$HOME_DIR/${AIRGAP_STAGE%/*}"/*; do
-      case ${_old##*/} in "$AIRGAP_GENERATION") ;; *) [ ! -d "$_old" ] || rm -rf "$_old" ;; esac
+      if is_generation "${_old##*/}"; then rm -rf "$_old"; fi
     done
   fi
 fi
