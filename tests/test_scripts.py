@@ -2,16 +2,20 @@
 behaviour tests that run rendered commands for real in a throwaway sandbox.
 
 Static: components/sh/*.sh and every rendered script (install as first/joining server and
-agent, sqlite/etcd/external datastore, airgap, wait, kubeconfig, node_meta, drain,
-uninstall; root and non-root users) pass `shellcheck -s sh`, `bash -n` and `dash -n`, with
-awkward values (spaces, quotes, $(...), backticks, newlines, `;rm -rf /`) wherever
-validation lets them through; those values stay data.
+agent, sqlite/etcd/external datastore, airgap, airgap staging, registration, wait,
+kubeconfig, node_meta, drain, forget, uninstall; root and non-root users) pass
+`shellcheck -s sh`, `bash -n` and `dash -n`, with awkward values (spaces, quotes, $(...),
+backticks, newlines, `;rm -rf /`) wherever validation lets them through; those values stay
+data.
 
 Behaviour: the command text runs as sshd would run it (`sh -c COMMAND`, through a `sudo`
-stub that insists on -n) inside `unshare --mount --map-root-user`, with overlays on /etc and
-/usr/local and a scratch /var/lib, so the scripts write their real paths without touching
-this machine. Stub binaries (curl, the K3s installer, k3s/kubectl, systemctl) record what
-they are given. Skipped where user namespaces or overlayfs are not available.
+stand-in that insists on -n and resets PATH like RHEL's secure_path) inside
+`unshare --mount --map-root-user`, with overlays on /etc, /usr/local and /opt and a scratch
+/var/lib, so the scripts write their real paths without touching this machine. STAND-INs
+(curl, the K3s installer, the k3s binary with kubectl, systemctl, journalctl, getent,
+getenforce) record what they are given and imitate the real behaviour the scripts depend
+on; each notes the real source it imitates. Skipped where user namespaces or overlayfs are
+not available.
 """
 
 from __future__ import annotations
