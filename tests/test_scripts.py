@@ -427,9 +427,9 @@ if kind == "installer":
     sys.exit(0)
 
 if kind == "systemctl":
-    # systemd for a Type=notify unit: `restart` without --no-block returns once the service
-    # sent READY (never, for one that cannot start: TimeoutStartSec=0); is-active says
-    # activating until then.
+    # systemd for the installer's unit (install.sh create_systemd_service_file: Type=notify,
+    # TimeoutStartSec=0, Restart=always): `restart` without --no-block returns once the service
+    # sent READY (never, for one that cannot start); is-active says activating until then.
     args = [a for a in argv if not a.startswith("--")]
     verb, unit = (args + ["", ""])[:2]
     unit = unit.removesuffix(".service")
@@ -483,8 +483,11 @@ if kind == "getenforce":
 
 if kind != "k3s":
     sys.exit(0)
-# k3s: `--version`, and `kubectl --kubeconfig FILE ...` against a fake node list in state.json;
-# an API that does not answer fails the way kubectl does.
+# k3s: `--version` (first line "k3s version vX.Y.Z+k3sN (commit)", pkg/version), and
+# `kubectl --kubeconfig FILE ...` against a fake node list in state.json. kubectl's answers:
+# NotFound as "Error from server (NotFound): ..." exit 1; with --ignore-not-found nothing and
+# exit 0 (k8s.io/kubectl pkg/cmd/get/get.go); an API that does not answer: "The connection to
+# the server ... was refused" exit 1 (client-go).
 if argv[:1] == ["--version"]:
     print(f"k3s version {os.environ['K3SR_K3S_VERSION']} (0123abcd)\ngo version go1.24.6")
     sys.exit(0)
