@@ -229,17 +229,30 @@ service_log() {
   fi
 }
 
+# When the service last became active: a queued restart has happened once this changes (right
+# after `restart --no-block` the old process may still say "active").
+entered() {
+  if [ "$INIT" = systemd ]; then
+    systemctl show "$SERVICE" -p ActiveEnterTimestampMonotonic --value 2>/dev/null || echo 0
+  else
+    echo openrc
+  fi
+}
+
 POST_HASHES=$(installed_hashes)
 STATE=$(service_state)
 if [ "$CHANGED" = 1 ] || [ "$PRE_HASHES" != "$POST_HASHES" ] || [ "$STATE" != active ]; then
   log "starting $SERVICE on $NODE_NAME (was: ${STATE:-unknown})"
+  ENTERED=$(entered)
   if [ "$INIT" = systemd ]; then
     systemctl restart --no-block "$SERVICE" || die "systemctl could not queue a restart of $SERVICE on $NODE_NAME"
   else
-    rc-service "$SERVICE" restart >/dev/null 2>&1 < /dev/null &
+    rc-service "$SERVICE" stop >/dev/null 2>&1 || true
+    rc-service "$SERVICE" start >/dev/null 2>&1 < /dev/null &
+    ENTERED=stopped
   fi
   END=$(deadline "$TIMEOUT")
-  while STATE=$(service_state) && [ "$STATE" != active ]; do
+  while STATE=$(service_state) && { [ "$STATE" != active ] || [ "$(entered)" = "$ENTERED" ]; }; do
     if [ "$(date +%s)" -ge "$END" ]; then
       die "K3s ($SERVICE) on $NODE_NAME did not become active within ${TIMEOUT}s (state: ${STATE:-unknown}); raise k3s.timeouts.nodeReady if the host is slow. Last lines of its log (journalctl -u $SERVICE --no-pager):
 $(service_log)"
