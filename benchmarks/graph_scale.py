@@ -25,6 +25,7 @@ def make_config(servers: int, agents: int) -> dict[str, Any]:
         "servers": [{"name": f"cp{i}", "address": f"10.0.0.{10 + i}"} for i in range(servers)],
         "agents": [{"name": f"w{i}", "address": f"10.1.{i // 250}.{i % 250 + 1}"} for i in range(agents)],
         "rancher": {"enabled": False},
+        **({"k3s": {"initServer": "cp0"}} if servers > 1 else {}),
     }
 
 

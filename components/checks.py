@@ -201,6 +201,20 @@ OWNED_FLAGS = {
 }
 
 
+# Paths the scripts rely on: they write /etc/rancher/k3s/config.yaml (and registries.yaml) and
+# read the token, the admin kubeconfig and node state under /var/lib/rancher/k3s.
+DEFAULT_PATH_FLAGS = {
+    "config": "k3s-rancher writes /etc/rancher/k3s/config.yaml, the file K3s reads by default: "
+    "put settings in serverConfig/agentConfig",
+    "c": "k3s-rancher writes /etc/rancher/k3s/config.yaml, the file K3s reads by default: "
+    "put settings in serverConfig/agentConfig",
+    "data-dir": "k3s-rancher's scripts read the token, kubeconfig and node state under /var/lib/rancher/k3s, "
+    "K3s's default: it cannot move",
+    "d": "k3s-rancher's scripts read the token, kubeconfig and node state under /var/lib/rancher/k3s, "
+    "K3s's default: it cannot move",
+}
+
+
 def _flag_problem(name: str, written: str = "") -> str | None:
     """Why k3s-rancher refuses the K3s flag `name` as an extra argument (or, with `written`,
     as a config.yaml key written that way), or None."""
@@ -211,6 +225,8 @@ def _flag_problem(name: str, written: str = "") -> str | None:
         )
     if name in OWNED_FLAGS:
         return f"{written or '--' + name} is set by k3s-rancher: {OWNED_FLAGS[name]}"
+    if name in DEFAULT_PATH_FLAGS:
+        return f"{written or '--' + name} is refused: {DEFAULT_PATH_FLAGS[name]}"
     return None
 
 

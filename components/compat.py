@@ -38,3 +38,23 @@ def rancher_k3s_error(rancher_version: str, k3s_minor: int) -> str | None:
         f"Rancher {rancher_version} supports Kubernetes 1.{low} to 1.{high}, "
         f"not K3s 1.{k3s_minor}: pick k3s.version v1.{low}.x-v1.{high}.x{hint}"
     )
+
+
+# K3s minors this program supports: those some Rancher line accepts. The K3s flag lists
+# (components/data/k3s-flags.json) cover exactly these; tests/test_config_validation.py
+# checks that they agree.
+K3S_MINORS: tuple[int, ...] = tuple(
+    range(
+        min(lo for lo, _ in RANCHER_KUBERNETES_MINORS.values()),
+        max(hi for _, hi in RANCHER_KUBERNETES_MINORS.values()) + 1,
+    )
+)
+
+
+def k3s_minor_error(minor: int) -> str | None:
+    if minor in K3S_MINORS:
+        return None
+    return (
+        f"K3s 1.{minor} is outside the minors this program supports (1.{K3S_MINORS[0]} to 1.{K3S_MINORS[-1]}): "
+        "its flags and its Rancher support are not known here"
+    )

@@ -21,7 +21,7 @@ from typing import Any
 
 import jsonschema
 
-from components import charts, checks, compat
+from components import charts, checks, compat, k3s_flags
 
 NAMESPACE = "k3s-rancher"
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "config.schema.json"
@@ -422,6 +422,9 @@ def _parse_valid(raw_in: Mapping[str, Any], secrets: frozenset[str], stack: str)
 
     version = checks.parse_k3s_version(k3s_raw["version"])
     minor = version[1] if version else 0
+    if version and (error := compat.k3s_minor_error(minor)):
+        problems.append((f"{NAMESPACE}:k3s.version", error))
+        minor = 0  # nothing else is checked against an unknown minor
     datastore = k3s_raw["datastore"]
     init_server, init_error = _init_server(k3s_raw, servers)
     if init_error:
@@ -519,8 +522,14 @@ def _parse_valid(raw_in: Mapping[str, Any], secrets: frozenset[str], stack: str)
             problems.append((f"{NAMESPACE}:ssh.bastion.host", error))
 
     hostname, hostname_error = _rancher_hostname(rancher_raw, api_address)
+    pems: dict[str, str | None] = {"tlsCert": None, "privateCa": None}
     if rancher_raw["enabled"]:
         problems += _rancher_problems(rancher_raw, secrets, topology, minor, hostname_error)
+        # Read only for a Rancher that is installed: a disabled one's paths are never used.
+        for name in pems:
+            pems[name], error = _pem_text(rancher_raw.get(name))
+            if error:
+                problems.append((f"{NAMESPACE}:rancher.{name}", error))
     problems += value_problems(raw)
 
     if problems:
@@ -581,8 +590,8 @@ def _parse_valid(raw_in: Mapping[str, Any], secrets: frozenset[str], stack: str)
             tls=rancher_raw["tls"],
             lets_encrypt_email=rancher_raw.get("letsEncryptEmail"),
             lets_encrypt_environment=rancher_raw["letsEncryptEnvironment"],
-            tls_cert=_pem_or_file(rancher_raw.get("tlsCert")),
-            private_ca=_pem_or_file(rancher_raw.get("privateCa")),
+            tls_cert=pems["tlsCert"],
+            private_ca=pems["privateCa"],
             ingress_class_name=rancher_raw["ingressClassName"],
             system_default_registry=rancher_raw.get("systemDefaultRegistry"),
             bootstrap=rancher_raw["bootstrap"],
@@ -600,10 +609,18 @@ def _parse_valid(raw_in: Mapping[str, Any], secrets: frozenset[str], stack: str)
     )
 
 
-def _pem_or_file(value: str | None) -> str | None:
+def _pem_text(value: str | None) -> tuple[str | None, str | None]:
+    """PEM text given inline or in a local file, and the problem with it (never an exception)."""
     if value is None or "-----BEGIN" in value:
-        return value
-    return Path(value).read_text()
+        return value, None
+    try:
+        text = Path(value).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        return None, f"{value!r} is neither PEM text nor a readable file ({reason})"
+    if "-----BEGIN" not in text:
+        return None, f"{value!r} holds no PEM block (-----BEGIN ...)"
+    return text, None
 
 
 def _rancher_problems(
@@ -631,8 +648,6 @@ def _rancher_problems(
         cert = r.get("tlsCert")
         if not cert:
             problems.append((f"{key}.tlsCert", "required with tls secret: a PEM certificate or a path to one"))
-        elif "-----BEGIN" not in cert and not Path(cert).is_file():
-            problems.append((f"{key}.tlsCert", f"{cert!r} is neither PEM text nor a readable file"))
         if "rancherTlsKey" not in secrets:
             problems.append(
                 (
@@ -641,8 +656,6 @@ def _rancher_problems(
                 )
             )
     ca = r.get("privateCa")
-    if ca and "-----BEGIN" not in ca and not Path(ca).is_file():
-        problems.append((f"{key}.privateCa", f"{ca!r} is neither PEM text nor a readable file"))
     if ca and r["tls"] != "secret":
         problems.append((f"{key}.privateCa", "only with tls secret (the CA that signed tlsCert)"))
     if r["mode"] == "helm":
@@ -786,6 +799,10 @@ def value_problems(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
         for name, value in k3s[config].items():
             if error := checks.k3s_config_key_error(name) or checks.k3s_config_value_error(value):
                 problems.append((f"{key}.{config}.{name}", error))
+    problems += _flag_name_problems(k3s, {k for k, _ in problems})
+    problems += _ingress_problems(k3s, rancher)
+    if raw["topology"] == "ssh":
+        problems += _ip_family_problems(raw)
     if error := checks.url_error(k3s["installScriptUrl"]):
         problems.append((f"{key}.installScriptUrl", error))
     problems += _registries_problems(k3s.get("registries") or {})
@@ -794,6 +811,113 @@ def value_problems(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
     if rancher["enabled"]:
         problems += _rancher_value_problems(rancher)
     return problems
+
+
+def _flag_name_problems(k3s: Mapping[str, Any], reported: set[str]) -> list[tuple[str, str]]:
+    """serverConfig/agentConfig keys and serverArgs/agentArgs flags that K3s of k3s.version
+    does not have for that role (typos, server-only flags on agents); keys in `reported`
+    already have a problem."""
+    parsed = checks.parse_k3s_version(k3s["version"])
+    flags = k3s_flags.flag_set(parsed[1]) if parsed else None
+    if parsed is None or flags is None:
+        return []  # k3s.version has its own problem
+    minor = parsed[1]
+    key = f"{NAMESPACE}:k3s"
+    problems: list[tuple[str, str]] = []
+    for role in ("server", "agent"):
+        for name in k3s[f"{role}Config"]:
+            where = f"{key}.{role}Config.{name}"
+            if where not in reported and (
+                error := k3s_flags.name_error(flags, role, name.removesuffix("+"), minor, name)
+            ):
+                problems.append((where, error))
+        for i, arg in enumerate(k3s[f"{role}Args"]):
+            where = f"{key}.{role}Args[{i}]"
+            if where in reported or not arg.startswith("-") or arg == "-":
+                continue
+            written = arg.partition("=")[0]
+            if error := k3s_flags.name_error(flags, role, written.lstrip("-"), minor, written):
+                problems.append((where, error))
+    return problems
+
+
+def _server_flag_values(k3s: Mapping[str, Any], flag: str) -> list[tuple[str, str]]:
+    """(key, value) for each value a server flag gets from serverConfig (`flag`, `flag+`) and
+    serverArgs (`--flag=v`, `--flag v`); comma-separated values split, as K3s splits them."""
+    key = f"{NAMESPACE}:k3s"
+    found: list[tuple[str, str]] = []
+    for name in (flag, f"{flag}+"):
+        value = k3s["serverConfig"].get(name)
+        for item in value if isinstance(value, list) else ([] if value is None else [value]):
+            found += [(f"{key}.serverConfig.{name}", part.strip()) for part in str(item).split(",")]
+    args = list(k3s["serverArgs"])
+    for i, arg in enumerate(args):
+        name, has_value, value = arg.lstrip("-").partition("=")
+        if not arg.startswith("-") or name != flag:
+            continue
+        if not has_value:
+            if i + 1 >= len(args) or args[i + 1].startswith("-"):
+                continue
+            value = args[i + 1]
+        found += [(f"{key}.serverArgs[{i}]", part.strip()) for part in value.split(",")]
+    return found
+
+
+def _ingress_problems(k3s: Mapping[str, Any], rancher: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Rancher's ingress on the bundled Traefik while Traefik is disabled: Helm would wait for
+    an ingress nothing serves."""
+    if not (rancher["enabled"] and rancher["mode"] == "helm" and rancher["ingressClassName"] == "traefik"):
+        return []
+    return [
+        (
+            where,
+            "disables K3s's bundled Traefik, but Rancher's ingress uses the class traefik "
+            "(rancher.ingressClassName): bring another ingress controller and set rancher.ingressClassName "
+            "to its class, or keep traefik",
+        )
+        for where, value in _server_flag_values(k3s, "disable")
+        if value == "traefik"
+    ]
+
+
+def _ip_family_problems(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """IPv6 node addresses (or API address) need IPv6 cluster and service CIDRs: K3s's
+    defaults are IPv4 only, and a node-ip of a family the CIDRs lack fails at start."""
+    k3s = raw["k3s"]
+    v6: list[tuple[str, str]] = []
+    for role in ("servers", "agents"):
+        v6 += [
+            (f"{NAMESPACE}:{role}[{i}].address", node["address"])
+            for i, node in enumerate(raw[role])
+            if ":" in node["address"] and checks.is_ip(node["address"])
+        ]
+    api = k3s.get("apiAddress", "")
+    if ":" in api and checks.is_ip(api):
+        v6.append((f"{NAMESPACE}:k3s.apiAddress", api))
+    if not v6:
+        return []
+    missing = []
+    for flag in ("cluster-cidr", "service-cidr"):
+        families = set()
+        for _, value in _server_flag_values(k3s, flag):
+            try:
+                families.add(ipaddress.ip_network(value, strict=False).version)
+            except ValueError:
+                continue
+        if 6 not in families:
+            missing.append(flag)
+    if not missing:
+        return []
+    return [
+        (
+            where,
+            f"{address} is IPv6, but {' and '.join(missing)} (k3s.serverConfig) "
+            f"{'have' if len(missing) > 1 else 'has'} no IPv6 range (K3s's defaults are IPv4 only): set "
+            "IPv6 ranges, e.g. cluster-cidr: fd42::/56 and service-cidr: fd43::/112 (IPv6-only), or an IPv4 "
+            "and an IPv6 range in each (dual-stack)",
+        )
+        for where, address in v6
+    ]
 
 
 # Registry auth fields that carry a credential: the registries file travels in the command

@@ -103,6 +103,12 @@ def cluster_k3s(settings: Settings) -> K3sSettings:
     return replace(k3s, api_address=first, tls_sans=sans)
 
 
+def docker_identity(node: Node) -> list[str]:
+    """What a docker node is: its name (which also says its role) and its address. The
+    container itself is replaced on every upgrade (a new image): that is not a new node."""
+    return [node.name, node.address]
+
+
 def publishes_ingress(settings: Settings) -> bool:
     """The ingress ports are published unless Rancher's own container takes the stage."""
     return not (settings.rancher.enabled and settings.rancher.mode == "docker")
@@ -286,12 +292,30 @@ class DockerNode(pulumi.ComponentResource):
         token: pulumi.Output[str],
         datastore_endpoint: pulumi.Output[str] | None,
         after: Sequence[pulumi.Resource],
+        forget: tuple[str, Sequence[pulumi.Resource]] | None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         node = spec.node
         super().__init__(SERVER_TYPE if node.role == "server" else AGENT_TYPE, node.name, None, opts)
         self.spec = spec
         on_engine = pulumi.ResourceOptions(parent=self, provider=provider)
+        # As on SSH hosts: once the container is removed, its Node object is deleted through
+        # the first server (`forget`, a delete-only command the container depends on, so it is
+        # deleted after it); the still-running node would otherwise register it again after
+        # the drain. The first server has none: it is removed last, with the cluster. It
+        # waits only for the first server's container (it runs there; its create does
+        # nothing): off the critical path.
+        self.forget: local.Command | None = None
+        if forget is not None:
+            forget_command, forget_after = forget
+            self.forget = local.Command(
+                f"{node.name}-forget",
+                delete=forget_command,
+                environment={"DOCKER_HOST": settings.docker.host},
+                triggers=docker_identity(node),
+                add_previous_output_in_env=False,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(forget_after), delete_before_replace=True),
+            )
         labels = [docker.VolumeLabelArgs(label=k, value=v) for k, v in spec.labels.items()]
         self.volumes = [docker.Volume(volume, name=volume, labels=labels, opts=on_engine) for volume, _ in spec.volumes]
         uploads = [docker.ContainerUploadArgs(file=f.path, content=f.content, permissions=f.mode) for f in spec.files]
@@ -336,7 +360,7 @@ class DockerNode(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 provider=provider,
-                depends_on=list(after),
+                depends_on=[*after, *([self.forget] if self.forget else [])],
                 delete_before_replace=True,
                 additional_secret_outputs=["uploads"],
             ),
@@ -407,7 +431,13 @@ class DockerCluster(pulumi.ComponentResource):
         agents = [n for n in self.nodes if n.role == "agent"]
         first = servers[0]
 
+        k3s = settings.k3s
+        on_first = functools.partial(exec_command, first.name)
+
         def node(spec: ContainerSpec, after: Sequence[pulumi.Resource]) -> DockerNode:
+            forget = None
+            if spec.node != first:
+                forget = (on_first(scripts.forget_script(spec.name, EXEC_USER)), [self.servers[0].container])
             return DockerNode(
                 spec,
                 settings,
@@ -417,6 +447,7 @@ class DockerCluster(pulumi.ComponentResource):
                 token=token,
                 datastore_endpoint=datastore_endpoint,
                 after=after,
+                forget=forget,
                 opts=pulumi.ResourceOptions(parent=self),
             )
 
@@ -430,8 +461,6 @@ class DockerCluster(pulumi.ComponentResource):
         self.agents = [node(container_spec(agent, settings, first_server=False), previous) for agent in agents]
         members = [*self.servers, *self.agents]
 
-        k3s = settings.k3s
-        on_first = functools.partial(exec_command, first.name)
         self.ready = local_command(
             f"{name}-cluster-ready",
             pulumi.Output.all(*(m.waits_for for m in members)).apply(
@@ -457,7 +486,7 @@ class DockerCluster(pulumi.ComponentResource):
                 on_first(scripts.node_meta_script(m.spec.node, EXEC_USER)),
                 d.host,
                 pulumi.ResourceOptions(parent=m, depends_on=[self.ready, m.container], delete_before_replace=True),
-                triggers=[m.spec.name, m.spec.node.address],
+                triggers=docker_identity(m.spec.node),
                 **(
                     {}
                     if m.spec.node == first

@@ -1,8 +1,19 @@
 """K3s over SSH: K3sServer, K3sAgent and K3sCluster, wired from the pure script renderers.
 
-The graph: server[0] install -> ready -> server[1] install -> ready -> ... -> last server
-ready -> every agent install (in parallel) -> cluster ready (one command on server[0]) ->
-kubeconfig -> kubernetes.Provider. Names derive from node names, never list positions.
+The graph: init server install -> ready -> next server install -> ready -> ... -> last
+server ready -> every agent install (in parallel) -> cluster ready (one command on the init
+server) -> kubeconfig -> kubernetes.Provider. The init server is the one k3s.initServer
+names; the others follow in name order, agents are sorted by name: nothing depends on the
+order of the config's lists, and names derive from node names, never list positions.
+
+Per node, a removal or a replacement runs: drain (membership delete) -> uninstall (install
+delete) -> delete the Node object (forget delete) -> [stage and install the new]. Removal
+gets that order from the dependencies (Pulumi deletes dependents first). A replacement
+(delete_before_replace) gets it because each step's `triggers` carries the id of the step
+before it: when `forget` is replaced, the engine treats install and membership as replaced
+too (their triggers become unknown) and deletes them first, dependents before dependencies
+(pulumi/pulumi pkg/resource/deploy/step_generator.go, calculateDependentReplacements). A
+plain depends_on edge would not do that: the engine only follows property dependencies.
 """
 
 from __future__ import annotations
@@ -60,8 +71,17 @@ def connection(node: Node, ssh: SshSettings, auth: SshAuth) -> remote.Connection
 
 
 def identity(node: Node) -> list[str]:
-    """What makes a node the same node: a change replaces it (delete before create)."""
-    return [node.name, node.address, node.ssh.host, str(node.ssh.port)]
+    """What a node IS: a change replaces it (delete before create). How it is reached (ssh
+    host, port, user, bastion) is not part of it: a new endpoint updates the connection in
+    place, and the node's later deletes run through the new endpoint."""
+    return [node.name, node.address, node.role]
+
+
+def server_chain(settings: Settings) -> list[Node]:
+    """Servers in join order: the init server, then the others by name (not list order, so
+    reordering `servers` changes nothing)."""
+    init = settings.init_node
+    return [init, *sorted((n for n in settings.servers if n.name != init.name), key=lambda n: n.name)]
 
 
 def _command(
@@ -80,11 +100,23 @@ def _command(
     )
 
 
+@dataclass(frozen=True)
+class ClusterAccess:
+    """Where cluster-wide commands run (labels, drain, forget, cluster ready, kubeconfig):
+    the init server, which holds the admin kubeconfig and is never removed while others are."""
+
+    conn: remote.ConnectionArgs
+    user: str
+    node: Node
+
+
 class K3sNode(pulumi.ComponentResource):
-    """One K3s node: its install (delete = uninstall) and, through the first server, its
-    labels/taints (delete = drain and delete the Node object)."""
+    """One K3s node: its install (delete = uninstall) and, through the init server, its
+    Node object: membership (labels/taints; delete = drain) and forget (delete = delete the
+    Node once the host is uninstalled)."""
 
     install: remote.Command
+    forget: remote.Command
 
     def __init__(
         self,
@@ -93,16 +125,34 @@ class K3sNode(pulumi.ComponentResource):
         settings: Settings,
         *,
         conn: remote.ConnectionArgs,
-        first_server: bool,
+        cluster: ClusterAccess,
         stdin: pulumi.Input[str],
         after: Sequence[pulumi.Resource],
-        forget_from: tuple[remote.ConnectionArgs, str] | None = None,
+        forget_after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(type_, node.name, None, opts)
         self.node = node
+        self.is_init = node.name == cluster.node.name
         k3s = settings.k3s
-        self.install_script = scripts.install_script(node, k3s, first_server=first_server)
+        self.install_script = scripts.install_script(node, k3s, first_server=self.is_init)
+        # First in the node's chain (see the module docstring): its delete runs last. The init
+        # server's has no delete (destroy uninstalls it last; nothing would be left to ask),
+        # but exists all the same, so that moving k3s.initServer deletes no resource. It
+        # waits only for the init server's install (`forget_after`; it runs there, so it must
+        # be deleted before that uninstall): its create does nothing and it stays off the
+        # critical path, beside the previous server's ready check.
+        forget_delete = None if self.is_init else scripts.forget_script(node.name, cluster.user).command
+        self.forget = remote.Command(
+            f"{node.name}-forget",
+            connection=cluster.conn,
+            delete=forget_delete,
+            triggers=identity(node),
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(forget_after), delete_before_replace=True),
+        )
+        # Whatever is put on the host before the install depends on `forget`: on a
+        # replacement it is created only once the old generation is uninstalled.
         staged = self._stage_airgap(conn, settings) if k3s.airgap else []
         # K3s applies labels and taints only at a node's first registration: the drop-in must
         # be there before the install first starts K3s. Later changes go through node_meta.
@@ -112,35 +162,20 @@ class K3sNode(pulumi.ComponentResource):
                     f"{node.name}-registration",
                     conn,
                     scripts.registration_script(node, k3s),
-                    # delete before replace: a replaced node's uninstall (which removes
-                    # /etc/rancher/node) runs before this writes the drop-in again.
-                    pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+                    # After `forget` (see above) and delete before replace: a replaced node's
+                    # uninstall (which removes /etc/rancher/node) runs before this writes again.
+                    pulumi.ResourceOptions(parent=self, depends_on=[self.forget], delete_before_replace=True),
                     triggers=identity(node),
                 )
             )
-        # The install depends on `forget`, so a removal runs: drain (membership), uninstall
-        # (install), then delete the Node object (forget) once nothing can register it again.
-        self.forget: list[pulumi.Resource] = []
-        if forget_from is not None:
-            first_conn, first_user = forget_from
-            self.forget = [
-                remote.Command(
-                    f"{node.name}-forget",
-                    connection=first_conn,
-                    delete=scripts.forget_script(node.name, first_user).command,
-                    triggers=identity(node),
-                    add_previous_output_in_env=False,
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=list(after), delete_before_replace=True),
-                )
-            ]
         self.install = _command(
             f"{node.name}-install",
             conn,
             self.install_script,
-            pulumi.ResourceOptions(parent=self, depends_on=[*after, *staged, *self.forget], delete_before_replace=True),
+            pulumi.ResourceOptions(parent=self, depends_on=[*after, *staged, self.forget], delete_before_replace=True),
             delete=scripts.uninstall_script(node, k3s).command,
             stdin=stdin,
-            triggers=identity(node),
+            triggers=[*identity(node), self.forget.id],
         )
 
     def _stage_airgap(self, conn: remote.ConnectionArgs, settings: Settings) -> list[pulumi.Resource]:
@@ -159,7 +194,7 @@ class K3sNode(pulumi.ComponentResource):
             create=stage_dir.command,
             update=stage_dir.command,
             add_previous_output_in_env=False,
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.forget]),
         )
         copies: list[pulumi.Resource] = [
             remote.CopyToRemote(
@@ -176,22 +211,20 @@ class K3sNode(pulumi.ComponentResource):
 
     def add_membership(
         self,
-        first_conn: remote.ConnectionArgs,
-        first_user: str,
+        cluster: ClusterAccess,
         settings: Settings,
         after: Sequence[pulumi.Resource],
-        *,
-        drain_on_delete: bool,
     ) -> remote.Command:
-        """Labels and taints through the API, from the first server; on delete, drain and delete
-        the Node so that K3s accepts the name again (else "node password rejected")."""
-        extra: dict[str, Any] = {"triggers": identity(self.node)}
-        if drain_on_delete:
-            extra["delete"] = scripts.drain_script(self.node.name, settings.k3s.timeouts.drain, first_user).command
+        """Labels and taints through the API, from the init server; on delete (any node but the
+        init server), drain and delete the Node so that K3s accepts the name again (else
+        "node password rejected")."""
+        extra: dict[str, Any] = {"triggers": [*identity(self.node), self.install.id]}
+        if not self.is_init:
+            extra["delete"] = scripts.drain_script(self.node.name, settings.k3s.timeouts.drain, cluster.user).command
         self.membership = _command(
             f"{self.node.name}-membership",
-            first_conn,
-            scripts.node_meta_script(self.node, first_user),
+            cluster.conn,
+            scripts.node_meta_script(self.node, cluster.user),
             pulumi.ResourceOptions(parent=self, depends_on=[self.install, *after], delete_before_replace=True),
             **extra,
         )
@@ -200,7 +233,9 @@ class K3sNode(pulumi.ComponentResource):
 
 class K3sServer(K3sNode):
     """A K3s server; `ready` completes when this server is Ready at the expected version.
-    Its command text carries a fingerprint of the install, so an update re-runs it."""
+    Its command text carries a fingerprint of the install, so an update re-runs it; it gets
+    the install's stdin (which the wait ignores), so a new token or datastore endpoint, which
+    restarts K3s, re-runs it too."""
 
     def __init__(
         self,
@@ -208,10 +243,10 @@ class K3sServer(K3sNode):
         settings: Settings,
         *,
         conn: remote.ConnectionArgs,
-        first_server: bool,
+        cluster: ClusterAccess,
         stdin: pulumi.Input[str],
         after: Sequence[pulumi.Resource],
-        forget_from: tuple[remote.ConnectionArgs, str] | None = None,
+        forget_after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
@@ -219,10 +254,10 @@ class K3sServer(K3sNode):
             node,
             settings,
             conn=conn,
-            first_server=first_server,
+            cluster=cluster,
             stdin=stdin,
             after=after,
-            forget_from=forget_from,
+            forget_after=forget_after,
             opts=opts,
         )
         wait = scripts.wait_script(
@@ -233,7 +268,11 @@ class K3sServer(K3sNode):
             user=node.ssh.user,
         )
         self.ready = _command(
-            f"{node.name}-ready", conn, wait, pulumi.ResourceOptions(parent=self, depends_on=[self.install])
+            f"{node.name}-ready",
+            conn,
+            wait,
+            pulumi.ResourceOptions(parent=self, depends_on=[self.install]),
+            stdin=stdin,
         )
         self.register_outputs({"ready": self.ready.stdout})
 
@@ -247,9 +286,10 @@ class K3sAgent(K3sNode):
         settings: Settings,
         *,
         conn: remote.ConnectionArgs,
+        cluster: ClusterAccess,
         stdin: pulumi.Input[str],
         after: Sequence[pulumi.Resource],
-        forget_from: tuple[remote.ConnectionArgs, str] | None = None,
+        forget_after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
@@ -257,10 +297,10 @@ class K3sAgent(K3sNode):
             node,
             settings,
             conn=conn,
-            first_server=False,
+            cluster=cluster,
             stdin=stdin,
             after=after,
-            forget_from=forget_from,
+            forget_after=forget_after,
             opts=opts,
         )
         self.register_outputs({"installed": self.install.stdout})
@@ -302,9 +342,10 @@ def kubernetes_provider(
 ) -> k8s.Provider:
     # A stable cluster_identifier: a changed kubeconfig (new certificate, new address)
     # updates the provider instead of replacing every resource on the cluster.
-    return k8s.Provider(
-        name, kubeconfig=kubeconfig, cluster_identifier=f"k3s-rancher-{stack}", delete_unreachable=True, opts=opts
-    )
+    # No delete_unreachable: with it, a refresh during a short API outage would drop
+    # cert-manager and Rancher from state (and the next up fail on "cannot re-use a name").
+    # A cluster that is really gone is handled by hand (README, "The cluster is gone").
+    return k8s.Provider(name, kubeconfig=kubeconfig, cluster_identifier=f"k3s-rancher-{stack}", opts=opts)
 
 
 class K3sCluster(pulumi.ComponentResource):
@@ -326,21 +367,21 @@ class K3sCluster(pulumi.ComponentResource):
         stdin: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(token, endpoint).apply(lambda v: scripts.install_stdin(str(v[0]), str(v[1]) or None))
         )
-        first = settings.servers[0]
-        first_conn = connection(first, settings.ssh, auth)
+        init = settings.init_node
+        cluster = ClusterAccess(conn=connection(init, settings.ssh, auth), user=init.ssh.user, node=init)
         child = pulumi.ResourceOptions(parent=self)
 
         self.servers: list[K3sServer] = []
         previous: list[pulumi.Resource] = []
-        for index, node in enumerate(settings.servers):
+        for node in server_chain(settings):
             server = K3sServer(
                 node,
                 settings,
                 conn=connection(node, settings.ssh, auth),
-                first_server=index == 0,
+                cluster=cluster,
                 stdin=stdin,
                 after=previous,
-                forget_from=None if index == 0 else (first_conn, first.ssh.user),
+                forget_after=[self.servers[0].install] if self.servers else [],
                 opts=child,
             )
             self.servers.append(server)
@@ -350,12 +391,13 @@ class K3sCluster(pulumi.ComponentResource):
                 node,
                 settings,
                 conn=connection(node, settings.ssh, auth),
+                cluster=cluster,
                 stdin=stdin,
                 after=previous,
-                forget_from=(first_conn, first.ssh.user),
+                forget_after=[self.servers[0].install],
                 opts=child,
             )
-            for node in settings.agents
+            for node in sorted(settings.agents, key=lambda n: n.name)
         ]
         nodes: list[K3sNode] = [*self.servers, *self.agents]
 
@@ -363,25 +405,25 @@ class K3sCluster(pulumi.ComponentResource):
             [n.node.name for n in nodes],
             k3s,
             timeout=k3s.timeouts.cluster_ready,
-            user=first.ssh.user,
+            user=cluster.user,
             waits_for=scripts.fingerprint(*(n.install_script.command for n in nodes)),
         )
+        # The same stdin as the installs: a new token or endpoint restarts K3s on every node,
+        # so the cluster check must run again (the wait script does not read it).
         self.ready = _command(
             f"{name}-cluster-ready",
-            first_conn,
+            cluster.conn,
             wait,
             pulumi.ResourceOptions(parent=self, depends_on=[*previous, *(n.install for n in nodes)]),
+            stdin=stdin,
         )
-        memberships = [
-            n.add_membership(first_conn, first.ssh.user, settings, [self.ready], drain_on_delete=n.node != first)
-            for n in nodes
-        ]
+        memberships = [n.add_membership(cluster, settings, [self.ready]) for n in nodes]
 
         self.api_server = k3s.server_url
         self.kubeconfig = read_kubeconfig(
             f"{name}-kubeconfig",
-            first_conn,
-            first.ssh.user,
+            cluster.conn,
+            cluster.user,
             scripts.fingerprint(self.servers[0].install_script.command),
             self.api_server,
             context_name(settings.stack),
@@ -393,6 +435,6 @@ class K3sCluster(pulumi.ComponentResource):
             settings.stack,
             pulumi.ResourceOptions(parent=self, depends_on=[self.ready, *memberships]),
         )
-        self.nodes = settings.nodes
+        self.nodes = tuple(n.node for n in nodes)
         self.node_names = [n.node.name for n in nodes]
         self.register_outputs({"apiServer": self.api_server, "kubeconfig": self.kubeconfig, "nodes": self.node_names})

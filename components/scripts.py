@@ -200,9 +200,10 @@ def file_sha256(path: str) -> str:
 
 
 def airgap_layout(node: Node, k3s: K3sSettings) -> AirgapLayout | None:
-    """The node's airgap generation: a digest of the files' sha256s and of the node's
-    identity (name, address, SSH endpoint), so that a changed file re-runs the install and a
-    replaced node's uninstall never removes the generation its replacement staged."""
+    """The node's airgap generation: a digest of the files' sha256s and of what the node is
+    (name, address, role: a change replaces it), so that a changed file re-runs the install and a
+    replaced node's uninstall never removes the generation its replacement staged. Not the
+    SSH endpoint: how we reach a host changes no file on it."""
     if not k3s.airgap:
         return None
     local = {"install.sh": k3s.airgap.install_script, "k3s": k3s.airgap.binary}
@@ -212,21 +213,18 @@ def airgap_layout(node: Node, k3s: K3sSettings) -> AirgapLayout | None:
     generation = fingerprint(
         node.name,
         node.address,
-        node.ssh.host,
-        str(node.ssh.port),
+        node.role,
         *(f"{name}={digest}" for name, (_, digest) in files.items()),
     )
     return AirgapLayout(generation=generation, stage=f"{AIRGAP_STAGE_PARENT}/{generation}", files=files)
 
 
-def _airgap_inputs(node: Node, layout: AirgapLayout | None) -> dict[str, str]:
+def _airgap_inputs(layout: AirgapLayout | None) -> dict[str, str]:
+    # Not the SSH user's name: the scripts learn it from sudo (SUDO_USER), so that a new SSH
+    # user (a new endpoint, not a new node) changes no command text.
     if layout is None:
         return {"AIRGAP_GENERATION": ""}
-    return {
-        "AIRGAP_GENERATION": layout.generation,
-        "AIRGAP_STAGE": layout.stage,
-        "STAGE_USER": node.ssh.user,
-    }
+    return {"AIRGAP_GENERATION": layout.generation, "AIRGAP_STAGE": layout.stage}
 
 
 def install_script(node: Node, k3s: K3sSettings, *, first_server: bool) -> Script:
@@ -234,7 +232,7 @@ def install_script(node: Node, k3s: K3sSettings, *, first_server: bool) -> Scrip
     images = Path(k3s.airgap.images).name if k3s.airgap and k3s.airgap.images else ""
     sums = {name: digest for name, (_, digest) in layout.files.items()} if layout else {}
     joins = node.role == "agent" or (k3s.datastore == "etcd" and not first_server)
-    airgap = _airgap_inputs(node, layout)
+    airgap = _airgap_inputs(layout)
     if layout is not None:
         airgap |= {
             "AIRGAP_SHA256_INSTALLER": sums["install.sh"],
@@ -367,5 +365,5 @@ def forget_script(node_name: str, user: str) -> Script:
 
 def uninstall_script(node: Node, k3s: K3sSettings) -> Script:
     """Remove K3s and what is ours, including this node's airgap generation (only it)."""
-    airgap = _airgap_inputs(node, airgap_layout(node, k3s))
+    airgap = _airgap_inputs(airgap_layout(node, k3s))
     return render("uninstall_node", {"ROLE": node.role, **airgap}, sudo=needs_sudo(node.ssh.user))

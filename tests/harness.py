@@ -59,6 +59,9 @@ class Registration:
     inputs: dict[str, Any]  # wire form: secrets wrapped in {SECRET_SIG: ..., "value": ...}
     options: dict[str, Any]
     custom: bool
+    # Input property -> URNs its value came from: the edges the engine follows when a
+    # delete-before-replace makes it delete dependents first (not plain depends_on).
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
 
     def plain(self) -> dict[str, Any]:
         """Inputs with secret wrappers removed."""
@@ -121,6 +124,10 @@ class Run:
     def depends_on(self, name: str, other: str) -> bool:
         """Direct dependency edge as sent to the engine."""
         return self.urn(other) in self.by_name(name).dependencies
+
+    def property_depends_on(self, name: str, prop: str, other: str) -> bool:
+        """The input `prop` of `name` is computed from `other`'s outputs (a property dependency)."""
+        return self.urn(other) in self.by_name(name).property_dependencies.get(prop, [])
 
     def reaches(self, name: str, other: str) -> bool:
         """`name` waits for `other`, directly or through other dependencies or parents."""
@@ -189,6 +196,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                         "deletedWith": request.deletedWith,
                     },
                     custom=request.custom,
+                    property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
                 )
             )
         return response

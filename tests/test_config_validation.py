@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from components import checks
+from components import checks, compat, k3s_flags
 from components.config import NAMESPACE, ConfigError, Settings, load_schema, parse_settings
 from tests.harness import load_stack_config, minimal_ssh_config
 
@@ -276,6 +276,106 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str, frozenset[str]]] = [
     ),
     ("rancher-key-typo", setting("rancher.hostName", "r.example.com"), "rancher.hostName", SSH_SECRETS),
     ("docker-with-servers", setting("topology", "docker"), "servers", frozenset()),
+    # K3s's own flag names (components/data/k3s-flags.json), per role
+    (
+        "config-key-typo",
+        setting("k3s.serverConfig", {"cluster-cidrs": "10.42.0.0/16"}),
+        "k3s.serverConfig.cluster-cidrs",
+        SSH_SECRETS,
+    ),
+    (
+        "agent-config-typo",
+        setting("k3s.agentConfig", {"kubelet-args": ["a=b"]}),
+        "k3s.agentConfig.kubelet-args",
+        SSH_SECRETS,
+    ),
+    (
+        "agent-config-server-only",
+        setting("k3s.agentConfig", {"cluster-cidr": "10.42.0.0/16"}),
+        "k3s.agentConfig.cluster-cidr",
+        SSH_SECRETS,
+    ),
+    (
+        "agent-config-server-only-append",
+        setting("k3s.agentConfig", {"kube-apiserver-arg+": ["a=b"]}),
+        "k3s.agentConfig.kube-apiserver-arg+",
+        SSH_SECRETS,
+    ),
+    ("server-arg-typo", setting("k3s.serverArgs", ["--flannel-backnd=none"]), "k3s.serverArgs[0]", SSH_SECRETS),
+    (
+        "agent-arg-server-only",
+        setting("k3s.agentArgs", ["--node-external-ip=203.0.113.9", "--etcd-expose-metrics"]),
+        "k3s.agentArgs[1]",
+        SSH_SECRETS,
+    ),
+    # the scripts assume K3s's default config file and data directory
+    (
+        "config-data-dir",
+        setting("k3s.serverConfig", {"data-dir": "/data/k3s"}),
+        "k3s.serverConfig.data-dir",
+        SSH_SECRETS,
+    ),
+    ("agent-config-data-dir", setting("k3s.agentConfig", {"data-dir": "/d"}), "k3s.agentConfig.data-dir", SSH_SECRETS),
+    ("config-config", setting("k3s.agentConfig", {"config": "/etc/k3s.yaml"}), "k3s.agentConfig.config", SSH_SECRETS),
+    ("arg-data-dir", setting("k3s.serverArgs", ["--data-dir", "/data/k3s"]), "k3s.serverArgs[0]", SSH_SECRETS),
+    ("arg-data-dir-short", setting("k3s.agentArgs", ["-d", "/data/k3s"]), "k3s.agentArgs[0]", SSH_SECRETS),
+    ("arg-config", setting("k3s.serverArgs", ["--config=/etc/k3s.yaml"]), "k3s.serverArgs[0]", SSH_SECRETS),
+    # Rancher's default ingress class is the bundled Traefik
+    (
+        "traefik-disabled-config",
+        setting("k3s.serverConfig", {"disable": ["traefik"]}),
+        "k3s.serverConfig.disable",
+        SSH_SECRETS,
+    ),
+    (
+        "traefik-disabled-config-text",
+        setting("k3s.serverConfig", {"disable+": "servicelb,traefik"}),
+        "k3s.serverConfig.disable+",
+        SSH_SECRETS,
+    ),
+    ("traefik-disabled-arg", setting("k3s.serverArgs", ["--disable=traefik"]), "k3s.serverArgs[0]", SSH_SECRETS),
+    (
+        "traefik-disabled-arg-value",
+        setting("k3s.serverArgs", ["--disable-network-policy", "--disable", "traefik"]),
+        "k3s.serverArgs[1]",
+        SSH_SECRETS,
+    ),
+    # IPv6 addresses need IPv6 cluster/service CIDRs
+    ("ipv6-server-no-cidrs", setting("servers[0].address", "fd00::11"), "servers[0].address", SSH_SECRETS),
+    (
+        "ipv6-agent-no-service-cidr",
+        both(setting("agents[0].address", "fd00::21"), setting("k3s.serverConfig", {"cluster-cidr": ["fd42::/56"]})),
+        "agents[0].address",
+        SSH_SECRETS,
+    ),
+    ("ipv6-api-address", setting("k3s.apiAddress", "fd00::10"), "k3s.apiAddress", SSH_SECRETS),
+    ("k3s-minor-unsupported", setting("k3s.version", "v1.36.0+k3s1"), "k3s.version", SSH_SECRETS),
+    ("k3s-minor-too-old", setting("k3s.version", "v1.26.15+k3s1"), "k3s.version", SSH_SECRETS),
+    # Rancher's PEM files: a config error, never a traceback
+    (
+        "tls-cert-missing-file",
+        both(setting("rancher.tls", "secret"), setting("rancher.tlsCert", "/nonexistent/tls.crt")),
+        "rancher.tlsCert",
+        SSH_SECRETS | {"rancherTlsKey"},
+    ),
+    (
+        "tls-cert-missing-file-tls-rancher",
+        setting("rancher.tlsCert", "/nonexistent/tls.crt"),
+        "rancher.tlsCert",
+        SSH_SECRETS,
+    ),
+    ("tls-cert-a-directory", setting("rancher.tlsCert", "/"), "rancher.tlsCert", SSH_SECRETS),
+    ("tls-cert-not-pem", setting("rancher.tlsCert", compat.__file__), "rancher.tlsCert", SSH_SECRETS),
+    (
+        "private-ca-missing-file",
+        both(
+            setting("rancher.tls", "secret"),
+            setting("rancher.tlsCert", PEM),
+            setting("rancher.privateCa", "/no/ca.pem"),
+        ),
+        "rancher.privateCa",
+        SSH_SECRETS | {"rancherTlsKey"},
+    ),
 ]
 
 
@@ -323,7 +423,22 @@ def test_a_structural_problem_is_not_repeated_as_a_value_problem() -> None:
     assert not [k for k in error.keys if k.startswith(NS + "rancher")], error
 
 
-@pytest.mark.parametrize("case", ["topology-unknown", "api-address-bad", "node-address-bad", "server-arg-token"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "topology-unknown",
+        "api-address-bad",
+        "node-address-bad",
+        "server-arg-token",
+        "config-key-typo",
+        "agent-config-server-only",
+        "arg-data-dir",
+        "traefik-disabled-arg",
+        "ipv6-server-no-cidrs",
+        "k3s-minor-unsupported",
+        "tls-cert-missing-file-tls-rancher",
+    ],
+)
 def test_a_bad_value_is_one_problem_not_a_cascade(case: str) -> None:
     """A wrong value is reported once, at its key; what merely follows from it is not."""
     (mutation, key, secrets) = next((m, k, sec) for c, m, k, sec in BAD if c == case)
@@ -397,6 +512,7 @@ def test_three_servers_default_to_three_rancher_replicas_and_an_ipv6_api_gets_a_
     config["servers"] = [{"name": f"cp{i}", "address": f"fd00::1{i}"} for i in range(1, 4)]
     config["agents"] = []
     config["k3s"]["initServer"] = "cp1"
+    config["k3s"]["serverConfig"] = {"cluster-cidr": "fd42::/56", "service-cidr": "fd43::/112"}
     settings = parse(config)
     assert settings.rancher.replicas == 3
     assert settings.k3s.server_url == "https://[fd00::11]:6443"
@@ -459,6 +575,7 @@ def test_a_full_config_with_every_kind_of_setting_is_accepted(tmp_path: Path) ->
             "tls": "letsEncrypt",
             "letsEncryptEmail": "ops@example.com",
             "systemDefaultRegistry": "mirror.example.com:5000",
+            "ingressClassName": "nginx",  # serverArgs disable the bundled Traefik
         },
     }
     settings = parse(config)
@@ -504,3 +621,216 @@ def test_the_init_server_is_named_not_positional() -> None:
         assert settings.init_node.name == "cp2"
         assert settings.k3s.api_address == "10.0.0.12"
     assert parse(base()).k3s.init_server == base()["servers"][0]["name"]  # one server: that one
+
+
+# --- K3s flag names (issue 12 item 10) ----------------------------------------------------
+
+
+def messages(config: dict[str, Any], secrets: frozenset[str] = SSH_SECRETS) -> dict[str, str]:
+    return dict(problems_of(config, secrets).problems)
+
+
+def test_a_mistyped_k3s_flag_is_refused_with_the_flag_it_resembles() -> None:
+    config = base()
+    config["k3s"]["serverConfig"] = {"cluster-cidrs": "10.42.0.0/16", "kube-apiserver-arg+": ["a=b"]}
+    config["k3s"]["agentArgs"] = ["--kubelet-arg=max-pods=150", "--node-labl", "a=b"]
+    found = messages(config)
+    assert set(found) == {NS + "k3s.serverConfig.cluster-cidrs", NS + "k3s.agentArgs[1]"}
+    assert "did you mean 'cluster-cidr'" in found[NS + "k3s.serverConfig.cluster-cidrs"]
+    assert "did you mean 'node-label'" in found[NS + "k3s.agentArgs[1]"]
+    assert "K3s 1.33" in found[NS + "k3s.agentArgs[1]"]  # the minor of k3s.version
+
+
+def test_a_server_only_flag_on_agents_is_refused_saying_where_it_belongs() -> None:
+    config = base()
+    config["k3s"]["agentConfig"] = {"disable": ["servicelb"]}
+    message = messages(config)[NS + "k3s.agentConfig.disable"]
+    assert "server flag" in message and "serverConfig" in message
+    config["k3s"]["agentConfig"] = {}
+    config["k3s"]["serverConfig"] = {"disable": ["servicelb"]}
+    assert parse(config).k3s.server_config == {"disable": ["servicelb"]}
+
+
+def test_real_flags_of_each_role_are_accepted_in_config_and_args() -> None:
+    config = base()
+    config["k3s"]["serverConfig"] = {
+        "flannel-backend": "wireguard-native",
+        "etcd-snapshot-schedule-cron": "0 */6 * * *",
+        "etcd-s3": True,
+        "secrets-encryption": True,
+        "kubelet-arg+": ["max-pods=200"],  # an agent flag servers have too
+        "disable": ["servicelb", "metrics-server"],
+        "embedded-registry": True,
+        "secrets-encryption-provider": "secretbox",  # a newer release's flag
+    }
+    config["k3s"]["agentConfig"] = {
+        "protect-kernel-defaults": True,
+        "node-external-ip": ["203.0.113.9"],
+        "nonroot-devices": True,
+    }
+    config["k3s"]["serverArgs"] = ["--cluster-domain", "k8s.internal", "--debug", "-l", "/var/log/k3s.log"]
+    config["k3s"]["agentArgs"] = ["--disable-apiserver-lb", "--kube-proxy-arg=metrics-bind-address=0.0.0.0"]
+    settings = parse(config)
+    assert settings.k3s.agent_args[0] == "--disable-apiserver-lb"
+
+
+def test_flag_lists_cover_every_supported_minor_and_name_their_source() -> None:
+    assert set(k3s_flags.known_minors()) == set(compat.K3S_MINORS)
+    described = load_schema()["properties"]["k3s"]["properties"]["version"]["description"]
+    assert f"1.{compat.K3S_MINORS[0]} to 1.{compat.K3S_MINORS[-1]}" in described  # the README says the same
+    data = k3s_flags.load_data()
+    assert set(data["minors"].values()) == set(data["sets"])  # no set without a minor
+    for minor in compat.K3S_MINORS:
+        flags = k3s_flags.flag_set(minor)
+        assert flags is not None
+        source = data["sets"][flags.name]["source"]
+        assert source["repository"] == "k3s-io/k3s" and source["files"]
+        # Every flag this program refuses or owns is a real K3s flag (else the refusal means nothing).
+        refused = {*checks.SECRET_FLAGS, *checks.OWNED_FLAGS, *checks.DEFAULT_PATH_FLAGS}
+        assert not {flags.long_name(n) for n in refused} - flags.server, minor
+        assert {"cluster-init", "disable", "cluster-cidr", "tls-san"} <= flags.server - flags.agent
+        assert {"node-ip", "kubelet-arg", "token-file", "server", "data-dir"} <= flags.agent & flags.server
+
+
+def test_a_k3s_minor_outside_the_supported_ones_is_one_problem_with_or_without_rancher() -> None:
+    config = base()
+    config["k3s"]["version"] = "v1.36.0+k3s1"
+    config["k3s"]["serverConfig"] = {"cluster-cidr": "10.42.0.0/16"}
+    assert problems_of(config).keys == [NS + "k3s.version"]
+    config["rancher"] = {"enabled": False}
+    assert "1.27 to 1.35" in messages(config)[NS + "k3s.version"]
+
+
+# Go source in both urfave/cli styles K3s has used (written for this test, not copied).
+GO_SERVER = """package cmds
+var (
+	DataDirFlag = &cli.StringFlag{Name: "data-dir,d", Usage: "a {brace} in text"}
+	Shared = &cli.StringFlag{
+		Name:    "node-ip",
+		Aliases: []string{"i"},
+	}
+)
+// OldFlag = &cli.BoolFlag{Name: "commented-out"}
+var ServerFlags = []cli.Flag{
+	DataDirFlag,
+	&cli.BoolFlag{Name: "cluster-init"},
+	Shared,
+	/* &cli.BoolFlag{Name: "also-commented"}, */
+}
+"""
+GO_AGENT = """package cmds
+func NewAgentCommand(action func(*cli.Context) error) *cli.Command {
+	return &cli.Command{
+		Name:  "agent",
+		Flags: []cli.Flag{
+			Shared,
+			&cli.StringFlag{Name: "server", Aliases: []string{"s"}, EnvVars: []string{"K3S_URL"}},
+		},
+	}
+}
+"""
+
+
+def test_the_refresh_parser_reads_k3s_flag_definitions_in_both_cli_styles(tmp_path: Path) -> None:
+    server, agent, aliases = k3s_flags.parse_flags({"server.go": GO_SERVER, "agent.go": GO_AGENT})
+    assert server == ["cluster-init", "data-dir", "node-ip"]
+    assert agent == ["node-ip", "server"]
+    assert aliases == {"d": "data-dir", "i": "node-ip", "s": "server"}
+    with pytest.raises(ValueError, match="Unknown"):
+        k3s_flags.parse_flags({"server.go": GO_SERVER.replace("Shared,\n\t/*", "Unknown,\n\t/*"), "agent.go": GO_AGENT})
+    cmds = tmp_path / "pkg" / "cli" / "cmds"
+    cmds.mkdir(parents=True)
+    (cmds / "server.go").write_text(GO_SERVER)
+    (cmds / "agent.go").write_text(GO_AGENT)
+    data = {"sets": {"old": {}}, "minors": {"33": "old"}}
+    updated = k3s_flags.refresh(tmp_path, "v1.33.9+k3s1", data)
+    assert updated["minors"] == {"33": "v1.33.9+k3s1"} and list(updated["sets"]) == ["v1.33.9+k3s1"]
+    assert updated["sets"]["v1.33.9+k3s1"]["source"]["tag"] == "v1.33.9+k3s1"
+    assert data["minors"] == {"33": "old"}  # the input is not changed
+
+
+# --- Traefik, IP families, PEM files -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"rancher": {"ingressClassName": "nginx"}},
+        {"rancher": {"enabled": False}},
+        {"topology": "docker", "rancher": {"mode": "docker"}},
+    ],
+    ids=["another-ingress-class", "rancher-disabled", "rancher-docker-mode"],
+)
+def test_disabling_traefik_is_accepted_when_rancher_does_not_need_it(change: dict[str, Any]) -> None:
+    config = base()
+    config["k3s"]["serverConfig"] = {"disable": ["traefik"]}
+    if change.get("topology") == "docker":
+        config = {"topology": "docker", "k3s": {"serverConfig": {"disable": ["traefik"]}}}
+        secrets: frozenset[str] = frozenset()
+    else:
+        secrets = SSH_SECRETS
+    config.update({k: v for k, v in change.items() if k != "topology"})
+    assert parse(config, secrets).k3s.server_config["disable"] == ["traefik"]
+
+
+def test_disabling_traefik_under_rancher_says_what_to_do() -> None:
+    config = base()
+    config["k3s"]["serverArgs"] = ["--disable=servicelb,traefik"]
+    message = messages(config)[NS + "k3s.serverArgs[0]"]
+    assert "rancher.ingressClassName" in message and "keep traefik" in message
+
+
+@pytest.mark.parametrize(
+    ("server_config", "server_args"),
+    [
+        ({"cluster-cidr": "fd42::/56", "service-cidr": "fd43::/112"}, []),
+        ({"cluster-cidr": ["10.42.0.0/16", "fd42::/56"], "service-cidr": "10.43.0.0/16,fd43::/112"}, []),
+        ({}, ["--cluster-cidr=fd42::/56", "--service-cidr", "fd43::/112"]),
+    ],
+    ids=["ipv6-only", "dual-stack", "as-args"],
+)
+def test_ipv6_addresses_are_accepted_with_ipv6_cidrs(server_config: dict[str, Any], server_args: list[str]) -> None:
+    config = base()
+    config["servers"][0]["address"] = "fd00::11"
+    config["agents"][0]["address"] = "fd00::21"
+    config["k3s"].update(serverConfig=server_config, serverArgs=server_args, apiAddress="fd00::10")
+    settings = parse(config)
+    assert settings.k3s.server_url == "https://[fd00::10]:6443"
+
+
+def test_an_ipv6_address_without_ipv6_cidrs_names_every_such_address() -> None:
+    config = base()
+    config["servers"][0]["address"] = "fd00::11"
+    config["agents"][0]["address"] = "fd00::21"
+    config["k3s"]["serverConfig"] = {"service-cidr": "fd43::/112"}
+    found = messages(config)
+    assert set(found) == {NS + "servers[0].address", NS + "agents[0].address"}
+    assert "cluster-cidr (k3s.serverConfig) has no IPv6 range" in found[NS + "agents[0].address"]
+
+
+def test_rancher_disabled_never_reads_its_certificate_paths() -> None:
+    config = base()
+    config["rancher"] = {"enabled": False, "tls": "secret", "tlsCert": "/nonexistent/tls.crt", "privateCa": "/no/ca"}
+    settings = parse(config)  # no traceback, no problem: nothing will use them
+    assert (settings.rancher.tls_cert, settings.rancher.private_ca) == (None, None)
+
+
+def test_rancher_enabled_reads_its_certificate_files(tmp_path: Path) -> None:
+    (tmp_path / "tls.crt").write_text(PEM)
+    (tmp_path / "ca.crt").write_text(PEM.replace("MIIB", "MIIC"))
+    config = base()
+    config["rancher"] = {"tls": "secret", "tlsCert": str(tmp_path / "tls.crt"), "privateCa": str(tmp_path / "ca.crt")}
+    settings = parse(config, SSH_SECRETS | {"rancherTlsKey"})
+    assert settings.rancher.tls_cert == PEM
+    assert settings.rancher.private_ca is not None and "MIIC" in settings.rancher.private_ca
+
+
+def test_flag_and_address_checks_still_run_when_the_structure_is_wrong_elsewhere() -> None:
+    config = base()
+    config["ssh"] = {"port": 0}  # structural
+    config["k3s"]["agentConfig"] = {"cluster-cidr": "10.42.0.0/16"}
+    config["k3s"]["serverArgs"] = ["--disable=traefik"]
+    config["agents"][0]["address"] = "fd00::21"
+    keys = problems_of(config).keys
+    for key in ("ssh.port", "k3s.agentConfig.cluster-cidr", "k3s.serverArgs[0]", "agents[0].address"):
+        assert NS + key in keys, keys

@@ -126,13 +126,15 @@ def test_every_docker_resource_uses_the_stacks_docker_provider(local: Run) -> No
 def test_local_commands_reach_the_configured_engine_and_run_as_root_without_sudo() -> None:
     run = local_run(docker={"host": "tcp://127.0.0.1:2375"}, rancher={"enabled": False})
     commands = run.of_type(LOCAL_COMMAND)
-    assert len(commands) == 1 + 1 + 3 + 1  # server ready, cluster ready, memberships, kubeconfig
+    # server ready, cluster ready, memberships, forgets (not the first server's), kubeconfig
+    assert len(commands) == 1 + 1 + 3 + 2 + 1
     for command in commands:
         plain = command.plain()
         assert plain["environment"] == {"DOCKER_HOST": "tcp://127.0.0.1:2375"}, command.name
         assert plain["addPreviousOutputInEnv"] is False
-        assert plain["create"].startswith("docker exec ")
-        assert "sudo" not in plain["create"].split("sh -c")[0]
+        text = plain.get("create") or plain["delete"]
+        assert text.startswith("docker exec ")
+        assert "sudo" not in text.split("sh -c")[0]
 
 
 def test_the_kubeconfig_is_read_secretly_and_points_at_the_published_port(local: Run) -> None:
@@ -284,16 +286,22 @@ def test_adding_an_agent_changes_nothing_about_the_others_and_removing_removes_t
     fewer = inputs(local_run({"token": TEST_TOKEN}, docker={"agents": 1}, rancher={"enabled": False}))
     added = set(more) - set(base)
     assert {n for n in added if n.startswith(f"{STACK}-agent-2")} == {
-        f"{STACK}-agent-2-{c}" for c in ("container", "data", "identity", "membership")
+        f"{STACK}-agent-2-{c}" for c in ("container", "data", "identity", "membership", "forget")
     }
     for name in base:
         if name.startswith(f"{STACK}-agent") or name.startswith(f"{STACK}-server"):
             assert more[name] == base[name], name
-    assert set(base) - set(fewer) == {f"{STACK}-agent-1-{c}" for c in ("container", "data", "identity", "membership")}
-    # A removed node leaves the cluster: its membership's delete drains and deletes the Node.
-    delete = base[f"{STACK}-agent-1-membership"]["delete"]
-    assert delete.startswith(f"docker exec {STACK}-server-0 ") and "delete node" in delete
+    assert set(base) - set(fewer) == {
+        f"{STACK}-agent-1-{c}" for c in ("container", "data", "identity", "membership", "forget")
+    }
+    # A removed node leaves the cluster: its membership's delete drains and deletes the Node,
+    # and its forget deletes the Node again once the container is gone (on the first server).
+    for step in ("membership", "forget"):
+        delete = base[f"{STACK}-agent-1-{step}"]["delete"]
+        assert delete.startswith(f"docker exec {STACK}-server-0 ") and "delete node" in delete
+    assert not base[f"{STACK}-agent-1-forget"].get("create")
     assert "delete" not in base[f"{STACK}-server-0-membership"]
+    assert f"{STACK}-server-0-forget" not in base
 
 
 def test_a_new_k3s_version_replaces_containers_keeps_volumes_and_reruns_every_wait() -> None:
@@ -527,3 +535,40 @@ def test_the_critical_path_grows_with_servers_not_agents() -> None:
 
     assert chain(1, 1) == chain(1, 20)
     assert chain(3, 2) == chain(3, 20) == chain(1, 2) + 4  # each server adds its container and its wait
+
+
+# --- removal, readiness after a restart, the kubernetes provider (issue 12) -----------------
+
+
+def test_a_removed_node_is_forgotten_after_its_container_is_gone(ha: Run) -> None:
+    """As on SSH hosts: drain (membership delete) -> remove the container -> delete the Node
+    object (forget), so that the still-running node cannot register it again after the drain."""
+    first = f"{STACK}-server-0"
+    assert f"{first}-forget" not in ha.names()  # the first server goes last, with the cluster
+    for node in names("server", 3)[1:] + names("agent", 3):
+        forget = ha.by_name(f"{node}-forget").plain()
+        assert forget["delete"].startswith(f"docker exec {first} ") and "delete node" in forget["delete"]
+        assert not forget.get("create")
+        assert ha.depends_on(f"{node}-container", f"{node}-forget")  # deleted after the container
+        assert ha.depends_on(f"{node}-membership", f"{node}-container")  # drained before it
+        assert ha.depends_on(f"{node}-forget", f"{first}-container")  # and before the first server
+        assert ha.by_name(f"{node}-forget").options["deleteBeforeReplace"] is True
+
+
+def test_a_token_change_replaces_the_containers_and_reruns_every_wait() -> None:
+    before = local_run({"token": TEST_TOKEN}, docker={"servers": 3}, rancher={"enabled": False})
+    after = local_run({"token": TEST_TOKEN + "-rotated"}, docker={"servers": 3}, rancher={"enabled": False})
+    nodes = names("server", 3) + names("agent", 2)
+    for node in nodes:
+        # The token file is an upload: a changed upload is a new container (the Docker provider
+        # replaces a container on any input change), which gets a new id ...
+        old, new = (run.by_name(f"{node}-container").plain()["uploads"] for run in (before, after))
+        assert old != new, node
+        # ... and every wait's command text is computed from the container ids, so it re-runs.
+        assert after.property_depends_on(f"{STACK}-cluster-ready", "create", f"{node}-container")
+    for server in names("server", 3):
+        assert after.property_depends_on(f"{server}-ready", "create", f"{server}-container")
+
+
+def test_the_kubernetes_provider_keeps_resources_of_an_unreachable_cluster(local: Run) -> None:
+    assert "deleteUnreachable" not in local.by_name(f"{STACK}-k8s").plain()

@@ -3,7 +3,8 @@
 - every stack file loads and validates (with test values for the secrets it needs);
 - every key a stack file uses is in the schema and in the README's config table;
 - the README's config and secrets tables are the ones rendered from the schema/Pulumi.yaml;
-- every top-level key and secret is declared in Pulumi.yaml with a description;
+- every top-level key and secret is declared in Pulumi.yaml with a description, and the
+  description of each object setting lists exactly the keys the schema has for it;
 - the README starts with the two set-up commands, bin/up-local and bin/test;
 - the README names every output the program exports.
 """
@@ -184,6 +185,57 @@ def test_every_top_level_key_and_secret_is_declared_in_pulumi_yaml() -> None:
     extra = {k.partition(":")[2] for k in declared} - set(wanted)
     assert not extra, f"Pulumi.yaml declares keys the program does not read: {sorted(extra)}"
     assert project.get("stackConfigDir") == "stacks"
+
+
+def schema_key_paths(schema: Mapping[str, Any], root: Mapping[str, Any], prefix: str = "") -> set[str]:
+    """Every key under an object of the schema, nested keys as `a.b`; a list's items and a
+    $ref are looked through (servers: name, ssh.host, ...); maps (additionalProperties) end."""
+    schema, _ = docs_table._resolve(schema, root)
+    if schema.get("type") == "array":
+        return schema_key_paths(schema.get("items", {}), root, prefix)
+    paths: set[str] = set()
+    for name, sub in schema.get("properties", {}).items():
+        paths.add(prefix + name)
+        paths |= schema_key_paths(sub, root, f"{prefix}{name}.")
+    return paths
+
+
+def described_key_paths(description: str) -> set[str]:
+    """The keys a Pulumi.yaml description lists after `Keys:` (or `Keys of each:`), written
+    `a, b {c, d}, e` up to the sentence's end, as paths (`b.c`)."""
+    found = re.search(r"\bKeys(?: of each)?: (.*?)\.(?:\s|$)", description)
+    assert found, f"no 'Keys: ...' list in {description!r}"
+    paths: set[str] = set()
+    stack: list[str] = []
+    last = ""
+    for token in re.findall(r"[A-Za-z][A-Za-z0-9]*|[{}]", found.group(1)):
+        if token == "{":
+            stack.append(last)
+        elif token == "}":
+            stack.pop()
+        else:
+            last = token
+            paths.add(".".join([*stack, token]))
+    assert not stack, f"unbalanced braces in {description!r}"
+    return paths
+
+
+@pytest.mark.parametrize(
+    "key", [k for k, v in load_schema()["properties"].items() if v.get("type") in ("object", "array")]
+)
+def test_pulumi_yaml_describes_every_key_of_each_object_setting(key: str) -> None:
+    """`pulumi config` users see these descriptions, not the schema: they list every key the
+    schema has under the setting (and no other)."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    description = project["config"][f"{NAMESPACE}:{key}"]["description"]
+    schema = load_schema()
+    wanted = schema_key_paths(schema["properties"][key], schema)
+    listed = described_key_paths(description)
+    assert listed == wanted, f"{key}: missing {sorted(wanted - listed)}, not in the schema {sorted(listed - wanted)}"
+
+
+def test_the_described_keys_are_read_with_their_nesting() -> None:
+    assert described_key_paths("X. Keys: a, b {c, d {e}}, f. Structure: y.") == {"a", "b", "b.c", "b.d", "b.d.e", "f"}
 
 
 # --- set-up commands, outputs ------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tests.harness import TEST_SSH_KEY, Run, load_stack_config, run_program
+from tests.harness import TEST_SSH_KEY, Run, leaves, load_stack_config, run_program
 
 SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": "a-fixed-token-for-lifecycle"}
 
@@ -60,8 +60,10 @@ def test_changing_one_agents_settings_touches_only_that_agent_and_the_cluster_ch
     config["agents"][0]["ssh"] = {"port": 2222}
     after = commands(run(config))
     changed = {name for name in before if before[name] != after.get(name)}
-    assert changed == {"prod-w1-forget", "prod-w1-install", "prod-w1-membership"}
-    assert before["prod-w1-install"]["triggers"] != after["prod-w1-install"]["triggers"]  # new endpoint: replace
+    assert changed == {"prod-w1-install"}
+    # A new SSH endpoint is not a new node: the install is updated in place (same triggers).
+    assert before["prod-w1-install"]["triggers"] == after["prod-w1-install"]["triggers"]
+    assert after["prod-w1-install"]["connection"]["port"] == 2222
 
 
 def test_a_changed_host_replaces_that_node_delete_first() -> None:
@@ -107,3 +109,38 @@ def test_label_changes_go_through_the_api_not_a_reinstall() -> None:
     assert before["prod-w4-install"] == after["prod-w4-install"]
     assert before["prod-w4-membership"]["create"] != after["prod-w4-membership"]["create"]
     assert "workload=batch" in after["prod-w4-membership"]["create"]
+
+
+def _ready_checks(result: Run) -> dict[str, Any]:
+    return {r.name: r for r in result.of_type("command:remote:Command") if r.name.endswith("-ready")}
+
+
+def _secret_change_reruns_ready_checks(config: dict[str, Any], before: dict[str, str], after: dict[str, str]) -> None:
+    old = _ready_checks(run_program(config, before, stack="prod"))
+    new_run = run_program(config, after, stack="prod")
+    new = _ready_checks(new_run)
+    assert set(old) == {"prod-cp1-ready", "prod-cp2-ready", "prod-cp3-ready", "prod-cluster-ready"}
+    for name, check in old.items():
+        # An input change (stdin), so each check is an update: it runs again after K3s restarted.
+        assert check.plain() != new[name].plain(), name
+        assert check.plain()["create"] == new[name].plain()["create"], name  # the secret is not in the text
+        assert "stdin" in new[name].secret_paths(), name
+    changed = {value for key, value in after.items() if before.get(key) != value}
+    for registration in new_run.registrations:
+        for path, value, secret in leaves(registration.inputs):
+            if not secret and isinstance(value, str):
+                assert not any(s in value for s in changed), (registration.name, path)
+
+
+def test_a_token_change_reruns_every_ready_check_and_never_shows_the_token() -> None:
+    _secret_change_reruns_ready_checks(prod_config(), SECRETS, {**SECRETS, "token": "another-token-for-lifecycle"})
+
+
+def test_a_datastore_endpoint_change_reruns_every_ready_check() -> None:
+    config = prod_config()
+    config["k3s"]["datastore"] = "external"
+    endpoint = "postgres://k3s:first-password@db.prod.example.com:5432/k3s"
+    before = {**SECRETS, "datastoreEndpoint": endpoint}
+    _secret_change_reruns_ready_checks(
+        config, before, {**before, "datastoreEndpoint": endpoint.replace("first", "second")}
+    )

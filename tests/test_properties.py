@@ -33,7 +33,7 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from components import checks, scripts
+from components import checks, k3s_flags, scripts
 from components.config import NAMESPACE, ConfigError, Settings, parse_settings
 from policy.shell_inputs import parse as parse_inputs
 from tests.harness import minimal_ssh_config
@@ -68,8 +68,14 @@ taints = st.one_of(
     st.builds(lambda k, e: f"{k}:{e}", label_keys, effects),
     awkward,
 )
-_refused = set(checks.SECRET_FLAGS) | set(checks.OWNED_FLAGS)
-flag_names = st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True).filter(lambda n: n not in _refused)
+_refused = set(checks.SECRET_FLAGS) | set(checks.OWNED_FLAGS) | set(checks.DEFAULT_PATH_FLAGS)
+_flags = k3s_flags.flag_set(33)
+assert _flags is not None
+# Mostly K3s's real flags (both roles have them), so that values reach the scripts; some invented.
+flag_names = st.one_of(
+    st.sampled_from(sorted((_flags.server & _flags.agent) - _refused)),
+    st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True).filter(lambda n: n not in _refused),
+)
 arguments = st.lists(
     st.one_of(
         st.builds(lambda f, v: f"--{f}={v}", flag_names, awkward),

@@ -79,6 +79,9 @@ def awkward_config(datastore: str = "etcd", **k3s_extra: Any) -> dict[str, Any]:
                 "disable": ["servicelb", AWKWARD],
                 "etcd-snapshot-schedule-cron": "0 */6 * * *",
                 "node-external-dns": MULTILINE,
+                # cp3's address is IPv6: K3s needs an IPv6 range in each (dual-stack here)
+                "cluster-cidr": ["10.42.0.0/16", "fd42::/56"],
+                "service-cidr": ["10.43.0.0/16", "fd43::/112"],
             },
             "agentConfig": {"kubelet-arg": [f"eviction-hard={AWKWARD}"]},
             "registries": {
@@ -304,7 +307,8 @@ SUDO = """#!/bin/sh
 [ "$1" = -n ] || { echo "sudo stand-in: called without -n" >&2; exit 99; }
 shift
 PATH="$K3SR_TEST_STUBS:/sbin:/bin:/usr/sbin:/usr/bin"
-export PATH
+SUDO_USER=$K3SR_TEST_SSH_USER  # sudo sets it to the invoking user
+export PATH SUDO_USER
 exec "$@"
 """
 
@@ -583,6 +587,7 @@ class Sandbox:
             "SANDBOX": str(self.root),
             "K3SR_TEST_LOG": str(self.log),
             "K3SR_TEST_STUBS": str(self.stubs),
+            "K3SR_TEST_SSH_USER": "ubuntu",  # the SSH user of awkward_config's nodes
             "HOME": str(self.root),
             "LANG": "C",
         }

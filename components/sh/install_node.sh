@@ -4,7 +4,7 @@
 # servers, else empty), CONFIG_YAML, REGISTRIES_YAML (may be empty), INSTALL_SCRIPT_URL,
 # INSTALL_SCRIPT_SHA256 (pin of the downloaded installer, or empty), TIMEOUT (seconds the
 # service may take to become active), AIRGAP (empty, or one generation: AIRGAP_GENERATION,
-# AIRGAP_STAGE relative to STAGE_USER's home, AIRGAP_SHA256_INSTALLER, AIRGAP_SHA256_K3S,
+# AIRGAP_STAGE relative to the SSH user's home, AIRGAP_SHA256_INSTALLER, AIRGAP_SHA256_K3S,
 # AIRGAP_SHA256_IMAGES and AIRGAP_IMAGES, the images file name, both empty without images);
 # positional args: extra K3s flags. stdin: line 1 the cluster token, line 2 the external
 # datastore endpoint (may be empty).
@@ -129,7 +129,8 @@ airgap_ok() {
 INSTALLER=$(mktemp)
 trap 'rm -f "$INSTALLER"' EXIT
 if [ -n "${AIRGAP_GENERATION:-}" ]; then
-  : "${AIRGAP_STAGE:?}" "${STAGE_USER:?}" "${AIRGAP_SHA256_INSTALLER:?}" "${AIRGAP_SHA256_K3S:?}"
+  : "${AIRGAP_STAGE:?}" "${AIRGAP_SHA256_INSTALLER:?}" "${AIRGAP_SHA256_K3S:?}"
+  STAGE_USER=$(ssh_user)
   GEN_DIR=$AIRGAP_ROOT/$AIRGAP_GENERATION
   # Run nothing from the SSH user's staging directory: copy into a root-owned place that
   # survives reboots, check the copies there, and use only them.
@@ -272,7 +273,7 @@ if [ -n "${AIRGAP_GENERATION:-}" ]; then
   for _old in "$AIRGAP_ROOT"/*; do
     if is_generation "${_old##*/}"; then rm -rf "$_old"; fi
   done
-  if HOME_DIR=$(user_home "$STAGE_USER") && [ ! -L "$HOME_DIR/${AIRGAP_STAGE%%/*}" ] && [ ! -L "$HOME_DIR/${AIRGAP_STAGE%/*}" ]; then
+  if HOME_DIR=$(user_home "$(ssh_user)") && [ ! -L "$HOME_DIR/${AIRGAP_STAGE%%/*}" ] && [ ! -L "$HOME_DIR/${AIRGAP_STAGE%/*}" ]; then
     for _old in "$HOME_DIR/${AIRGAP_STAGE%/*}"/*; do
       if is_generation "${_old##*/}"; then rm -rf "$_old"; fi
     done

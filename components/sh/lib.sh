@@ -69,6 +69,9 @@ node_registered() {
   [ -n "$_found" ]
 }
 
+# ssh_user: the user the SSH session logged in as (sudo records it in SUDO_USER).
+ssh_user() { printf "%s\n" "${SUDO_USER:-$(id -un)}"; }
+
 # user_home USER: USER's home directory from the user database (where sshd starts USER's
 # commands and SFTP sessions, so where relative SFTP paths land).
 user_home() {

@@ -2,8 +2,8 @@
 # Remove K3s and everything this program put on the host; finishes from any partial state
 # (nothing installed, binary gone, uninstall or killall script gone) and is safe to run twice.
 # What is already gone is fine; anything else that fails stops it with the reason.
-# Inputs: ROLE (server|agent); AIRGAP_GENERATION, AIRGAP_STAGE (relative to STAGE_USER's
-# home) and STAGE_USER: this node's airgap generation to remove, or empty.
+# Inputs: ROLE (server|agent); AIRGAP_GENERATION and AIRGAP_STAGE (relative to the SSH
+# user's home): this node's airgap generation to remove, or empty.
 : "${ROLE:?}"
 if [ "$ROLE" = server ]; then
   SERVICE=k3s SCRIPT=k3s-uninstall.sh
@@ -50,7 +50,8 @@ rm -rf /etc/rancher/k3s /etc/rancher/node
 if [ -n "${AIRGAP_GENERATION:-}" ]; then
   rm -rf "/var/lib/k3s-rancher/airgap/$AIRGAP_GENERATION"
   rmdir /var/lib/k3s-rancher/airgap /var/lib/k3s-rancher 2>/dev/null || true
-  if HOME_DIR=$(user_home "${STAGE_USER:?}"); then
+  STAGE_USER=$(ssh_user)
+  if HOME_DIR=$(user_home "$STAGE_USER"); then
     rm -rf "${HOME_DIR:?}/${AIRGAP_STAGE:?}"
     rmdir "$HOME_DIR/${AIRGAP_STAGE%/*}" "$HOME_DIR/${AIRGAP_STAGE%%/*}" 2>/dev/null || true
   else

@@ -1,0 +1,131 @@
+"""What one resource of our graph costs under Pulumi's mocks, compared with a minimal program
+of the same size and dependency shape, measured in the same process.
+
+The minimal program registers, per node, one ComponentResource and the same number of
+remote.Command resources as ours (with one-line command text), servers in a chain and every
+agent after the last server, then one cluster-wide command: only what the SDK itself costs.
+Our program's cost above that is ours to explain (script rendering, Output plumbing).
+
+Run:  .venv/bin/python -m benchmarks.graph_cost [AGENTS ...]   (default 100 400)
+      .venv/bin/python -m benchmarks.graph_cost --profile 400  (top functions by own time)
+"""
+
+from __future__ import annotations
+
+import cProfile
+import pstats
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import pulumi
+import pulumi_command.remote as remote
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from benchmarks.graph_scale import make_config
+from tests.harness import TEST_SSH_KEY, TEST_TOKEN, Run, _Mocks, _RecordingMonitor, default_stdout, run_program
+
+SERVERS = 3
+
+
+def _register(body: Callable[[], None]) -> Run:
+    run = Run()
+    mocks = _Mocks(default_stdout)
+    monitor = _RecordingMonitor(mocks, run)
+    pulumi.runtime.set_mocks(mocks, project="bench", stack="bench", preview=False, monitor=monitor)
+    _sync_await(run_pulumi_func(body))
+    return run
+
+
+def minimal_program(servers: int, agents: int, commands_per_agent: int, commands_per_server: int) -> Callable[[], None]:
+    def body() -> None:
+        conn = remote.ConnectionArgs(host="10.0.0.1", user="root", private_key=pulumi.Output.secret("k"))
+        stdin = pulumi.Output.secret("token\n")
+
+        def node(name: str, count: int, after: list[pulumi.Resource]) -> pulumi.Resource:
+            parent = pulumi.ComponentResource("bench:index:Node", name, None)
+            last: pulumi.Resource | None = None
+            for i in range(count):
+                last = remote.Command(
+                    f"{name}-c{i}",
+                    connection=conn,
+                    create=f"echo {name} {i}",
+                    stdin=stdin,
+                    add_previous_output_in_env=False,
+                    opts=pulumi.ResourceOptions(parent=parent, depends_on=after),
+                )
+            parent.register_outputs({})
+            assert last is not None
+            return last
+
+        previous: list[pulumi.Resource] = []
+        for s in range(servers):
+            previous = [node(f"cp{s}", commands_per_server, previous)]
+        done = [node(f"w{a}", commands_per_agent, previous) for a in range(agents)]
+        remote.Command("cluster-ready", connection=conn, create="true", opts=pulumi.ResourceOptions(depends_on=done))
+
+    return body
+
+
+def ours(agents: int) -> Run:
+    return run_program(make_config(SERVERS, agents), {"sshPrivateKey": TEST_SSH_KEY, "token": TEST_TOKEN})
+
+
+def per_node_commands(run: Run, node_type: str) -> int:
+    nodes = [r.urn for r in run.registrations if r.type == node_type]
+    children = [r for r in run.registrations if r.parent in nodes and r.custom]
+    return len(children) // max(len(nodes), 1)
+
+
+def timed(fn: Callable[[], Run]) -> tuple[float, Run]:
+    start = time.perf_counter()
+    run = fn()
+    return time.perf_counter() - start, run
+
+
+def compare(agents: int) -> dict[str, Any]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours(10)  # warm imports and caches for both
+        t_ours, run = timed(lambda: ours(agents))
+        per_agent = per_node_commands(run, "k3s-rancher:index:K3sAgent")
+        per_server = per_node_commands(run, "k3s-rancher:index:K3sServer")
+        t_min, minimal = timed(lambda: _register(minimal_program(SERVERS, agents, per_agent, per_server)))
+    n_ours, n_min = len(run.registrations), len(minimal.registrations)
+    return {
+        "agents": agents,
+        "resources": n_ours,
+        "per_agent": per_agent + 1,  # + the component
+        "ours_ms": 1000 * t_ours / n_ours,
+        "minimal_resources": n_min,
+        "minimal_ms": 1000 * t_min / n_min,
+    }
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--profile"]:
+        agents = int(argv[1]) if len(argv) > 1 else 400
+        profiler = cProfile.Profile()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            profiler.runcall(ours, agents)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+        return
+    print(f"{'agents':>6} {'resources':>9} {'per agent':>9} {'ms/res ours':>11} {'ms/res minimal':>14} {'ratio':>5}")
+    for agents in [int(a) for a in argv] or [100, 400]:
+        r = compare(agents)
+        print(
+            f"{r['agents']:>6} {r['resources']:>9} {r['per_agent']:>9} {r['ours_ms']:>11.3f} "
+            f"{r['minimal_ms']:>14.3f} {r['ours_ms'] / r['minimal_ms']:>5.2f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
