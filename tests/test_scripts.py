@@ -921,7 +921,7 @@ def test_install_refuses_a_host_that_runs_k3s_in_the_other_role(box: Sandbox) ->
     (box.log / "installer.jsonl").unlink()
     result = install(box, awkward_config(), node="cp1")
     assert result.returncode != 0
-    assert "already runs K3s as agent (found /etc/systemd/system/k3s-agent.service)" in result.stderr
+    assert "cp1 is already a K3s agent (found /etc/systemd/system/k3s-agent.service)" in result.stderr
     assert "remove it from 'agents', run pulumi up" in result.stderr and "add it to 'servers'" in result.stderr
     assert nothing_written(box, before)
 

@@ -55,12 +55,12 @@ version_key() {
 
 for _unit in "/etc/systemd/system/$OTHER_SERVICE.service" "/etc/init.d/$OTHER_SERVICE"; do
   [ -e "$_unit" ] || continue
-  die "$NODE_NAME already runs K3s as $OTHER_ROLE (found $_unit); installing it as $ROLE on top would break both. To change a node's role: remove it from '$OTHER_LIST', run pulumi up (it is drained and uninstalled), then add it to '$LIST' and run pulumi up again"
+  die "$NODE_NAME is already a K3s $OTHER_ROLE (found $_unit); installing it as $ROLE on top would break both. To change a node's role: remove it from '$OTHER_LIST', run pulumi up (it is drained and uninstalled), then add it to '$LIST' and run pulumi up again"
 done
 
 if [ -f "$TOKEN_FILE" ]; then
   IFS= read -r OLD_TOKEN < "$TOKEN_FILE" || true
-  [ "$OLD_TOKEN" = "$TOKEN" ] || die "$NODE_NAME already belongs to a cluster with a different token (found in $TOKEN_FILE); nothing was changed. Servers with data refuse a new token and agents could not join. If you changed k3s-rancher:token, put the old one back and rotate instead: on one server 'k3s token rotate --new-token <new>', then on every node write <new> into $TOKEN_FILE and restart K3s (servers first), then set the new token in the stack config ($README_TOKEN). If this host belongs to another cluster, uninstall K3s there first"
+  [ "$OLD_TOKEN" = "$TOKEN" ] || die "$NODE_NAME already belongs to a cluster with a different token (found in $TOKEN_FILE); nothing was changed. Servers with data refuse a new token and agents could not join. If you changed k3s-rancher:token, put the old one back and rotate instead: on the init server 'k3s token rotate --token <old> --new-token <new>', then on every node write <new> into $TOKEN_FILE and restart K3s (servers one at a time, then agents), then pulumi config set --secret token <new> ($README_TOKEN). If this host belongs to another cluster, uninstall K3s there first"
 elif [ -f "$SERVER_TOKEN" ]; then
   IFS= read -r OLD_TOKEN < "$SERVER_TOKEN" || true
   case $OLD_TOKEN in
