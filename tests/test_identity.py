@@ -162,7 +162,8 @@ def test_a_new_ssh_endpoint_updates_the_connection_and_replaces_nothing(airgap: 
     changed = {name for name in before if before[name] != after[name]}
     assert changed == {
         *(f"prod-{n}-install" for n in ("w2", "cp2")),
-        *(f"prod-{n}-airgap-{f}" for n in ("w2", "cp2") for f in ("install-sh", "k3s")),
+        *(f"prod-{n}-airgap-{f}" for n in ("w2", "cp2") for f in ("install-sh", "k3s", "stage")),
+        *(f"prod-{n}-registration" for n in ("w2", "cp2") if f"prod-{n}-registration" in before),
         "prod-cp2-ready",  # runs on cp2: same check, new connection
     }
     for name in changed:
@@ -346,6 +347,8 @@ def test_removing_a_node_drains_uninstalls_then_forgets(airgap: dict[str, str]) 
         "prod-cp3-forget",
         "prod-cp3-airgap-install-sh",
         "prod-cp3-airgap-k3s",
+        "prod-cp3-airgap-stage",  # no delete steps: the uninstall removes its generation
+        "prod-cp3-registration",  # no delete step: the uninstall removes /etc/rancher/k3s
     }
     assert names.index("prod-cp3-membership") < names.index("prod-cp3-install") < names.index("prod-cp3-forget")
     assert names.index("prod-cp3-install") < names.index("prod-cp3-airgap-k3s") < names.index("prod-cp3-forget")

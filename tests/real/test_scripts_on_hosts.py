@@ -49,12 +49,15 @@ def settings_for(hosts: list[Any], tmp: Path, version: str, **k3s: Any) -> Setti
 
 
 def stage(host: Any, node: Node, settings: Settings) -> None:
-    """What CopyToRemote does: copy the airgap files as the SSH user, without sudo."""
-    airgap = settings.k3s.airgap
-    assert airgap is not None
-    stage_dir = f"{scripts.AIRGAP_STAGING}-{node.name}"
-    for target, source in (("install.sh", airgap.install_script), ("k3s", airgap.binary)):
-        rc, _, err = host.run(f"mkdir -p {stage_dir} && cat > {stage_dir}/{target}", stdin=Path(source).read_text())
+    """What runs before the install: the `<node>-airgap-stage` command makes the 0700 staging
+    directory as the SSH user, then CopyToRemote copies the files into it (SFTP, as that
+    user, the path relative to the home directory)."""
+    layout = scripts.airgap_layout(node, settings.k3s)
+    assert layout is not None
+    rc, _, err = host.run(scripts.stage_airgap_script(node, settings.k3s).command)
+    assert rc == 0, err
+    for target, (source, _) in layout.files.items():
+        rc, _, err = host.run(f"cat > {shlex.quote(layout.stage)}/{target}", stdin=Path(source).read_text())
         assert rc == 0, err
 
 
@@ -233,7 +236,7 @@ def test_removing_an_agent_drains_deletes_and_leaves_the_host_clean(cluster: tup
     assert agent.name not in hosts[0].exec("k3s kubectl get nodes")  # and stays gone: nothing runs there
     leftovers = host.exec(
         "ls -d /etc/rancher /var/lib/rancher /usr/local/bin/k3s* /usr/local/bin/kubectl "
-        f"{shlex.quote(scripts.AIRGAP_STAGING)}-{agent.name} 2>/dev/null || true"
+        f"{scripts.AIRGAP_ROOT} ~ubuntu/{scripts.AIRGAP_STAGE_PARENT}/* 2>/dev/null || true"
     )
     assert leftovers.strip() == ""
     assert "k3s agent" not in host.exec("ps -eo args")
