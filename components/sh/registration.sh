@@ -1,13 +1,17 @@
 # shellcheck shell=sh
 # Labels and taints for a node's first registration: K3s applies --node-label/--node-taint
 # only when a node registers, so a NoSchedule taint must be in its config before K3s first
-# starts. Written only while the node has not registered (no /etc/rancher/node/password);
-# afterwards the file is left as it is and node_meta.sh keeps labels and taints in sync
-# through the API. Runs before the install; the uninstall removes /etc/rancher/k3s.
+# starts. Written only while the node has not registered (no /etc/rancher/node/password).
+# This runs again only when the labels or taints change; by then the node has registered, so
+# the file is removed: K3s merges --node-label into the Node at EVERY start
+# (pkg/agent/run.go updateMutableLabels), and a stale file would bring back a label that
+# node_meta.sh removed through the API. From then on the API alone keeps them in sync.
+# Runs before the install; the uninstall removes /etc/rancher/k3s.
 # Inputs: NODE_NAME, REGISTRATION_YAML (a config.yaml.d drop-in with node-label+/node-taint+).
 : "${NODE_NAME:?}" "${REGISTRATION_YAML:?}"
 FILE=/etc/rancher/k3s/config.yaml.d/40-k3s-rancher-registration.yaml
 if [ -e /etc/rancher/node/password ]; then
+  rm -f "$FILE"
   log "$NODE_NAME has registered already: label and taint changes go through the API"
   exit 0
 fi
