@@ -60,7 +60,7 @@ done
 
 if [ -f "$TOKEN_FILE" ]; then
   IFS= read -r OLD_TOKEN < "$TOKEN_FILE" || true
-  [ "$OLD_TOKEN" = "$TOKEN" ] || die "$NODE_NAME already belongs to a cluster with a different token (found in $TOKEN_FILE); nothing was changed. Servers with data refuse a new token and agents could not join. If you changed k3s-rancher:token, put the old one back and rotate instead: on the init server 'k3s token rotate --token <old> --new-token <new>', then on every node write <new> into $TOKEN_FILE and restart K3s (servers one at a time, then agents), then pulumi config set --secret token <new> ($README_TOKEN). If this host belongs to another cluster, uninstall K3s there first"
+  [ "$OLD_TOKEN" = "$TOKEN" ] || die "$NODE_NAME already belongs to a cluster with a different token (found in $TOKEN_FILE); nothing was changed. Servers with data refuse a new token and agents could not join. If you changed k3s-rancher:token, put the old one back and rotate instead: on the init server run 'k3s token rotate' from the old token to the new one, then on every node write <new> into $TOKEN_FILE and restart K3s (servers one at a time, then agents), then pulumi config set --secret token <new> ($README_TOKEN). If this host belongs to another cluster, uninstall K3s there first"
 elif [ -f "$SERVER_TOKEN" ]; then
   IFS= read -r OLD_TOKEN < "$SERVER_TOKEN" || true
   case $OLD_TOKEN in
