@@ -123,3 +123,30 @@ def test_stack_commands_leave_the_stack_files_as_committed(tmp_path: Path, cli_e
         committed = (ROOT / f"stacks/Pulumi.{stack}.yaml").read_text()
         assert written.startswith(committed)
         assert re.fullmatch(r"encryptionsalt: v1:\S+\n", written[len(committed) :])
+
+
+def test_preview_of_a_team_stack_with_its_own_salt_and_secrets(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    """After `stack init` and `config set --secret` with the team's passphrase (committed, as
+    the README says), bin/preview still works without that passphrase."""
+    project = copy_project(tmp_path)
+    (tmp_path / "state").mkdir()
+    env = {**cli_env, "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}", "PULUMI_CONFIG_PASSPHRASE": "team"}
+    name = f"zz-team-{os.getpid()}"
+    shutil.copy(ROOT / "stacks" / "Pulumi.dev.yaml", project / "stacks" / f"Pulumi.{name}.yaml")
+    assert pulumi(project, env, "stack", "init", name).returncode == 0
+    secret = "team-token-0123456789"
+    result = pulumi(project, env, "config", "set", "--secret", "k3s-rancher:token", "--stack", name, stdin=secret)
+    assert result.returncode == 0, result.stderr
+    team_file = ROOT / "stacks" / f"Pulumi.{name}.yaml"
+    shutil.copy(project / "stacks" / team_file.name, team_file)
+    try:
+        assert "secure: v1:" in team_file.read_text() and "encryptionsalt:" in team_file.read_text()
+        run = subprocess.run(
+            [str(ROOT / "bin" / "preview"), name], cwd=ROOT, env=cli_env, capture_output=True, text=True, timeout=600
+        )
+        output = run.stdout + run.stderr
+        assert run.returncode == 0, output[-6000:]
+        assert f"{name}-cluster-ready" in output and "dev-cp1-install" in output
+        assert secret not in output and "not-a-secret" not in output
+    finally:
+        team_file.unlink()
