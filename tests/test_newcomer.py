@@ -173,6 +173,12 @@ def test_docker_engine_gives_up_within_its_timeout(tmp_path: Path) -> None:
     assert "journalctl -u docker" in result.stderr
 
 
+def git_status() -> str:
+    return subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+
+
 # --- what the commands say up front ---------------------------------------------------------
 
 
@@ -219,6 +225,7 @@ def test_up_local_uses_the_empty_passphrase_whatever_the_environment_says(tmp_pa
         f'printf "%s|%s|%s\\n" "$*" "${{PULUMI_CONFIG_PASSPHRASE-unset}}" "$PULUMI_BACKEND_URL" >> {log}',
     )
     env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "PULUMI_CONFIG_PASSPHRASE": "mine"}
+    before = git_status()
     result = subprocess.run(
         [str(BIN / "up-local"), "--yes"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
@@ -229,3 +236,4 @@ def test_up_local_uses_the_empty_passphrase_whatever_the_environment_says(tmp_pa
         f"up --stack local --yes||{backend}",
     ]
     assert "ignoring PULUMI_CONFIG_PASSPHRASE" in result.stderr
+    assert git_status() == before  # .pulumi-state/ is git-ignored; nothing tracked changes
