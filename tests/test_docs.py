@@ -320,3 +320,43 @@ def test_the_readmes_example_stack_validates() -> None:
         raw = {key.partition(":")[2]: value for key, value in example.items()}
         settings = parse_settings(raw, {"sshPrivateKey"}, "lab")
         assert settings.servers
+
+
+# --- a newcomer's first hour (issue 15) ----------------------------------------------------
+
+
+def section(title: str) -> str:
+    """The README's `## title` section, up to the next `## `."""
+    text = readme()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_setup_section_gives_time_and_disk_of_both_commands_and_the_fast_tier_switch() -> None:
+    text = section("Set up: two commands")
+    up_local = text[text.index("**`bin/up-local`**") : text.index("**`bin/test`**")]
+    test = text[text.index("**`bin/test`**") :]
+    for part in (up_local, test):
+        assert re.search(r"~?\d+(?:-\d+)? min", part), "how long the first run takes"
+        assert re.search(r"\d+(?:\.\d+)? [GM]B", part), "how much disk it needs"
+    assert "`K3SR_SKIP_REAL=1 bin/test`" in test
+    assert "empty passphrase" in up_local and "encryptionsalt" in up_local
+    # The builder command given is the one that reuses the tests' engine (same cache entry).
+    assert "K3SR_ENGINE_COMMAND_STANDIN=1 tests/real/engine/build.sh" in up_local
+    assert "$(tests/real/engine/build.sh" not in readme()
+
+
+def test_preview_section_gives_the_commands_a_real_run_and_says_no_secret_appears() -> None:
+    text = section("Preview a stack without hosts")
+    assert re.search(r"^bin/preview dev\b", text, re.M)
+    assert 'PATH="$(K3SR_ENGINE_COMMAND_STANDIN=1 tests/real/engine/build.sh | tail -1):$PATH" bin/preview dev' in text
+    run = re.search(r"^```text\n(.*?)^```", text, re.M | re.S)
+    assert run, "a pasted run"
+    assert run.group(1).startswith("bin/preview: pulumi preview --diff of stack 'dev'")
+    assert re.search(r"\+ \d+ to create", run.group(1))
+    assert "[secret]" in run.group(1) and "not-a-secret" not in run.group(1)
+    assert "No secret appears" in text
+    assert "commit" in text and "encryptionsalt" in text
+    path = ROOT / "bin" / "preview"
+    assert path.is_file() and os.access(path, os.X_OK)
