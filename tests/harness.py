@@ -221,6 +221,13 @@ def load_stack_config(stack: str) -> tuple[dict[str, Any], dict[str, str]]:
     return config, secrets
 
 
+def prod_config() -> dict[str, Any]:
+    """The prod example stack's settings with Rancher off: the node graph alone."""
+    config, _ = load_stack_config("prod")
+    config["rancher"] = {"enabled": False}
+    return config
+
+
 def minimal_ssh_config() -> dict[str, Any]:
     """A valid ssh-topology config: one server, one agent, Rancher on (the schema's default)."""
     return {

@@ -21,17 +21,11 @@ from typing import Any
 import pytest
 
 from components.config import NAMESPACE, ConfigError, parse_settings
-from tests.harness import ROOT, TEST_SSH_KEY, Registration, Run, load_stack_config, run_program
+from tests.harness import ROOT, TEST_SSH_KEY, Registration, Run, load_stack_config, prod_config, run_program
 
 SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": "a-fixed-token-for-identity-tests"}
 REMOTE = "command:remote:Command"
 COPY = "command:remote:CopyToRemote"
-
-
-def prod_config() -> dict[str, Any]:
-    config, _ = load_stack_config("prod")
-    config["rancher"] = {"enabled": False}
-    return config
 
 
 def run(config: dict[str, Any]) -> Run:

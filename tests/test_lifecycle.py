@@ -10,15 +10,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tests.harness import TEST_SSH_KEY, Run, leaves, load_stack_config, run_program
+from tests.harness import TEST_SSH_KEY, Run, leaves, prod_config, run_program
 
 SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": "a-fixed-token-for-lifecycle"}
-
-
-def prod_config() -> dict[str, Any]:
-    config, _ = load_stack_config("prod")
-    config["rancher"] = {"enabled": False}
-    return config
 
 
 def run(config: dict[str, Any]) -> Run:
