@@ -7,12 +7,14 @@ charts offline) and the token given in config (no random provider needed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +64,11 @@ class EngineProject:
             )
         return result
 
-    def configure(self, hosts: Sequence[Any], servers: int, version: str, binary: Path) -> None:
-        """Write the stack's config: the first `servers` hosts are servers, the rest agents."""
+    def configure(
+        self, hosts: Sequence[Any], servers: int, version: str, binary: Path, ssh: Mapping[str, Any] | None = None
+    ) -> None:
+        """Write the stack's config: the first `servers` hosts are servers, the rest agents;
+        `ssh` adds to the SSH defaults (e.g. dialErrorLimit, perDialTimeout)."""
 
         def node(host: Any, name: str) -> dict[str, Any]:
             return {"name": name, "address": host.address, "ssh": {"host": "127.0.0.1", "port": host.ssh_port}}
@@ -75,7 +80,7 @@ class EngineProject:
                 "airgap": {"installScript": str(INSTALL_SCRIPT), "binary": str(binary)},
                 "timeouts": {"nodeReady": 90, "clusterReady": 120, "drain": 10},
             },
-            "k3s-rancher:ssh": {"user": "ubuntu"},
+            "k3s-rancher:ssh": {"user": "ubuntu", **(ssh or {})},
             "k3s-rancher:servers": [node(h, f"srv-{i + 1}") for i, h in enumerate(hosts[:servers])],
             "k3s-rancher:agents": [node(h, f"agt-{i + 1}") for i, h in enumerate(hosts[servers:])],
             "k3s-rancher:rancher": {"enabled": False},
@@ -101,6 +106,51 @@ class EngineProject:
         result = self.pulumi("preview", "--json")
         steps: list[dict[str, Any]] = json.loads(result.stdout).get("steps", [])
         return steps
+
+    def start(self, *args: str, log: Path) -> subprocess.Popen[str]:
+        """Start `pulumi ARGS` in the background, its output into `log` (for a test that
+        interrupts it). Its own session, so that a signal reaches only the CLI."""
+        with log.open("w") as out:
+            return subprocess.Popen(
+                ["pulumi", *args, "--stack", self.stack, "--non-interactive"],
+                cwd=self.directory,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+
+    def leftover_processes(self) -> list[int]:
+        """Processes of this project's engine still alive (plugins orphaned by a killed CLI
+        run on: the engine starts each plugin in a process group of its own): those whose
+        environment carries this project's PULUMI_HOME, which no other test uses."""
+        marker = f"PULUMI_HOME={self.env['PULUMI_HOME']}".encode()
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                environ = (proc / "environ").read_bytes()
+            except OSError:
+                continue
+            if marker in environ.split(b"\0"):
+                pids.append(int(proc.name))
+        return pids
+
+    def kill_leftovers(self) -> list[int]:
+        """SIGKILL what `leftover_processes` finds (a CI job's teardown does the same)."""
+        pids = self.leftover_processes()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return pids
+
+    def pending_operations(self) -> list[dict[str, Any]]:
+        """The operations the state records as begun and never finished."""
+        exported = json.loads(self.pulumi("stack", "export").stdout)
+        pending: list[dict[str, Any]] = exported["deployment"].get("pending_operations") or []
+        return pending
 
     def timed_up(self) -> float:
         start = time.perf_counter()

@@ -184,8 +184,12 @@ type attempt struct {
 	err                              error
 }
 
-func runSSH(ctx context.Context, argv []string, remote string, stdin io.Reader, logStdout, logStderr bool) attempt {
-	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], "--", remote)...) //nolint:gosec // the point
+// runSSH runs one ssh client to the end. Like x/crypto/ssh's session.Run in
+// commandOutputs.go (l.95), a started command is not stopped by a cancelled request: an
+// engine killed mid-install leaves the provider (an orphan) running the command until it
+// ends or the provider process dies.
+func runSSH(argv []string, remote string, stdin io.Reader, logStdout, logStderr bool) attempt {
+	cmd := exec.Command(argv[0], append(argv[1:], "--", remote)...) //nolint:gosec // the point
 	cmd.Stdin = stdin
 	var stdout, stderr, combined, logged bytes.Buffer
 	outW := []io.Writer{&stdout, &combined}
@@ -285,7 +289,7 @@ func runRemote(ctx context.Context, log logger, inputs map[string]any, command s
 	logStdout := mode == "" || mode == "stdout" || mode == "stdoutAndStderr"
 	logStderr := mode == "" || mode == "stderr" || mode == "stdoutAndStderr"
 	a := dialing(ctx, log, conn, func() attempt {
-		return runSSH(ctx, argv, command, strings.NewReader(str(inputs["stdin"])), logStdout, logStderr)
+		return runSSH(argv, command, strings.NewReader(str(inputs["stdin"])), logStdout, logStderr)
 	})
 	logLines(log, a.logged)
 	if a.err != nil {
@@ -318,7 +322,7 @@ func copyFile(ctx context.Context, log logger, inputs map[string]any) error {
 	script := fmt.Sprintf(`t=%s; if [ -d "$t" ]; then t="$t"/%s; fi; cat > "$t"`,
 		shellQuote(str(inputs["remotePath"])), shellQuote(filepath.Base(path)))
 	a := dialing(ctx, log, conn, func() attempt {
-		return runSSH(ctx, argv, script, bytes.NewReader(content), false, false)
+		return runSSH(argv, script, bytes.NewReader(content), false, false)
 	})
 	if a.neverConnected {
 		return a.err
