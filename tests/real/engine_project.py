@@ -91,8 +91,12 @@ class EngineProject:
         stack_file.write_text(yaml.safe_dump({**(existing or {}), "config": {**config, **secure}}))
 
     def set_secret(self, key: str, value: str) -> None:
+        self.set_config(f"k3s-rancher:{key}", value, secret=True)
+
+    def set_config(self, key: str, value: str, secret: bool = False) -> None:
+        """`pulumi config set` (the value on stdin: never in a process's arguments)."""
         subprocess.run(
-            ["pulumi", "config", "set", "--secret", f"k3s-rancher:{key}", "--stack", self.stack],
+            ["pulumi", "config", "set", *(["--secret"] if secret else []), key, "--stack", self.stack],
             input=value,
             cwd=self.directory,
             env=self.env,
@@ -158,17 +162,27 @@ class EngineProject:
         return time.perf_counter() - start
 
 
-def make_project(tmp: Path, bin_dir: Path) -> EngineProject:
+def make_project(tmp: Path, bin_dir: Path, program: str | None = None) -> EngineProject:
+    """A project with a copy of this repository's program, or with `program` as its
+    __main__.py (a bare project named `contract`, for checks of the providers)."""
     directory = tmp / "project"
     directory.mkdir()
-    for name in ("__main__.py", "components", "schema"):
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, directory / name)
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-    project["runtime"]["options"]["virtualenv"] = str(ROOT / ".venv")
+    if program is None:
+        for name in ("__main__.py", "components", "schema"):
+            source = ROOT / name
+            if source.is_dir():
+                shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(source, directory / name)
+        project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+        project["runtime"]["options"]["virtualenv"] = str(ROOT / ".venv")
+    else:
+        (directory / "__main__.py").write_text(program)
+        project = {
+            "name": "contract",
+            "runtime": {"name": "python", "options": {"virtualenv": str(ROOT / ".venv")}},
+            "stackConfigDir": "stacks",
+        }
     (directory / "Pulumi.yaml").write_text(yaml.safe_dump(project))
     (directory / "stacks").mkdir()
     (tmp / "state").mkdir()

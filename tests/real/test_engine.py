@@ -99,3 +99,60 @@ def test_destroy_leaves_every_host_as_it_was(engine: tuple[EngineProject, list[A
     project.pulumi("destroy", "--yes", "--skip-preview")
     for host in hosts:
         assert host.exec(CLEAN).strip() == ""
+
+
+# The command STAND-IN against pulumi-command 1.x, where the program's safety depends on it
+# (remote.go names the source lines): a program with the provider's defaults, on one host.
+CONTRACT = """
+import pulumi
+from pulumi_command import remote
+
+cfg = pulumi.Config()
+conn = remote.ConnectionArgs(host="127.0.0.1", port=cfg.require_int("port"), user="ubuntu",
+                             private_key=cfg.require_secret("key"), dial_error_limit=2, per_dial_timeout=5)
+run = cfg.require("run")
+remote.Command("defaults", connection=conn, create=f"echo run-{run} >> contract.log; echo out-{run}")
+remote.Command("quiet", connection=conn, create=f"echo quiet-{run}", logging=remote.Logging.NONE)
+remote.CopyToRemote("relative", connection=conn, source=pulumi.FileAsset(cfg.require("file")), remote_path="copied.txt")
+if cfg.get_bool("environment"):
+    remote.Command("environment", connection=conn, create="echo environment >> contract.log", environment={"A": "b"})
+if cfg.get_bool("deep"):
+    remote.CopyToRemote("deep", connection=conn, source=pulumi.FileAsset(cfg.require("file")),
+                        remote_path="no-such-dir/copied.txt")
+"""
+
+
+def test_the_command_standin_keeps_pulumi_commands_contract(tmp_path: Path) -> None:
+    from tests.real.hosts import test_hosts
+
+    bin_dir = engine_bin()
+    (tmp_path / "file.txt").write_text("copied\n")
+    with test_hosts(1) as (host,):
+        project = make_project(tmp_path, bin_dir, program=CONTRACT)
+        for key, value in {"port": str(host.ssh_port), "run": "1", "file": str(tmp_path / "file.txt")}.items():
+            project.set_config(f"contract:{key}", value)
+        project.set_config("contract:key", host.private_key, secret=True)
+        first = project.pulumi("up", "--yes", "--skip-preview")
+        # Output is logged unless logging is none; a relative remotePath is in the home.
+        assert "out-1" in first.stdout and "quiet-1" not in first.stdout
+        assert host.exec("cat /home/ubuntu/copied.txt") == "copied\n"
+
+        # An update with addPreviousOutputInEnv left at true: the refused setenv of the
+        # previous output is a warning, and the command runs.
+        project.set_config("contract:run", "2")
+        second = project.pulumi("up", "--yes", "--skip-preview")
+        assert "Unable to set 'PULUMI_COMMAND_STDOUT'" in second.stdout
+        assert host.exec("cat /home/ubuntu/contract.log").split() == ["run-1", "run-2"]
+
+        # A refused `environment` variable fails the command before it runs.
+        project.set_config("contract:environment", "true")
+        third = project.pulumi("up", "--yes", "--skip-preview", check=False)
+        assert third.returncode != 0 and 'could not set environment variable "A"' in third.stdout
+        assert "environment" not in host.exec("cat /home/ubuntu/contract.log")
+
+        # CopyToRemote creates no parent directory (SFTP create).
+        project.set_config("contract:environment", "false")
+        project.set_config("contract:deep", "true")
+        fourth = project.pulumi("up", "--yes", "--skip-preview", check=False)
+        assert fourth.returncode != 0 and "failed to create remote file no-such-dir/copied.txt" in fourth.stdout
+        assert host.exec("ls /home/ubuntu/no-such-dir 2>/dev/null || echo absent").strip() == "absent"
