@@ -226,6 +226,24 @@ def test_the_test_workflow_runs_exactly_the_readme_test_command(test_workflow: d
     assert "exec bin/test" in ci
 
 
+def test_the_real_tiers_run_on_github_runners_as_a_non_root_user(test_workflow: dict[str, Any]) -> None:
+    """CI runs the real tiers, not skips them: bin/test as the runner's user on ubuntu-latest,
+    with setup_docker.sh using sudo, the public Debian mirror and the runner's Docker."""
+    (job,) = test_workflow["jobs"].values()
+    assert job["runs-on"] == "ubuntu-latest"
+    text = (WORKFLOWS / "test.yml").read_text()
+    assert "K3SR_SKIP_REAL" not in text  # a skip would have to say so with ::notice::
+    runs = [s["run"] for s in steps(job) if "run" in s]
+    assert not any(run.lstrip().startswith("sudo") for run in runs)  # not as root
+    setup = (ROOT / "tests" / "real" / "setup_docker.sh").read_text()
+    assert 'as_root() { sudo -n "$@"; }' in setup
+    assert "MIRROR=${MIRROR:-http://deb.debian.org/debian}" in setup
+    assert "missing+=(debian-archive-keyring)" in setup
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "On GitHub-hosted runners the real tiers run" in readme
+    assert "tests/real/README.md" in readme
+
+
 def test_every_variable_and_secret_the_workflows_use_is_documented() -> None:
     readme = (ROOT / "README.md").read_text()
     used: set[str] = set()

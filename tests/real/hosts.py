@@ -1,16 +1,23 @@
 """Throwaway Linux hosts reachable by SSH on 127.0.0.1, for tests that run our scripts for real.
 
 Each host is a Docker container from the image that ``setup_docker.sh`` builds (Debian
-bookworm with sshd, sudo, python3, curl). It runs ``sshd -D -e`` with host keys made at
-start, has a user ``ubuntu`` with passwordless sudo, and accepts a per-group ed25519 test
-key for ``ubuntu`` and ``root``. Port 22 is published on 127.0.0.1 at a random port; the
-hosts of one group share a dedicated Docker network and reach each other by ``address``.
+bookworm with systemd, sshd, sudo, python3, curl). systemd is PID 1 (run with the flags in
+``SYSTEMD_RUN_ARGS``: no ``--privileged``), sshd is a systemd service with host keys made at
+first boot, user ``ubuntu`` has passwordless sudo, and a per-group ed25519 test key is
+accepted for ``ubuntu`` and ``root``. Port 22 is published on a fixed port of 127.0.0.1
+and each host has a fixed address on the group's Docker network, so both survive
+``reboot()``; the hosts of one group reach each other by ``address``.
 
 Usage::
 
-    with test_hosts(2) as (a, b):
+    with test_hosts(2, secure_path=[1]) as (a, b):   # b: RHEL-like sudo secure_path
         rc, out, err = a.run(f"nc -z -w 5 {b.address} 22")   # real SSH, as ubuntu
         assert "ubuntu" in b.exec("id")                       # docker exec, as root; stdout
+        a.reboot()                                            # docker restart: a reboot
+
+Faults for tests: ``reboot()``, ``stop()``/``start()`` (down: connections refused),
+``pause()``/``unpause()`` (frozen: connections hang), ``read_only(path)`` (a read-only bind
+mount, e.g. /usr/local/bin; gone at the next reboot).
 
 Teardown removes the containers, the network and the key directory, also on failure.
 """
@@ -18,13 +25,16 @@ Teardown removes the containers, the network and the key directory, also on fail
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +62,45 @@ SSH_OPTIONS: tuple[str, ...] = (
 )  # fmt: skip
 
 Result = tuple[int, str, str]
+
+#: How every host runs on a cgroup v1 engine (this machine): systemd as PID 1 without
+#: --privileged (refused by this engine). SYS_ADMIN lets systemd mount its filesystems (and
+#: tests make read-only bind mounts); /run and /run/lock are tmpfs as systemd expects. The
+#: cgroup bind is read-only only at its top: Docker leaves the controller submounts
+#: writable, and systemd manages the container's own /docker/<id> subtree in them.
+#: SIGRTMIN+3 is systemd's "halt", so ``docker stop``/``restart`` shut down cleanly.
+SYSTEMD_RUN_ARGS: tuple[str, ...] = (
+    "--cap-add", "SYS_ADMIN",
+    "--tmpfs", "/run",
+    "--tmpfs", "/run/lock",
+    "--volume", "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+    "--stop-signal", "SIGRTMIN+3",
+)  # fmt: skip
+
+#: On a cgroup v2 engine (GitHub's ubuntu-latest runners) the host's cgroup tree must NOT
+#: be bind-mounted (systemd would manage the host's root): the container gets a private
+#: cgroup namespace, which Docker mounts read-only; the image's /usr/local/sbin/k3sr-boot
+#: remounts it read-write (CAP_SYS_ADMIN; AppArmor's docker-default profile denies mount).
+#: Not exercised on this (v1) machine.
+SYSTEMD_RUN_ARGS_CGROUP2: tuple[str, ...] = (
+    "--cap-add", "SYS_ADMIN",
+    "--cgroupns", "private",
+    "--security-opt", "apparmor=unconfined",
+    "--tmpfs", "/run",
+    "--tmpfs", "/run/lock",
+    "--stop-signal", "SIGRTMIN+3",
+)  # fmt: skip
+
+
+def systemd_run_args() -> tuple[str, ...]:
+    """The ``docker run`` flags that boot systemd on this engine (by its cgroup version)."""
+    version = _docker("info", "--format", "{{.CgroupVersion}}", timeout=30, check=False).stdout.strip()
+    return SYSTEMD_RUN_ARGS_CGROUP2 if version == "2" else SYSTEMD_RUN_ARGS
+
+
+#: The sudoers line of RHEL-family hosts (Rocky, Alma, RHEL, Fedora): /usr/local/bin is not
+#: on sudo's PATH, so ``sudo k3s`` fails there while ``sudo /usr/local/bin/k3s`` works.
+RHEL_SECURE_PATH = 'Defaults secure_path="/usr/sbin:/usr/bin:/sbin:/bin"'
 
 
 class DockerError(RuntimeError):
@@ -157,6 +206,8 @@ class TestHost:
     key: KeyPair
     user: str = "ubuntu"
     ssh_host: str = "127.0.0.1"
+    #: True when sudo has RHEL's secure_path (no /usr/local/bin), see ``RHEL_SECURE_PATH``.
+    secure_path: bool = False
     _known: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -239,6 +290,70 @@ class TestHost:
             raise ExecError(self.name, cmd, rc, out, err)
         return out
 
+    def system_state(self, timeout: float = 30) -> str:
+        """``systemctl is-system-running``: running, degraded, starting, ..."""
+        return self.exec_result("systemctl is-system-running", timeout=timeout)[1].strip()
+
+    def wait_booted(self, timeout: float = 60) -> float:
+        """Wait until systemd has finished booting and sshd answers; return seconds waited.
+
+        Raises TimeoutError after ``timeout`` s, and RuntimeError naming the failed units if
+        the boot ends ``degraded``.
+        """
+        started = time.monotonic()
+        deadline = started + timeout
+        _wait_ssh(self, deadline)
+        state = _wait_system_running(self, deadline)
+        if state != "running":
+            failed = self.exec("systemctl --failed --no-legend --plain", check=False).strip()
+            raise RuntimeError(f"{self.name}: systemd is {state!r} after boot; failed units: {failed or 'none'}")
+        return time.monotonic() - started
+
+    def wait_ssh(self, timeout: float = 60) -> float:
+        """Wait until SSH as ``self.user`` works; return seconds waited (TimeoutError after ``timeout``)."""
+        started = time.monotonic()
+        _wait_ssh(self, started + timeout)
+        return time.monotonic() - started
+
+    def reboot(self, timeout: float = 90) -> float:
+        """``docker restart``: systemd halts (SIGRTMIN+3), the container boots again with the same
+        port and address. Waits for SSH only (units such as k3s may still be starting); returns
+        seconds from the restart command to SSH answering."""
+        started = time.monotonic()
+        _docker("restart", "--time", "20", self.container_id, timeout=60)
+        _wait_ssh(self, started + timeout)
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        """Power off (``docker stop``): SSH connections to the port are refused until ``start()``."""
+        _docker("stop", "--time", "20", self.container_id, timeout=60)
+
+    def start(self, timeout: float = 90) -> float:
+        """Power on after ``stop()``: same port and address; waits for SSH, returns seconds."""
+        started = time.monotonic()
+        _docker("start", self.container_id, timeout=60)
+        _wait_ssh(self, started + timeout)
+        return time.monotonic() - started
+
+    def pause(self) -> None:
+        """Freeze every process (``docker pause``): connections are accepted by Docker's proxy
+        but nothing answers (SSH dials time out), as with a host gone from the network."""
+        _docker("pause", self.container_id, timeout=30)
+
+    def unpause(self) -> None:
+        """Undo ``pause()``: the same processes go on where they stopped."""
+        _docker("unpause", self.container_id, timeout=30)
+
+    def read_only(self, path: str = "/usr/local/bin") -> None:
+        """Make ``path`` read-only (a read-only bind mount over itself), as on hosts whose /usr
+        is read-only; lasts until ``writable(path)`` or the next reboot."""
+        quoted = shlex.quote(path)
+        self.exec(f"mkdir -p {quoted} && mount --bind {quoted} {quoted} && mount -o remount,ro,bind {quoted}")
+
+    def writable(self, path: str = "/usr/local/bin") -> None:
+        """Undo ``read_only(path)``."""
+        self.exec(f"umount {shlex.quote(path)}")
+
     def host_public_key(self, key_type: str = "ed25519") -> str:
         """This host's SSH host public key, e.g. ``ssh-ed25519 AAAA... root@name``."""
         if key_type not in self._known:
@@ -300,18 +415,63 @@ def remove_stale() -> list[str]:
     return sorted(stale)
 
 
-def _start_container(image: str, name: str, network: str, labels: Sequence[str], key: KeyPair) -> str:
-    args = [
-        "run", "--detach",
-        "--name", name,
-        "--hostname", name,
-        "--network", network,
-        "--publish", "127.0.0.1::22",
-        "--env", f"K3SR_AUTHORIZED_KEY={key.public_key}",
-    ]  # fmt: skip
-    for label in labels:
-        args += ["--label", label]
-    return _docker(*args, image, timeout=120).stdout.strip()
+def _free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (Docker may still lose a race for it: callers retry)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _start_container(
+    image: str, name: str, network: str, address: str, labels: Sequence[str], key: KeyPair, run_args: Sequence[str]
+) -> str:
+    """Start one host with a fixed SSH port and address (Docker would pick new ones at each
+    restart otherwise). Retries a few times when another process takes the port first."""
+    last = ""
+    for _ in range(5):
+        args = [
+            "run", "--detach",
+            "--name", name,
+            "--hostname", name,
+            "--network", network,
+            "--ip", address,
+            "--publish", f"127.0.0.1:{_free_port()}:22",
+            "--env", f"K3SR_AUTHORIZED_KEY={key.public_key}",
+            *run_args,
+        ]  # fmt: skip
+        for label in labels:
+            args += ["--label", label]
+        proc = _docker(*args, image, timeout=120, check=False)
+        if proc.returncode == 0:
+            return proc.stdout.strip()
+        last = proc.stderr.strip()
+        _docker("rm", "-f", name, check=False, timeout=60)
+        if "already allocated" not in last and "address already in use" not in last:
+            break
+    raise DockerError(f"docker run {name} failed: {last}")
+
+
+def _create_network(network: str, labels: Sequence[str]) -> ipaddress.IPv4Network:
+    """A bridge network with an explicit subnet (so hosts can have fixed addresses): the
+    subnet Docker's own allocator picks, re-created as user-configured. Retries if another
+    process takes that subnet in between."""
+    label_args = [arg for label in labels for arg in ("--label", label)]
+    last = ""
+    for _ in range(5):
+        _docker("network", "create", "--driver", "bridge", *label_args, network, timeout=60)
+        subnet = _docker(
+            "network", "inspect", "--format", "{{(index .IPAM.Config 0).Subnet}}", network, timeout=30
+        ).stdout.strip()
+        _docker("network", "rm", network, timeout=60)
+        proc = _docker(
+            "network", "create", "--driver", "bridge", "--subnet", subnet, *label_args, network,
+            timeout=60, check=False,
+        )  # fmt: skip
+        if proc.returncode == 0:
+            return ipaddress.IPv4Network(subnet)
+        last = proc.stderr.strip()
+    raise DockerError(f"docker network create {network} failed: {last}")
 
 
 def _inspect(container_id: str, network: str) -> tuple[int, str]:
@@ -343,9 +503,32 @@ def _wait_ssh(host: TestHost, deadline: float) -> None:
         time.sleep(0.2)
 
 
+def _wait_system_running(host: TestHost, deadline: float) -> str:
+    """Wait until systemd's boot is over (not ``initializing``/``starting``); return its state."""
+    state = "unknown"
+    while time.monotonic() < deadline:
+        state = host.system_state(timeout=max(deadline - time.monotonic(), 1.0))
+        if state not in ("initializing", "starting", ""):
+            return state
+        time.sleep(0.2)
+    raise TimeoutError(
+        f"{host.name}: systemd still {state!r} at the deadline; jobs: "
+        f"{host.exec('systemctl list-jobs --no-legend --plain', check=False).strip()!r}"
+    )
+
+
 def docker_logs(container: str) -> str:
     proc = _docker("logs", "--tail", "20", container, check=False, timeout=30)
     return (proc.stdout + proc.stderr).strip()
+
+
+def _set_secure_path(host: TestHost) -> None:
+    """RHEL's sudo secure_path on ``host``: a sudoers.d file read after Debian's own
+    ``Defaults secure_path`` line in /etc/sudoers, so it wins; checked with visudo."""
+    host.exec(
+        "cat > /etc/sudoers.d/10-secure-path && chmod 0440 /etc/sudoers.d/10-secure-path && visudo -cq",
+        stdin=RHEL_SECURE_PATH + "\n",
+    )
 
 
 @contextlib.contextmanager
@@ -354,13 +537,16 @@ def test_hosts(
     *,
     image: str | None = None,
     user: str = "ubuntu",
-    ready_timeout: float = 60,
+    ready_timeout: float = 90,
     name_prefix: str = "k3sr",
+    secure_path: Collection[int] = (),
 ) -> Iterator[list[TestHost]]:
     """Start ``count`` SSH test hosts on a fresh Docker network; yield them; remove everything.
 
     ``image`` defaults to what ``setup_docker.sh`` builds (see ``ensure_image``).
-    Waits at most ``ready_timeout`` seconds for SSH on all hosts.
+    ``secure_path``: indexes of the hosts whose sudo gets RHEL's secure_path (no /usr/local/bin).
+    Waits at most ``ready_timeout`` seconds for every host to boot systemd to ``running``
+    and answer SSH.
     """
     if count < 1:
         raise ValueError("count must be >= 1")
@@ -371,15 +557,20 @@ def test_hosts(
     keydir = Path(tempfile.mkdtemp(prefix=f"{name_prefix}-keys-"))
     try:
         key = KeyPair.generate(keydir)
-        net_args = ["network", "create", "--driver", "bridge"]
-        for label in labels:
-            net_args += ["--label", label]
-        _docker(*net_args, network, timeout=60)
+        subnet = _create_network(network, labels)
         names = [f"{name_prefix}-{group}-{i}" for i in range(count)]
+        # .1 is the gateway; hosts from .10 on.
+        addresses = [str(subnet.network_address + 10 + i) for i in range(count)]
+        run_args = systemd_run_args()
         with ThreadPoolExecutor(max_workers=min(count, 8)) as pool:
-            ids = list(pool.map(lambda n: _start_container(image, n, network, labels, key), names))
+            ids = list(
+                pool.map(
+                    lambda na: _start_container(image, na[0], network, na[1], labels, key, run_args),
+                    zip(names, addresses, strict=True),
+                )
+            )
         hosts = []
-        for name, cid in zip(names, ids, strict=True):
+        for i, (name, cid) in enumerate(zip(names, ids, strict=True)):
             port, address = _inspect(cid, network)
             hosts.append(
                 TestHost(
@@ -390,11 +581,15 @@ def test_hosts(
                     network=network,
                     key=key,
                     user=user,
+                    secure_path=i in secure_path,
                 )
             )
+        for host in hosts:
+            if host.secure_path:
+                _set_secure_path(host)
         deadline = time.monotonic() + ready_timeout
         with ThreadPoolExecutor(max_workers=min(count, 8)) as pool:
-            list(pool.map(lambda h: _wait_ssh(h, deadline), hosts))
+            list(pool.map(lambda h: h.wait_booted(max(deadline - time.monotonic(), 1.0)), hosts))
         yield hosts
     finally:
         try:

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Prepare this machine for the "real" tests: a running Docker engine and the
-# k3s-rancher-testhost image (a Debian bookworm rootfs with sshd, sudo, python3).
+# k3s-rancher-testhost image: a Debian bookworm rootfs that boots systemd as PID 1, with
+# sshd as a systemd service, sudo, python3 (see tests/real/README.md, "Test hosts").
 #
 # Idempotent: does nothing that is already done. Safe to run concurrently (flock).
+# Runs as root, or as a user with passwordless sudo (GitHub-hosted runners): apt-get,
+# debootstrap, chroot and dockerd then go through `sudo -n`; docker itself must then work
+# for the user (the runner's user is in the docker group).
 # The last line printed on stdout is the image name (k3s-rancher-testhost:<hash>).
 #
 # Environment:
 #   K3SR_CACHE            cache dir (default: $HOME/.cache/k3s-rancher); holds the rootfs tarball
 #   K3SR_DOCKERD_LOG      dockerd log file (default: /tmp/k3s-rancher-dockerd.log)
 #   K3SR_DOCKER_TIMEOUT   seconds to wait for the daemon to answer (default: 60)
-#   K3SR_DEBIAN_MIRROR    debootstrap mirror (default: the Debian mirror this machine's apt uses)
+#   K3SR_DEBIAN_MIRROR    debootstrap mirror (default: the Debian mirror this machine's apt
+#                         uses, else http://deb.debian.org/debian, e.g. on Ubuntu)
 set -euo pipefail
 
 CACHE=${K3SR_CACHE:-$HOME/.cache/k3s-rancher}
@@ -20,14 +25,21 @@ apt_mirror() {
   { grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}'
     grep -hs '^deb ' /etc/apt/sources.list | awk '{print $2}'; } | grep -v -- '-security' | grep '/debian/*$' | head -n 1
 }
+# Not a Debian machine (an Ubuntu runner): the public Debian mirror.
 MIRROR=${K3SR_DEBIAN_MIRROR:-$(apt_mirror || true)}
-[ -n "$MIRROR" ] || { echo "setup_docker: no Debian mirror in /etc/apt sources; set K3SR_DEBIAN_MIRROR" >&2; exit 1; }
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
 IMAGE_REPO=k3s-rancher-testhost
+# debootstrap checks the Release signature with this keyring (Ubuntu ships it in
+# debian-archive-keyring; Debian has it already).
+KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 
 # Packages debootstrap puts in the rootfs. The cached tarball and the base image are
 # keyed by a hash of this list; the test host image by a hash of this list and the recipe.
+# systemd/systemd-sysv/dbus: systemd is PID 1 (as on a real host: the K3s installer needs
+# it); kmod: the K3s unit's `modprobe` pre-start lines find a real modprobe.
 HOST_PACKAGES=(
+  systemd systemd-sysv dbus kmod
   openssh-server iproute2 procps sudo
   python3 curl ca-certificates netcat-openbsd
 )
@@ -42,7 +54,6 @@ usermod --password '*' root
 printf 'ubuntu ALL=(ALL) NOPASSWD:ALL\n' > /etc/sudoers.d/90-ubuntu
 chmod 0440 /etc/sudoers.d/90-ubuntu
 rm -f /etc/ssh/ssh_host_*
-# Host keys are made per container at start; RSA is left out (1.5 s of CPU per host).
 # Unprivileged containers cannot write /proc/self/loginuid.
 sed -i 's/^session\s\+required\s\+pam_loginuid.so/session optional pam_loginuid.so/' /etc/pam.d/sshd
 cat > /etc/ssh/sshd_config.d/10-k3sr-testhost.conf <<'CONF'
@@ -55,37 +66,82 @@ MaxStartups 100
 HostKey /etc/ssh/ssh_host_ed25519_key
 HostKey /etc/ssh/ssh_host_ecdsa_key
 CONF
+# Empty: systemd makes a machine id per container at its first boot.
+: > /etc/machine-id
+rm -f /var/lib/dbus/machine-id
+# No unit needs masking: with the flags of tests/real/hosts.py the boot reaches `running`
+# (units that need a real machine skip themselves on ConditionVirtualization/ReadWrite).
+# First boot (and every boot): host keys for this container, the test key authorised.
 cat > /usr/local/sbin/k3sr-testhost-init <<'INIT'
 #!/bin/sh
-# Container entrypoint: host keys are made fresh per container, the test key
-# (env K3SR_AUTHORIZED_KEY) is authorised for root and ubuntu, then sshd runs.
+# Host keys are made once per container; RSA is left out (1.5 s of CPU per host).
+# The test key comes from the container's environment (docker run --env
+# K3SR_AUTHORIZED_KEY), which systemd does not pass to services: read it from PID 1.
 set -eu
 for type in ed25519 ecdsa; do
   [ -s "/etc/ssh/ssh_host_${type}_key" ] ||
     ssh-keygen -q -t "$type" -N '' -C "root@$(cat /proc/sys/kernel/hostname)" -f "/etc/ssh/ssh_host_${type}_key"
 done
-mkdir -p /run/sshd
-chmod 0755 /run/sshd
-if [ -n "${K3SR_AUTHORIZED_KEY:-}" ]; then
+key=$(tr '\0' '\n' < /proc/1/environ | sed -n 's/^K3SR_AUTHORIZED_KEY=//p')
+if [ -n "$key" ]; then
   for home in /root /home/ubuntu; do
     owner=root
     [ "$home" = /home/ubuntu ] && owner=ubuntu
     mkdir -p "$home/.ssh"
-    printf '%s\n' "$K3SR_AUTHORIZED_KEY" > "$home/.ssh/authorized_keys"
+    printf '%s\n' "$key" > "$home/.ssh/authorized_keys"
     chmod 0700 "$home/.ssh"
     chmod 0600 "$home/.ssh/authorized_keys"
     chown -R "$owner:$owner" "$home/.ssh"
   done
 fi
-exec /usr/sbin/sshd -D -e
 INIT
 chmod 0755 /usr/local/sbin/k3sr-testhost-init
+cat > /etc/systemd/system/k3sr-testhost-init.service <<'UNIT'
+[Unit]
+Description=k3s-rancher test host: SSH host keys and the test key
+Before=ssh.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/sbin/k3sr-testhost-init
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+mkdir -p /etc/systemd/system/ssh.service.d
+cat > /etc/systemd/system/ssh.service.d/10-k3sr-testhost.conf <<'UNIT'
+[Unit]
+Wants=k3sr-testhost-init.service
+After=k3sr-testhost-init.service
+UNIT
+systemctl enable k3sr-testhost-init.service ssh.service
+# PID 1 wrapper: on a cgroup v2 engine (GitHub's ubuntu runners) Docker mounts the
+# container's own cgroup namespace read-only; systemd must create its cgroups there, and
+# CAP_SYS_ADMIN allows the remount. On cgroup v1 (this machine) the bind-mounted
+# hierarchy is used as it is. Then systemd replaces this script as PID 1.
+cat > /usr/local/sbin/k3sr-boot <<'BOOT'
+#!/bin/sh
+if [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ] && ! touch /sys/fs/cgroup/.k3sr-rw 2>/dev/null; then
+  mount -o remount,rw /sys/fs/cgroup || echo "k3sr-boot: cannot remount /sys/fs/cgroup rw" >&2
+fi
+rm -f /sys/fs/cgroup/.k3sr-rw 2>/dev/null
+exec /lib/systemd/systemd "$@"
+BOOT
+chmod 0755 /usr/local/sbin/k3sr-boot
 EOF
 
 log() { printf 'setup_docker: %s\n' "$*" >&2; }
 die() { printf 'setup_docker: ERROR: %s\n' "$*" >&2; exit 1; }
 
-[ "$(id -u)" -eq 0 ] || die "must run as root (needs apt-get, dockerd, debootstrap)"
+# Root, or passwordless sudo for the steps that need root.
+if [ "$(id -u)" -eq 0 ]; then
+  as_root() { "$@"; }
+elif sudo -n true 2>/dev/null; then
+  as_root() { sudo -n "$@"; }
+else
+  die "must run as root or with passwordless sudo (needs apt-get, debootstrap, chroot)"
+fi
 
 mkdir -p "$CACHE"
 exec 9>"$CACHE/setup.lock"
@@ -96,6 +152,7 @@ missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v docker >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+[ -s "$KEYRING" ] || missing+=(debian-archive-keyring)
 command -v ssh >/dev/null 2>&1 || missing+=(openssh-client)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v flock >/dev/null 2>&1 || missing+=(util-linux)
@@ -104,8 +161,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   log "installing: ${missing[*]}"
   # Third-party sources on this machine may be unreachable; apt-get update then
   # exits non-zero although the Debian lists were refreshed.
-  apt-get update -qq >&2 || log "apt-get update reported errors (continuing)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+  as_root apt-get update -qq >&2 || log "apt-get update reported errors (continuing)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >&2 || die "apt-get install ${missing[*]} failed"
 fi
 
@@ -189,25 +246,29 @@ build_rootfs_tarball() {
   local dir include
   dir=$(mktemp -d "$CACHE/rootfs-$PKG_HASH.XXXXXX")
   include=$(IFS=,; printf '%s' "${HOST_PACKAGES[*]}")
-  log "debootstrap $SUITE into $dir (packages: $include)"
-  if ! debootstrap --variant=minbase --include="$include" "$SUITE" "$dir" "$MIRROR" \
-      >"$CACHE/debootstrap.log" 2>&1; then
+  log "debootstrap $SUITE from $MIRROR into $dir (packages: $include)"
+  if ! as_root debootstrap --variant=minbase --keyring="$KEYRING" --include="$include" \
+      "$SUITE" "$dir" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1; then
     tail -n 20 "$CACHE/debootstrap.log" >&2 || true
-    rm -rf "$dir"
+    as_root rm -rf "$dir"
     die "debootstrap failed (full log: $CACHE/debootstrap.log)"
   fi
-  chroot "$dir" apt-get clean >&2 || true
-  rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/*.bin "$dir"/var/log/*.log
-  tar -C "$dir" --numeric-owner -cf "$TARBALL.tmp" . || { rm -rf "$dir"; die "tar of rootfs failed"; }
+  as_root chroot "$dir" apt-get clean >&2 || true
+  # shellcheck disable=SC2016 # expanded by the inner sh, as root
+  as_root sh -c 'rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/log/*.log' sh "$dir"
+  # The tarball is written by this user (root's tar reads the tree, stdout lands here).
+  as_root tar -C "$dir" --numeric-owner -cf - . >"$TARBALL.tmp" || { as_root rm -rf "$dir"; die "tar of rootfs failed"; }
   mv "$TARBALL.tmp" "$TARBALL"
-  rm -rf "$dir"
-  # Tarballs of other package lists are no longer needed.
-  find "$CACHE" -maxdepth 1 -name 'rootfs-*.tar' ! -name "rootfs-$PKG_HASH.tar" -delete
+  as_root rm -rf "$dir"
+  # Tarballs of other package lists, once a week old: other checkouts may still use them.
+  find "$CACHE" -maxdepth 1 -name 'rootfs-*.tar' ! -name "rootfs-$PKG_HASH.tar" -mtime +7 -delete
 }
 
 build_image() {
   docker image inspect "$IMAGE" >/dev/null 2>&1 && return 0
   if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    # Only now: a machine that has the base image never runs debootstrap again.
+    build_rootfs_tarball
     log "importing $TARBALL as $BASE_IMAGE"
     docker import --message "k3s-rancher test host rootfs ($SUITE: ${HOST_PACKAGES[*]})" \
       "$TARBALL" "$BASE_IMAGE" >/dev/null || return 1
@@ -218,10 +279,14 @@ build_image() {
     docker rm -f "$ctr" >/dev/null 2>&1 || true
     return 1
   fi
+  # No STOPSIGNAL here: images built on this one (tests/real/standin_image) run other
+  # programs as PID 1; tests/real/hosts.py passes --stop-signal SIGRTMIN+3 itself.
   docker commit \
-    --change 'CMD ["/usr/local/sbin/k3sr-testhost-init"]' \
+    --change 'CMD ["/usr/local/sbin/k3sr-boot"]' \
+    --change 'ENV container=docker' \
     --change 'EXPOSE 22' \
     --change "LABEL k3s-rancher.testhost.packages=\"${HOST_PACKAGES[*]}\"" \
+    --change 'LABEL k3s-rancher.testhost.init=systemd' \
     "$ctr" "$IMAGE" >/dev/null || { docker rm -f "$ctr" >/dev/null 2>&1; return 1; }
   docker rm "$ctr" >/dev/null
 }
@@ -236,10 +301,10 @@ smoke_test() {
   return "$rc"
 }
 
-build_rootfs_tarball
-
 if docker_up; then
-  build_image || die "could not build $IMAGE from $TARBALL"
+  build_image || die "could not build $IMAGE"
+elif [ "$(id -u)" -ne 0 ]; then
+  die "Docker does not answer for $(id -un); start it (e.g. sudo systemctl start docker) and add $(id -un) to the docker group"
 else
   ok=""
   for flags in "${FLAG_SETS[@]}"; do

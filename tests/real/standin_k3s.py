@@ -1,13 +1,17 @@
-"""The STAND-IN k3s binary and install script (tests/real/standin/): not K3s, see there."""
+"""The STAND-IN k3s binary and install script (tests/real/standin/): not K3s, see there and
+tests/real/README.k3s-standin.md (what the k3s stand-in imitates, and what it does not)."""
 
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 from pathlib import Path
 
 STANDIN = Path(__file__).resolve().parent / "standin"
-INSTALL_SCRIPT = STANDIN / "install.sh"
+#: The installer the real tiers stage: the STAND-IN, or with K3SR_INSTALL_SCRIPT=path (e.g. a
+#: downloaded https://get.k3s.io) the real one, on machines with internet.
+INSTALL_SCRIPT = Path(os.environ.get("K3SR_INSTALL_SCRIPT") or STANDIN / "install.sh").resolve()
 
 
 def _throwaway_certificate(directory: Path) -> tuple[str, str]:

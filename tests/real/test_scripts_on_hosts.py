@@ -38,6 +38,7 @@ def settings_for(hosts: list[Any], tmp: Path, version: str, **k3s: Any) -> Setti
             "version": version,
             "airgap": {"installScript": str(INSTALL_SCRIPT), "binary": str(standin_binary(tmp, version))},
             "timeouts": {"nodeReady": 60, "clusterReady": 60, "drain": 10},
+            "initServer": "srv-1",
             **k3s,
         },
         "servers": [node(hosts[0], "srv-1"), node(hosts[1], "srv-2")],
