@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -105,6 +104,20 @@ class K3sNode(pulumi.ComponentResource):
         k3s = settings.k3s
         self.install_script = scripts.install_script(node, k3s, first_server=first_server)
         staged = self._stage_airgap(conn, settings) if k3s.airgap else []
+        # K3s applies labels and taints only at a node's first registration: the drop-in must
+        # be there before the install first starts K3s. Later changes go through node_meta.
+        if node.labels or node.taints:
+            staged.append(
+                _command(
+                    f"{node.name}-registration",
+                    conn,
+                    scripts.registration_script(node, k3s),
+                    # delete before replace: a replaced node's uninstall (which removes
+                    # /etc/rancher/node) runs before this writes the drop-in again.
+                    pulumi.ResourceOptions(parent=self, delete_before_replace=True),
+                    triggers=identity(node),
+                )
+            )
         # The install depends on `forget`, so a removal runs: drain (membership), uninstall
         # (install), then delete the Node object (forget) once nothing can register it again.
         self.forget: list[pulumi.Resource] = []
@@ -131,25 +144,35 @@ class K3sNode(pulumi.ComponentResource):
         )
 
     def _stage_airgap(self, conn: remote.ConnectionArgs, settings: Settings) -> list[pulumi.Resource]:
-        """Copy the airgap files to a staging directory (SFTP runs as the SSH user, without
-        sudo); the install script moves them into place as root, uninstall removes them."""
-        airgap = settings.k3s.airgap
-        assert airgap is not None
-        stage = f"{scripts.AIRGAP_STAGING}-{self.node.name}"
-        files = {"install.sh": airgap.install_script, "k3s": airgap.binary}
-        if airgap.images:
-            files[Path(airgap.images).name] = airgap.images
-        return [
+        """Stage this generation's airgap files in a 0700 directory under the SSH user's home:
+        CopyToRemote runs as that user over SFTP, without sudo, and creates no directories for
+        a file, so a command (as the same user) makes the directory first. A relative
+        remote_path resolves in the home directory, where sshd starts the SFTP server. The
+        install copies the files to a root-owned place and checks their sha256 there before
+        running anything; the uninstall removes this generation only."""
+        layout = scripts.airgap_layout(self.node, settings.k3s)
+        assert layout is not None
+        stage_dir = scripts.stage_airgap_script(self.node, settings.k3s)
+        prepare = remote.Command(
+            f"{self.node.name}-airgap-stage",
+            connection=conn,
+            create=stage_dir.command,
+            update=stage_dir.command,
+            add_previous_output_in_env=False,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        copies: list[pulumi.Resource] = [
             remote.CopyToRemote(
                 f"{self.node.name}-airgap-{target.replace('.', '-')}",
                 connection=conn,
                 source=pulumi.FileAsset(path),
-                remote_path=f"{stage}/{target}",
+                remote_path=f"{layout.stage}/{target}",
                 triggers=identity(self.node),
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[prepare]),
             )
-            for target, path in files.items()
+            for target, (path, _) in layout.files.items()
         ]
+        return [prepare, *copies]
 
     def add_membership(
         self,

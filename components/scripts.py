@@ -27,7 +27,13 @@ SH_DIR = Path(__file__).resolve().parent / "sh"
 CONF_DIR = "/etc/rancher/k3s"
 TOKEN_FILE = f"{CONF_DIR}/cluster-token"
 MANAGED_MARKER = "# managed by k3s-rancher"
-AIRGAP_STAGING = "/tmp/k3s-rancher-airgap"
+# Airgap files: staged by CopyToRemote (SFTP, as the SSH user) under the user's home (a
+# relative SFTP path resolves there), one directory per generation; the install copies them
+# to a root-owned place per generation and runs them from there only.
+AIRGAP_STAGE_PARENT = ".k3s-rancher/airgap"
+AIRGAP_ROOT = "/var/lib/k3s-rancher/airgap"
+REGISTRATION_FILE = f"{CONF_DIR}/config.yaml.d/40-k3s-rancher-registration.yaml"
+_ROOT_CHECK = "these steps need root"
 _VAR = re.compile(r"^[A-Z][A-Z0-9_]*$")
 INPUTS_DIRECTIVE = "# shellcheck disable=SC1003,SC2016"
 
@@ -47,9 +53,10 @@ def _lib_blocks() -> tuple[tuple[str | None, str], ...]:
     return tuple(blocks)
 
 
-def _helpers_for(body: str) -> str:
-    """The lib.sh blocks `body` calls (and the ones those call), plus the unnamed ones."""
-    blocks = _lib_blocks()
+def _helpers_for(body: str, *, root: bool = True) -> str:
+    """The lib.sh blocks `body` calls (and the ones those call), plus the unnamed ones (but the
+    root check only for scripts that run as root)."""
+    blocks = tuple(b for b in _lib_blocks() if root or _ROOT_CHECK not in b[1])
     needed: set[str] = set()
     text = body
     changed = True
@@ -83,12 +90,15 @@ def _strip_comments(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
 
 
-def render(name: str, variables: Mapping[str, str], args: Sequence[str] = (), *, sudo: bool) -> Script:
-    """Render sh/<name>.sh with `variables` and positional `args`, all as quoted data."""
+def render(
+    name: str, variables: Mapping[str, str], args: Sequence[str] = (), *, sudo: bool, root: bool = True
+) -> Script:
+    """Render sh/<name>.sh with `variables` and positional `args`, all as quoted data; `root`
+    False for the few steps that run as the SSH user itself (no root check)."""
     body = _strip_comments(_read(f"{name}.sh")).strip()
     # The inputs are one group, so that one shellcheck directive covers them: their values are
     # data in single quotes, and `$(...)` or a backslash in data is not a mistake there.
-    lines = ["set -eu", _strip_comments(_helpers_for(body)), f"# {name}: inputs", INPUTS_DIRECTIVE, "{"]
+    lines = ["set -eu", _strip_comments(_helpers_for(body, root=root)), f"# {name}: inputs", INPUTS_DIRECTIVE, "{"]
     lines += [quote_assignment(key, value) for key, value in variables.items()]
     lines.append("set --" + "".join(" " + shlex.quote(a) for a in args))
     lines.append("}")
@@ -133,10 +143,75 @@ def node_config(node: Node, k3s: K3sSettings, *, first_server: bool) -> dict[str
     return config
 
 
+@dataclass(frozen=True)
+class AirgapLayout:
+    """One airgap generation of a node: `files` maps the staged name (install.sh, k3s,
+    images) to (local path, sha256); `stage` is the staging directory relative to the SSH
+    user's home."""
+
+    generation: str
+    stage: str
+    files: dict[str, tuple[str, str]]
+
+
+@cache
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a local file, computed once per program run (cached by size and mtime)."""
+    st = Path(path).stat()
+    return _sha256(path, st.st_size, st.st_mtime_ns)
+
+
+def airgap_layout(node: Node, k3s: K3sSettings) -> AirgapLayout | None:
+    """The node's airgap generation: a digest of the files' sha256s and of the node's
+    identity (name, address, SSH endpoint), so that a changed file re-runs the install and a
+    replaced node's uninstall never removes the generation its replacement staged."""
+    if not k3s.airgap:
+        return None
+    local = {"install.sh": k3s.airgap.install_script, "k3s": k3s.airgap.binary}
+    if k3s.airgap.images:
+        local["images"] = k3s.airgap.images
+    files = {name: (path, file_sha256(path)) for name, path in local.items()}
+    generation = fingerprint(
+        node.name,
+        node.address,
+        node.ssh.host,
+        str(node.ssh.port),
+        *(f"{name}={digest}" for name, (_, digest) in files.items()),
+    )
+    return AirgapLayout(generation=generation, stage=f"{AIRGAP_STAGE_PARENT}/{generation}", files=files)
+
+
+def _airgap_inputs(node: Node, layout: AirgapLayout | None) -> dict[str, str]:
+    if layout is None:
+        return {"AIRGAP_GENERATION": ""}
+    return {
+        "AIRGAP_GENERATION": layout.generation,
+        "AIRGAP_STAGE": layout.stage,
+        "STAGE_USER": node.ssh.user,
+    }
+
+
 def install_script(node: Node, k3s: K3sSettings, *, first_server: bool) -> Script:
-    airgap_dir = f"{AIRGAP_STAGING}-{node.name}" if k3s.airgap else ""
+    layout = airgap_layout(node, k3s)
     images = Path(k3s.airgap.images).name if k3s.airgap and k3s.airgap.images else ""
+    sums = {name: digest for name, (_, digest) in layout.files.items()} if layout else {}
     joins = node.role == "agent" or (k3s.datastore == "etcd" and not first_server)
+    airgap = _airgap_inputs(node, layout)
+    if layout is not None:
+        airgap |= {
+            "AIRGAP_SHA256_INSTALLER": sums["install.sh"],
+            "AIRGAP_SHA256_K3S": sums["k3s"],
+            "AIRGAP_SHA256_IMAGES": sums.get("images", ""),
+            "AIRGAP_IMAGES": images,
+        }
     return render(
         "install_node",
         {
@@ -147,10 +222,41 @@ def install_script(node: Node, k3s: K3sSettings, *, first_server: bool) -> Scrip
             "CONFIG_YAML": managed_yaml(node_config(node, k3s, first_server=first_server)),
             "REGISTRIES_YAML": managed_yaml(k3s.registries) if k3s.registries else "",
             "INSTALL_SCRIPT_URL": k3s.install_script_url,
-            "AIRGAP_DIR": airgap_dir,
-            "AIRGAP_IMAGES": images,
+            "INSTALL_SCRIPT_SHA256": k3s.install_script_sha256 or "",
+            "TIMEOUT": str(k3s.timeouts.node_ready),
+            **airgap,
         },
         k3s.server_args if node.role == "server" else k3s.agent_args,
+        sudo=needs_sudo(node.ssh.user),
+    )
+
+
+def stage_airgap_script(node: Node, k3s: K3sSettings) -> Script:
+    """Make the node's 0700 staging directory, as the SSH user (no sudo): SFTP writes there."""
+    layout = airgap_layout(node, k3s)
+    if layout is None:
+        raise ValueError("no k3s.airgap: nothing to stage")
+    return render("stage_airgap", {"AIRGAP_STAGE": layout.stage}, sudo=False, root=False)
+
+
+def registration_yaml(node: Node) -> str:
+    """The config.yaml.d drop-in with the node's labels and taints for its first registration
+    (`+` appends to what serverConfig/agentConfig may hold)."""
+    data: dict[str, Any] = {}
+    if node.labels:
+        data["node-label+"] = [f"{k}={v}" for k, v in sorted(node.labels.items())]
+    if node.taints:
+        data["node-taint+"] = list(node.taints)
+    return managed_yaml(data)
+
+
+def registration_script(node: Node, k3s: K3sSettings) -> Script:
+    """Write the labels/taints drop-in while the node has not registered yet (K3s applies
+    them only then); `k3s` is for symmetry with the other node scripts."""
+    del k3s
+    return render(
+        "registration",
+        {"NODE_NAME": node.name, "REGISTRATION_YAML": registration_yaml(node)},
         sudo=needs_sudo(node.ssh.user),
     )
 
@@ -230,5 +336,6 @@ def forget_script(node_name: str, user: str) -> Script:
 
 
 def uninstall_script(node: Node, k3s: K3sSettings) -> Script:
-    airgap_dir = f"{AIRGAP_STAGING}-{node.name}" if k3s.airgap else ""
-    return render("uninstall_node", {"ROLE": node.role, "AIRGAP_DIR": airgap_dir}, sudo=needs_sudo(node.ssh.user))
+    """Remove K3s and what is ours, including this node's airgap generation (only it)."""
+    airgap = _airgap_inputs(node, airgap_layout(node, k3s))
+    return render("uninstall_node", {"ROLE": node.role, **airgap}, sudo=needs_sudo(node.ssh.user))

@@ -211,6 +211,8 @@ def test_node_names(name: str) -> None:
         (scripts.wait_script([name, "w1"], s.k3s, timeout=10, waits_for="x", user="u"), {}, [name, "w1"]),
         (scripts.node_meta_script(node, "root"), {"NODE_NAME": name}, None),
         (scripts.drain_script(name, 10, "u"), {"NODE_NAME": name}, None),
+        (scripts.forget_script(name, "u"), {"NODE_NAME": name}, None),
+        (scripts.registration_script(node, s.k3s), {"NODE_NAME": name}, None),
     )
 
 
@@ -225,7 +227,13 @@ def test_labels(labels: dict[str, str]) -> None:
     node = s.agents[0]
     expected = "\n".join(f"{k}={v}" for k, v in sorted(labels.items()))
     managed = "\n".join(scripts.managed_entries(node))
-    assert_only_data((scripts.node_meta_script(node, "u"), {"LABELS": expected, "MANAGED": managed}, None))
+    registration = scripts.registration_yaml(node)
+    assert_only_data(
+        (scripts.node_meta_script(node, "u"), {"LABELS": expected, "MANAGED": managed}, None),
+        (scripts.registration_script(node, s.k3s), {"REGISTRATION_YAML": registration}, None),
+    )
+    # K3s reads the drop-in back as exactly these labels, appended (`+`) to any from agentConfig.
+    assert managed_yaml_data(registration).get("node-label+", []) == [f"{k}={v}" for k, v in sorted(labels.items())]
 
 
 @CHEAP
@@ -236,7 +244,12 @@ def test_taints(values: list[str]) -> None:
     s = accepted(config, ["agents[0].taints"])
     if s is None:
         return
-    assert_only_data((scripts.node_meta_script(s.agents[0], "u"), {"TAINTS": "\n".join(values)}, None))
+    registration = scripts.registration_yaml(s.agents[0])
+    assert_only_data(
+        (scripts.node_meta_script(s.agents[0], "u"), {"TAINTS": "\n".join(values)}, None),
+        (scripts.registration_script(s.agents[0], s.k3s), {"REGISTRATION_YAML": registration}, None),
+    )
+    assert managed_yaml_data(registration).get("node-taint+", []) == values
 
 
 @CHEAP
@@ -353,6 +366,7 @@ def test_rendered_scripts_pass_shellcheck() -> None:
         node = accepted(_case_config(case, "node"), ["agents[0]"])
         if node is not None:
             rendered.append((repr(case), scripts.node_meta_script(node.agents[0], "u").body))
+            rendered.append((repr(case), scripts.registration_script(node.agents[0], node.k3s).body))
         k3s = accepted(_case_config(case, "k3s"), ["k3s"])
         if k3s is not None:
             rendered.append((repr(case), scripts.install_script(k3s.servers[0], k3s.k3s, first_server=True).body))

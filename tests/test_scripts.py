@@ -16,13 +16,17 @@ they are given. Skipped where user namespaces or overlayfs are not available.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -133,6 +137,9 @@ def rendered(airgap: dict[str, str]) -> dict[str, scripts.Script]:
             first = i == 0
             out[f"install-{variant}-{node.name}"] = scripts.install_script(node, s.k3s, first_server=first)
             out[f"uninstall-{variant}-{node.name}"] = scripts.uninstall_script(node, s.k3s)
+            out[f"registration-{variant}-{node.name}"] = scripts.registration_script(node, s.k3s)
+            if variant == "airgap":
+                out[f"stage-airgap-{node.name}"] = scripts.stage_airgap_script(node, s.k3s)
     s = variants["etcd"]
     for user in ("root", "ubuntu"):
         names = [n.name for n in s.nodes]
@@ -142,6 +149,7 @@ def rendered(airgap: dict[str, str]) -> dict[str, scripts.Script]:
         )
         out[f"kubeconfig-{user}"] = scripts.kubeconfig_script(user, "0123abcd")
         out[f"drain-{user}"] = scripts.drain_script("w1", 120, user)
+        out[f"forget-{user}"] = scripts.forget_script("w1", user)
         for node in s.nodes:
             out[f"node-meta-{node.name}-{user}"] = scripts.node_meta_script(node, user)
     return out
@@ -193,6 +201,8 @@ def test_every_script_file_passes_shellcheck_and_parses() -> None:
         "node_meta",
         "drain_delete",
         "uninstall_node",
+        "registration",
+        "stage_airgap",
     }
     result = run_shellcheck(files)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -271,25 +281,31 @@ def test_awkward_values_stay_data(all_rendered: dict[str, scripts.Script]) -> No
 # --- behaviour: the sandbox --------------------------------------------------------------------
 
 OUTER = """set -eu
-for d in /etc /usr/local; do
+for d in /etc /usr/local /opt; do
   n=$(printf %s "$d" | tr / _)
   mkdir -p "$SANDBOX/upper$n" "$SANDBOX/work$n"
   mount -t overlay overlay -o "lowerdir=$d,upperdir=$SANDBOX/upper$n,workdir=$SANDBOX/work$n" "$d"
 done
+# A host whose /usr/local is read-only (the installer then uses /opt/bin).
+if [ -e "$SANDBOX/usr-local-read-only" ]; then mount -o remount,ro /usr/local; fi
 mkdir -p "$SANDBOX/var_lib"
 mount --bind "$SANDBOX/var_lib" /var/lib
 exec sh -c "$(cat "$SANDBOX/command.sh")"
 """
 
+# STAND-IN for sudo with RHEL-family sudoers (`Defaults secure_path = /sbin:/bin:/usr/sbin:/usr/bin`,
+# no /usr/local/bin): it resets PATH like that (the stubs directory stands for the system's own
+# tools), and refuses to run without -n (a prompt would read the secrets on stdin).
 SUDO = """#!/bin/sh
-# sudo stand-in: refuses to run without -n (a prompt would read the secrets on stdin).
 [ "$1" = -n ] || { echo "sudo stand-in: called without -n" >&2; exit 99; }
 shift
+PATH="$K3SR_TEST_STUBS:/sbin:/bin:/usr/sbin:/usr/bin"
+export PATH
 exec "$@"
 """
 
 CURL = """#!/bin/sh
-# curl stand-in: records the URL, "downloads" the stand-in installer.
+# STAND-IN for curl: records the URL, "downloads" the stand-in installer.
 out=""
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -303,44 +319,203 @@ cp "$K3SR_TEST_STUBS/installer.sh" "$out"
 """
 
 INSTALLER = """#!/bin/sh
-# K3s installer stand-in (get.k3s.io): the install script runs it with `sh`.
+# STAND-IN for the K3s installer (get.k3s.io): the install script runs it with `sh`.
 exec "{python}" "$K3SR_TEST_STUBS/record.py" installer "$@"
 """
 
+K3S_BINARY = """#!/bin/sh
+# STAND-IN for the k3s binary {version}
+K3SR_K3S_VERSION='{version}' exec "{python}" "$K3SR_TEST_STUBS/record.py" k3s "$@"
+"""
+
+TOOL = '#!/bin/sh\nexec "{python}" "$K3SR_TEST_STUBS/record.py" {kind} "$@"\n'
+
+# The stand-ins, in one Python file. Each notes the real behaviour it imitates.
 RECORD = r"""
-import json, os, sys
+import hashlib, json, os, stat, subprocess, sys, time
 
 log = os.environ["K3SR_TEST_LOG"]
+stubs = os.environ["K3SR_TEST_STUBS"]
 kind, argv = sys.argv[1], sys.argv[2:]
 env = {k: v for k, v in os.environ.items() if k.startswith(("INSTALL_K3S_", "K3S_"))}
 with open(os.path.join(log, kind + ".jsonl"), "a") as f:
     f.write(json.dumps({"argv": argv, "env": env}) + "\n")
-if kind == "installer" and os.path.exists(os.path.join(log, "installer-fails")):
-    print("[ERROR] stand-in installer failure", file=sys.stderr)
-    sys.exit(1)
+state_file = os.path.join(log, "state.json")
+state = json.load(open(state_file)) if os.path.exists(state_file) else {}
+state.setdefault("nodes", {})
+state.setdefault("annotation", "")
+state.setdefault("services", {})
+state.setdefault("enabled", [])
+
+
+def save():
+    json.dump(state, open(state_file, "w"))
+
+
+def sha(path):
+    try:
+        return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    except OSError:
+        return "missing"
+
+
+def write(path, text, mode):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+if kind == "installer":
+    # install.sh: setup_env (bin dir, service name, unit and env file), get_installed_hashes,
+    # download_and_verify, create_killall/create_uninstall, create_env_file,
+    # create_systemd_service_file, systemd_enable, service_enable_and_start.
+    if os.path.exists(os.path.join(log, "installer-fails")):
+        print("[ERROR] stand-in installer failure", file=sys.stderr)
+        sys.exit(1)
+    bin_dir = os.environ.get("INSTALL_K3S_BIN_DIR") or "/usr/local/bin"
+    cmd = (os.environ.get("INSTALL_K3S_EXEC") or ("agent" if os.environ.get("K3S_URL") else "server")).split()[0]
+    name = "k3s" if cmd == "server" else "k3s-" + cmd
+    unit, env_file = f"/etc/systemd/system/{name}.service", f"/etc/systemd/system/{name}.service.env"
+    binary = os.path.join(bin_dir, "k3s")
+    hashes = lambda: [sha(binary), sha(unit), sha(env_file)]
+    before = hashes()
+    if os.environ.get("INSTALL_K3S_SKIP_DOWNLOAD") in ("true", "binary"):
+        if not os.access(binary, os.X_OK):
+            print(f"[ERROR]  Executable k3s binary not found at {binary}", file=sys.stderr)
+            sys.exit(1)
+    else:
+        text = open(os.path.join(stubs, "k3s-binary.tmpl")).read()
+        text = text.replace("{version}", os.environ["INSTALL_K3S_VERSION"])
+        if sha(binary) != hashlib.sha256(text.encode()).hexdigest():
+            write(binary, text, 0o755)
+    killall = os.path.join(bin_dir, "k3s-killall.sh")
+    # k3s-killall.sh: stops every k3s*.service, then kills what is left.
+    write(killall, "\n".join([
+        "#!/bin/sh",
+        f'"{sys.executable}" "$K3SR_TEST_STUBS/record.py" killall',
+        "for service in /etc/systemd/system/k3s*.service; do",
+        '  [ -s "$service" ] && systemctl stop "$(basename "$service")"',
+        "done",
+        "",
+    ]), 0o755)
+    # k3s-uninstall.sh: no `set -e`; it calls the killall script first, whatever happens.
+    uninstall = os.path.join(bin_dir, f"{name}-uninstall.sh")
+    write(uninstall, "\n".join([
+        "#!/bin/sh",
+        f'"{sys.executable}" "$K3SR_TEST_STUBS/record.py" uninstall {name}',
+        killall,
+        f"rm -f {unit} {env_file}",
+        "rm -rf /etc/rancher/k3s /var/lib/rancher/k3s",
+        f"rm -f {binary} {killall} {uninstall}",
+        "",
+    ]), 0o755)
+    exports = "".join(f"{k}={v}\n" for k, v in sorted(os.environ.items()) if k.startswith("K3S_"))
+    write(env_file, exports, 0o600)
+    write(unit, f"[Service]\nType=notify\nTimeoutStartSec=0\nExecStart={binary} {' '.join([cmd, *argv])}\n", 0o644)
+    subprocess.run(["systemctl", "enable", unit], check=True)
+    subprocess.run(["systemctl", "daemon-reload"], check=True)
+    if os.environ.get("INSTALL_K3S_SKIP_START") == "true":
+        sys.exit(0)
+    if hashes() == before and os.environ.get("INSTALL_K3S_FORCE_RESTART") != "true":
+        sys.exit(0)
+    subprocess.run(["systemctl", "restart", name], check=True)
+    sys.exit(0)
+
+if kind == "systemctl":
+    # systemd for a Type=notify unit: `restart` without --no-block returns once the service
+    # sent READY (never, for one that cannot start: TimeoutStartSec=0); is-active says
+    # activating until then.
+    args = [a for a in argv if not a.startswith("--")]
+    verb, unit = (args + ["", ""])[:2]
+    unit = unit.removesuffix(".service")
+    service = state["services"].setdefault(unit, {"state": "inactive"})
+    if verb == "is-active":
+        states = service.get("states")
+        now = states.pop(0) if states and len(states) > 1 else (states[0] if states else service["state"])
+        save()
+        if "--quiet" not in argv:
+            print(now)
+        sys.exit(0 if now == "active" else 3)
+    if verb == "is-enabled":
+        sys.exit(0 if unit in state["enabled"] else 1)
+    if verb == "restart":
+        after = service.get("after_restart", "active")
+        if "--no-block" not in argv and after != "active":
+            time.sleep(3600)
+        service["state"] = after
+        if after != "active":
+            service["states"] = [after]
+        else:
+            service.pop("states", None)
+        save()
+        sys.exit(0)
+    if verb == "stop":
+        service["state"] = "inactive"
+        service.pop("states", None)
+        save()
+    if verb == "daemon-reload" and os.path.exists(os.path.join(log, "daemon-reload-fails")):
+        print("Failed to reload daemon: Access denied", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)
+
+if kind == "journalctl":
+    path = os.path.join(log, "journal.txt")
+    lines = open(path).read().splitlines() if os.path.exists(path) else []
+    n = int(argv[argv.index("-n") + 1]) if "-n" in argv else len(lines)
+    print("\n".join(lines[-n:]))
+    sys.exit(0)
+
+if kind == "getent":
+    # The host's user database: the SSH user's home is inside the sandbox.
+    if argv[:1] == ["passwd"] and len(argv) == 2:
+        print(f"{argv[1]}:x:1000:1000::{os.environ['SANDBOX']}/home/{argv[1]}:/bin/sh")
+        sys.exit(0)
+    sys.exit(2)
+
+if kind == "getenforce":
+    print(state.get("selinux", "Disabled"))
+    sys.exit(0)
+
 if kind != "k3s":
     sys.exit(0)
-# k3s stand-in: `k3s kubectl --kubeconfig FILE ...` against a fake node list in state.json.
-state_file = os.path.join(log, "state.json")
-state = json.load(open(state_file)) if os.path.exists(state_file) else {"nodes": {}, "annotation": ""}
+# k3s: `--version`, and `kubectl --kubeconfig FILE ...` against a fake node list in state.json;
+# an API that does not answer fails the way kubectl does.
+if argv[:1] == ["--version"]:
+    print(f"k3s version {os.environ['K3SR_K3S_VERSION']} (0123abcd)\ngo version go1.24.6")
+    sys.exit(0)
 args = argv[3:] if argv[:2] == ["kubectl", "--kubeconfig"] else argv
+if state.get("api_down"):
+    refused = "The connection to the server 127.0.0.1:6443 was refused"
+    print(refused + " - did you specify the right host or port?", file=sys.stderr)
+    sys.exit(1)
 if args[:2] == ["get", "--raw"]:
     sys.exit(0 if state.get("readyz", True) else 1)
 if args[:2] == ["get", "node"] and len(args) >= 3:
     name = args[2]
     if name not in state["nodes"]:
+        if "--ignore-not-found" in args:
+            sys.exit(0)
+        print(f'Error from server (NotFound): nodes "{name}" not found', file=sys.stderr)
         sys.exit(1)
     output = " ".join(args[3:])
     if "annotations" in output:
         sys.stdout.write(state["annotation"])
     elif "kubeletVersion" in output:
         sys.stdout.write(state["nodes"][name])
+    elif "-o name" in output:
+        print(f"node/{name}")
     sys.exit(0)
 if args[:1] == ["annotate"]:
     state["annotation"] = args[-1].split("=", 1)[1]
-    json.dump(state, open(state_file, "w"))
+    save()
+if args[:2] == ["delete", "node"]:
+    state["nodes"].pop(args[2], None)
+    save()
 sys.exit(0)
 """
+
+DEFAULT_VERSION = "v1.33.5+k3s1"
 
 
 @dataclass
@@ -357,10 +532,19 @@ class Sandbox:
 
     def path(self, absolute: str) -> Path:
         """Where a file the scripts wrote at `absolute` lives on this machine."""
-        for prefix, local in (("/etc/", "upper_etc"), ("/usr/local/", "upper_usr_local"), ("/var/lib/", "var_lib")):
+        for prefix, local in (
+            ("/etc/", "upper_etc"),
+            ("/usr/local/", "upper_usr_local"),
+            ("/opt/", "upper_opt"),
+            ("/var/lib/", "var_lib"),
+        ):
             if absolute.startswith(prefix):
                 return self.root / local / absolute[len(prefix) :]
         raise ValueError(f"{absolute} is not inside the sandbox")
+
+    def home(self, user: str) -> Path:
+        """The SSH user's home (the getent stand-in puts it here)."""
+        return self.root / "home" / user
 
     def put(self, absolute: str, content: str, mode: int = 0o644) -> None:
         path = self.path(absolute)
@@ -368,14 +552,19 @@ class Sandbox:
         path.write_text(content)
         path.chmod(mode)
 
+    def put_k3s(self, version: str = DEFAULT_VERSION, where: str = "/usr/local/bin") -> None:
+        """An installed k3s binary (stand-in) at `version`."""
+        self.put(f"{where}/k3s", K3S_BINARY.format(version=version, python=sys.executable), 0o755)
+
     def run(
-        self, script: scripts.Script, stdin: str = "", trace: Path | None = None
+        self, script: scripts.Script, stdin: str = "", trace: Path | None = None, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         (self.root / "command.sh").write_text(script.command)
         argv = ["unshare", "--mount", "--map-root-user", "sh", str(self.root / "outer.sh")]
         if trace is not None:
             argv = ["strace", "-f", "-qq", "-v", "-e", "trace=execve", "-s", "100000", "-o", str(trace), *argv]
         env = {
+            # what sshd gives a session (Debian/Ubuntu default PATH), stubs first
             "PATH": f"{self.stubs}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "SANDBOX": str(self.root),
             "K3SR_TEST_LOG": str(self.log),
@@ -383,18 +572,40 @@ class Sandbox:
             "HOME": str(self.root),
             "LANG": "C",
         }
-        return subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, timeout=120)
+        # Its own process group: on a timeout every process it started is killed (a stand-in
+        # that blocks would otherwise keep the pipes open).
+        with subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        ) as process:
+            try:
+                out, err = process.communicate(stdin, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+                raise
+        return subprocess.CompletedProcess(argv, process.returncode, out, err)
 
     def records(self, kind: str) -> list[dict[str, Any]]:
         path = self.log / f"{kind}.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     def set_state(self, **state: Any) -> None:
-        (self.log / "state.json").write_text(json.dumps({"nodes": {}, "annotation": "", **state}))
+        current = self.state() if (self.log / "state.json").exists() else {}
+        (self.log / "state.json").write_text(json.dumps({"nodes": {}, "annotation": "", **current, **state}))
 
     def state(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.log / "state.json").read_text())
         return data
+
+    def systemctl(self, verb: str) -> list[list[str]]:
+        """The systemctl calls with `verb`, as argv lists."""
+        return [r["argv"] for r in self.records("systemctl") if verb in r["argv"]]
 
 
 def make_sandbox(root: Path) -> Sandbox:
@@ -402,13 +613,14 @@ def make_sandbox(root: Path) -> Sandbox:
     box.stubs.mkdir(parents=True)
     box.log.mkdir()
     (root / "outer.sh").write_text(OUTER)
+    python = sys.executable
     files = {
         "sudo": SUDO,
         "curl": CURL,
-        "installer.sh": INSTALLER.format(python=sys.executable),
+        "installer.sh": INSTALLER.format(python=python),
         "record.py": RECORD,
-        "k3s": f'#!/bin/sh\nexec "{sys.executable}" "$K3SR_TEST_STUBS/record.py" k3s "$@"\n',
-        "systemctl": "#!/bin/sh\nexit 0\n",
+        "k3s-binary.tmpl": K3S_BINARY.replace("{python}", python),
+        **{kind: TOOL.format(python=python, kind=kind) for kind in ("systemctl", "journalctl", "getent", "getenforce")},
     }
     for name, text in files.items():
         (box.stubs / name).write_text(text)
@@ -446,8 +658,26 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def stdin(endpoint: str | None = None) -> str:
-    return scripts.install_stdin(TOKEN, endpoint)
+def stdin(endpoint: str | None = None, token: str = TOKEN) -> str:
+    return scripts.install_stdin(token, endpoint)
+
+
+def with_inputs(script: scripts.Script, **variables: str) -> scripts.Script:
+    """`script` rendered again with some inputs replaced (values validation would refuse,
+    such as a 1 s timeout)."""
+    parsed = parse_inputs(script.body)
+    assert parsed is not None
+    sudo = script.command.startswith("sudo -n ")
+    return scripts.render(parsed.name, {**parsed.variables, **variables}, parsed.args, sudo=sudo)
+
+
+def install(
+    box: Sandbox, config: dict[str, Any], node: str = "cp1", timeout: float = 120, **variables: str
+) -> subprocess.CompletedProcess[str]:
+    s = settings_for(config)
+    target = next(n for n in s.nodes if n.name == node)
+    script = scripts.install_script(target, s.k3s, first_server=target == s.nodes[0])
+    return box.run(with_inputs(script, **variables) if variables else script, stdin(), timeout=timeout)
 
 
 # --- behaviour: install ------------------------------------------------------------------------
@@ -478,7 +708,8 @@ def test_install_keeps_the_token_in_a_0600_file_and_passes_args_as_given(box: Sa
     assert installed["argv"] == SERVER_ARGS  # every extra arg arrives as one argv item, as written
     env = installed["env"]
     assert env["INSTALL_K3S_VERSION"] == "v1.33.5+k3s1" and env["INSTALL_K3S_EXEC"] == "server"
-    assert env["INSTALL_K3S_FORCE_RESTART"] == "true"  # new files: restart
+    assert env["INSTALL_K3S_SKIP_START"] == "true" and env["INSTALL_K3S_BIN_DIR"] == "/usr/local/bin"
+    assert box.systemctl("restart") == [["restart", "--no-block", "k3s"]]  # we start it, without blocking
     assert not {"K3S_TOKEN", "K3S_URL", "K3S_DATASTORE_ENDPOINT"} & set(env)
     assert (box.log / "curl.log").read_text().splitlines() == [s.k3s.install_script_url]
 
@@ -502,6 +733,7 @@ def test_an_agent_joins_with_the_token_file_and_the_server_url(box: Sandbox) -> 
     assert env["K3S_URL"] == "https://10.0.0.11:6443"
     assert env["K3S_TOKEN_FILE"] == scripts.TOKEN_FILE and "K3S_TOKEN" not in env
     assert box.path(scripts.TOKEN_FILE).read_text() == TOKEN + "\n"
+    assert box.systemctl("restart") == [["restart", "--no-block", "k3s-agent"]]
 
 
 @needs_sandbox
@@ -517,27 +749,67 @@ def test_the_external_datastore_endpoint_goes_to_the_installer_environment_only(
 
 
 @needs_sandbox
-def test_the_installer_is_told_to_restart_only_when_a_file_changed(box: Sandbox) -> None:
-    def install(config: dict[str, Any]) -> dict[str, str]:
-        s = settings_for(config)
-        result = box.run(scripts.install_script(s.servers[0], s.k3s, first_server=True), stdin())
+def test_install_restarts_k3s_only_when_something_changed_or_it_is_not_active(box: Sandbox) -> None:
+    """Item 1: the install decides the restart itself: our files changed, the installer
+    changed the binary, unit or env file (the installer's own rule), or the service is down."""
+
+    def restarts(config: dict[str, Any]) -> int:
+        before = len(box.systemctl("restart"))
+        result = install(box, config)
         assert result.returncode == 0, result.stderr
-        env: dict[str, str] = box.records("installer")[-1]["env"]
-        return env
+        assert box.records("installer")[-1]["env"]["INSTALL_K3S_SKIP_START"] == "true"
+        return len(box.systemctl("restart")) - before
 
     config = awkward_config()
-    assert install(config).get("INSTALL_K3S_FORCE_RESTART") == "true"  # first install
-    assert "INSTALL_K3S_FORCE_RESTART" not in install(config)  # nothing changed: no restart
+    assert restarts(config) == 1  # first install
+    assert restarts(config) == 0  # nothing changed: no restart
     config["k3s"]["serverConfig"]["etcd-snapshot-retention"] = 10
-    assert install(config).get("INSTALL_K3S_FORCE_RESTART") == "true"  # config.yaml changed
-    assert "INSTALL_K3S_FORCE_RESTART" not in install(config)
+    assert restarts(config) == 1  # config.yaml changed
+    assert restarts(config) == 0
     del config["k3s"]["registries"]
-    assert install(config).get("INSTALL_K3S_FORCE_RESTART") == "true"  # registries.yaml removed
+    assert restarts(config) == 1  # registries.yaml removed
     assert not box.path(f"{scripts.CONF_DIR}/registries.yaml").exists()
-    assert "INSTALL_K3S_FORCE_RESTART" not in install(config)
-    config["k3s"]["version"] = "v1.33.6+k3s1"  # the installer restarts for its own inputs
-    env = install(config)
-    assert env["INSTALL_K3S_VERSION"] == "v1.33.6+k3s1" and "INSTALL_K3S_FORCE_RESTART" not in env
+    assert restarts(config) == 0
+    config["k3s"]["version"] = "v1.33.6+k3s1"  # the installer replaced the binary
+    assert restarts(config) == 1
+    assert "v1.33.6+k3s1" in box.path("/usr/local/bin/k3s").read_text()
+    box.set_state(services={"k3s": {"state": "failed"}})  # crashed since: started again
+    assert restarts(config) == 1
+    assert restarts(config) == 0
+
+
+@needs_sandbox
+def test_install_never_blocks_when_k3s_never_becomes_ready(box: Sandbox) -> None:
+    """Item 1: an agent that cannot join (Type=notify, no READY) fails within the timeout,
+    naming the node, the service and its journal, with secret lines hidden."""
+    box.set_state(services={"k3s-agent": {"state": "inactive", "after_restart": "activating"}})
+    (box.log / "journal.txt").write_text(
+        "\n".join(
+            [*(f"old line {i}" for i in range(30)), f"level=debug msg=token {TOKEN}", 'msg="failed to get CA certs"']
+        )
+    )
+    started = time.monotonic()
+    result = install(box, awkward_config(), node="w1", timeout=60, TIMEOUT="3")
+    assert time.monotonic() - started < 60
+    assert result.returncode != 0
+    assert "K3s (k3s-agent) on w1 did not become active within 3s (state: activating)" in result.stderr
+    assert "journalctl -u k3s-agent" in result.stderr and "failed to get CA certs" in result.stderr
+    assert "old line 29" in result.stderr and "old line 5" not in result.stderr  # the last lines only
+    assert "[line hidden: it contained the cluster token]" in result.stderr
+    assert TOKEN not in result.stdout + result.stderr
+    assert box.systemctl("restart") == [["restart", "--no-block", "k3s-agent"]]
+    assert "K3s v1.33.5+k3s1 installed" not in result.stderr
+
+
+@needs_sandbox
+def test_install_waits_while_k3s_is_activating_and_succeeds_once_active(box: Sandbox) -> None:
+    box.set_state(services={"k3s": {"state": "inactive"}})
+    result = install(box, awkward_config())
+    assert result.returncode == 0, result.stderr
+    box.set_state(services={"k3s": {"state": "activating", "states": ["activating", "activating", "active"]}})
+    again = install(box, awkward_config(), TIMEOUT="30")
+    assert again.returncode == 0, again.stderr
+    assert len(box.systemctl("is-active")) >= 4  # it polled until active
 
 
 @needs_sandbox
@@ -545,8 +817,7 @@ def test_a_registries_file_written_by_hand_is_left_alone(box: Sandbox) -> None:
     config = awkward_config()
     del config["k3s"]["registries"]
     box.put(f"{scripts.CONF_DIR}/registries.yaml", "mirrors: {}\n", 0o600)
-    s = settings_for(config)
-    assert box.run(scripts.install_script(s.servers[0], s.k3s, first_server=True), stdin()).returncode == 0
+    assert install(box, config).returncode == 0
     assert box.path(f"{scripts.CONF_DIR}/registries.yaml").read_text() == "mirrors: {}\n"
 
 
@@ -570,42 +841,311 @@ def test_a_failing_installer_is_reported_without_the_secrets(box: Sandbox) -> No
 
 
 @needs_sandbox
-def test_an_airgap_install_places_the_binary_and_images_without_downloading(box: Sandbox) -> None:
-    stage_name = f"airgap-{uuid.uuid4().hex[:8]}"
-    images = "k3s airgap 'images' $(x).tar.zst"
+def test_a_pinned_installer_with_another_sha256_is_not_run(box: Sandbox) -> None:
+    """Item 8 (issue item 9): k3s.installScriptSha256 pins the downloaded installer."""
+    config = awkward_config(installScriptSha256="0" * 64)
+    result = install(box, config)
+    assert result.returncode != 0
+    assert "k3s.installScriptSha256" in result.stderr and "0" * 64 in result.stderr
+    assert not box.records("installer")
+    real = hashlib.sha256(INSTALLER.format(python=sys.executable).encode()).hexdigest()
+    pinned = install(box, awkward_config(installScriptSha256=real))
+    assert pinned.returncode == 0, pinned.stderr
+    assert len(box.records("installer")) == 1
+
+
+# --- behaviour: preflight (nothing written before it passes) ------------------------------------
+
+
+def nothing_written(box: Sandbox, before: dict[str, str]) -> bool:
+    """No file changed under /etc, /usr/local, /var/lib since `before`, and no installer run."""
+    return snapshot(box) == before and not box.records("installer")
+
+
+def snapshot(box: Sandbox) -> dict[str, str]:
+    out = {}
+    for part in ("upper_etc", "upper_usr_local", "var_lib"):
+        for path in sorted((box.root / part).rglob("*")) if (box.root / part).exists() else []:
+            if path.is_file():
+                out[str(path)] = path.read_text(errors="replace")
+    return out
+
+
+@needs_sandbox
+def test_a_changed_token_is_refused_before_anything_is_written(box: Sandbox) -> None:
+    """Item 5: servers with data refuse a new token and agents hang; the install says how to rotate."""
+    assert install(box, awkward_config()).returncode == 0
+    before = snapshot(box)
+    box.records("installer").clear()
+    (box.log / "installer.jsonl").unlink()
+    s = settings_for(awkward_config())
+    script = scripts.install_script(s.servers[0], s.k3s, first_server=True)
+    other = "tok-a-completely-different-one"
+    result = box.run(script, stdin(token=other))
+    assert result.returncode != 0
+    assert "different token" in result.stderr and "k3s token rotate" in result.stderr
+    assert "README" in result.stderr and "nothing was changed" in result.stderr
+    assert other not in result.stderr and TOKEN not in result.stderr
+    assert nothing_written(box, before)
+
+
+@needs_sandbox
+def test_install_refuses_a_host_that_runs_k3s_in_the_other_role(box: Sandbox) -> None:
+    """Item 6: an agent host moved to `servers` (or back) is refused with the safe procedure."""
+    assert install(box, awkward_config(), node="w1").returncode == 0
+    before = snapshot(box)
+    (box.log / "installer.jsonl").unlink()
+    result = install(box, awkward_config(), node="cp1")
+    assert result.returncode != 0
+    assert "already runs K3s as agent (found /etc/systemd/system/k3s-agent.service)" in result.stderr
+    assert "remove it from 'agents', run pulumi up" in result.stderr and "add it to 'servers'" in result.stderr
+    assert nothing_written(box, before)
+
+
+@needs_sandbox
+def test_install_refuses_k3s_data_of_another_cluster(box: Sandbox) -> None:
+    box.put("/var/lib/rancher/k3s/server/token", "K10abc::server:someone-elses-token\n", 0o600)
+    before = snapshot(box)
+    result = install(box, awkward_config())
+    assert result.returncode != 0
+    assert "K3s data of another cluster" in result.stderr and "/var/lib/rancher/k3s/server/token" in result.stderr
+    assert "someone-elses-token" not in result.stderr
+    assert nothing_written(box, before)
+    box.put("/var/lib/rancher/k3s/server/token", f"K10abc::server:{TOKEN}\n", 0o600)  # ours, token file lost
+    assert install(box, awkward_config()).returncode == 0
+
+
+@needs_sandbox
+@pytest.mark.parametrize(
+    ("installed", "problem"),
+    [
+        ("v1.34.1+k3s1", "would be a downgrade"),
+        ("v1.33.6+k3s1", "would be a downgrade"),
+        ("v1.31.9+k3s1", "skips a minor"),
+    ],
+)
+def test_install_refuses_a_downgrade_or_a_skipped_minor(box: Sandbox, installed: str, problem: str) -> None:
+    """Item 6 (issue item 10): K3s upgrades one minor at a time, upward; the installed
+    version is on the host."""
+    box.put_k3s(installed)
+    box.put("/var/lib/rancher/k3s/server/token", f"K10abc::server:{TOKEN}\n", 0o600)
+    before = snapshot(box)
+    result = install(box, awkward_config())  # v1.33.5+k3s1
+    assert result.returncode != 0
+    assert f"cp1 runs K3s {installed}; v1.33.5+k3s1 {problem}" in result.stderr
+    assert nothing_written(box, before)
+
+
+@needs_sandbox
+@pytest.mark.parametrize("installed", ["v1.32.9+k3s1", "v1.33.5+k3s1", "v1.33.4+k3s2"])
+def test_install_accepts_the_same_version_or_one_minor_up(box: Sandbox, installed: str) -> None:
+    box.put_k3s(installed)
+    box.put("/var/lib/rancher/k3s/server/token", f"K10abc::server:{TOKEN}\n", 0o600)
+    result = install(box, awkward_config())
+    assert result.returncode == 0, result.stderr
+
+
+@needs_sandbox
+def test_an_airgap_install_on_selinux_enforcing_without_k3s_selinux_is_refused(box: Sandbox, tmp_path: Path) -> None:
+    """Item 9 (issue item 11): INSTALL_K3S_SKIP_DOWNLOAD skips the k3s-selinux RPM."""
+    _, a = airgap_setup(box, tmp_path)
+    box.set_state(selinux="Enforcing")
+    result = box.run(scripts.install_script(a.node, a.settings.k3s, first_server=True), stdin())
+    assert result.returncode != 0
+    assert "SELinux is enforcing on" in result.stderr and "k3s-selinux" in result.stderr
+    assert "container-selinux" in result.stderr
+    assert not box.records("installer")
+    box.set_state(selinux="Permissive")
+    assert box.run(scripts.install_script(a.node, a.settings.k3s, first_server=True), stdin()).returncode == 0
+
+
+@needs_sandbox
+def test_nm_cloud_setup_is_refused_and_firewalld_warned_about(box: Sandbox) -> None:
+    box.set_state(enabled=["nm-cloud-setup"])
+    refused = install(box, awkward_config())
+    assert refused.returncode != 0
+    assert "nm-cloud-setup.service is enabled on cp1" in refused.stderr
+    assert "systemctl disable nm-cloud-setup.service nm-cloud-setup.timer && reboot" in refused.stderr
+    assert not box.records("installer")
+    box.set_state(enabled=[], services={"firewalld": {"state": "active"}})
+    warned = install(box, awkward_config())
+    assert warned.returncode == 0, warned.stderr
+    assert "warning: firewalld is active on cp1" in warned.stderr
+    assert "6443/tcp" in warned.stderr and "8472/udp" in warned.stderr and "10.42.0.0/16" in warned.stderr
+
+
+# --- behaviour: airgap ------------------------------------------------------------------------
+
+
+@dataclass
+class AirgapNode:
+    node: Any
+    settings: Settings
+    layout: scripts.AirgapLayout
+    staged: Path
+
+
+IMAGES = "k3s airgap 'images' $(x).tar.zst"
+
+
+def airgap_setup(
+    box: Sandbox, tmp_path: Path, binary: str = "#!/bin/sh\necho k3s\n"
+) -> tuple[dict[str, Any], AirgapNode]:
+    """Local airgap files, and what CopyToRemote would have staged on the host (in the SSH
+    user's home, under the generation's directory)."""
     config = awkward_config("sqlite")
-    config["servers"][0]["name"] = stage_name
-    files = {"install.sh": INSTALLER.format(python=sys.executable), "k3s": "#!/bin/sh\necho k3s\n", images: "tar"}
-    local = box.root / "airgap-local"
-    local.mkdir()
+    local = tmp_path / f"airgap-local-{hashlib.sha256(binary.encode()).hexdigest()[:8]}"
+    local.mkdir(exist_ok=True)
+    files = {"install.sh": INSTALLER.format(python=sys.executable), "k3s": binary, IMAGES: "tar"}
     for name, text in files.items():
         (local / name).write_text(text)
     config["k3s"]["airgap"] = {
         "installScript": str(local / "install.sh"),
         "binary": str(local / "k3s"),
-        "images": str(local / images),
+        "images": str(local / IMAGES),
     }
     s = settings_for(config)
     node = s.servers[0]
-    stage = Path(f"{scripts.AIRGAP_STAGING}-{stage_name}")  # where CopyToRemote puts them
-    try:
-        stage.mkdir()
-        for name in files:
-            shutil.copy(local / name, stage / name)
-        result = box.run(scripts.install_script(node, s.k3s, first_server=True), stdin())
-        assert result.returncode == 0, result.stderr
-        assert box.path("/usr/local/bin/k3s").read_text() == files["k3s"]
-        assert mode(box.path("/usr/local/bin/k3s")) == 0o755
-        assert box.path(f"/var/lib/rancher/k3s/agent/images/{images}").read_text() == "tar"
-        env = box.records("installer")[-1]["env"]
-        assert env["INSTALL_K3S_SKIP_DOWNLOAD"] == "true" and env["INSTALL_K3S_FORCE_RESTART"] == "true"
-        assert not (box.log / "curl.log").exists()
+    layout = scripts.airgap_layout(node, s.k3s)
+    assert layout is not None
+    staged = box.home(node.ssh.user) / layout.stage
+    staged.mkdir(parents=True, exist_ok=True)
+    for target, (path, _) in layout.files.items():
+        shutil.copy(path, staged / target)
+    return config, AirgapNode(node, s, layout, staged)
 
-        result = box.run(scripts.uninstall_script(node, s.k3s))
-        assert result.returncode == 0, result.stderr
-        assert not stage.exists()  # uninstall removes what CopyToRemote staged
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+
+@needs_sandbox
+def test_an_airgap_install_runs_only_verified_root_owned_copies(box: Sandbox, tmp_path: Path) -> None:
+    """Item 3: staged files are copied to a root-owned place that survives reboots, checked
+    against the sums the program computed, and only then run."""
+    _, a = airgap_setup(box, tmp_path)
+    assert a.node.ssh.user == "ubuntu" and not str(a.staged).startswith("/tmp/k3s-rancher")
+    result = box.run(scripts.install_script(a.node, a.settings.k3s, first_server=True), stdin())
+    assert result.returncode == 0, result.stderr
+    root_copy = f"{scripts.AIRGAP_ROOT}/{a.layout.generation}"
+    assert mode(box.path(root_copy)) == 0o700
+    assert box.path(f"{root_copy}/k3s").read_text() == "#!/bin/sh\necho k3s\n"
+    assert box.path("/usr/local/bin/k3s").read_text() == "#!/bin/sh\necho k3s\n"
+    assert mode(box.path("/usr/local/bin/k3s")) == 0o755
+    assert box.path(f"/var/lib/rancher/k3s/agent/images/{IMAGES}").read_text() == "tar"
+    env = box.records("installer")[-1]["env"]
+    assert env["INSTALL_K3S_SKIP_DOWNLOAD"] == "true"
+    assert not (box.log / "curl.log").exists()
+
+    shutil.rmtree(a.staged)  # staging gone (a cleaned home): the root-owned copy still serves
+    again = box.run(scripts.install_script(a.node, a.settings.k3s, first_server=True), stdin())
+    assert again.returncode == 0, again.stderr
+
+
+@needs_sandbox
+def test_tampered_staged_airgap_files_are_never_run(box: Sandbox, tmp_path: Path) -> None:
+    """Item 3: anything that changed the staged files between upload and install is caught
+    on the root-owned copies, before anything runs as root."""
+    _, a = airgap_setup(box, tmp_path)
+    (a.staged / "install.sh").write_text("#!/bin/sh\ntouch /etc/owned\n")
+    result = box.run(scripts.install_script(a.node, a.settings.k3s, first_server=True), stdin())
+    assert result.returncode != 0
+    assert "do not match the sha256 sums of the local files; nothing was run" in result.stderr
+    assert not box.records("installer") and not box.path("/etc/owned").exists()
+    assert not box.path(f"{scripts.AIRGAP_ROOT}/{a.layout.generation}").exists()
+    assert not box.path("/usr/local/bin/k3s").exists()
+
+
+@needs_sandbox
+def test_a_replaced_nodes_uninstall_leaves_the_new_generation_alone(box: Sandbox, tmp_path: Path) -> None:
+    """Item 3/14: a new binary (same version) is a new generation; the old generation's
+    uninstall removes only its own files, so the new install still finds its files."""
+    _, old = airgap_setup(box, tmp_path)
+    old_install = scripts.install_script(old.node, old.settings.k3s, first_server=True)
+    assert box.run(old_install, stdin()).returncode == 0
+    _, new = airgap_setup(box, tmp_path, binary="#!/bin/sh\necho k3s rebuilt\n")
+    assert new.layout.generation != old.layout.generation
+    new_install = scripts.install_script(new.node, new.settings.k3s, first_server=True)
+    assert old_install.command != new_install.command  # a changed file re-runs the install
+
+    removed = box.run(scripts.uninstall_script(old.node, old.settings.k3s))
+    assert removed.returncode == 0, removed.stderr
+    assert not old.staged.exists() and not box.path(f"{scripts.AIRGAP_ROOT}/{old.layout.generation}").exists()
+    assert new.staged.is_dir()
+    result = box.run(new_install, stdin())
+    assert result.returncode == 0, result.stderr
+    assert box.path("/usr/local/bin/k3s").read_text() == "#!/bin/sh\necho k3s rebuilt\n"
+
+    removed = box.run(scripts.uninstall_script(new.node, new.settings.k3s))
+    assert removed.returncode == 0, removed.stderr
+    assert not new.staged.exists() and not box.path("/var/lib/k3s-rancher").exists()
+
+
+@needs_sandbox
+def test_an_update_to_a_new_airgap_generation_prunes_the_old_one(box: Sandbox, tmp_path: Path) -> None:
+    _, old = airgap_setup(box, tmp_path)
+    assert box.run(scripts.install_script(old.node, old.settings.k3s, first_server=True), stdin()).returncode == 0
+    _, new = airgap_setup(box, tmp_path, binary="#!/bin/sh\necho k3s rebuilt\n")
+    result = box.run(scripts.install_script(new.node, new.settings.k3s, first_server=True), stdin())
+    assert result.returncode == 0, result.stderr
+    assert len(box.systemctl("restart")) == 2  # the binary changed: restarted
+    assert sorted(p.name for p in box.path(scripts.AIRGAP_ROOT).iterdir()) == [new.layout.generation]
+    assert not old.staged.exists() and new.staged.is_dir()
+
+
+def test_the_staging_directory_is_0700_under_the_ssh_users_home(tmp_path: Path) -> None:
+    """Item 3: staged as the SSH user (no sudo, no root check), relative to the home where
+    sshd starts commands and the SFTP server; refuses a directory someone else planted."""
+    s = settings_for(awkward_config("etcd", airgap={"installScript": __file__, "binary": __file__}))
+    script = scripts.stage_airgap_script(s.servers[0], s.k3s)
+    assert not script.command.startswith("sudo") and "need root" not in script.body
+    home = tmp_path / "home"
+    home.mkdir()
+    result = subprocess.run(["sh", "-c", script.body], cwd=home, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    layout = scripts.airgap_layout(s.servers[0], s.k3s)
+    assert layout is not None and layout.stage.startswith(".k3s-rancher/airgap/")
+    for part in (".k3s-rancher", ".k3s-rancher/airgap", layout.stage):
+        assert mode(home / part) == 0o700
+    shutil.rmtree(home / layout.stage)
+    (home / layout.stage).symlink_to(tmp_path)
+    planted = subprocess.run(["sh", "-c", script.body], cwd=home, capture_output=True, text=True)
+    assert planted.returncode != 0 and "is a link or not owned by" in planted.stderr
+
+
+# --- behaviour: registration ------------------------------------------------------------------
+
+
+@needs_sandbox
+def test_labels_and_taints_are_in_the_config_before_the_first_registration_only(box: Sandbox) -> None:
+    """Item 7: K3s applies --node-label/--node-taint only when a node first registers."""
+    s = settings_for(awkward_config())
+    agent = s.agents[0]
+    result = box.run(scripts.registration_script(agent, s.k3s))
+    assert result.returncode == 0, result.stderr
+    written = box.path(scripts.REGISTRATION_FILE)
+    data = yaml.safe_load(written.read_text())
+    assert data == {
+        "node-label+": ["node-role.kubernetes.io/worker=true", "tier="],
+        "node-taint+": ["gpu:NoExecute", "gpu=true:NoSchedule"],
+    }
+    assert mode(written) == 0o600
+    box.put("/etc/rancher/node/password", "x", 0o600)  # registered since
+    changed = settings_for({**awkward_config(), "agents": [{**awkward_config()["agents"][0], "labels": {"new": "x"}}]})
+    again = box.run(scripts.registration_script(changed.agents[0], changed.k3s))
+    assert again.returncode == 0, again.stderr
+    assert yaml.safe_load(written.read_text()) == data  # left alone: node_meta syncs through the API
+
+
+def test_a_label_change_does_not_change_the_install() -> None:
+    config = awkward_config()
+    s = settings_for(config)
+    before = scripts.install_script(s.agents[0], s.k3s, first_server=False)
+    config["agents"][0]["labels"] = {"other": "label"}
+    config["agents"][0]["taints"] = ["new:NoSchedule"]
+    after = settings_for(config)
+    assert scripts.install_script(after.agents[0], after.k3s, first_server=False).command == before.command
+    assert "worker" not in before.command and "gpu" not in before.command
+    assert (
+        scripts.registration_script(after.agents[0], after.k3s).command
+        != scripts.registration_script(s.agents[0], s.k3s).command
+    )
 
 
 # --- behaviour: the other scripts --------------------------------------------------------------
@@ -615,6 +1155,7 @@ def test_an_airgap_install_places_the_binary_and_images_without_downloading(box:
 def test_node_meta_removes_only_what_it_managed_before(box: Sandbox) -> None:
     s = settings_for(awkward_config())
     node = s.agents[0]  # labels: node-role.kubernetes.io/worker, tier; taints gpu:NoExecute, gpu=true:NoSchedule
+    box.put_k3s()
     previous = "label:old-pool\nlabel:tier\ntaint:gone:NoSchedule\ntaint:gpu:NoExecute"
     box.set_state(nodes={node.name: "v1.33.5+k3s1 True"}, annotation=previous)
     result = box.run(scripts.node_meta_script(node, "ubuntu"))
@@ -636,6 +1177,7 @@ def test_node_meta_removes_only_what_it_managed_before(box: Sandbox) -> None:
 @needs_sandbox
 def test_node_meta_stops_when_the_node_is_not_registered(box: Sandbox) -> None:
     s = settings_for(awkward_config())
+    box.put_k3s()
     box.set_state(nodes={})
     result = box.run(scripts.node_meta_script(s.agents[0], "root"))
     assert result.returncode != 0 and "node w1 is not registered" in result.stderr
@@ -644,6 +1186,7 @@ def test_node_meta_stops_when_the_node_is_not_registered(box: Sandbox) -> None:
 @needs_sandbox
 def test_wait_succeeds_at_the_expected_version_and_gives_up_with_the_hint(box: Sandbox) -> None:
     s = settings_for(awkward_config())
+    box.put_k3s()
     box.set_state(nodes={"cp1": "v1.33.5+k3s1 True", "w1": "v1.33.5+k3s1 True"})
     ok = box.run(scripts.wait_script(["cp1", "w1"], s.k3s, timeout=10, waits_for="x", user="ubuntu"))
     assert ok.returncode == 0, ok.stderr
@@ -656,7 +1199,60 @@ def test_wait_succeeds_at_the_expected_version_and_gives_up_with_the_hint(box: S
 
 
 @needs_sandbox
+@pytest.mark.parametrize("where", ["/usr/local/bin", "/opt/bin"])
+def test_rhel_sudo_secure_path_still_finds_k3s_by_absolute_path(box: Sandbox, where: str) -> None:
+    """Item 2: sudo's secure_path (the sudo stand-in) has no /usr/local/bin; the scripts call
+    k3s where the installer put it, /usr/local/bin or /opt/bin (read-only /usr/local)."""
+    s = settings_for(awkward_config())
+    box.put_k3s(where=where)
+    if where == "/opt/bin":
+        (box.root / "usr-local-read-only").write_text("")
+    box.set_state(nodes={"cp1": "v1.33.5+k3s1 True", "w1": "v1.33.5+k3s1 True"})
+    box.put("/etc/rancher/k3s/k3s.yaml", "apiVersion: v1\n", 0o600)
+    for script in (
+        scripts.wait_script(["cp1", "w1"], s.k3s, timeout=0, waits_for="x", user="ubuntu"),
+        scripts.node_meta_script(s.agents[0], "ubuntu"),
+        scripts.kubeconfig_script("ubuntu", "x"),
+        scripts.drain_script("w1", 30, "ubuntu"),
+    ):
+        result = box.run(script)
+        assert result.returncode == 0, f"{script.name}: {result.stderr}"
+    assert box.records("k3s")
+    assert "w1" not in box.state()["nodes"]  # the drain really deleted it
+
+
+@needs_sandbox
+def test_install_uses_opt_bin_when_usr_local_is_read_only(box: Sandbox) -> None:
+    (box.root / "usr-local-read-only").write_text("")
+    box.path("/opt/bin/x").parent.mkdir(parents=True)
+    result = install(box, awkward_config())
+    assert result.returncode == 0, result.stderr
+    assert box.records("installer")[-1]["env"]["INSTALL_K3S_BIN_DIR"] == "/opt/bin"
+    assert box.path("/opt/bin/k3s").exists()
+
+
+@needs_sandbox
+def test_scripts_that_need_k3s_fail_clearly_when_the_binary_is_missing(box: Sandbox) -> None:
+    """Item 2: a missing binary is an error, never "nothing to do" (drain, forget) or a
+    misleading "/readyz failing" (wait)."""
+    s = settings_for(awkward_config())
+    box.set_state(nodes={"w1": "v1.33.5+k3s1 True"})
+    for script in (
+        scripts.drain_script("w1", 30, "ubuntu"),
+        scripts.forget_script("w1", "root"),
+        scripts.wait_script(["w1"], s.k3s, timeout=0, waits_for="x", user="ubuntu"),
+        scripts.node_meta_script(s.agents[0], "ubuntu"),
+        scripts.kubeconfig_script("ubuntu", "x"),
+    ):
+        result = box.run(script)
+        assert result.returncode != 0, script.name
+        assert "K3s is not installed on this host" in result.stderr, script.name
+    assert "w1" in box.state()["nodes"]
+
+
+@needs_sandbox
 def test_the_kubeconfig_is_printed_and_kept_0600(box: Sandbox) -> None:
+    box.put_k3s()
     kubeconfig = "apiVersion: v1\nkind: Config\n"
     box.put("/etc/rancher/k3s/k3s.yaml", kubeconfig, 0o644)
     result = box.run(scripts.kubeconfig_script("ubuntu", "x"))
@@ -670,6 +1266,7 @@ def test_the_kubeconfig_is_printed_and_kept_0600(box: Sandbox) -> None:
 
 @needs_sandbox
 def test_drain_cordons_drains_and_deletes_the_node(box: Sandbox) -> None:
+    box.put_k3s()
     box.set_state(nodes={"w1": "v1.33.5+k3s1 True"})
     result = box.run(scripts.drain_script("w1", 30, "ubuntu"))
     assert result.returncode == 0, result.stderr
@@ -680,18 +1277,103 @@ def test_drain_cordons_drains_and_deletes_the_node(box: Sandbox) -> None:
 
 
 @needs_sandbox
+def test_drain_and_forget_succeed_only_on_not_found_and_fail_when_the_api_is_unreachable(box: Sandbox) -> None:
+    """Item 4: only NotFound means "not registered"; anything else fails with the reason."""
+    box.put_k3s()
+    box.set_state(nodes={})
+    for script in (scripts.drain_script("w1", 30, "ubuntu"), scripts.forget_script("w1", "ubuntu")):
+        gone = box.run(script)
+        assert gone.returncode == 0, gone.stderr
+        assert "not registered (NotFound)" in gone.stderr
+    box.set_state(nodes={"w1": "v1.33.5+k3s1 True"}, api_down=True)
+    for script in (scripts.drain_script("w1", 30, "ubuntu"), scripts.forget_script("w1", "ubuntu")):
+        down = box.run(script)
+        assert down.returncode != 0
+        assert "cannot tell whether node w1 is registered" in down.stderr
+        assert "connection to the server 127.0.0.1:6443 was refused" in down.stderr
+
+
+# --- behaviour: uninstall ----------------------------------------------------------------------
+
+
+@needs_sandbox
 def test_uninstall_runs_the_k3s_uninstaller_and_removes_the_config(box: Sandbox) -> None:
     s = settings_for(awkward_config())
-    box.put(
-        "/usr/local/bin/k3s-uninstall.sh",
-        f'#!/bin/sh\nexec "{sys.executable}" "$K3SR_TEST_STUBS/record.py" uninstall\n',
-        0o755,
-    )
-    box.put("/etc/rancher/k3s/config.yaml", "x", 0o600)
+    assert install(box, awkward_config()).returncode == 0
     box.put("/etc/rancher/node/password", "x", 0o600)
+    box.put(scripts.REGISTRATION_FILE, "x", 0o600)
     result = box.run(scripts.uninstall_script(s.servers[0], s.k3s))
     assert result.returncode == 0, result.stderr
-    assert len(box.records("uninstall")) == 1
-    assert not box.path("/etc/rancher").exists()
+    assert [r["argv"] for r in box.records("uninstall")] == [["k3s"]]
+    assert len(box.records("killall")) == 1
+    assert not box.path("/etc/rancher").exists() and not box.path("/usr/local/bin/k3s").exists()
+    assert not box.path("/etc/systemd/system/k3s.service").exists()
     again = box.run(scripts.uninstall_script(s.servers[0], s.k3s))  # safe to run twice
     assert again.returncode == 0, again.stderr
+
+
+@needs_sandbox
+@pytest.mark.parametrize("partial", ["nothing", "binary", "killall", "uninstaller"])
+def test_uninstall_finishes_from_any_partial_state(box: Sandbox, partial: str) -> None:
+    """Item 10 (issue item 16): nothing installed, binary gone, killall gone (the K3s
+    uninstall script still calls it), uninstall script gone: it finishes and removes ours."""
+    s = settings_for(awkward_config())
+    if partial != "nothing":
+        assert install(box, awkward_config()).returncode == 0
+        box.put(scripts.REGISTRATION_FILE, "x", 0o600)
+        gone = {"binary": "k3s", "killall": "k3s-killall.sh", "uninstaller": "k3s-uninstall.sh"}[partial]
+        box.path(f"/usr/local/bin/{gone}").unlink()
+    result = box.run(scripts.uninstall_script(s.servers[0], s.k3s))
+    assert result.returncode == 0, result.stderr
+    assert not box.path("/etc/rancher").exists()
+    assert not box.path("/etc/systemd/system/k3s.service").exists()
+    assert not box.path("/etc/systemd/system/k3s.service.env").exists()
+    if partial != "nothing":
+        assert box.systemctl("stop")  # the service was stopped, killall or not
+
+
+@needs_sandbox
+def test_uninstall_still_fails_on_errors_other_than_already_gone(box: Sandbox) -> None:
+    s = settings_for(awkward_config())
+    assert install(box, awkward_config()).returncode == 0
+    box.path("/usr/local/bin/k3s-uninstall.sh").unlink()
+    (box.log / "daemon-reload-fails").write_text("")
+    result = box.run(scripts.uninstall_script(s.servers[0], s.k3s))
+    assert result.returncode != 0
+    assert "daemon-reload failed" in result.stderr
+
+
+# --- wiring (mocks): the per-node commands these scripts run in --------------------------------
+
+
+def test_registration_and_airgap_staging_are_wired_before_the_install(tmp_path: Path) -> None:
+    """Item 7: a `<node>-registration` command (only for nodes with labels or taints) runs
+    before the install; item 3: the staging directory is made (as the SSH user) before the
+    copies, which land under the generation's relative path, before the install."""
+    from tests.harness import TEST_SSH_KEY, load_stack_config, run_program
+
+    config, secrets = load_stack_config("dev")
+    secrets.setdefault("sshPrivateKey", TEST_SSH_KEY)
+    config["agents"][1].pop("labels")  # dev-w2: no labels, no taints
+    for name in ("install.sh", "k3s"):
+        (tmp_path / name).write_text(f"stand-in {name}\n")
+    config["k3s"]["airgap"] = {"installScript": str(tmp_path / "install.sh"), "binary": str(tmp_path / "k3s")}
+    run = run_program({**config, "rancher": {"enabled": False}}, secrets, stack="dev")
+
+    registration = run.by_name("dev-w1-registration")
+    assert run.depends_on("dev-w1-install", "dev-w1-registration")
+    assert registration.parent == run.by_name("dev-w1").urn
+    assert registration.plain()["addPreviousOutputInEnv"] is False
+    assert "node.kubernetes.io/pool=general" in registration.plain()["create"]
+    assert registration.options["deleteBeforeReplace"] is True
+    assert "dev-w2-registration" not in run.names() and "dev-cp1-registration" not in run.names()
+    assert "node.kubernetes.io/pool" not in run.by_name("dev-w1-install").plain()["create"]
+
+    stage = run.by_name("dev-w1-airgap-stage")
+    assert not stage.plain()["create"].startswith("sudo")  # as the SSH user: SFTP writes there
+    for target in ("install-sh", "k3s"):
+        copy = run.by_name(f"dev-w1-airgap-{target}")
+        assert run.depends_on(copy.name, "dev-w1-airgap-stage")
+        assert run.depends_on("dev-w1-install", copy.name)
+        assert copy.plain()["remotePath"].startswith(f"{scripts.AIRGAP_STAGE_PARENT}/")
+        assert not copy.plain()["remotePath"].startswith("/")

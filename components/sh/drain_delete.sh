@@ -1,19 +1,21 @@
 # shellcheck shell=sh
 # Take a node out of the cluster before its host is uninstalled: cordon, drain (bounded;
 # a drain that cannot finish is reported, not fatal) and delete the Node object, so the
-# name can join again from another host. Runs on the first server.
-# Inputs: NODE_NAME, DRAIN_TIMEOUT (seconds).
+# name can join again from another host. Runs on the first server. Only a NotFound answer
+# means "nothing to do": an unreachable API or a missing k3s binary fails with the reason,
+# or Node objects and etcd members would be left behind.
+# Inputs: NODE_NAME, DRAIN_TIMEOUT (seconds; 0: delete the Node object only).
 : "${NODE_NAME:?}" "${DRAIN_TIMEOUT:?}"
-command -v k3s >/dev/null 2>&1 || { log "K3s is gone from this server; nothing to drain"; exit 0; }
-if ! kc get node "$NODE_NAME" >/dev/null 2>&1; then
-  log "node $NODE_NAME is not registered; nothing to drain"
+need_k3s
+if ! node_registered "$NODE_NAME"; then
+  log "node $NODE_NAME is not registered (NotFound); nothing to remove"
   exit 0
 fi
-kc cordon "$NODE_NAME" >&2 || true
 if [ "$DRAIN_TIMEOUT" -gt 0 ]; then
+  kc cordon "$NODE_NAME" >&2 || die "could not cordon node $NODE_NAME (see above)"
   kc drain "$NODE_NAME" --ignore-daemonsets --delete-emptydir-data --force \
     --timeout="${DRAIN_TIMEOUT}s" >&2 \
     || log "warning: drain of $NODE_NAME did not finish within ${DRAIN_TIMEOUT}s; deleting it anyway"
 fi
-kc delete node "$NODE_NAME" --wait=true --timeout=60s >&2 || die "could not delete node $NODE_NAME"
+kc delete node "$NODE_NAME" --ignore-not-found --wait=true --timeout=60s >&2 || die "could not delete node $NODE_NAME (see above)"
 log "node $NODE_NAME removed from the cluster"

@@ -1,22 +1,113 @@
 # shellcheck shell=sh
-# Install or update K3s on this host (server or agent); idempotent.
+# Install or update K3s on this host (server or agent); idempotent and bounded.
 # Inputs: ROLE (server|agent), NODE_NAME, K3S_VERSION, SERVER_URL (agents and joining
-# servers, else empty), CONFIG_YAML, REGISTRIES_YAML (may be empty),
-# INSTALL_SCRIPT_URL, AIRGAP_DIR (staged install.sh and k3s, or empty), AIRGAP_IMAGES
-# (file name of the staged images tarball, or empty); positional args: extra K3s flags.
-# Labels and taints are not here: they go through the API (node_meta.sh), so changing them
-# never re-runs an install. stdin: line 1 the cluster token, line 2 the external datastore endpoint (may be empty).
-: "${ROLE:?}" "${NODE_NAME:?}" "${K3S_VERSION:?}" "${CONFIG_YAML:?}" "${INSTALL_SCRIPT_URL:?}"
+# servers, else empty), CONFIG_YAML, REGISTRIES_YAML (may be empty), INSTALL_SCRIPT_URL,
+# INSTALL_SCRIPT_SHA256 (pin of the downloaded installer, or empty), TIMEOUT (seconds the
+# service may take to become active), AIRGAP (empty, or one generation: AIRGAP_GENERATION,
+# AIRGAP_STAGE relative to STAGE_USER's home, AIRGAP_SHA256_INSTALLER, AIRGAP_SHA256_K3S,
+# AIRGAP_SHA256_IMAGES and AIRGAP_IMAGES, the images file name, both empty without images);
+# positional args: extra K3s flags. stdin: line 1 the cluster token, line 2 the external
+# datastore endpoint (may be empty).
+# Labels and taints are not here: a first registration gets them from registration.sh, later
+# changes go through the API (node_meta.sh), so changing them never re-runs an install.
+: "${ROLE:?}" "${NODE_NAME:?}" "${K3S_VERSION:?}" "${CONFIG_YAML:?}" "${INSTALL_SCRIPT_URL:?}" "${TIMEOUT:?}"
 
 IFS= read -r TOKEN || true
 IFS= read -r DATASTORE_ENDPOINT || true
 [ -n "$TOKEN" ] || die "no cluster token arrived on stdin"
 
+CONF_DIR=/etc/rancher/k3s
+TOKEN_FILE=$CONF_DIR/cluster-token
+SERVER_TOKEN=/var/lib/rancher/k3s/server/token
+AIRGAP_ROOT=/var/lib/k3s-rancher/airgap
+README_TOKEN="the README's lifecycle section says how"
+if [ "$ROLE" = server ]; then
+  SERVICE=k3s OTHER_SERVICE=k3s-agent OTHER_ROLE=agent LIST=servers OTHER_LIST=agents
+else
+  SERVICE=k3s-agent OTHER_SERVICE=k3s OTHER_ROLE=server LIST=agents OTHER_LIST=servers
+fi
+
+# The installer's rules (install.sh verify_system, setup_env): openrc when /sbin/openrc-run
+# exists, else systemd; binaries in /usr/local/bin unless root cannot write there and
+# /opt/bin exists. We pass the bin dir on, so the installer and we agree.
+if [ -x /sbin/openrc-run ]; then
+  INIT=openrc UNIT=/etc/init.d/$SERVICE ENV_FILE=$CONF_DIR/$SERVICE.env
+elif command -v systemctl >/dev/null 2>&1; then
+  INIT=systemd UNIT=/etc/systemd/system/$SERVICE.service ENV_FILE=/etc/systemd/system/$SERVICE.service.env
+else
+  die "neither systemd nor openrc on $NODE_NAME: K3s needs one of them to run as a service"
+fi
+BIN_DIR=/usr/local/bin
+if ! { touch "$BIN_DIR/k3s-ro-test" && rm -f "$BIN_DIR/k3s-ro-test"; } 2>/dev/null && [ -d /opt/bin ]; then
+  BIN_DIR=/opt/bin
+fi
+command -v sha256sum >/dev/null 2>&1 || die "sha256sum is missing on $NODE_NAME (coreutils or busybox provides it)"
+
+sha256_of() { _sum=$(sha256sum "$1") && printf "%s\n" "${_sum%% *}"; }
+
+# version_key VERSION: vMAJOR.MINOR.PATCH+k3sN as one comparable number (empty if not that form).
+version_key() {
+  printf "%s\n" "$1" | sed -n 's/^v\([0-9][0-9]*\)\.\([0-9][0-9]*\)\.\([0-9][0-9]*\)+k3s\([0-9][0-9]*\).*$/\1 \2 \3 \4/p' \
+    | { read -r _maj _min _pat _rev && echo $(( ((_maj * 1000 + _min) * 1000 + _pat) * 1000 + _rev )); } || true
+}
+
+# --- preflight: read-only checks; nothing is written before they pass --------------------------
+
+for _unit in "/etc/systemd/system/$OTHER_SERVICE.service" "/etc/init.d/$OTHER_SERVICE"; do
+  [ -e "$_unit" ] || continue
+  die "$NODE_NAME already runs K3s as $OTHER_ROLE (found $_unit); installing it as $ROLE on top would break both. To change a node's role: remove it from '$OTHER_LIST', run pulumi up (it is drained and uninstalled), then add it to '$LIST' and run pulumi up again"
+done
+
+if [ -f "$TOKEN_FILE" ]; then
+  IFS= read -r OLD_TOKEN < "$TOKEN_FILE" || true
+  [ "$OLD_TOKEN" = "$TOKEN" ] || die "$NODE_NAME already belongs to a cluster with a different token (found in $TOKEN_FILE); nothing was changed. Servers with data refuse a new token and agents could not join. If you changed k3s-rancher:token, put the old one back and rotate instead: on one server 'k3s token rotate --new-token <new>', then on every node write <new> into $TOKEN_FILE and restart K3s (servers first), then set the new token in the stack config ($README_TOKEN). If this host belongs to another cluster, uninstall K3s there first"
+elif [ -f "$SERVER_TOKEN" ]; then
+  IFS= read -r OLD_TOKEN < "$SERVER_TOKEN" || true
+  case $OLD_TOKEN in
+    "$TOKEN" | *::server:"$TOKEN") ;;
+    *) die "$NODE_NAME holds K3s data of another cluster (found $SERVER_TOKEN with a different token); nothing was changed. Uninstall K3s there (k3s-uninstall.sh) or use another host" ;;
+  esac
+fi
+
+OLD_K3S=$(k3s_path) || OLD_K3S=""
+if [ -n "$OLD_K3S" ] && [ -d /var/lib/rancher/k3s ]; then
+  INSTALLED=$("$OLD_K3S" --version 2>/dev/null | sed -n '1s/^k3s version \(v[^ ]*\).*$/\1/p') || INSTALLED=""
+  OLD_KEY=$(version_key "$INSTALLED") NEW_KEY=$(version_key "$K3S_VERSION")
+  if [ -n "$OLD_KEY" ] && [ -n "$NEW_KEY" ]; then
+    OLD_MINOR=$(( OLD_KEY / 1000000 )) NEW_MINOR=$(( NEW_KEY / 1000000 ))
+    [ "$NEW_KEY" -ge "$OLD_KEY" ] || die "$NODE_NAME runs K3s $INSTALLED; $K3S_VERSION would be a downgrade, which K3s does not support: set k3s.version to $INSTALLED or newer"
+    [ "$NEW_MINOR" -le $(( OLD_MINOR + 1 )) ] || die "$NODE_NAME runs K3s $INSTALLED; $K3S_VERSION skips a minor version, which K3s does not support: upgrade one minor at a time (first to the newest patch of the next minor)"
+  elif [ -n "$OLD_KEY" ] || [ -n "$INSTALLED" ]; then
+    log "warning: cannot compare installed K3s '${INSTALLED:-unknown}' with $K3S_VERSION; not checking the upgrade path"
+  fi
+fi
+
+if [ -n "${AIRGAP_GENERATION:-}" ]; then
+  ENFORCING=0
+  if command -v getenforce >/dev/null 2>&1; then
+    [ "$(getenforce 2>/dev/null)" != Enforcing ] || ENFORCING=1
+  elif [ "$(cat /sys/fs/selinux/enforce 2>/dev/null)" = 1 ]; then
+    ENFORCING=1
+  fi
+  if [ "$ENFORCING" = 1 ] && [ ! -f /usr/share/selinux/packages/k3s.pp ] && ! rpm -q --quiet k3s-selinux 2>/dev/null; then
+    die "SELinux is enforcing on $NODE_NAME and the k3s-selinux policy is not installed; an airgap install skips it (INSTALL_K3S_SKIP_DOWNLOAD), and K3s would not run. Install the container-selinux and k3s-selinux RPMs on the host first (from your mirror of rpm.rancher.io), then run pulumi up again"
+  fi
+fi
+if [ "$INIT" = systemd ]; then
+  for _unit in nm-cloud-setup.service nm-cloud-setup.timer; do
+    systemctl is-enabled --quiet "$_unit" 2>/dev/null || continue
+    die "$_unit is enabled on $NODE_NAME: NetworkManager's cloud setup rewrites routing and breaks K3s networking (K3s docs, requirements). Disable it and reboot: systemctl disable nm-cloud-setup.service nm-cloud-setup.timer && reboot; then run pulumi up again"
+  done
+  if systemctl is-active --quiet firewalld 2>/dev/null; then
+    log "warning: firewalld is active on $NODE_NAME. K3s recommends turning it off (systemctl disable --now firewalld); to keep it, allow 6443/tcp (API), 10250/tcp (kubelet), 8472/udp (flannel VXLAN), 2379-2380/tcp between servers (etcd), and trust the pod and service networks (firewall-cmd --permanent --zone=trusted --add-source=10.42.0.0/16 --add-source=10.43.0.0/16; firewall-cmd --reload)"
+  fi
+fi
+
+# --- our files ---------------------------------------------------------------------------------
+
 umask 077
 CHANGED=0
-CONF_DIR=/etc/rancher/k3s
-
-put_file 0600 "$CONF_DIR/cluster-token" "$TOKEN"
+put_file 0600 "$TOKEN_FILE" "$TOKEN"
 put_file 0600 "$CONF_DIR/config.yaml" "$CONFIG_YAML"
 if [ -n "${REGISTRIES_YAML:-}" ]; then
   put_file 0600 "$CONF_DIR/registries.yaml" "$REGISTRIES_YAML"
@@ -24,55 +115,148 @@ else
   remove_managed "$CONF_DIR/registries.yaml"
 fi
 
-if [ "$ROLE" = server ]; then SERVICE=k3s; else SERVICE=k3s-agent; fi
+# What the installer compares to decide on a restart (install.sh get_installed_hashes).
+installed_hashes() { sha256sum "$BIN_DIR/k3s" "$UNIT" "$ENV_FILE" 2>&1 || true; }
+PRE_HASHES=$(installed_hashes)
+
+# airgap_ok DIR: every file of this generation is in DIR with the sha256 the program computed.
+airgap_ok() {
+  [ "$(sha256_of "$1/install.sh" 2>/dev/null)" = "$AIRGAP_SHA256_INSTALLER" ] || return 1
+  [ "$(sha256_of "$1/k3s" 2>/dev/null)" = "$AIRGAP_SHA256_K3S" ] || return 1
+  [ -z "${AIRGAP_SHA256_IMAGES:-}" ] || [ "$(sha256_of "$1/images" 2>/dev/null)" = "$AIRGAP_SHA256_IMAGES" ]
+}
 
 INSTALLER=$(mktemp)
 trap 'rm -f "$INSTALLER"' EXIT
-if [ -n "${AIRGAP_DIR:-}" ]; then
-  [ -f "$AIRGAP_DIR/install.sh" ] && [ -f "$AIRGAP_DIR/k3s" ] || die "airgap files missing in $AIRGAP_DIR"
-  cp "$AIRGAP_DIR/install.sh" "$INSTALLER"
-  if ! cmp -s "$AIRGAP_DIR/k3s" /usr/local/bin/k3s; then
-    install -m 0755 "$AIRGAP_DIR/k3s" /usr/local/bin/k3s.k3s-rancher-new
-    mv -f /usr/local/bin/k3s.k3s-rancher-new /usr/local/bin/k3s
-    CHANGED=1
+if [ -n "${AIRGAP_GENERATION:-}" ]; then
+  : "${AIRGAP_STAGE:?}" "${STAGE_USER:?}" "${AIRGAP_SHA256_INSTALLER:?}" "${AIRGAP_SHA256_K3S:?}"
+  GEN_DIR=$AIRGAP_ROOT/$AIRGAP_GENERATION
+  # Run nothing from the SSH user's staging directory: copy into a root-owned place that
+  # survives reboots, check the copies there, and use only them.
+  if ! airgap_ok "$GEN_DIR"; then
+    HOME_DIR=$(user_home "$STAGE_USER") || die "cannot find the home directory of $STAGE_USER on $NODE_NAME"
+    STAGED=$HOME_DIR/$AIRGAP_STAGE
+    [ -d "$STAGED" ] || die "the airgap files of generation $AIRGAP_GENERATION are neither in $GEN_DIR nor staged in $STAGED; run pulumi refresh, then pulumi up, to copy them again"
+    mkdir -p "$AIRGAP_ROOT"
+    chmod 0700 /var/lib/k3s-rancher "$AIRGAP_ROOT"
+    rm -rf "$GEN_DIR.new"
+    mkdir -m 0700 "$GEN_DIR.new"
+    for _file in install.sh k3s ${AIRGAP_SHA256_IMAGES:+images}; do
+      cp "$STAGED/$_file" "$GEN_DIR.new/$_file" || die "airgap file $_file missing in $STAGED"
+    done
+    chown -R 0:0 "$GEN_DIR.new" 2>/dev/null || true
+    if ! airgap_ok "$GEN_DIR.new"; then
+      rm -rf "$GEN_DIR.new"
+      die "the airgap files staged in $STAGED do not match the sha256 sums of the local files; nothing was run. Run pulumi refresh, then pulumi up, to copy them again"
+    fi
+    rm -rf "$GEN_DIR"
+    mv "$GEN_DIR.new" "$GEN_DIR"
+  fi
+  cp "$GEN_DIR/install.sh" "$INSTALLER"
+  if ! cmp -s "$GEN_DIR/k3s" "$BIN_DIR/k3s"; then
+    install -m 0755 "$GEN_DIR/k3s" "$BIN_DIR/k3s.k3s-rancher-new"
+    mv -f "$BIN_DIR/k3s.k3s-rancher-new" "$BIN_DIR/k3s"
   fi
   if [ -n "${AIRGAP_IMAGES:-}" ]; then
-    put_file 0644 "/var/lib/rancher/k3s/agent/images/$AIRGAP_IMAGES" < "$AIRGAP_DIR/$AIRGAP_IMAGES"
+    put_file 0644 "/var/lib/rancher/k3s/agent/images/$AIRGAP_IMAGES" < "$GEN_DIR/images"
   fi
   INSTALL_K3S_SKIP_DOWNLOAD=true
   export INSTALL_K3S_SKIP_DOWNLOAD
-elif command -v curl >/dev/null 2>&1; then
-  curl -sfL --retry 3 --max-time 120 "$INSTALL_SCRIPT_URL" -o "$INSTALLER" \
-    || die "cannot download the K3s installer from $INSTALL_SCRIPT_URL (no internet? use k3s.airgap)"
-elif command -v wget >/dev/null 2>&1; then
-  wget -q -T 120 -O "$INSTALLER" "$INSTALL_SCRIPT_URL" \
-    || die "cannot download the K3s installer from $INSTALL_SCRIPT_URL (no internet? use k3s.airgap)"
 else
-  die "neither curl nor wget is installed: install one, or use k3s.airgap"
+  if command -v curl >/dev/null 2>&1; then
+    curl -sfL --retry 3 --max-time 120 "$INSTALL_SCRIPT_URL" -o "$INSTALLER" \
+      || die "cannot download the K3s installer from $INSTALL_SCRIPT_URL (no internet? use k3s.airgap)"
+  elif command -v wget >/dev/null 2>&1; then
+    wget -q -T 120 -O "$INSTALLER" "$INSTALL_SCRIPT_URL" \
+      || die "cannot download the K3s installer from $INSTALL_SCRIPT_URL (no internet? use k3s.airgap)"
+  else
+    die "neither curl nor wget is installed: install one, or use k3s.airgap"
+  fi
+  if [ -n "${INSTALL_SCRIPT_SHA256:-}" ]; then
+    GOT=$(sha256_of "$INSTALLER")
+    [ "$GOT" = "$INSTALL_SCRIPT_SHA256" ] || die "the K3s installer from $INSTALL_SCRIPT_URL has sha256 $GOT, not the $INSTALL_SCRIPT_SHA256 that k3s.installScriptSha256 pins; nothing was run. Review the new installer, then update k3s.installScriptSha256"
+  fi
 fi
 
 INSTALL_K3S_VERSION=$K3S_VERSION
 INSTALL_K3S_EXEC=$ROLE
-export INSTALL_K3S_VERSION INSTALL_K3S_EXEC
+INSTALL_K3S_BIN_DIR=$BIN_DIR
+# We start the service ourselves: the installer's `systemctl restart` blocks until K3s is
+# ready (Type=notify, TimeoutStartSec=0), forever if it never is.
+INSTALL_K3S_SKIP_START=true
+export INSTALL_K3S_VERSION INSTALL_K3S_EXEC INSTALL_K3S_BIN_DIR INSTALL_K3S_SKIP_START
 if [ -n "${SERVER_URL:-}" ] && [ "$ROLE" = agent ]; then
   K3S_URL=$SERVER_URL
-  K3S_TOKEN_FILE=$CONF_DIR/cluster-token
+  K3S_TOKEN_FILE=$TOKEN_FILE
   export K3S_URL K3S_TOKEN_FILE
 fi
 if [ -n "$DATASTORE_ENDPOINT" ]; then
   K3S_DATASTORE_ENDPOINT=$DATASTORE_ENDPOINT
   export K3S_DATASTORE_ENDPOINT
 fi
-# The installer restarts K3s only when its own inputs change; our files are not among them.
-if [ "$CHANGED" = 1 ]; then
-  INSTALL_K3S_FORCE_RESTART=true
-  export INSTALL_K3S_FORCE_RESTART
-fi
 
 log "installing K3s $K3S_VERSION ($ROLE) on $NODE_NAME"
 sh "$INSTALLER" "$@" >&2 || die "the K3s installer failed on $NODE_NAME (see its output above)"
 
-if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  systemctl is-active --quiet "$SERVICE" || die "service $SERVICE is not active on $NODE_NAME: journalctl -u $SERVICE"
+# --- start (without blocking) and wait, bounded ------------------------------------------------
+
+service_state() {
+  if [ "$INIT" = systemd ]; then
+    systemctl is-active "$SERVICE" 2>/dev/null || true
+  elif rc-service "$SERVICE" status >/dev/null 2>&1; then
+    echo active
+  else
+    echo stopped
+  fi
+}
+
+# redact: drop every line that holds a secret (K3s does not log the token; this is in case).
+redact() {
+  while IFS= read -r _line || [ -n "$_line" ]; do
+    case $_line in *"$TOKEN"*) _line="[line hidden: it contained the cluster token]" ;; esac
+    if [ -n "$DATASTORE_ENDPOINT" ]; then
+      case $_line in *"$DATASTORE_ENDPOINT"*) _line="[line hidden: it contained the datastore endpoint]" ;; esac
+    fi
+    printf "%s\n" "$_line"
+  done
+}
+
+service_log() {
+  if [ "$INIT" = systemd ]; then
+    journalctl -u "$SERVICE" --no-pager -n 20 2>&1 | redact
+  else
+    tail -n 20 "/var/log/$SERVICE.log" 2>&1 | redact
+  fi
+}
+
+POST_HASHES=$(installed_hashes)
+STATE=$(service_state)
+if [ "$CHANGED" = 1 ] || [ "$PRE_HASHES" != "$POST_HASHES" ] || [ "$STATE" != active ]; then
+  log "starting $SERVICE on $NODE_NAME (was: ${STATE:-unknown})"
+  if [ "$INIT" = systemd ]; then
+    systemctl restart --no-block "$SERVICE" || die "systemctl could not queue a restart of $SERVICE on $NODE_NAME"
+  else
+    rc-service "$SERVICE" restart >/dev/null 2>&1 < /dev/null &
+  fi
+  END=$(deadline "$TIMEOUT")
+  while STATE=$(service_state) && [ "$STATE" != active ]; do
+    if [ "$(date +%s)" -ge "$END" ]; then
+      die "K3s ($SERVICE) on $NODE_NAME did not become active within ${TIMEOUT}s (state: ${STATE:-unknown}); raise k3s.timeouts.nodeReady if the host is slow. Last lines of its log (journalctl -u $SERVICE --no-pager):
+$(service_log)"
+    fi
+    sleep 2
+  done
 fi
-log "K3s $K3S_VERSION installed on $NODE_NAME"
+log "K3s $K3S_VERSION installed on $NODE_NAME ($SERVICE active)"
+
+# Older airgap generations of this node are no longer needed once this one runs.
+if [ -n "${AIRGAP_GENERATION:-}" ]; then
+  for _old in "$AIRGAP_ROOT"/*; do
+    case ${_old##*/} in "$AIRGAP_GENERATION") ;; *) rm -rf "$_old" ;; esac
+  done
+  if HOME_DIR=$(user_home "$STAGE_USER"); then
+    for _old in "$HOME_DIR/${AIRGAP_STAGE%/*}"/*; do
+      case ${_old##*/} in "$AIRGAP_GENERATION") ;; *) [ ! -d "$_old" ] || rm -rf "$_old" ;; esac
+    done
+  fi
+fi

@@ -1,5 +1,5 @@
 # shellcheck shell=sh
-# shellcheck disable=SC2034 # CHANGED is for the scripts that use these helpers
+# shellcheck disable=SC2034 # CHANGED and K3S are for the scripts that use these helpers
 # Helpers every k3s-rancher script starts with. Inputs arrive as shell variables set in a
 # preamble (quoted data) and secrets on stdin; nothing from config is ever code.
 
@@ -37,8 +37,46 @@ remove_managed() {
   fi
 }
 
+# k3s_path: the k3s binary by absolute path: where the installer puts it (/usr/local/bin, or
+# /opt/bin when /usr/local/bin is read-only), else from PATH (the rancher/k3s image has
+# /bin/k3s). Never a bare `k3s`: sudo's secure_path on RHEL-family hosts lacks /usr/local/bin.
+k3s_path() {
+  for _k3s in /usr/local/bin/k3s /opt/bin/k3s; do
+    if [ -x "$_k3s" ]; then
+      printf "%s\n" "$_k3s"
+      return 0
+    fi
+  done
+  command -v k3s 2>/dev/null
+}
+
+# need_k3s: set K3S to the k3s binary, or stop: what calls it cannot work without K3s.
+need_k3s() {
+  K3S=$(k3s_path) || die "K3s is not installed on this host (no k3s in /usr/local/bin, /opt/bin or PATH)"
+}
+
 # kubectl through the k3s binary, with the admin kubeconfig only root can read.
-kc() { k3s kubectl --kubeconfig /etc/rancher/k3s/k3s.yaml "$@"; }
+kc() {
+  [ -n "${K3S:-}" ] || need_k3s
+  "$K3S" kubectl --kubeconfig /etc/rancher/k3s/k3s.yaml "$@"
+}
+
+# node_registered NAME: 0 when the Node exists, 1 when the API answers NotFound; any other
+# answer (API unreachable, no kubeconfig) stops with kubectl's reason.
+node_registered() {
+  _found=$(kc get node "$1" --ignore-not-found -o name 2>&1) \
+    || die "cannot tell whether node $1 is registered: $_found"
+  [ -n "$_found" ]
+}
+
+# user_home USER: USER's home directory from the user database (where sshd starts USER's
+# commands and SFTP sessions, so where relative SFTP paths land).
+user_home() {
+  _home=$(getent passwd "$1" 2>/dev/null | cut -d: -f6) || _home=""
+  [ -n "$_home" ] || _home=$(awk -F: -v u="$1" '$1 == u { print $6 }' /etc/passwd)
+  [ -n "$_home" ] || return 1
+  printf "%s\n" "$_home"
+}
 
 # deadline SECONDS: prints the epoch second at which a bounded wait gives up.
 deadline() { echo $(( $(date +%s) + $1 )); }

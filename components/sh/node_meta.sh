@@ -6,7 +6,8 @@
 # MANAGED (one "label:KEY" / "taint:KEY:Effect" per line: what this run owns).
 : "${NODE_NAME:?}"
 
-kc get node "$NODE_NAME" >/dev/null || die "node $NODE_NAME is not registered"
+need_k3s
+node_registered "$NODE_NAME" || die "node $NODE_NAME is not registered"
 PREVIOUS=$(kc get node "$NODE_NAME" -o 'jsonpath={.metadata.annotations.k3s-rancher\.io/managed}')
 
 if [ -n "$PREVIOUS" ]; then

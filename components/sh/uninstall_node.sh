@@ -1,17 +1,66 @@
 # shellcheck shell=sh
-# Remove K3s and everything this program put on the host; safe to run twice.
-# Inputs: ROLE (server|agent), AIRGAP_DIR (staged files to remove, or empty).
+# Remove K3s and everything this program put on the host; finishes from any partial state
+# (nothing installed, binary gone, uninstall or killall script gone) and is safe to run twice.
+# What is already gone is fine; anything else that fails stops it with the reason.
+# Inputs: ROLE (server|agent); AIRGAP_GENERATION, AIRGAP_STAGE (relative to STAGE_USER's
+# home) and STAGE_USER: this node's airgap generation to remove, or empty.
 : "${ROLE:?}"
-BIN=/usr/local/bin
-if [ "$ROLE" = server ]; then UNINSTALL=$BIN/k3s-uninstall.sh; else UNINSTALL=$BIN/k3s-agent-uninstall.sh; fi
-if [ -x "$UNINSTALL" ]; then
-  log "running $UNINSTALL"
-  "$UNINSTALL" >&2 || die "$UNINSTALL failed"
+if [ "$ROLE" = server ]; then
+  SERVICE=k3s SCRIPT=k3s-uninstall.sh
 else
-  log "$UNINSTALL not found: K3s is not installed here"
+  SERVICE=k3s-agent SCRIPT=k3s-agent-uninstall.sh
 fi
+
+UNINSTALL="" FAILED=""
+for _dir in /usr/local/bin /opt/bin; do
+  [ -x "$_dir/$SCRIPT" ] && UNINSTALL=$_dir/$SCRIPT && break
+done
+stop_service() {
+  if command -v systemctl >/dev/null 2>&1; then systemctl stop "$SERVICE" >&2 2>/dev/null || true; fi
+  if [ -e "/etc/init.d/$SERVICE" ]; then rc-service "$SERVICE" stop >&2 2>/dev/null || true; fi
+}
+if [ -n "$UNINSTALL" ]; then
+  # K3s's uninstall script starts with the killall script (which stops the service); when
+  # that is gone, stop the service here so nothing runs on while its files go.
+  [ -x "${UNINSTALL%/*}/k3s-killall.sh" ] || { log "k3s-killall.sh is gone; stopping $SERVICE directly"; stop_service; }
+  log "running $UNINSTALL"
+  "$UNINSTALL" >&2 || FAILED="$UNINSTALL failed (output above)"
+else
+  log "no $SCRIPT: K3s is not installed here, or only partly"
+fi
+
+# What the K3s uninstall script would have removed, for a host where it is gone or failed.
+if command -v systemctl >/dev/null 2>&1 && [ -e "/etc/systemd/system/$SERVICE.service" ]; then
+  stop_service
+  systemctl disable "$SERVICE" >&2 2>/dev/null || true
+  rm -f "/etc/systemd/system/$SERVICE.service" "/etc/systemd/system/$SERVICE.service.env"
+  systemctl daemon-reload >&2 || die "systemctl daemon-reload failed after removing $SERVICE"
+fi
+if [ -e "/etc/init.d/$SERVICE" ]; then
+  stop_service
+  rc-update delete "$SERVICE" default >&2 2>/dev/null || true
+  rm -f "/etc/init.d/$SERVICE"
+fi
+for _unit in "/etc/systemd/system/$SERVICE.service" "/etc/init.d/$SERVICE"; do
+  [ ! -e "$_unit" ] || die "$_unit is still there after the uninstall; remove K3s by hand (k3s-killall.sh, then $SCRIPT) and run pulumi destroy again"
+done
+
+# Ours: config, token file, registration drop-in (all in /etc/rancher/k3s), node password.
 rm -rf /etc/rancher/k3s /etc/rancher/node
-[ -z "${AIRGAP_DIR:-}" ] || rm -rf "$AIRGAP_DIR"
+if [ -n "${AIRGAP_GENERATION:-}" ]; then
+  rm -rf "/var/lib/k3s-rancher/airgap/$AIRGAP_GENERATION"
+  rmdir /var/lib/k3s-rancher/airgap /var/lib/k3s-rancher 2>/dev/null || true
+  if HOME_DIR=$(user_home "${STAGE_USER:?}"); then
+    rm -rf "${HOME_DIR:?}/${AIRGAP_STAGE:?}"
+    rmdir "$HOME_DIR/${AIRGAP_STAGE%/*}" "$HOME_DIR/${AIRGAP_STAGE%%/*}" 2>/dev/null || true
+  else
+    log "warning: no home directory for $STAGE_USER; staged airgap files (if any) are left"
+  fi
+fi
 # Leave no empty directories behind that K3s created.
 rmdir /etc/rancher /var/lib/rancher/k3s /var/lib/rancher 2>/dev/null || true
+if [ -n "$FAILED" ] && [ -d /var/lib/rancher/k3s ]; then
+  die "$FAILED and K3s data is left in /var/lib/rancher/k3s; our files are removed. Fix the cause, run k3s-killall.sh, remove /var/lib/rancher/k3s, then run pulumi destroy again"
+fi
+[ -z "$FAILED" ] || log "warning: $FAILED; what it leaves is removed"
 log "K3s removed"

@@ -5,6 +5,7 @@
 # (what to check when the wait gives up); positional args: the node names.
 : "${K3S_VERSION:?}" "${TIMEOUT:?}" "${HINT:?}"
 [ "$#" -gt 0 ] || die "no node names to wait for"
+need_k3s
 
 log "waiting up to ${TIMEOUT}s for: $* (after: ${WAIT_FOR:-install})"
 END=$(deadline "$TIMEOUT")
