@@ -81,7 +81,9 @@ def assert_whole(host: Any, name: str) -> None:
     assert (enabled, active) == ("enabled", "active"), f"{name}: {UNITS[name]} is {enabled}/{active}"
     files = host.exec("ls -A /etc/rancher/k3s").split()
     assert "config.yaml" in files, f"{name}: no config.yaml"
-    assert not [f for f in files if f.startswith("config.yaml.")], f"{name}: leftovers {files}"
+    # put_file's temporary copies (mktemp DEST.XXXXXX) of config.yaml or a drop-in
+    leftovers = host.exec("find /etc/rancher/k3s -name '*.yaml.??????'").split()
+    assert not leftovers, f"{name}: half-written copies left: {leftovers}"
     config = host.exec("cat /etc/rancher/k3s/config.yaml")
     assert config.endswith("\n") and config.strip(), f"{name}: config.yaml is not whole:\n{config}"
 
