@@ -276,6 +276,18 @@ def test_agents_never_report_ready_with_a_wrong_token_or_an_unreachable_server(
     assert srv.kubectl("get", "node", "agt-wrong").returncode == 1
 
 
+def test_a_joining_server_with_no_first_server_never_reports_ready(
+    hosts: Callable[[str], Host], tmp_path: Path
+) -> None:
+    joiner = hosts("joiner")
+    joiner.config(f"node-name: srv-2\ntoken: {TOKEN}\nserver: https://127.0.0.1:{free_port()}\n")
+    notify = NotifySocket(str(tmp_path / "notify"))
+    proc = joiner.start("server", NOTIFY_SOCKET=notify.address)
+    assert notify.receive(6) is None
+    assert proc.poll() is None and "connect: connection refused" in joiner.log("server")
+    assert joiner.kubectl("get", "--raw", "/readyz").returncode == 1
+
+
 # --- tokens and data ----------------------------------------------------------------------------
 
 
@@ -562,6 +574,17 @@ def test_under_systemd_restart_returns_only_when_k3s_is_ready(docker_hosts: list
         assert rc == 0
         template = '{.status.conditions[?(@.type=="Ready")].status}'
         assert srv.exec(f"k3s kubectl get node agt-1 -o 'jsonpath={template}'") == "True"
+
+        # Enabled units come back after a reboot with their data: same cluster, same node password.
+        srv.exec("systemctl enable k3s")
+        agt.exec("systemctl enable k3s-agent")
+        password = agt.exec("cat /etc/rancher/node/password")
+        srv.reboot()
+        agt.reboot()
+        ready = f"k3s kubectl get node agt-1 -o 'jsonpath={template}' 2>/dev/null || true"
+        until(lambda: srv.exec(ready) == "True", 60, "agt-1 Ready after both hosts rebooted")
+        assert agt.exec("cat /etc/rancher/node/password") == password
+        assert "Node agt-1 was previously registered" in agt.exec("journalctl -b -u k3s-agent --no-pager")
 
         # A server with data and another token: the start fails at once, the journal says why.
         srv.exec("sed -i 's/^K3S_TOKEN=.*/K3S_TOKEN=another-token/' /etc/systemd/system/k3s.service.env")
