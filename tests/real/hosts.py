@@ -294,6 +294,14 @@ class TestHost:
         """``systemctl is-system-running``: running, degraded, starting, ..."""
         return self.exec_result("systemctl is-system-running", timeout=timeout)[1].strip()
 
+    def unit_starts(self, unit: str) -> int:
+        """How many times systemd has brought ``unit`` up (READY for Type=notify) since the
+        container was created, from the journal's "Started <unit>" lines (kept across
+        reboots only if the journal is persistent: count within one boot)."""
+        out = self.exec(f"journalctl --no-pager -o cat -u {shlex.quote(unit)} 2>/dev/null || true")
+        name = unit if "." in unit else f"{unit}.service"
+        return sum(1 for line in out.splitlines() if line.startswith(f"Started {name}"))
+
     def wait_booted(self, timeout: float = 60) -> float:
         """Wait until systemd has finished booting and sshd answers; return seconds waited.
 

@@ -72,7 +72,7 @@ rm -f /var/lib/dbus/machine-id
 # No unit needs masking: with the flags of tests/real/hosts.py the boot reaches `running`
 # (units that need a real machine skip themselves on ConditionVirtualization/ReadWrite).
 # First boot (and every boot): host keys for this container, the test key authorised.
-cat > /usr/local/sbin/k3sr-testhost-init <<'INIT'
+cat > /usr/local/sbin/testhost-init <<'INIT'
 #!/bin/sh
 # Host keys are made once per container; RSA is left out (1.5 s of CPU per host).
 # The test key comes from the container's environment (docker run --env
@@ -95,8 +95,10 @@ if [ -n "$key" ]; then
   done
 fi
 INIT
-chmod 0755 /usr/local/sbin/k3sr-testhost-init
-cat > /etc/systemd/system/k3sr-testhost-init.service <<'UNIT'
+chmod 0755 /usr/local/sbin/testhost-init
+# Not named k3s*: K3s's killall and uninstall scripts treat every
+# /etc/systemd/system/k3s*.service as a K3s service ("Additional k3s services installed").
+cat > /etc/systemd/system/testhost-init.service <<'UNIT'
 [Unit]
 Description=k3s-rancher test host: SSH host keys and the test key
 Before=ssh.service
@@ -104,7 +106,7 @@ Before=ssh.service
 [Service]
 Type=oneshot
 RemainAfterExit=yes
-ExecStart=/usr/local/sbin/k3sr-testhost-init
+ExecStart=/usr/local/sbin/testhost-init
 
 [Install]
 WantedBy=multi-user.target
@@ -112,10 +114,10 @@ UNIT
 mkdir -p /etc/systemd/system/ssh.service.d
 cat > /etc/systemd/system/ssh.service.d/10-k3sr-testhost.conf <<'UNIT'
 [Unit]
-Wants=k3sr-testhost-init.service
-After=k3sr-testhost-init.service
+Wants=testhost-init.service
+After=testhost-init.service
 UNIT
-systemctl enable k3sr-testhost-init.service ssh.service
+systemctl enable testhost-init.service ssh.service
 # PID 1 wrapper: on a cgroup v2 engine (GitHub's ubuntu runners) Docker mounts the
 # container's own cgroup namespace read-only; systemd must create its cgroups there, and
 # CAP_SYS_ADMIN allows the remount. On cgroup v1 (this machine) the bind-mounted

@@ -27,7 +27,7 @@ def test_systemd_is_pid_1_and_the_boot_is_clean(pair: list[TestHost]) -> None:
     host = pair[0]
     assert host.exec("cat /proc/1/comm").strip() == "systemd"
     assert host.system_state() == "running"
-    assert host.exec("systemctl is-active ssh.service k3sr-testhost-init.service").split() == ["active", "active"]
+    assert host.exec("systemctl is-active ssh.service testhost-init.service").split() == ["active", "active"]
     # Each container has its own machine id (made at first boot), as real hosts do.
     assert pair[0].exec("cat /etc/machine-id") != pair[1].exec("cat /etc/machine-id")
 
@@ -46,14 +46,17 @@ def test_a_notify_unit_makes_systemctl_restart_wait_for_ready(pair: list[TestHos
     )
     host.exec("cat > /root/notify.py", stdin=program)
     host.exec(
-        "cat > /etc/systemd/system/k3sr-notify.service && systemctl daemon-reload",
+        "cat > /etc/systemd/system/testhost-notify.service && systemctl daemon-reload",
         stdin="[Service]\nType=notify\nExecStart=/usr/bin/python3 /root/notify.py\n",
     )
     started = time.monotonic()
-    host.exec("systemctl restart k3sr-notify.service", timeout=30)
+    host.exec("systemctl restart testhost-notify.service", timeout=30)
     assert time.monotonic() - started >= 2
-    assert host.exec("systemctl is-active k3sr-notify.service").strip() == "active"
-    host.exec("systemctl stop k3sr-notify.service")
+    assert host.exec("systemctl is-active testhost-notify.service").strip() == "active"
+    assert host.unit_starts("testhost-notify") == 1
+    host.exec("systemctl restart testhost-notify.service", timeout=30)
+    assert host.unit_starts("testhost-notify.service") == 2
+    host.exec("systemctl stop testhost-notify.service")
 
 
 def test_ssh_as_ubuntu(pair: list[TestHost]) -> None:
@@ -188,8 +191,8 @@ def test_read_only_usr_local_bin_and_back(pair: list[TestHost]) -> None:
 def test_reboot_keeps_port_address_and_enabled_units(testhost_image: str) -> None:
     with test_hosts(1, image=testhost_image) as (host,):
         host.exec(
-            "cat > /etc/systemd/system/k3sr-sleeper.service && systemctl daemon-reload"
-            " && systemctl enable --now k3sr-sleeper.service",
+            "cat > /etc/systemd/system/testhost-sleeper.service && systemctl daemon-reload"
+            " && systemctl enable --now testhost-sleeper.service",
             stdin="[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n",
         )
         host.exec("touch /run/k3sr-before-reboot")
@@ -201,7 +204,7 @@ def test_reboot_keeps_port_address_and_enabled_units(testhost_image: str) -> Non
         assert _published_port(host) == port
         assert read_key(host) == key  # host keys are made once per container, not per boot
         assert host.exec("ls /run/k3sr-before-reboot 2>/dev/null || true").strip() == ""  # /run is fresh
-        assert host.exec("systemctl is-active k3sr-sleeper.service").strip() == "active"
+        assert host.exec("systemctl is-active testhost-sleeper.service").strip() == "active"
 
 
 def test_stop_start_and_pause_make_a_host_unreachable_then_back(testhost_image: str) -> None:
