@@ -24,7 +24,7 @@ pytestmark = pytest.mark.real
 V1, V2 = "v1.33.5+k3s1", "v1.33.6+k3s1"
 CLEAN = (
     "ls -d /etc/rancher /var/lib/rancher /usr/local/bin/k3s* /opt/bin/k3s* /tmp/k3s-rancher-airgap-* "
-    "/etc/systemd/system/k3s*.service* 2>/dev/null || true"
+    "/etc/systemd/system/k3s.service* /etc/systemd/system/k3s-agent.service* 2>/dev/null || true"
 )
 UNITS = ("k3s", "k3s-agent", "k3s-agent")  # per host: srv-1, agt-1, agt-2
 
