@@ -125,6 +125,26 @@ class EngineProject:
                 start_new_session=True,
             )
 
+    def run_stamped(self, *args: str, timeout: float = 900) -> tuple[int, list[tuple[float, str]]]:
+        """Run `pulumi ARGS`; return its exit code and its output lines, each with the
+        monotonic time it arrived (the CLI prints each step's progress as it happens)."""
+        proc = subprocess.Popen(
+            ["pulumi", *args, "--stack", self.stack, "--non-interactive"],
+            cwd=self.directory,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        lines: list[tuple[float, str]] = []
+        assert proc.stdout is not None
+        for line in proc.stdout:  # ends when pulumi closes its output
+            lines.append((time.monotonic(), line.rstrip("\n")))
+            if time.monotonic() > deadline:
+                proc.kill()
+        return proc.wait(timeout=60), lines
+
     def leftover_processes(self) -> list[int]:
         """Processes of this project's engine still alive (plugins orphaned by a killed CLI
         run on: the engine starts each plugin in a process group of its own): those whose

@@ -291,11 +291,11 @@ func runRemote(ctx context.Context, log logger, inputs map[string]any, command s
 	a := dialing(ctx, log, conn, func() attempt {
 		return runSSH(argv, command, strings.NewReader(str(inputs["stdin"])), logStdout, logStderr)
 	})
+	if a.neverConnected { // ssh's own complaints are no output of the command
+		return "", "", a.err
+	}
 	logLines(log, a.logged)
 	if a.err != nil {
-		if a.neverConnected {
-			return "", "", a.err
-		}
 		return "", "", fmt.Errorf("Process exited with status %d: running %q:\n%s", a.exitCode, command, a.combined)
 	}
 	return strings.TrimSuffix(a.stdout, "\n"), strings.TrimSuffix(a.stderr, "\n"), nil
