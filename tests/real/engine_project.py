@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -136,14 +137,16 @@ class EngineProject:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        deadline = time.monotonic() + timeout
+        watchdog = threading.Timer(timeout, proc.kill)  # bounds a CLI that goes silent
+        watchdog.start()
         lines: list[tuple[float, str]] = []
-        assert proc.stdout is not None
-        for line in proc.stdout:  # ends when pulumi closes its output
-            lines.append((time.monotonic(), line.rstrip("\n")))
-            if time.monotonic() > deadline:
-                proc.kill()
-        return proc.wait(timeout=60), lines
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # ends when pulumi closes its output (or is killed)
+                lines.append((time.monotonic(), line.rstrip("\n")))
+            return proc.wait(timeout=60), lines
+        finally:
+            watchdog.cancel()
 
     def leftover_processes(self) -> list[int]:
         """Processes of this project's engine still alive (plugins orphaned by a killed CLI
