@@ -31,7 +31,7 @@ from tests.real.standin_k3s import standin_binary
 
 pytestmark = pytest.mark.real
 
-V1, V2 = "v1.33.5+k3s1", "v1.33.6+k3s1"
+V1, V2, V3 = "v1.33.5+k3s1", "v1.33.6+k3s1", "v1.33.7+k3s1"
 # Small SSH dial limits for the unreachable-host case: at most DIAL_LIMIT + 1 dials of at
 # most PER_DIAL seconds each, plus the retry delays (0.1 s growing 1.5x: < 1 s for 3 dials).
 DIAL_LIMIT, PER_DIAL = 2, 5
@@ -189,16 +189,40 @@ def test_an_unreachable_host_fails_naming_it_then_up_converges(
     project.configure(hosts, 1, V2, standin_binary(tmp, V2), ssh=SSH)
     agent.stop()  # powered off: connections to its SSH port are refused
     try:
-        rc, lines = project.run_stamped("up", "--yes", "--skip-preview")
+        output, took = failing_up(project)
     finally:
         agent.start()
-    output = "\n".join(line for _, line in lines)
-    assert rc != 0
-    # The error names the node's resource and says the host could not be reached.
-    assert re.search(r"command:remote:(Command|CopyToRemote) \(agt-1-[\w-]+\):", output), output[-4000:]
-    assert f"after {DIAL_LIMIT} failed attempts" in output, output[-4000:]
     assert "Connection refused" in output
-    # Within the dial limits: from a step's first progress line to its failure.
+    # Refused dials fail at once: within the dial limits.
+    assert max(took.values()) <= (DIAL_LIMIT + 1) * PER_DIAL + 10, took
+    # Once the agent is back, up converges: both nodes at the new version.
+    converges(project, hosts, V2)
+
+
+def test_a_host_that_stops_answering_fails_within_the_dial_timeouts(
+    faults: tuple[EngineProject, list[Any], Path],
+) -> None:
+    project, hosts, tmp = faults
+    systemd_hosts(hosts)
+    agent = hosts[1]
+    project.configure(hosts, 1, V3, standin_binary(tmp, V3), ssh=SSH)
+    agent.pause()  # gone from the network: its port accepts, nothing answers
+    try:
+        output, took = failing_up(project)
+    finally:
+        agent.unpause()
+    assert "timed out" in output
+    # Each of the DIAL_LIMIT + 1 dials waited perDialTimeout, and no longer.
+    assert (DIAL_LIMIT + 1) * PER_DIAL - 1 <= max(took.values()) <= (DIAL_LIMIT + 1) * PER_DIAL + 10, took
+    converges(project, hosts, V3)
+
+
+def failing_up(project: EngineProject) -> tuple[str, dict[str, float]]:
+    """Run an `up` that must fail; return its output and, per failed agt-1 step, the seconds
+    from the step's first progress line to its failure."""
+    rc, lines = project.run_stamped("up", "--yes", "--skip-preview")
+    output = "\n".join(line for _, line in lines)
+    assert rc != 0, output[-4000:]
     took = {}
     for stamp, line in lines:
         if match := re.search(r"command:remote:\w+ (agt-1-[\w-]+) \**\w+ failed", line):
@@ -206,11 +230,16 @@ def test_an_unreachable_host_fails_naming_it_then_up_converges(
             first = next(t for t, text in lines if re.search(rf"\b{re.escape(name)}\b", text))
             took[name] = stamp - first
     assert took, f"no failed step of agt-1 in:\n{output[-4000:]}"
-    assert max(took.values()) <= (DIAL_LIMIT + 1) * PER_DIAL + 10, took
-    # Once the agent is back, up converges: both nodes at the new version.
+    # The error names the node's resource and says the host could not be reached.
+    assert re.search(r"command:remote:(Command|CopyToRemote) \(agt-1-[\w-]+\):", output), output[-4000:]
+    assert f"after {DIAL_LIMIT} failed attempts" in output, output[-4000:]
+    return output, took
+
+
+def converges(project: EngineProject, hosts: list[Any], version: str) -> None:
     project.pulumi("up", "--yes", "--skip-preview")
     for host in hosts:
-        assert V2 in host.exec("k3s --version")
+        assert version in host.exec("k3s --version")
     nodes_ready(hosts[0], NAMES)
     for host, name in zip(hosts, NAMES, strict=True):
         assert_whole(host, name)
