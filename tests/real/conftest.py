@@ -7,6 +7,7 @@ started, the tests FAIL with the script's error. ``K3SR_SKIP_REAL=1`` skips them
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from tests.real.engine_project import engine_bin  # noqa: E402
 from tests.real.hosts import remove_stale, run_setup_script  # noqa: E402
 
 
@@ -32,3 +34,20 @@ def testhost_image() -> str:
         pytest.fail(f"cannot prepare Docker test hosts: {exc}", pytrace=False)
     remove_stale()  # groups left by killed test runs (their process is gone)
     return image
+
+
+_engine_ready = False
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the first engine test: build the engine (or find it cached) with its progress on
+    the terminal, outside pytest's capture. A cold build takes tens of minutes; without this
+    the run would print nothing all that time."""
+    global _engine_ready
+    if _engine_ready or not item.path.stem.startswith("test_engine") or os.environ.get("K3SR_SKIP_REAL") == "1":
+        return
+    _engine_ready = True
+    capture = item.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        sys.stderr.write("\n== the engine: tests/real/engine/build.sh (cached after the first build)\n")
+        engine_bin(progress=sys.stderr)

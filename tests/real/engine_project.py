@@ -18,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
@@ -27,20 +27,43 @@ from tests.real.standin_k3s import INSTALL_SCRIPT
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_BUILD = Path(__file__).resolve().parent / "engine" / "build.sh"
 TOKEN = "tier2-token-0123456789abcdef"
+# Bound on one engine build (cold: ~25 min on a quiet 2-core machine, ~65 min on a busy one).
+ENGINE_BUILD_TIMEOUT = 5400
 
 
-def engine_bin() -> Path:
+def engine_bin(progress: TextIO | None = None) -> Path:
     """Build (or take from cache) the Pulumi CLI, language host and providers;
-    K3SR_ENGINE_BIN names a directory of already built ones instead."""
+    K3SR_ENGINE_BIN names a directory of already built ones instead. With `progress`, the
+    builder's own lines (a component started, built in N s) are written there as they come,
+    each with the seconds since the build began: a cold build takes tens of minutes."""
     if os.environ.get("K3SR_ENGINE_BIN"):
         return Path(os.environ["K3SR_ENGINE_BIN"])
     # The Go module proxy serves no pulumi-command provider module: build our stand-in
     # (tests/real/engine/command-standin/) in its place. See tests/real/engine/README.md.
     env = {**os.environ, "K3SR_ENGINE_COMMAND_STANDIN": "1"}
-    result = subprocess.run(["bash", str(ENGINE_BUILD)], capture_output=True, text=True, timeout=5400, env=env)
-    if result.returncode != 0:
-        raise RuntimeError(f"engine build failed:\n{result.stderr[-4000:]}")
-    return Path(result.stdout.strip().splitlines()[-1])
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        ["bash", str(ENGINE_BUILD)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    stdout: list[str] = []
+    reader = threading.Thread(target=lambda: stdout.extend(proc.stdout or []), daemon=True)
+    reader.start()
+    watchdog = threading.Timer(ENGINE_BUILD_TIMEOUT, proc.kill)
+    watchdog.start()
+    tail: list[str] = []
+    try:
+        for line in proc.stderr or []:  # ends when the builder exits (or the watchdog kills it)
+            tail = [*tail[-199:], line]
+            if progress is not None and line.startswith("[engine-build]"):
+                progress.write(f"[+{time.monotonic() - start:5.0f}s] {line}")
+                progress.flush()
+        code = proc.wait(timeout=60)
+    finally:
+        watchdog.cancel()
+    reader.join(timeout=60)
+    if code != 0:
+        raise RuntimeError("engine build failed:\n" + "".join(tail)[-4000:])
+    return Path("".join(stdout).strip().splitlines()[-1])
 
 
 @dataclass
