@@ -87,8 +87,8 @@ def server_chain(settings: Settings) -> list[Node]:
 def _command(
     name: str, conn: remote.ConnectionArgs, script: scripts.Script, opts: pulumi.ResourceOptions, **extra: Any
 ) -> remote.Command:
-    # add_previous_output_in_env=False: the previous stdout would be sent with SSH setenv,
-    # which a stock sshd refuses, failing every update.
+    # add_previous_output_in_env=False: else each update/delete sends the previous output by
+    # SSH setenv: a warning per run where sshd refuses it, the output shipped where it accepts.
     return remote.Command(
         name,
         connection=conn,

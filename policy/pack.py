@@ -113,8 +113,9 @@ POLICIES: list[Policy] = [
     ),
     _resource_policy(
         "commands-no-previous-output-in-env",
-        "Every command sets addPreviousOutputInEnv false (the default sends the previous output with SSH "
-        "setenv, which a stock sshd refuses).",
+        "Every command sets addPreviousOutputInEnv false (the default sends the previous output to the "
+        "command's environment on each update and delete: a setenv warning against a stock sshd, the "
+        "output shipped to the host where sshd accepts it).",
         rules.check_no_previous_output_in_env,
         MANDATORY,
         "Pass add_previous_output_in_env=False to every pulumi_command Command.",

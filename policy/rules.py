@@ -265,10 +265,17 @@ def _kubeconfig_mode_problems(args: Iterable[str], config_texts: Iterable[str]) 
 
 
 def check_no_previous_output_in_env(resource_type: str, props: Mapping[str, Any]) -> list[str]:
-    """add_previous_output_in_env is false: true (the default) sends the previous stdout with
-    SSH setenv, which a stock sshd refuses, failing every update, and hands the output on."""
+    """add_previous_output_in_env is false. With the default (true) every update and delete
+    sends the previous stdout/stderr as PULUMI_COMMAND_STDOUT/STDERR: over SSH a stock sshd
+    refuses that setenv, which pulumi-command 1.x logs as a warning on every run (the command
+    still runs); where sshd accepts it, the previous output (which can hold what a script
+    printed about the node) travels to the host's environment. Nothing of ours reads it."""
     if resource_type in COMMANDS and props.get("addPreviousOutputInEnv") not in (False, UNKNOWN):
-        return ["addPreviousOutputInEnv is not false (the provider's default is true): set it to False"]
+        return [
+            "addPreviousOutputInEnv is not false (the provider's default is true): set it to False, "
+            "else every update and delete ships the previous output to the command's environment "
+            "(a setenv warning per run against a stock sshd)"
+        ]
     return []
 
 

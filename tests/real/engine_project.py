@@ -7,12 +7,15 @@ charts offline) and the token given in config (no random provider needed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,8 +65,11 @@ class EngineProject:
             )
         return result
 
-    def configure(self, hosts: Sequence[Any], servers: int, version: str, binary: Path) -> None:
-        """Write the stack's config: the first `servers` hosts are servers, the rest agents."""
+    def configure(
+        self, hosts: Sequence[Any], servers: int, version: str, binary: Path, ssh: Mapping[str, Any] | None = None
+    ) -> None:
+        """Write the stack's config: the first `servers` hosts are servers, the rest agents;
+        `ssh` adds to the SSH defaults (e.g. dialErrorLimit, perDialTimeout)."""
 
         def node(host: Any, name: str) -> dict[str, Any]:
             return {"name": name, "address": host.address, "ssh": {"host": "127.0.0.1", "port": host.ssh_port}}
@@ -75,7 +81,7 @@ class EngineProject:
                 "airgap": {"installScript": str(INSTALL_SCRIPT), "binary": str(binary)},
                 "timeouts": {"nodeReady": 90, "clusterReady": 120, "drain": 10},
             },
-            "k3s-rancher:ssh": {"user": "ubuntu"},
+            "k3s-rancher:ssh": {"user": "ubuntu", **(ssh or {})},
             "k3s-rancher:servers": [node(h, f"srv-{i + 1}") for i, h in enumerate(hosts[:servers])],
             "k3s-rancher:agents": [node(h, f"agt-{i + 1}") for i, h in enumerate(hosts[servers:])],
             "k3s-rancher:rancher": {"enabled": False},
@@ -86,8 +92,12 @@ class EngineProject:
         stack_file.write_text(yaml.safe_dump({**(existing or {}), "config": {**config, **secure}}))
 
     def set_secret(self, key: str, value: str) -> None:
+        self.set_config(f"k3s-rancher:{key}", value, secret=True)
+
+    def set_config(self, key: str, value: str, secret: bool = False) -> None:
+        """`pulumi config set` (the value on stdin: never in a process's arguments)."""
         subprocess.run(
-            ["pulumi", "config", "set", "--secret", f"k3s-rancher:{key}", "--stack", self.stack],
+            ["pulumi", "config", "set", *(["--secret"] if secret else []), key, "--stack", self.stack],
             input=value,
             cwd=self.directory,
             env=self.env,
@@ -102,23 +112,100 @@ class EngineProject:
         steps: list[dict[str, Any]] = json.loads(result.stdout).get("steps", [])
         return steps
 
+    def start(self, *args: str, log: Path) -> subprocess.Popen[str]:
+        """Start `pulumi ARGS` in the background, its output into `log` (for a test that
+        interrupts it). Its own session, so that a signal reaches only the CLI."""
+        with log.open("w") as out:
+            return subprocess.Popen(
+                ["pulumi", *args, "--stack", self.stack, "--non-interactive"],
+                cwd=self.directory,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
+
+    def run_stamped(self, *args: str, timeout: float = 900) -> tuple[int, list[tuple[float, str]]]:
+        """Run `pulumi ARGS`; return its exit code and its output lines, each with the
+        monotonic time it arrived (the CLI prints each step's progress as it happens)."""
+        proc = subprocess.Popen(
+            ["pulumi", *args, "--stack", self.stack, "--non-interactive"],
+            cwd=self.directory,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        watchdog = threading.Timer(timeout, proc.kill)  # bounds a CLI that goes silent
+        watchdog.start()
+        lines: list[tuple[float, str]] = []
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:  # ends when pulumi closes its output (or is killed)
+                lines.append((time.monotonic(), line.rstrip("\n")))
+            return proc.wait(timeout=60), lines
+        finally:
+            watchdog.cancel()
+
+    def leftover_processes(self) -> list[int]:
+        """Processes of this project's engine still alive (plugins orphaned by a killed CLI
+        run on: the engine starts each plugin in a process group of its own): those whose
+        environment carries this project's PULUMI_HOME, which no other test uses."""
+        marker = f"PULUMI_HOME={self.env['PULUMI_HOME']}".encode()
+        pids = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                environ = (proc / "environ").read_bytes()
+            except OSError:
+                continue
+            if marker in environ.split(b"\0"):
+                pids.append(int(proc.name))
+        return pids
+
+    def kill_leftovers(self) -> list[int]:
+        """SIGKILL what `leftover_processes` finds (a CI job's teardown does the same)."""
+        pids = self.leftover_processes()
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return pids
+
+    def pending_operations(self) -> list[dict[str, Any]]:
+        """The operations the state records as begun and never finished."""
+        exported = json.loads(self.pulumi("stack", "export").stdout)
+        pending: list[dict[str, Any]] = exported["deployment"].get("pending_operations") or []
+        return pending
+
     def timed_up(self) -> float:
         start = time.perf_counter()
         self.pulumi("up", "--yes", "--skip-preview")
         return time.perf_counter() - start
 
 
-def make_project(tmp: Path, bin_dir: Path) -> EngineProject:
+def make_project(tmp: Path, bin_dir: Path, program: str | None = None) -> EngineProject:
+    """A project with a copy of this repository's program, or with `program` as its
+    __main__.py (a bare project named `contract`, for checks of the providers)."""
     directory = tmp / "project"
     directory.mkdir()
-    for name in ("__main__.py", "components", "schema"):
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, directory / name)
-    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-    project["runtime"]["options"]["virtualenv"] = str(ROOT / ".venv")
+    if program is None:
+        for name in ("__main__.py", "components", "schema"):
+            source = ROOT / name
+            if source.is_dir():
+                shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(source, directory / name)
+        project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+        project["runtime"]["options"]["virtualenv"] = str(ROOT / ".venv")
+    else:
+        (directory / "__main__.py").write_text(program)
+        project = {
+            "name": "contract",
+            "runtime": {"name": "python", "options": {"virtualenv": str(ROOT / ".venv")}},
+            "stackConfigDir": "stacks",
+        }
     (directory / "Pulumi.yaml").write_text(yaml.safe_dump(project))
     (directory / "stacks").mkdir()
     (tmp / "state").mkdir()

@@ -87,11 +87,17 @@ case "$go_version" in
 esac
 
 # Cache key: versions, Go version and the sources of this directory that shape the build.
-key_material="$(
+# The base key leaves out the command stand-in's sources: entries with the same base key
+# share the CLI, language host and kubernetes binaries (see reuse below).
+base_material="$(
   printf '%s\n' "$PULUMI_PKG_VERSION" "$PULUMI_PKG_REPLACES" "$PULUMI_SDK_VERSION" \
     "$LANGHOST_SDK_VERSION" "$K8S_MODULE_VERSION" "$K8S_REPLACES" "$COMMAND_VERSION" \
-    "$COMMAND_COMMIT" "$command_standin" "$go_version" "$(go env GOOS GOARCH)"
+    "$COMMAND_COMMIT" "$go_version" "$(go env GOOS GOARCH)"
   cat "$here/build.sh" "$here/langhost/main.go"
+)"
+base_hash="$(printf '%s' "$base_material" | sha256sum | cut -c1-12)"
+key_material="$(
+  printf '%s\n' "$base_material" "$command_standin"
   if [[ "$command_standin" == 1 ]]; then cat "$here"/command-standin/*.go; fi
 )"
 key_hash="$(printf '%s' "$key_material" | sha256sum | cut -c1-12)"
@@ -143,7 +149,35 @@ printf 'pulumi-language-python: stand-in (langhost/main.go); the real host modul
 timings="$work/timings"
 : >"$timings"
 
-log "cold build into $entry (Go $go_version, $(nproc) CPUs); this takes tens of minutes"
+# A complete entry of the same base key (only the command stand-in differs) lends its
+# binaries: editing the stand-in rebuilds the stand-in alone.
+reuse_from=''
+for candidate in "$cache_root"/*/; do
+  candidate="${candidate%/}"
+  if [[ "$candidate" != "$entry" && -f "$candidate/COMPLETE" && -f "$candidate/BASE" &&
+    "$(cat "$candidate/BASE")" == "$base_hash" ]]; then
+    reuse_from="$candidate"
+    break
+  fi
+done
+printf '%s\n' "$base_hash" >"$out/BASE"
+
+# Copies binaries from reuse_from (a hard link when possible); fails if there is none.
+reuse() { # binary...
+  local b
+  [[ -n "$reuse_from" ]] || return 1
+  for b in "$@"; do [[ -x "$reuse_from/bin/$b" ]] || return 1; done
+  for b in "$@"; do
+    ln "$reuse_from/bin/$b" "$out/bin/$b" 2>/dev/null || cp "$reuse_from/bin/$b" "$out/bin/$b"
+  done
+  log "reused $* from $reuse_from (same base key)"
+}
+
+if [[ -n "$reuse_from" ]]; then
+  log "build into $entry reusing $reuse_from for all but the command provider"
+else
+  log "cold build into $entry (Go $go_version, $(nproc) CPUs); this takes tens of minutes"
+fi
 
 # Prints the module cache directory of module@version, downloading it if needed.
 module_dir() {
@@ -199,6 +233,7 @@ timed() { # name command...
 
 build_pulumi_cli() {
   local dir="$work/cli"
+  if reuse pulumi; then return 0; fi
   mkdir -p "$dir"
   write_gomod "$dir" k3sr.local/engine/cli 1.26.6 \
     "$PULUMI_PKG_MODULE $PULUMI_PKG_VERSION" "$PULUMI_PKG_REPLACES"
@@ -210,6 +245,7 @@ build_pulumi_cli() {
 
 build_language_host() {
   local dir="$work/langhost" sdk_dir
+  if reuse pulumi-language-python pulumi-language-python-exec; then return 0; fi
   mkdir -p "$dir"
   cp "$here/langhost/main.go" "$dir/main.go"
   write_gomod "$dir" k3sr.local/engine/langhost 1.24 \
@@ -247,6 +283,7 @@ build_provider() { # name module module-version version-string version-var repla
 }
 
 build_kubernetes() {
+  if reuse pulumi-resource-kubernetes; then return 0; fi
   build_provider kubernetes "$K8S_MODULE" "$K8S_MODULE_VERSION" "${K8S_MODULE_VERSION#v}" \
     Version "$K8S_REPLACES"
 }

@@ -1,19 +1,20 @@
-// k3s-rancher stand-in for pulumi-resource-command: local.Command here, remote.Command and
-// remote.CopyToRemote in remote.go. OPT-IN
+// k3s-rancher STAND-IN for pulumi-resource-command: local.Command here, remote.Command and
+// remote.CopyToRemote in remote.go (which lists, with the pulumi-command source lines, each
+// behaviour it imitates), engine messages in engine.go. OPT-IN
 // (K3SR_ENGINE_COMMAND_STANDIN=1 for build.sh).
 //
 // Why this exists: the Go module proxy reachable from this project's machines serves no
 // version of github.com/pulumi/pulumi-command/provider (nor of its dependency
 // github.com/pulumi/pulumi-go-provider), so the real provider cannot be built here. This is
-// our own small implementation of the resource-provider gRPC service for the resource type
-// command:local:Command, so that real-engine smoke tests can exercise the engine's
-// create/diff/update/replace/delete cycle with a Command. It approximates pulumi-command
-// v1.x: inputs create/update/delete/dir/environment/interpreter/stdin/triggers/
-// addPreviousOutputInEnv, outputs stdout/stderr (trailing newline trimmed); a change of
-// triggers replaces, any other input change updates (runs update, else create). It does
-// NOT implement assetPaths/archivePaths or logging (remote.go lists its own limits),
-// and its error texts differ. Tests that depend on pulumi-command's exact behaviour must
-// not rely on it.
+// our own small implementation of the resource-provider gRPC service, so that real-engine
+// tests exercise the engine's create/diff/update/replace/delete cycle with our commands.
+// local.Command approximates pulumi-command v1.x: inputs create/update/delete/dir/
+// environment/interpreter/stdin/triggers/addPreviousOutputInEnv, outputs stdout/stderr
+// (trailing newline trimmed); a change of triggers replaces, any other input change
+// updates (runs update, else create); an update or delete sees the previous
+// stdout/stderr as PULUMI_COMMAND_STDOUT/STDERR when they are not empty and
+// addPreviousOutputInEnv is not false (local/commandOutputs.go). It does NOT implement
+// assetPaths/archivePaths or logging for local commands, and its error texts differ.
 package main
 
 import (
@@ -132,7 +133,8 @@ func resourceType(urn string) string {
 }
 
 func (p *provider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
-	if err := checkType(resourceType(req.GetUrn())); err != nil {
+	typ := resourceType(req.GetUrn())
+	if err := checkType(typ); err != nil {
 		return nil, err
 	}
 	news := req.GetNews().AsMap()
@@ -140,7 +142,24 @@ func (p *provider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulum
 	if interp, ok := news["interpreter"].([]any); ok && len(interp) == 0 {
 		failures = append(failures, &pulumirpc.CheckFailure{Property: "interpreter", Reason: "must not be empty"})
 	}
-	return &pulumirpc.CheckResponse{Inputs: req.GetNews(), Failures: failures}, nil
+	// The defaults pulumi-command's Check fills in (remote/command.go, local/command.go:
+	// SetDefault addPreviousOutputInEnv true; remote/connection.go: connection defaults).
+	if typ != copyToRemote {
+		if _, ok := news["addPreviousOutputInEnv"]; !ok {
+			news["addPreviousOutputInEnv"] = true
+		}
+	}
+	if conn := asMap(news["connection"]); conn != nil {
+		news["connection"] = withConnectionDefaults(conn)
+	}
+	if source := asMap(news["source"]); typ == copyToRemote && source != nil && str(source["path"]) == "" {
+		failures = append(failures, &pulumirpc.CheckFailure{Property: "source", Reason: "the stand-in copies file assets only"})
+	}
+	inputs, err := structpb.NewStruct(news)
+	if err != nil {
+		return nil, err
+	}
+	return &pulumirpc.CheckResponse{Inputs: inputs, Failures: failures}, nil
 }
 
 func (p *provider) Diff(_ context.Context, req *pulumirpc.DiffRequest) (*pulumirpc.DiffResponse, error) {
@@ -210,7 +229,8 @@ func (p *provider) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*p
 		return respond(id, inputs, unknown, unknown)
 	}
 	typ := resourceType(req.GetUrn())
-	stdout, stderr, err := execute(ctx, typ, inputs, stepCommand(typ, inputs, false), nil)
+	log := logger{ctx, req.GetUrn()}
+	stdout, stderr, err := execute(ctx, log, typ, inputs, stepCommand(typ, inputs, false))
 	if err != nil {
 		return nil, err
 	}
@@ -249,9 +269,24 @@ func (p *provider) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*p
 		return &pulumirpc.UpdateResponse{Properties: props}, err
 	}
 	typ := resourceType(req.GetUrn())
-	stdout, stderr, err := execute(ctx, typ, news, stepCommand(typ, news, true), req.GetOlds().AsMap())
-	if err != nil {
-		return nil, err
+	olds := req.GetOlds().AsMap()
+	// The state of an update is the new inputs with the previous outputs
+	// (commandController.go: Update), which a run may send as PULUMI_COMMAND_STDOUT/STDERR.
+	state := map[string]any{}
+	for k, v := range news {
+		state[k] = v
+	}
+	state["stdout"], state["stderr"] = str(olds["stdout"]), str(olds["stderr"])
+	command := stepCommand(typ, news, true)
+	if typ == copyToRemote && !copyNeeded(olds, news) {
+		command = ""
+	}
+	stdout, stderr := str(olds["stdout"]), str(olds["stderr"])
+	if command != "" {
+		var err error
+		if stdout, stderr, err = execute(ctx, logger{ctx, req.GetUrn()}, typ, state, command); err != nil {
+			return nil, err
+		}
 	}
 	props, err := outputs(news, stdout, stderr)
 	return &pulumirpc.UpdateResponse{Properties: props}, err
@@ -260,7 +295,7 @@ func (p *provider) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*p
 func (p *provider) Delete(ctx context.Context, req *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
 	state := req.GetProperties().AsMap()
 	if command := str(state["delete"]); command != "" && resourceType(req.GetUrn()) != copyToRemote {
-		if _, _, err := execute(ctx, resourceType(req.GetUrn()), state, command, state); err != nil {
+		if _, _, err := execute(ctx, logger{ctx, req.GetUrn()}, resourceType(req.GetUrn()), state, command); err != nil {
 			return nil, err
 		}
 	}
@@ -272,10 +307,10 @@ func str(v any) string {
 	return s
 }
 
-// run executes command with the resource's interpreter, dir, environment and stdin.
-// previous, if non-nil, holds the outputs of the last run, exposed as
-// PULUMI_COMMAND_STDOUT/STDERR unless addPreviousOutputInEnv is false.
-func run(ctx context.Context, inputs map[string]any, command string, previous map[string]any) (string, string, error) {
+// run executes command with the resource's interpreter, dir, environment and stdin. On an
+// update or delete, inputs["stdout"]/["stderr"] hold the outputs of the last run, exposed
+// as PULUMI_COMMAND_STDOUT/STDERR unless addPreviousOutputInEnv is false.
+func run(ctx context.Context, inputs map[string]any, command string) (string, string, error) {
 	if command == "" {
 		return "", "", nil
 	}
@@ -300,10 +335,12 @@ func run(ctx context.Context, inputs map[string]any, command string, previous ma
 			cmd.Env = append(cmd.Env, k+"="+str(env[k]))
 		}
 	}
-	if add, ok := inputs["addPreviousOutputInEnv"].(bool); previous != nil && (!ok || add) {
-		cmd.Env = append(cmd.Env,
-			"PULUMI_COMMAND_STDOUT="+str(previous["stdout"]),
-			"PULUMI_COMMAND_STDERR="+str(previous["stderr"]))
+	if add, ok := inputs["addPreviousOutputInEnv"].(bool); !ok || add {
+		for _, name := range []string{"stdout", "stderr"} {
+			if previous := str(inputs[name]); previous != "" {
+				cmd.Env = append(cmd.Env, "PULUMI_COMMAND_"+strings.ToUpper(name)+"="+previous)
+			}
+		}
 	}
 	if stdin := str(inputs["stdin"]); stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
