@@ -438,6 +438,9 @@ def test_kubectl_answers_like_kubectl(hosts: Callable[[str], Host]) -> None:
     until(lambda: srv.ready("srv-1"), 20, "server up")
     missing = srv.kubectl("get", "node", "nope")
     assert (missing.returncode, missing.stderr.strip()) == (1, 'Error from server (NotFound): nodes "nope" not found')
+    for verb in ("get", "delete"):  # NotFound only: drain_delete.sh tells "not registered" by this
+        ignored = srv.kubectl(verb, "node", "nope", "--ignore-not-found", "-o", "name")
+        assert (ignored.returncode, ignored.stdout, ignored.stderr) == (0, "", ""), verb
     assert srv.kubectl("label", "node", "srv-1", "a=1").stdout.strip() == "node/srv-1 labeled"
     again = srv.kubectl("label", "node", "srv-1", "a=2")
     assert again.returncode == 1 and "'a' already has a value (1), and --overwrite is false" in again.stderr
