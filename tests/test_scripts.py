@@ -899,6 +899,7 @@ def snapshot(box: Sandbox) -> dict[str, str]:
 def test_a_changed_token_is_refused_before_anything_is_written(box: Sandbox) -> None:
     """Item 5: servers with data refuse a new token and agents hang; the install says how to rotate."""
     assert install(box, awkward_config()).returncode == 0
+    box.put("/var/lib/rancher/k3s/agent/client-kubelet.crt", "joined", 0o600)  # K3s: the node joined
     before = snapshot(box)
     box.records("installer").clear()
     (box.log / "installer.jsonl").unlink()
@@ -911,6 +912,22 @@ def test_a_changed_token_is_refused_before_anything_is_written(box: Sandbox) -> 
     assert "README" in result.stderr and "nothing was changed" in result.stderr
     assert other not in result.stderr and TOKEN not in result.stderr
     assert nothing_written(box, before)
+
+
+@needs_sandbox
+def test_a_token_that_never_joined_is_replaced_not_refused(box: Sandbox) -> None:
+    """An install with a wrong token failed (the node never joined): the right token must go
+    through, not be refused as a rotation."""
+    s = settings_for(awkward_config())
+    agent = s.agents[0]
+    script = scripts.install_script(agent, s.k3s, first_server=False)
+    box.put(scripts.TOKEN_FILE, "the-wrong-token-of-a-failed-install", 0o600)
+    result = box.run(script, stdin())
+    assert result.returncode == 0, result.stderr
+    assert box.path(scripts.TOKEN_FILE).read_text().strip() == TOKEN
+    box.put("/var/lib/rancher/k3s/agent/client-kubelet.crt", "joined", 0o600)  # now it has joined
+    refused = box.run(script, stdin(token="tok-a-completely-different-one"))
+    assert refused.returncode != 0 and "different token" in refused.stderr
 
 
 @needs_sandbox

@@ -58,7 +58,11 @@ for _unit in "/etc/systemd/system/$OTHER_SERVICE.service" "/etc/init.d/$OTHER_SE
   die "$NODE_NAME is already a K3s $OTHER_ROLE (found $_unit); installing it as $ROLE on top would break both. To change a node's role: remove it from '$OTHER_LIST', run pulumi up (it is drained and uninstalled), then add it to '$LIST' and run pulumi up again"
 done
 
-if [ -f "$TOKEN_FILE" ]; then
+# Joined before: a server with data, or a node holding the kubelet client certificate that
+# servers hand out only for the right token (K3s pkg/agent/config/config.go, get). A token
+# file from an install that never joined (a wrong token, say) is ours to replace.
+JOINED_CERT=/var/lib/rancher/k3s/agent/client-kubelet.crt
+if [ -f "$TOKEN_FILE" ] && { [ -f "$SERVER_TOKEN" ] || [ -f "$JOINED_CERT" ]; }; then
   IFS= read -r OLD_TOKEN < "$TOKEN_FILE" || true
   [ "$OLD_TOKEN" = "$TOKEN" ] || die "$NODE_NAME already belongs to a cluster with a different token (found in $TOKEN_FILE); nothing was changed. Servers with data refuse a new token and agents could not join. If you changed k3s-rancher:token, put the old one back and rotate instead: on the init server run 'k3s token rotate' from the old token to the new one, then on every node write <new> into $TOKEN_FILE and restart K3s (servers one at a time, then agents), then pulumi config set --secret token <new> ($README_TOKEN). If this host belongs to another cluster, uninstall K3s there first"
 elif [ -f "$SERVER_TOKEN" ]; then

@@ -274,6 +274,11 @@ def test_agents_never_report_ready_with_a_wrong_token_or_an_unreachable_server(
     ) in wrong.log("agent")
     assert "failed to get CA certs" in lost.log("agent") and "connect: connection refused" in lost.log("agent")
     assert srv.kubectl("get", "node", "agt-wrong").returncode == 1
+    # Only a node that joined holds the kubelet client certificate (the install's token check
+    # tells "joined with another token" from "never joined" by it).
+    cert = "var/lib/rancher/k3s/agent/client-kubelet.crt"
+    assert (good.root / cert).is_file() and (good.root / cert).stat().st_mode & 0o777 == 0o600
+    assert not (wrong.root / cert).exists() and not (lost.root / cert).exists()
 
 
 def test_a_joining_server_with_no_first_server_never_reports_ready(
