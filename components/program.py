@@ -7,6 +7,9 @@ one error that lists every problem by key.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 from typing import Any
 
 import pulumi
@@ -124,6 +127,15 @@ def export_rancher(outputs: RancherOutputs | None) -> None:
         pulumi.export("certManagerVersion", outputs.cert_manager_version)
     if outputs.admin_password is not None:
         pulumi.export("rancherAdminPassword", pulumi.Output.secret(outputs.admin_password))
+
+
+def exit_quietly_on_interrupt() -> None:
+    """The engine stops its plugins, the language host among them, with SIGINT to the plugin's
+    process group (sdk/go/common/resource/plugin/plugin.go, cmdutil.InterruptChildren), which
+    reaches this program too when a step has failed. Python's default answer is a
+    KeyboardInterrupt traceback printed before the error the user needs; exit without one."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, lambda _signum, _frame: os._exit(128 + signal.SIGINT))
 
 
 def run() -> None:

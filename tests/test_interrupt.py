@@ -1,0 +1,42 @@
+"""A program the engine interrupts (SIGINT to the language host's process group when it shuts
+plugins down after a failed step) exits without a KeyboardInterrupt traceback, which would
+otherwise be printed before the error the user needs."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+from tests.harness import ROOT
+
+PROGRAM = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    sys.path.insert(0, {root!r})
+    {setup}
+    print("waiting", flush=True)
+    time.sleep(30)
+    """
+)
+
+
+def interrupted(setup: str) -> subprocess.CompletedProcess[str]:
+    code = PROGRAM.format(root=str(ROOT), setup=setup)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "waiting\n"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_an_interrupted_program_exits_without_a_traceback() -> None:
+    result = interrupted("from components.program import exit_quietly_on_interrupt; exit_quietly_on_interrupt()")
+    assert result.returncode == 128 + signal.SIGINT
+    assert result.stderr == ""
+
+
+def test_without_it_python_prints_the_traceback_the_user_saw() -> None:
+    result = interrupted("")
+    assert "KeyboardInterrupt" in result.stderr and "Traceback" in result.stderr
