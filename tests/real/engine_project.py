@@ -253,3 +253,11 @@ def make_project(tmp: Path, bin_dir: Path, program: str | None = None) -> Engine
         check=True,
     )
     return engine
+
+
+if __name__ == "__main__":
+    # bin/test builds the engine here, between the fast and the real tiers, with its progress
+    # on the terminal (pytest's workers would hide it). The last line is the bin directory.
+    import sys
+
+    print(engine_bin(progress=sys.stderr))
