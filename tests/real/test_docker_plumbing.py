@@ -358,8 +358,16 @@ def test_plumbing_a_replaced_server_keeps_its_data_identity_and_address(plumbing
 def test_plumbing_removing_an_agent_deletes_its_node_object(plumbing: Plumbing) -> None:
     agent = plumbing.agents[0]
     membership = plumbing.command(f"{agent}-membership")
+    server = plumbing.servers[0]
+
+    def node_known() -> bool:
+        args = ("exec", server, "k3s", "kubectl", "--kubeconfig", "/etc/rancher/k3s/k3s.yaml", "get", "node", agent)
+        return docker(*args, check=False) != ""
+
+    assert node_known()
     removed = _require(run_local(membership, membership["delete"]), "membership delete")
     assert f"node {agent} removed from the cluster" in removed.stderr
+    assert not node_known()  # the API no longer has the Node
 
 
 def test_plumbing_the_engine_check_answers_for_this_engine() -> None:
