@@ -53,6 +53,7 @@ def _lib_blocks() -> tuple[tuple[str | None, str], ...]:
     return tuple(blocks)
 
 
+@cache  # bodies are the static script files: the same few, rendered for every node
 def _helpers_for(body: str, *, root: bool = True) -> str:
     """The lib.sh blocks `body` calls (and the ones those call), plus the unnamed ones (but the
     root check only for scripts that run as root)."""
