@@ -160,7 +160,9 @@ def graph(run: Run) -> dict[str, Any]:
     for r in run.registrations:
         resources[r.urn] = {
             "type": r.type,
-            "parent": r.parent,
+            # The mock root Stack outlives a run (its URN names the first run's stack): any
+            # Stack parent is the stack's root.
+            "parent": "<stack>" if "::pulumi:pulumi:Stack::" in r.parent else r.parent,
             "custom": r.custom,
             "dependencies": sorted(set(r.dependencies)),
             "propertyDependencies": {k: sorted(set(v)) for k, v in sorted(r.property_dependencies.items()) if v},
