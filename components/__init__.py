@@ -1,0 +1,35 @@
+"""k3s-rancher's components, usable from any Pulumi Python program.
+
+    from components import K3sCluster, K3sClusterArgs, RancherDeployment, RancherDeploymentArgs, parse_settings
+
+`parse_settings` validates a config dict (the same keys as the stack config, without the
+namespace) into typed settings, with every problem named by key; the components take typed
+args classes built from those settings and your secrets. Every cluster (K3sCluster,
+DockerCluster) is a `KubernetesCluster`: `provider` (usable once every node is Ready),
+`kubeconfig` (secret), `api_server`, `ready`, `nodes`. See README.md, "Use the components in
+your own program", and examples/library/.
+"""
+
+from components.backends.docker import DockerCluster, DockerClusterArgs
+from components.backends.ssh import K3sCluster, K3sClusterArgs
+from components.cluster import KubernetesCluster
+from components.config import ConfigError, Node, Settings, parse_settings
+from components.rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
+from components.rancher_container import RancherContainer, RancherContainerArgs
+
+__all__ = [
+    "ConfigError",
+    "DockerCluster",
+    "DockerClusterArgs",
+    "K3sCluster",
+    "K3sClusterArgs",
+    "KubernetesCluster",
+    "Node",
+    "RancherContainer",
+    "RancherContainerArgs",
+    "RancherDeployment",
+    "RancherDeploymentArgs",
+    "RancherOutputs",
+    "Settings",
+    "parse_settings",
+]

@@ -14,11 +14,13 @@ from typing import Any
 
 import pulumi
 
+from components.backends.docker import DockerCluster, DockerClusterArgs
+from components.backends.docker_engine import check_engine
+from components.backends.ssh import K3sCluster, K3sClusterArgs
+from components.cluster import KubernetesCluster
 from components.config import NAMESPACE, SECRET_KEYS, ConfigError, Settings, parse_settings
-from components.docker_nodes import DockerCluster, check_engine
-from components.k3s import K3sCluster, SshAuth
-from components.rancher import RancherDeployment, RancherOutputs
-from components.rancher_container import RancherContainer
+from components.rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
+from components.rancher_container import RancherContainer, RancherContainerArgs
 from components.secrets import StackSecrets, cluster_token, read_secrets
 
 
@@ -67,36 +69,41 @@ def load() -> tuple[Settings, StackSecrets]:
     return settings, read_secrets(pulumi.Config(NAMESPACE), settings.secrets_set)
 
 
-Cluster = K3sCluster | DockerCluster
-
-
-def build_cluster(settings: Settings, secrets: StackSecrets) -> Cluster:
-    """The cluster for the configured topology; every topology hands on the same things:
-    api_server, kubeconfig (secret), provider (after readiness), ready, nodes, node_names."""
+def build_cluster(settings: Settings, secrets: StackSecrets) -> KubernetesCluster:
+    """The cluster for the configured topology, named after the stack."""
     if settings.topology == "docker":
-        check_engine(settings)  # before anything is created, even the generated token
+        check_engine(settings.docker.host)  # before anything is created, even the generated token
         return DockerCluster(
             settings.stack,
-            settings,
-            token=cluster_token(secrets.token),
-            datastore_endpoint=secrets.datastore_endpoint,
+            DockerClusterArgs(
+                docker=settings.docker,
+                k3s=settings.k3s,
+                token=cluster_token(secrets.token),
+                datastore_endpoint=secrets.datastore_endpoint,
+                publish_ingress=not (settings.rancher.enabled and settings.rancher.mode == "docker"),
+            ),
         )
-    token = cluster_token(secrets.token)
     return K3sCluster(
         settings.stack,
-        settings,
-        token=token,
-        auth=SshAuth(private_key=secrets.ssh_private_key, private_key_password=secrets.ssh_private_key_password),
-        datastore_endpoint=secrets.datastore_endpoint,
+        K3sClusterArgs(
+            servers=settings.servers,
+            agents=settings.agents,
+            k3s=settings.k3s,
+            ssh=settings.ssh,
+            token=cluster_token(secrets.token),
+            private_key=secrets.ssh_private_key,
+            private_key_password=secrets.ssh_private_key_password,
+            datastore_endpoint=secrets.datastore_endpoint,
+        ),
     )
 
 
-def deploy_rancher(settings: Settings, secrets: StackSecrets, cluster: Cluster) -> RancherOutputs | None:
+def deploy_rancher(settings: Settings, secrets: StackSecrets, cluster: KubernetesCluster) -> RancherOutputs | None:
     """Rancher for rancher.mode, after the cluster; nothing at all when rancher.enabled is false.
 
     helm: cert-manager and Rancher charts through the cluster's provider (RancherDeployment).
-    docker: Rancher's single-node container beside the docker topology's nodes; its builder
-    plugs in here and returns the same RancherOutputs, so the exports stay one code path.
+    docker: Rancher's single-node container beside the docker topology's nodes; it returns
+    the same RancherOutputs, so the exports stay one code path.
     """
     r = settings.rancher
     if not r.enabled:
@@ -104,16 +111,25 @@ def deploy_rancher(settings: Settings, secrets: StackSecrets, cluster: Cluster) 
     if r.mode == "helm":
         return RancherDeployment(
             "rancher",
-            r,
-            provider=cluster.provider,
-            deleted_with=cluster.ready,
-            bootstrap_password=secrets.rancher_bootstrap_password,
-            tls_key=secrets.rancher_tls_key,
+            RancherDeploymentArgs(
+                settings=r,
+                provider=cluster.provider,
+                deleted_with=cluster.ready,
+                bootstrap_password=secrets.rancher_bootstrap_password,
+                tls_key=secrets.rancher_tls_key,
+            ),
         ).outputs
     # config allows mode docker only with topology docker
     assert isinstance(cluster, DockerCluster), f"{NAMESPACE}:rancher.mode docker needs topology docker"
     return RancherContainer(
-        "rancher", settings, provider=cluster.docker_provider, bootstrap_password=secrets.rancher_bootstrap_password
+        "rancher",
+        RancherContainerArgs(
+            settings=r,
+            provider=cluster.docker_provider,
+            docker_host=settings.docker.host,
+            stack=settings.stack,
+            bootstrap_password=secrets.rancher_bootstrap_password,
+        ),
     ).outputs
 
 

@@ -112,7 +112,7 @@ def cert_manager_values(r: RancherSettings) -> dict[str, Any]:
 
 
 def rancher_bootstrap_password(
-    given: pulumi.Output[str] | None, parent: pulumi.Resource | None = None
+    given: pulumi.Input[str] | None, parent: pulumi.Resource | None = None
 ) -> pulumi.Output[str]:
     """Rancher's bootstrap password: the rancherBootstrapPassword secret, else generated
     (kept secret in state). Letters and digits only, so it survives any shell or form."""
@@ -127,32 +127,35 @@ def rancher_bootstrap_password(
     return pulumi.Output.secret(generated.result)
 
 
+@dataclass(frozen=True)
+class RancherDeploymentArgs:
+    """What RancherDeployment needs: the Rancher settings, the cluster's kubernetes Provider
+    (which must wait for the cluster's readiness: every child that uses it then waits for
+    the cluster), and the secrets (generated where unset)."""
+
+    settings: RancherSettings
+    provider: k8s.Provider
+    # The resource whose deletion takes the cluster with it (a cluster's `ready`): on a
+    # destroy of everything, the releases are dropped from state instead of uninstalled.
+    deleted_with: pulumi.Resource | None = None
+    bootstrap_password: pulumi.Input[str] | None = None
+    # The private key of rancher.tlsCert (rancher.tls secret).
+    tls_key: pulumi.Input[str] | None = None
+
+
 class RancherDeployment(pulumi.ComponentResource):
-    """cert-manager and Rancher (Helm) on a Ready cluster, reached through `provider`.
+    """cert-manager and Rancher (Helm) on a Ready cluster, reached through `args.provider`."""
 
-    `provider` is the cluster's kubernetes Provider, which depends on the cluster's
-    readiness: every child that uses it waits for the cluster. `deleted_with` is the
-    resource whose deletion takes the cluster with it (its ready command).
-    """
-
-    def __init__(
-        self,
-        name: str,
-        settings: RancherSettings,
-        *,
-        provider: k8s.Provider,
-        deleted_with: pulumi.Resource,
-        bootstrap_password: pulumi.Output[str] | None = None,
-        tls_key: pulumi.Output[str] | None = None,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: RancherDeploymentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(RANCHER_TYPE, name, None, opts)
+        settings = args.settings
         self._settings = settings
-        self._provider = provider
-        self._deleted_with = deleted_with
+        self._provider = args.provider
+        self._deleted_with = args.deleted_with
+        tls_key = args.tls_key
         r = settings
 
-        self.bootstrap_password = rancher_bootstrap_password(bootstrap_password, self)
+        self.bootstrap_password = rancher_bootstrap_password(args.bootstrap_password, self)
         self.cert_manager: k8s.helm.v3.Release | None = None
         after: list[pulumi.Resource] = []
         if needs_cert_manager(r):
@@ -248,7 +251,7 @@ class RancherDeployment(pulumi.ComponentResource):
         )
 
     def _tls_secrets(
-        self, namespace: k8s.core.v1.Namespace, tls_key: pulumi.Output[str] | None
+        self, namespace: k8s.core.v1.Namespace, tls_key: pulumi.Input[str] | None
     ) -> list[pulumi.Resource]:
         r = self._settings
         if tls_key is None or r.tls_cert is None:

@@ -15,12 +15,15 @@ Rancher asks for a new admin password.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pulumi
 import pulumi_docker as docker
 
 from components import scripts
-from components.config import Settings
-from components.docker_nodes import LABEL, LOOPBACK, STOP_GRACE_SECONDS, exec_command, local_command, name_prefix
+from components.backends.docker import local_command
+from components.backends.docker_spec import LABEL, LOOPBACK, STOP_GRACE_SECONDS, exec_command, name_prefix
+from components.config import RancherSettings
 from components.rancher import RancherOutputs, rancher_bootstrap_password
 
 CONTAINER_TYPE = "k3s-rancher:index:RancherContainer"
@@ -49,24 +52,30 @@ def entrypoint() -> list[str]:
     return ["/bin/sh", "-c", script, "entrypoint.sh"]
 
 
+@dataclass(frozen=True)
+class RancherContainerArgs:
+    """What RancherContainer needs: the Rancher settings, the engine (its provider and its
+    address, docker.host), the stack name that prefixes and labels the container, and the
+    bootstrap password (generated when unset)."""
+
+    settings: RancherSettings
+    provider: docker.Provider
+    docker_host: str
+    stack: str
+    bootstrap_password: pulumi.Input[str] | None = None
+
+
 class RancherContainer(pulumi.ComponentResource):
     """Rancher's single-node container and `ready`, which completes when Rancher answers /ping."""
 
-    def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        *,
-        provider: docker.Provider,
-        bootstrap_password: pulumi.Output[str] | None,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
+    def __init__(self, name: str, args: RancherContainerArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(CONTAINER_TYPE, name, None, opts)
-        r = settings.rancher
-        prefix = name_prefix(settings.stack)
+        r = args.settings
+        provider = args.provider
+        prefix = name_prefix(args.stack)
         on_engine = pulumi.ResourceOptions(parent=self, provider=provider)
-        self.bootstrap_password = rancher_bootstrap_password(bootstrap_password, self)
-        labels = {f"{LABEL}.stack": settings.stack, f"{LABEL}.role": "rancher"}
+        self.bootstrap_password = rancher_bootstrap_password(args.bootstrap_password, self)
+        labels = {f"{LABEL}.stack": args.stack, f"{LABEL}.role": "rancher"}
         image = docker.RemoteImage(f"{name}-image", name=rancher_image(r.version), keep_locally=True, opts=on_engine)
         volume = docker.Volume(
             f"{name}-data",
@@ -114,7 +123,7 @@ class RancherContainer(pulumi.ComponentResource):
                     ),
                 )
             ),
-            settings.docker.host,
+            args.docker_host,
             pulumi.ResourceOptions(parent=self, depends_on=[self.container]),
         )
         self.url = rancher_url(r.ports[1])

@@ -271,7 +271,39 @@ def run_program(
 
     The docker topology asks the Docker engine whether it answers before anything is
     created; here that edge is faked: it answers, or `docker_engine_problem` is its problem."""
-    from components import docker_nodes, program
+    from components import program
+
+    # As the CLI does: every key declared in Pulumi.yaml and not set gets its default.
+    all_config = {key: _encode(decl["default"]) for key, decl in project_config().items() if "default" in decl}
+    all_config.update({f"k3s-rancher:{k}": _encode(v) for k, v in config.items()})
+    secret_values = dict(secrets or {})
+    all_config.update({f"k3s-rancher:{k}": v for k, v in secret_values.items()})
+    return run_function(
+        program.run,
+        all_config,
+        [f"k3s-rancher:{k}" for k in secret_values],
+        project="k3s-rancher",
+        stack=stack,
+        preview=preview,
+        stdout_for=stdout_for,
+        docker_engine_problem=docker_engine_problem,
+    )
+
+
+def run_function(
+    body: Callable[[], None],
+    config: Mapping[str, str] | None = None,
+    secret_keys: list[str] | None = None,
+    *,
+    project: str,
+    stack: str = "dev",
+    preview: bool = False,
+    stdout_for: Callable[[pulumi.runtime.MockResourceArgs], str | None] = default_stdout,
+    docker_engine_problem: str | None = None,
+) -> Run:
+    """Run any Pulumi program `body` under mocks with `config` (full keys, values as the
+    CLI passes them) and record its registrations."""
+    from components.backends import docker_engine
 
     run = Run()
     root = pulumi.runtime.get_root_resource()
@@ -280,17 +312,12 @@ def run_program(
         root.outputs = {}  # type: ignore[attr-defined]
     mocks = _Mocks(stdout_for)
     pulumi.runtime.set_mocks(
-        mocks, project="k3s-rancher", stack=stack, preview=preview, monitor=_RecordingMonitor(mocks, run)
+        mocks, project=project, stack=stack, preview=preview, monitor=_RecordingMonitor(mocks, run)
     )
-    # As the CLI does: every key declared in Pulumi.yaml and not set gets its default.
-    all_config = {key: _encode(decl["default"]) for key, decl in project_config().items() if "default" in decl}
-    all_config.update({f"k3s-rancher:{k}": _encode(v) for k, v in config.items()})
-    secret_values = dict(secrets or {})
-    all_config.update({f"k3s-rancher:{k}": v for k, v in secret_values.items()})
-    pulumi.runtime.set_all_config(all_config, [f"k3s-rancher:{k}" for k in secret_values])
-    engine = mock.patch.object(docker_nodes, "engine_problem", lambda host, **_: docker_engine_problem)
+    pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys or []))
+    engine = mock.patch.object(docker_engine, "engine_problem", lambda host, **_: docker_engine_problem)
     with warnings.catch_warnings(record=True) as caught, engine:
         warnings.simplefilter("always")
-        _sync_await(run_pulumi_func(lambda: _run_and_finish(program.run)))
+        _sync_await(run_pulumi_func(lambda: _run_and_finish(body)))
     run.warnings = [str(w.message) for w in caught if "is deprecated" not in str(w.message)]
     return run

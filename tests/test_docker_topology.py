@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components import docker_nodes
+from components.backends import docker_engine, docker_spec
 from components.config import ConfigError, parse_settings
 from tests.harness import GENERATED_PASSWORD, TEST_TOKEN, Run, leaves, load_stack_config, run_program
 
@@ -195,10 +195,10 @@ def test_an_external_datastore_endpoint_is_a_secret_file_on_servers_only() -> No
     )
     for container in run.of_type(CONTAINER):
         uploads = {u["file"]: u for u in container.plain()["uploads"]}
-        has = docker_nodes.DATASTORE_FILE in uploads
+        has = docker_spec.DATASTORE_FILE in uploads
         assert has == ("server" in container.name)
         if has:
-            assert yaml.safe_load(uploads[docker_nodes.DATASTORE_FILE]["content"]) == {"datastore-endpoint": endpoint}
+            assert yaml.safe_load(uploads[docker_spec.DATASTORE_FILE]["content"]) == {"datastore-endpoint": endpoint}
         for registration in run.registrations:
             for text in _strings_outside_secrets(registration.inputs):
                 assert endpoint not in text
@@ -325,10 +325,10 @@ def test_a_second_run_with_nothing_changed_changes_nothing() -> None:
 
 
 def test_names_are_dns_labels_whatever_the_stack_name() -> None:
-    assert docker_nodes.name_prefix("My_Stack.dev") == "my-stack-dev"
-    assert docker_nodes.name_prefix("___") == "k3s"
+    assert docker_spec.name_prefix("My_Stack.dev") == "my-stack-dev"
+    assert docker_spec.name_prefix("___") == "k3s"
     settings = parse_settings(local_config(), stack="Laptop_1")
-    assert [n.name for n in docker_nodes.docker_nodes(settings)] == [
+    assert [n.name for n in docker_spec.docker_nodes(settings.stack, settings.docker)] == [
         "laptop-1-server-0",
         "laptop-1-agent-0",
         "laptop-1-agent-1",
@@ -481,22 +481,22 @@ def _serve_once(path: Path, response: bytes) -> threading.Thread:
 def test_engine_check_pings_a_unix_socket(socket_dir: Path) -> None:
     path = socket_dir / "docker.sock"
     thread = _serve_once(path, b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nOK")
-    assert docker_nodes.engine_problem(f"unix://{path}") is None
+    assert docker_engine.engine_problem(f"unix://{path}") is None
     thread.join(5)
 
 
 def test_engine_check_explains_a_missing_or_dead_engine(socket_dir: Path) -> None:
-    missing = docker_nodes.engine_problem(f"unix://{socket_dir}/none.sock")
+    missing = docker_engine.engine_problem(f"unix://{socket_dir}/none.sock")
     assert missing and "does not exist" in missing and "docker.host" in missing
     dead = socket_dir / "dead.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(dead))
     listener.close()  # the file stays, nothing listens
-    refused = docker_nodes.engine_problem(f"unix://{dead}")
+    refused = docker_engine.engine_problem(f"unix://{dead}")
     assert refused and "does not answer" in refused
     unhappy = socket_dir / "503.sock"
     thread = _serve_once(unhappy, b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
-    assert "HTTP 503" in (docker_nodes.engine_problem(f"unix://{unhappy}") or "")
+    assert "HTTP 503" in (docker_engine.engine_problem(f"unix://{unhappy}") or "")
     thread.join(5)
 
 
@@ -504,9 +504,9 @@ def test_engine_check_over_tcp_and_unchecked_schemes() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free_port = probe.getsockname()[1]
-    problem = docker_nodes.engine_problem(f"tcp://127.0.0.1:{free_port}", timeout=2)
+    problem = docker_engine.engine_problem(f"tcp://127.0.0.1:{free_port}", timeout=2)
     assert problem and "cannot reach" in problem
-    assert docker_nodes.engine_problem("ssh://me@build-host") is None
+    assert docker_engine.engine_problem("ssh://me@build-host") is None
 
 
 def test_an_unreachable_engine_stops_up_before_anything_is_registered() -> None:

@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components import docs_table
 from components.config import NAMESPACE, SECRET_KEYS, ConfigError, load_schema, parse_settings
+from tools import docs_table
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -120,14 +120,14 @@ def test_every_key_a_stack_uses_is_in_the_schema_and_the_readme(path: Path) -> N
 def test_readme_config_table_is_the_one_rendered_from_the_schema() -> None:
     wanted = docs_table.render_config_table(load_schema())
     assert docs_table.between(readme(), docs_table.CONFIG_MARKERS) == wanted, (
-        "README.md's config table is stale: run `.venv/bin/python -m components.docs_table`"
+        "README.md's config table is stale: run `.venv/bin/python -m tools.docs_table`"
     )
 
 
 def test_readme_secrets_table_is_the_one_rendered_from_pulumi_yaml() -> None:
     wanted = docs_table.render_secrets_table(yaml.safe_load((ROOT / "Pulumi.yaml").read_text()), SECRET_KEYS)
     assert docs_table.between(readme(), docs_table.SECRETS_MARKERS) == wanted, (
-        "README.md's secrets table is stale: run `.venv/bin/python -m components.docs_table`"
+        "README.md's secrets table is stale: run `.venv/bin/python -m tools.docs_table`"
     )
 
 

@@ -37,7 +37,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components import docker_nodes, scripts
+from components import scripts
+from components.backends import docker_engine, docker_spec
 from components.config import parse_settings
 from components.kubeconfig import rewrite_kubeconfig
 from tests.harness import Run, run_program
@@ -290,7 +291,7 @@ def test_plumbing_the_token_is_only_in_a_0600_file(plumbing: Plumbing) -> None:
         mode_and_owner = docker("exec", node, "stat", "-c", "%a %u", scripts.TOKEN_FILE)
         assert mode_and_owner == "600 0", node
         assert docker("exec", node, "cat", scripts.TOKEN_FILE) == plumbing.token
-        assert docker("exec", node, "stat", "-c", "%a", docker_nodes.CONFIG_FILE) == "600"
+        assert docker("exec", node, "stat", "-c", "%a", docker_spec.CONFIG_FILE) == "600"
 
 
 def test_plumbing_ports_are_published_on_loopback_only_and_reach_the_api(plumbing: Plumbing) -> None:
@@ -324,11 +325,11 @@ def test_plumbing_a_wait_for_a_missing_node_gives_up_in_time_with_what_to_check(
         settings.k3s,
         timeout=10,
         waits_for="test",
-        user=docker_nodes.EXEC_USER,
-        hint=docker_nodes.node_hint(["ghost"]),
+        user=docker_spec.EXEC_USER,
+        hint=docker_spec.node_hint(["ghost"]),
     )
     command = plumbing.command(f"{plumbing.stack}-cluster-ready")
-    result = run_local(command, docker_nodes.exec_command(plumbing.servers[0], script), timeout=60)
+    result = run_local(command, docker_spec.exec_command(plumbing.servers[0], script), timeout=60)
     assert result.rc == 1
     assert f"not Ready at {VERSION} after 10s: ghost(not registered)" in result.stderr
     assert "docker logs ghost" in result.stderr
@@ -371,4 +372,4 @@ def test_plumbing_removing_an_agent_deletes_its_node_object(plumbing: Plumbing) 
 
 
 def test_plumbing_the_engine_check_answers_for_this_engine() -> None:
-    assert docker_nodes.engine_problem(DOCKER_HOST) is None
+    assert docker_engine.engine_problem(DOCKER_HOST) is None

@@ -1,0 +1,247 @@
+"""K3s on hosts reached over SSH: the `ssh` topology's backend and K3sCluster.
+
+Each node's install is a pulumi-command remote.Command running components/sh/install_node.sh
+(delete = uninstall), preceded where needed by the airgap files' staging and the
+registration drop-in (labels and taints K3s applies at a node's first registration only).
+Secrets (token, datastore endpoint) travel on stdin, never in command text. The graph around
+the installs is components/cluster.py's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_command.remote as remote
+
+from components import scripts
+from components.cluster import GraphCluster, Installed, render_text
+from components.config import K3sSettings, Node, SshSettings
+
+CLUSTER_TYPE = "k3s-rancher:index:K3sCluster"
+SERVER_TYPE = "k3s-rancher:index:K3sServer"
+AGENT_TYPE = "k3s-rancher:index:K3sAgent"
+
+
+@dataclass(frozen=True)
+class K3sClusterArgs:
+    """What K3sCluster needs: the nodes, the K3s settings, how to reach the hosts, and the
+    secrets (given as Outputs, kept secret)."""
+
+    servers: Sequence[Node]
+    agents: Sequence[Node]
+    k3s: K3sSettings
+    ssh: SshSettings
+    token: pulumi.Input[str]
+    # The SSH private key and its passphrase; without a key, the local SSH agent is used.
+    private_key: pulumi.Input[str] | None = None
+    private_key_password: pulumi.Input[str] | None = None
+    # The external datastore's endpoint (k3s.datastore external), a secret.
+    datastore_endpoint: pulumi.Input[str] | None = None
+    # Names the kubeconfig's context (k3s-rancher-<name>) and the provider's cluster
+    # identifier; the component's name when unset.
+    cluster_name: str | None = None
+
+
+def identity(node: Node) -> list[str]:
+    """What a node IS: a change replaces it (delete before create). How it is reached (ssh
+    host, port, user, bastion) is not part of it: a new endpoint updates the connection in
+    place, and the node's later deletes run through the new endpoint."""
+    return [node.name, node.address, node.role]
+
+
+def server_chain(servers: Sequence[Node], init_server: str) -> list[Node]:
+    """Servers in join order: the init server, then the others by name (not list order, so
+    reordering `servers` changes nothing). With one server, it is the init server."""
+    if not init_server and len(servers) == 1:
+        return list(servers)
+    init = [n for n in servers if n.name == init_server]
+    if not init:
+        raise ValueError(f"k3s.init_server {init_server!r} is not one of the servers")
+    return [*init, *sorted((n for n in servers if n.name != init_server), key=lambda n: n.name)]
+
+
+def connection(
+    node: Node, ssh: SshSettings, private_key: pulumi.Input[str] | None, password: pulumi.Input[str] | None
+) -> remote.ConnectionArgs:
+    proxy = None
+    if ssh.bastion:
+        proxy = remote.ProxyConnectionArgs(
+            host=ssh.bastion.host,
+            port=ssh.bastion.port,
+            user=ssh.bastion.user,
+            host_key=ssh.bastion.host_key,
+            private_key=private_key,
+            private_key_password=password,
+            dial_error_limit=ssh.dial_error_limit,
+            per_dial_timeout=ssh.per_dial_timeout,
+        )
+    return remote.ConnectionArgs(
+        host=node.ssh.host,
+        port=node.ssh.port,
+        user=node.ssh.user,
+        host_key=node.ssh.host_key,
+        private_key=private_key,
+        private_key_password=password,
+        agent_socket_path=None,
+        dial_error_limit=ssh.dial_error_limit,
+        per_dial_timeout=ssh.per_dial_timeout,
+        proxy=proxy,
+    )
+
+
+class SshBackend:
+    """components/cluster.py's Backend for hosts reached over SSH."""
+
+    cluster_type = CLUSTER_TYPE
+    server_type = SERVER_TYPE
+    agent_type = AGENT_TYPE
+    # The init role can move (k3s.initServer): every server has a forget step, so that moving
+    # it deletes no resource.
+    forget_init = True
+
+    def __init__(self, args: K3sClusterArgs) -> None:
+        self.args = args
+        self.k3s = args.k3s
+        self.servers = server_chain(args.servers, args.k3s.init_server)
+        self.agents = sorted(args.agents, key=lambda n: n.name)
+        self.api_server = args.k3s.server_url
+        endpoint = pulumi.Output.from_input(args.datastore_endpoint or "")
+        # Readiness checks get the installs' stdin (the wait ignores it): a new token or
+        # endpoint restarts K3s, and so re-runs them.
+        self.check_stdin: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(args.token, endpoint).apply(lambda v: scripts.install_stdin(str(v[0]), str(v[1]) or None))
+        )
+        self._connections = {
+            n.name: connection(n, args.ssh, args.private_key, args.private_key_password)
+            for n in (*self.servers, *self.agents)
+        }
+
+    def identity(self, node: Node) -> list[str]:
+        return identity(node)
+
+    def wait_hint(self, names: Sequence[str]) -> str | None:
+        return None
+
+    def command(
+        self,
+        name: str,
+        on: Node,
+        *,
+        opts: pulumi.ResourceOptions,
+        create: pulumi.Input[str] | None = None,
+        delete: str | None = None,
+        stdin: pulumi.Input[str] | None = None,
+        triggers: Sequence[pulumi.Input[str]] | None = None,
+    ) -> remote.Command:
+        # add_previous_output_in_env=False: else each update/delete sends the previous output by
+        # SSH setenv: a warning per run where sshd refuses it, the output shipped where it accepts.
+        return remote.Command(
+            name,
+            connection=self._connections[on.name],
+            create=create,
+            update=create,
+            delete=delete,
+            stdin=stdin,
+            triggers=list(triggers) if triggers is not None else None,
+            add_previous_output_in_env=False,
+            opts=opts,
+        )
+
+    def install(
+        self,
+        parent: pulumi.Resource,
+        node: Node,
+        *,
+        first_server: bool,
+        after: Sequence[pulumi.Resource],
+        forget: pulumi.Resource | None,
+    ) -> Installed:
+        assert isinstance(forget, remote.Command)  # forget_init: every node has one
+        script = scripts.install_script(node, self.k3s, first_server=first_server)
+        # Whatever is put on the host before the install depends on `forget`: on a
+        # replacement it is created only once the old generation is uninstalled.
+        staged = self._stage_airgap(parent, node, forget) if self.k3s.airgap else []
+        # K3s applies labels and taints only at a node's first registration: the drop-in must
+        # be there before the install first starts K3s. Later changes go through membership.
+        if node.labels or node.taints:
+            staged.append(
+                self.command(
+                    f"{node.name}-registration",
+                    node,
+                    create=scripts.registration_script(node, self.k3s).command,
+                    triggers=identity(node),
+                    # Delete before replace: a replaced node's uninstall (which removes
+                    # /etc/rancher/node) runs before this writes again.
+                    opts=pulumi.ResourceOptions(parent=parent, depends_on=[forget], delete_before_replace=True),
+                )
+            )
+        install = self.command(
+            f"{node.name}-install",
+            node,
+            create=script.command,
+            delete=scripts.uninstall_script(node, self.k3s).command,
+            stdin=self.check_stdin,
+            # The forget's id: a replaced forget replaces the install (see components/cluster.py).
+            triggers=[*identity(node), forget.id],
+            opts=pulumi.ResourceOptions(
+                parent=parent, depends_on=[*after, *staged, forget], delete_before_replace=True
+            ),
+        )
+        return Installed(resources=[install], generation=script.command, replaced_with=[install.id])
+
+    def _stage_airgap(self, parent: pulumi.Resource, node: Node, forget: pulumi.Resource) -> list[pulumi.Resource]:
+        """Stage this generation's airgap files in a 0700 directory under the SSH user's home:
+        CopyToRemote runs as that user over SFTP, without sudo, and creates no directories for
+        a file, so a command (as the same user) makes the directory first. A relative
+        remote_path resolves in the home directory, where sshd starts the SFTP server. The
+        install copies the files to a root-owned place and checks their sha256 there before
+        running anything; the uninstall removes this generation only."""
+        layout = scripts.airgap_layout(node, self.k3s)
+        assert layout is not None
+        prepare = self.command(
+            f"{node.name}-airgap-stage",
+            node,
+            create=scripts.stage_airgap_script(node, self.k3s).command,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[forget]),
+        )
+        copies: list[pulumi.Resource] = [
+            remote.CopyToRemote(
+                f"{node.name}-airgap-{target.replace('.', '-')}",
+                connection=self._connections[node.name],
+                source=pulumi.FileAsset(path),
+                remote_path=f"{layout.stage}/{target}",
+                triggers=identity(node),
+                opts=pulumi.ResourceOptions(parent=parent, depends_on=[prepare]),
+            )
+            for target, (path, _) in layout.files.items()
+        ]
+        return [prepare, *copies]
+
+    def read_kubeconfig(
+        self, name: str, waits_for: pulumi.Input[str], opts: pulumi.ResourceOptions
+    ) -> pulumi.Output[str]:
+        """The admin kubeconfig; secret in state and never logged. No update: a new text
+        replaces the read."""
+        init = self.servers[0]
+        read = remote.Command(
+            name,
+            connection=self._connections[init.name],
+            create=render_text(waits_for, lambda after: scripts.kubeconfig_script(init.ssh.user, after).command),
+            add_previous_output_in_env=False,
+            logging=remote.Logging.NONE,
+            opts=pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(additional_secret_outputs=["stdout", "stderr"])
+            ),
+        )
+        return read.stdout
+
+
+class K3sCluster(GraphCluster):
+    """A K3s cluster on SSH hosts, handed on as a Ready kubernetes Provider (`provider`), its
+    admin kubeconfig (`kubeconfig`, secret) and `ready`, the check every node passed."""
+
+    def __init__(self, name: str, args: K3sClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(CLUSTER_TYPE, name, None, opts)
+        self._build(name, SshBackend(args), args.k3s, args.cluster_name or name)

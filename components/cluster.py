@@ -1,0 +1,321 @@
+"""The K3s cluster graph, one for every topology; a backend only says how nodes are reached.
+
+The order, owned here:
+
+    init server: forget -> install -> ready -> next server: install -> ready -> ...
+    -> last server's ready -> every agent's install (in parallel)
+    -> cluster-ready (one check, on the init server, of every node)
+    -> membership of each node (labels and taints through the API; delete = drain)
+    -> kubeconfig -> kubernetes.Provider (after cluster-ready and every membership)
+
+Servers join strictly one after another, each after the previous one is Ready; agents wait
+for the last server and never for each other, so the critical path does not grow with
+agents. Cluster-wide commands (forget, membership, cluster-ready, kubeconfig) run on the init
+server, which holds the admin kubeconfig and is never removed while others are.
+
+Per node, a removal or a replacement runs: drain (membership delete) -> uninstall (the
+backend's install delete) -> delete the Node object (forget delete) -> [install the new].
+Removal gets that order from the dependencies (Pulumi deletes dependents first). A
+replacement (delete_before_replace everywhere in the chain) gets it from the `triggers`: the
+install's carry the forget's id (a backend's choice, see backends/ssh.py) and the
+membership's carry `Installed.replaced_with`, so when one step is replaced the engine treats
+the steps after it as replaced too and deletes them first (pulumi/pulumi
+pkg/resource/deploy/step_generator.go, calculateDependentReplacements). A plain depends_on
+edge would not: the engine follows property dependencies only.
+
+What a backend must provide (the `Backend` protocol; backends/ssh.py and backends/docker.py
+are the two, a few dozen lines of wiring each on top of their pure halves):
+
+- `cluster_type`, `server_type`, `agent_type`: the component types. They are part of every
+  URN below them: a backend's types never change once released.
+- `servers` (join order, the init server first) and `agents`: the nodes, as `Node`s whose
+  `ssh.user` is the user commands run as on that node.
+- `identity(node)`: what a node IS; a change replaces the node (drain, uninstall, forget,
+  install). How it is reached is not part of it.
+- `install(parent, node, first_server=, after=, forget=)`: create whatever puts K3s on the
+  node (parented to `parent`, waiting for `after` and for `forget`, its first step) and
+  return `Installed`.
+- `command(name, on, create=, delete=, ...)`: a command whose text (a rendered script from
+  components/scripts.py, run as root) runs on node `on`; create also serves as update.
+- `read_kubeconfig(name, waits_for, opts)`: the init server's K3s kubeconfig, secret.
+- `api_server`: the URL users and the provider reach the API at.
+- `check_stdin`: what readiness checks get on stdin so that a change of a secret that
+  restarts K3s (token, datastore endpoint) re-runs them; None where a secret change already
+  changes `Installed.generation`.
+- `wait_hint(names)`: what a failed readiness check tells the user to look at (None: the
+  generic hint).
+- `forget_init`: whether the init server also gets a (delete-less) forget step, so that
+  moving the init role deletes no resource; False where the init server cannot move.
+
+A third backend (say, hosts reached through a cloud provider's command API) implements
+those and gets every graph behaviour above: order, readiness, labels, drain and removal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, cast, runtime_checkable
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import scripts
+from components.config import K3sSettings, Node
+from components.kubeconfig import context_name, kubernetes_provider, user_kubeconfig
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What a backend's install of one node hands back to the graph."""
+
+    # The resources readiness checks wait for (the install command, the container).
+    resources: Sequence[pulumi.Resource]
+    # Text that changes whenever K3s on the node is installed again or reconfigured: the
+    # readiness checks and the kubeconfig read carry its fingerprint, so they re-run.
+    generation: pulumi.Input[str]
+    # Values that change only when the node is replaced: the membership's triggers carry
+    # them, so a replaced node's membership is replaced (drained) before it.
+    replaced_with: Sequence[pulumi.Input[str]] = ()
+
+
+class Backend(Protocol):
+    """How one topology reaches its nodes (see the module docstring)."""
+
+    cluster_type: str
+    server_type: str
+    agent_type: str
+    api_server: str
+    forget_init: bool
+
+    @property
+    def check_stdin(self) -> pulumi.Input[str] | None: ...
+
+    @property
+    def servers(self) -> Sequence[Node]: ...
+
+    @property
+    def agents(self) -> Sequence[Node]: ...
+
+    def identity(self, node: Node) -> list[str]: ...
+
+    def install(
+        self,
+        parent: pulumi.Resource,
+        node: Node,
+        *,
+        first_server: bool,
+        after: Sequence[pulumi.Resource],
+        forget: pulumi.Resource | None,
+    ) -> Installed: ...
+
+    def command(
+        self,
+        name: str,
+        on: Node,
+        *,
+        opts: pulumi.ResourceOptions,
+        create: pulumi.Input[str] | None = None,
+        delete: str | None = None,
+        stdin: pulumi.Input[str] | None = None,
+        triggers: Sequence[pulumi.Input[str]] | None = None,
+    ) -> pulumi.Resource: ...
+
+    def read_kubeconfig(
+        self, name: str, waits_for: pulumi.Input[str], opts: pulumi.ResourceOptions
+    ) -> pulumi.Output[str]: ...
+
+    def wait_hint(self, names: Sequence[str]) -> str | None: ...
+
+
+@runtime_checkable
+class KubernetesCluster(Protocol):
+    """What every cluster hands on (K3sCluster, DockerCluster, and a cluster given by its
+    kubeconfig): the API address, the admin kubeconfig (secret), a kubernetes Provider that
+    is usable once the cluster is Ready, the resource whose deletion takes the cluster with
+    it, and the nodes."""
+
+    api_server: str
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+    ready: pulumi.Resource
+    nodes: tuple[Node, ...]
+
+
+class ClusterNode(pulumi.ComponentResource):
+    """One node: its forget step, its install (the backend's), for a server its readiness
+    check, and its membership. Outputs are registered once the graph is complete."""
+
+    forget: pulumi.Resource | None
+    installed: Installed
+    ready: pulumi.Resource | None
+    membership: pulumi.Resource
+
+    def __init__(self, type_: str, node: Node, opts: pulumi.ResourceOptions) -> None:
+        super().__init__(type_, node.name, None, opts)
+        self.node = node
+        self.ready = None
+
+
+def render_text(value: pulumi.Input[str], render: Callable[[str], str]) -> pulumi.Input[str]:
+    """`render(value)`, kept a plain string when `value` is one (no needless Output)."""
+    if isinstance(value, str):
+        return render(value)
+    return pulumi.Output.from_input(cast(pulumi.Input[str], value)).apply(render)
+
+
+@dataclass
+class ClusterGraph:
+    """The graph's handles, for the component that built it."""
+
+    servers: list[ClusterNode]
+    agents: list[ClusterNode]
+    ready: pulumi.Resource
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+    api_server: str
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return tuple(n.node for n in (*self.servers, *self.agents))
+
+
+def build_graph(
+    parent: pulumi.ComponentResource, name: str, backend: Backend, k3s: K3sSettings, cluster_name: str
+) -> ClusterGraph:
+    """Register the cluster's graph under `parent` (see the module docstring)."""
+    servers, agents = list(backend.servers), list(backend.agents)
+    if not servers:
+        raise ValueError("a cluster needs at least one server")
+    init = servers[0]
+    child = pulumi.ResourceOptions(parent=parent)
+
+    def wait(names: list[str], timeout: int, user: str) -> Callable[[str], str]:
+        def render(generation: str) -> str:
+            hint = backend.wait_hint(names)
+            extra = {"hint": hint} if hint is not None else {}
+            return scripts.wait_script(names, k3s, timeout=timeout, waits_for=generation, user=user, **extra).command
+
+        return render
+
+    def member(
+        node: Node, first_server: bool, after: Sequence[pulumi.Resource], init_installed: Installed | None
+    ) -> ClusterNode:
+        component = ClusterNode(backend.server_type if node.role == "server" else backend.agent_type, node, child)
+        is_init = node.name == init.name
+        component.forget = None
+        if not is_init or backend.forget_init:
+            # First in the node's chain: its delete runs last, once the host is uninstalled,
+            # so that K3s accepts the name again ("node password rejected" otherwise). It runs
+            # on the init server, so it waits for the init server's install; its create does
+            # nothing, so it stays off the critical path. The init server's has no delete.
+            component.forget = backend.command(
+                f"{node.name}-forget",
+                init,
+                delete=None if is_init else scripts.forget_script(node.name, init.ssh.user).command,
+                triggers=backend.identity(node),
+                opts=pulumi.ResourceOptions(
+                    parent=component,
+                    depends_on=list(init_installed.resources) if init_installed else [],
+                    delete_before_replace=True,
+                ),
+            )
+        component.installed = backend.install(
+            component, node, first_server=first_server, after=after, forget=component.forget
+        )
+        return component
+
+    def generations(members: Sequence[ClusterNode]) -> pulumi.Input[str]:
+        parts = [m.installed.generation for m in members]
+        if all(isinstance(p, str) for p in parts):
+            return scripts.fingerprint(*(str(p) for p in parts))
+        return pulumi.Output.all(*parts).apply(lambda values: scripts.fingerprint(*map(str, values)))
+
+    server_members: list[ClusterNode] = []
+    previous: list[pulumi.Resource] = []
+    for node in servers:
+        init_installed = server_members[0].installed if server_members else None
+        server = member(node, not server_members, previous, init_installed)
+        server.ready = backend.command(
+            f"{node.name}-ready",
+            node,
+            create=render_text(generations([server]), wait([node.name], k3s.timeouts.node_ready, node.ssh.user)),
+            stdin=backend.check_stdin,
+            opts=pulumi.ResourceOptions(parent=server, depends_on=list(server.installed.resources)),
+        )
+        server_members.append(server)
+        previous = [server.ready]
+    agent_members = [member(node, False, previous, server_members[0].installed) for node in agents]
+    members = [*server_members, *agent_members]
+    names = [m.node.name for m in members]
+
+    # The same stdin as the checks above: a new token or endpoint restarts K3s on every node.
+    ready = backend.command(
+        f"{name}-cluster-ready",
+        init,
+        create=render_text(generations(members), wait(names, k3s.timeouts.cluster_ready, init.ssh.user)),
+        stdin=backend.check_stdin,
+        opts=pulumi.ResourceOptions(
+            parent=parent, depends_on=[*previous, *(r for m in members for r in m.installed.resources)]
+        ),
+    )
+    for m in members:
+        # Labels and taints through the API; on delete (any node but the init server), drain
+        # and delete the Node, so that K3s accepts the name again.
+        is_init = m.node.name == init.name
+        m.membership = backend.command(
+            f"{m.node.name}-membership",
+            init,
+            create=scripts.node_meta_script(m.node, init.ssh.user).command,
+            delete=None if is_init else scripts.drain_script(m.node.name, k3s.timeouts.drain, init.ssh.user).command,
+            triggers=[*backend.identity(m.node), *m.installed.replaced_with],
+            opts=pulumi.ResourceOptions(
+                parent=m, depends_on=[*m.installed.resources, ready], delete_before_replace=True
+            ),
+        )
+
+    raw = backend.read_kubeconfig(
+        f"{name}-kubeconfig",
+        generations(server_members[:1]),
+        pulumi.ResourceOptions(parent=parent, depends_on=[ready]),
+    )
+    kubeconfig = user_kubeconfig(raw, backend.api_server, context_name(cluster_name))
+    provider = kubernetes_provider(
+        f"{name}-k8s",
+        kubeconfig,
+        cluster_name,
+        pulumi.ResourceOptions(parent=parent, depends_on=[ready, *(m.membership for m in members)]),
+    )
+    for m in members:
+        m.register_outputs({"name": m.node.name, "role": m.node.role, "address": m.node.address})
+    return ClusterGraph(
+        servers=server_members,
+        agents=agent_members,
+        ready=ready,
+        kubeconfig=kubeconfig,
+        provider=provider,
+        api_server=backend.api_server,
+    )
+
+
+class GraphCluster(pulumi.ComponentResource):
+    """Base of the clusters built by `build_graph` (K3sCluster, DockerCluster): the graph's
+    handles as attributes (see KubernetesCluster), outputs registered once, at the end."""
+
+    servers: list[ClusterNode]
+    agents: list[ClusterNode]
+    ready: pulumi.Resource
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+    api_server: str
+    nodes: tuple[Node, ...]
+    node_names: list[str]
+
+    def _build(self, name: str, backend: Backend, k3s: K3sSettings, cluster_name: str) -> None:
+        graph = build_graph(self, name, backend, k3s, cluster_name)
+        self.servers, self.agents = graph.servers, graph.agents
+        self.ready, self.kubeconfig, self.provider = graph.ready, graph.kubeconfig, graph.provider
+        self.api_server = graph.api_server
+        self.nodes = graph.nodes
+        self.node_names = [n.name for n in self.nodes]
+        self.register_outputs({"apiServer": self.api_server, "kubeconfig": self.kubeconfig, "nodes": self.node_names})

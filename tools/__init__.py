@@ -1,0 +1,1 @@
+"""Tooling that is not part of the Pulumi program: README generation."""
