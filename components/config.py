@@ -147,7 +147,8 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
     agents = tuple(_node(n, "agent", ssh_raw) for n in raw["agents"])
     init_server = _init_server(k3s_raw, servers, given)
     init_node = next((n for n in servers if n.name == init_server), None)
-    api_address = k3s_raw.get("apiAddress") or (init_node.address if init_node else "127.0.0.1")
+    # A given address is kept as given, even when empty, so that validation sees that value.
+    api_address = k3s_raw.get("apiAddress", init_node.address if init_node else "127.0.0.1")
     count = docker_raw["servers"] if topology == "docker" else len(servers)
     airgap = None
     if "airgap" in k3s_raw:
@@ -236,7 +237,7 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
 def _node(raw: Mapping[str, Any], role: str, ssh: Mapping[str, Any]) -> Node:
     over = raw.get("ssh", {})
     host = over.get("host", raw["address"])
-    host_key = over.get("hostKey") or ssh["hostKeys"].get(host)
+    host_key = over.get("hostKey", ssh["hostKeys"].get(host))
     return Node(
         name=raw["name"],
         role=role,
@@ -264,6 +265,6 @@ def _rancher_hostname(raw: Mapping[str, Any], api_address: str) -> str:
     if "hostname" in raw:
         hostname: str = raw["hostname"]
         return hostname
-    if checks.is_ip(api_address):
+    if isinstance(api_address, str) and checks.is_ip(api_address):  # not str: a structural problem
         return f"{api_address.replace(':', '-')}.sslip.io"
     return ""

@@ -70,7 +70,7 @@ def pem_text(value: str | None) -> tuple[str | None, str | None]:
         return value, None
     try:
         text = Path(value).read_text()
-    except (OSError, UnicodeDecodeError) as error:
+    except (OSError, ValueError) as error:  # ValueError: undecodable text, a NUL in the path
         reason = getattr(error, "strerror", None) or str(error)
         return None, f"{value!r} is neither PEM text nor a readable file ({reason})"
     if "-----BEGIN" not in text:
