@@ -5,7 +5,8 @@ the secrets that are set and the stack name, and runs, in order:
 1. the schema's structural checks (components/schema.py);
 2. its defaults, then `build`: a pure builder of Settings that also derives what the config
    leaves out (the init server, the API address, Rancher's host name and replicas, ...);
-3. components/local_files.py: the only IO, reading the local files the settings name;
+3. components/local_files.py: the only IO besides reading the schema once, the local files
+   the settings name;
 4. every validator in components/validation (VALIDATORS), over the typed settings.
 When the structure is wrong somewhere, 2-4 still run, best effort, so that one error lists
 the value problems too.

@@ -1,5 +1,7 @@
 """Rancher (when enabled): its host name, release against K3s, TLS settings and their PEM
-files, chart sources and values, and what it needs from K3s (an ingress class that runs)."""
+files, chart sources and values, and what it needs from K3s (an ingress class that runs).
+Its docker mode on an ssh stack is an ssh topology rule (ssh.py); its host ports on the
+docker topology are docker.py's."""
 
 from __future__ import annotations
 
