@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from components import local_files, schema
-from components.config import build, parse_settings
+from components.config import ConfigError, build, parse_settings
 from components.settings import NAMESPACE, Node, Settings, SshEndpoint
 from components.validation import VALIDATORS, Facts, docker, k3s, nodes, rancher, ssh
 from tests.harness import minimal_ssh_config
@@ -170,3 +170,12 @@ def test_keys_are_named_as_pulumi_config_shows_them_and_given_keys_list_what_the
     given = schema.given_keys({"k3s": {"initServer": "cp1"}, "servers": [{"name": "cp1", "ssh": {"user": "u"}}]})
     assert {"k3s", "k3s.initServer", "servers", "servers[0]", "servers[0].name", "servers[0].ssh.user"} <= given
     assert "k3s.apiAddress" not in given and "rancher" not in given
+
+
+def test_a_pem_path_that_cannot_be_a_path_is_a_config_problem_not_a_traceback() -> None:
+    config = minimal_ssh_config()
+    config["rancher"] = {"tls": "secret", "tlsCert": "/etc/tls\x00.crt"}
+    with pytest.raises(ConfigError) as caught:
+        valid(config, frozenset({"sshPrivateKey", "rancherTlsKey"}))
+    assert caught.value.keys == [NS + "rancher.tlsCert"]
+    assert "neither PEM text nor a readable file" in caught.value.problems[0][1]
