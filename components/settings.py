@@ -1,0 +1,196 @@
+"""The typed settings of a stack: frozen dataclasses and the constants other modules share.
+
+No validation and no IO here: components/config.py builds these from the stack config and
+components/validation/ checks them. Field names, order and defaults are an interface the
+cluster graph, the backends and Rancher use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from components import checks
+
+NAMESPACE = "k3s-rancher"
+SECRET_KEYS = (
+    "token",
+    "sshPrivateKey",
+    "sshPrivateKeyPassword",
+    "datastoreEndpoint",
+    "rancherBootstrapPassword",
+    "rancherTlsKey",
+)
+API_PORT = 6443
+# Addresses of docker nodes in docker.subnet: server i at host SERVER_HOST + i, agent i at
+# AGENT_HOST + i (the schema bounds servers to 7 and agents to 50).
+DOCKER_SERVER_HOST = 10
+DOCKER_AGENT_HOST = 20
+
+
+class ConfigError(ValueError):
+    """Every problem found in a stack's config, each as (key, what is wrong and what is valid)."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        lines = [f"  - {key}: {message}" for key, message in problems]
+        super().__init__("invalid stack config:\n" + "\n".join(lines))
+
+    @property
+    def keys(self) -> list[str]:
+        return [key for key, _ in self.problems]
+
+
+@dataclass(frozen=True)
+class SshEndpoint:
+    host: str
+    port: int
+    user: str
+    host_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: str  # "server" | "agent"
+    address: str
+    ssh: SshEndpoint
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    node_ready: int
+    cluster_ready: int
+    drain: int
+
+
+@dataclass(frozen=True)
+class Airgap:
+    install_script: str
+    binary: str
+    images: str | None
+
+
+@dataclass(frozen=True)
+class K3sSettings:
+    version: str
+    datastore: str
+    api_address: str
+    tls_sans: tuple[str, ...]
+    server_args: tuple[str, ...]
+    agent_args: tuple[str, ...]
+    server_config: Mapping[str, Any]
+    agent_config: Mapping[str, Any]
+    registries: Mapping[str, Any] | None
+    install_script_url: str
+    airgap: Airgap | None
+    timeouts: Timeouts
+    # Name of the initialising server (cluster-init, default API address); "" without servers.
+    init_server: str = ""
+    install_script_sha256: str | None = None
+
+    @property
+    def minor(self) -> int:
+        parsed = checks.parse_k3s_version(self.version)
+        assert parsed is not None  # validated
+        return parsed[1]
+
+    @property
+    def server_url(self) -> str:
+        return f"https://{_bracket(self.api_address)}:{API_PORT}"
+
+
+@dataclass(frozen=True)
+class Bastion:
+    host: str
+    port: int
+    user: str
+    host_key: str | None
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    user: str
+    port: int
+    use_agent: bool
+    host_keys: Mapping[str, str]
+    bastion: Bastion | None
+    dial_error_limit: int
+    per_dial_timeout: int
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    host: str
+    image: str
+    servers: int
+    agents: int
+    api_port: int
+    http_ports: tuple[int, int]
+    network: str
+    subnet: str
+
+
+@dataclass(frozen=True)
+class CertManagerSettings:
+    version: str
+    chart_repo: str
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RancherSettings:
+    enabled: bool
+    mode: str
+    hostname: str
+    version: str
+    chart_repo: str
+    replicas: int
+    tls: str
+    lets_encrypt_email: str | None
+    lets_encrypt_environment: str
+    tls_cert: str | None
+    private_ca: str | None
+    ingress_class_name: str
+    system_default_registry: str | None
+    bootstrap: bool
+    values: Mapping[str, Any]
+    timeout: int
+    ports: tuple[int, int]
+    cert_manager: CertManagerSettings
+    # Host port of the ingress's HTTPS: 443 on real hosts; docker.httpPorts[1] on the docker
+    # topology, which publishes the ingress on 127.0.0.1 only.
+    https_port: int = 443
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.hostname}" + ("" if self.https_port == 443 else f":{self.https_port}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    stack: str
+    topology: str
+    k3s: K3sSettings
+    ssh: SshSettings
+    servers: tuple[Node, ...]
+    agents: tuple[Node, ...]
+    docker: DockerSettings
+    rancher: RancherSettings
+    secrets_set: frozenset[str]
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return self.servers + self.agents
+
+    @property
+    def init_node(self) -> Node:
+        """The server that initialised the cluster: named by k3s.initServer, never by position."""
+        return next(n for n in self.servers if n.name == self.k3s.init_server)
+
+
+def _bracket(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

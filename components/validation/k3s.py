@@ -1,0 +1,176 @@
+"""K3s: the release, the initialising server, API names, flags and config keys for each
+role, registries, the installer URL, the datastore's secret and the airgap files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from components import checks, compat, k3s_flags
+from components.settings import NAMESPACE, K3sSettings, Settings
+from components.validation.facts import Facts
+
+KEY = f"{NAMESPACE}:k3s"
+# Registry auth fields that carry a credential: the registries file travels in the command
+# text (shown by `pulumi preview --diff`) and is kept in plain text in the state.
+_REGISTRY_SECRETS = ("password", "auth", "identitytoken")
+
+
+def supported_minor(version: str) -> int:
+    """The minor of k3s.version when this program supports it, else 0: nothing is checked
+    against a minor that has its own problem."""
+    parsed = checks.parse_k3s_version(version)
+    if parsed is None or compat.k3s_minor_error(parsed[1]):
+        return 0
+    return parsed[1]
+
+
+def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
+    k3s = settings.k3s
+    problems: list[tuple[str, str]] = []
+    parsed = checks.parse_k3s_version(k3s.version)
+    if parsed and (error := compat.k3s_minor_error(parsed[1])):
+        problems.append((f"{KEY}.version", error))
+    if error := _init_server_error(settings, facts):
+        problems.append((f"{KEY}.initServer", error))
+    if "k3s.apiAddress" in facts.given and (error := checks.host_error(k3s.api_address)):
+        problems.append((f"{KEY}.apiAddress", error))
+    for i, san in enumerate(k3s.tls_sans):
+        if error := checks.host_error(san):
+            problems.append((f"{KEY}.tlsSans[{i}]", error))
+    if k3s.datastore == "external" and "datastoreEndpoint" not in settings.secrets_set:
+        problems.append(
+            (
+                f"{NAMESPACE}:datastoreEndpoint",
+                "datastore external needs the datastoreEndpoint secret "
+                "(pulumi config set --secret datastoreEndpoint 'postgres://...')",
+            )
+        )
+    for name in ("installScript", "binary", "images"):
+        if error := facts.file_errors.get(f"k3s.airgap.{name}"):
+            problems.append((f"{KEY}.airgap.{name}", error))
+    problems += _flag_problems(k3s)
+    if error := checks.url_error(k3s.install_script_url):
+        problems.append((f"{KEY}.installScriptUrl", error))
+    problems += _registries_problems(k3s.registries or {})
+    return problems
+
+
+def etcd_warning(settings: Settings, server_count: int) -> str | None:
+    """An even number of etcd members is allowed but tolerates no more failures than one fewer."""
+    if settings.k3s.datastore == "etcd" and server_count and server_count % 2 == 0:
+        return (
+            f"{NAMESPACE}:servers: {server_count} etcd servers tolerate no more failures than "
+            f"{server_count - 1}; use an odd number"
+        )
+    return None
+
+
+def _init_server_error(settings: Settings, facts: Facts) -> str | None:
+    """With one server it initialises; with more it must be named, because a default taken
+    from the list's order would move (a second cluster-init, a new API address) when the
+    list is reordered."""
+    names = [n.name for n in settings.servers]
+    name = settings.k3s.init_server
+    if "k3s.initServer" in facts.given:
+        if names and name not in names:
+            return f"{name!r} is not one of the servers ({', '.join(names)}); it names the initialising server"
+        return None
+    if len(names) > 1:
+        return (
+            f"required with {len(names)} servers: name the server that initialised (or will initialise) the "
+            f"cluster, e.g. initServer: {names[0]} (the first in the list); then reordering servers changes nothing"
+        )
+    return None
+
+
+def _flag_problems(k3s: K3sSettings) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    for attr, args in (("serverArgs", k3s.server_args), ("agentArgs", k3s.agent_args)):
+        problems += [(f"{KEY}.{attr}[{i}]", error) for i, error in checks.k3s_args_problems(list(args))]
+    for attr, config in (("serverConfig", k3s.server_config), ("agentConfig", k3s.agent_config)):
+        for name, value in config.items():
+            if error := checks.k3s_config_key_error(name) or checks.k3s_config_value_error(value):
+                problems.append((f"{KEY}.{attr}.{name}", error))
+    return problems + _flag_name_problems(k3s, {key for key, _ in problems})
+
+
+def _flag_name_problems(k3s: K3sSettings, reported: set[str]) -> list[tuple[str, str]]:
+    """serverConfig/agentConfig keys and serverArgs/agentArgs flags that K3s of k3s.version
+    does not have for that role (typos, server-only flags on agents); keys in `reported`
+    already have a problem."""
+    parsed = checks.parse_k3s_version(k3s.version)
+    flags = k3s_flags.flag_set(parsed[1]) if parsed else None
+    if parsed is None or flags is None:
+        return []  # k3s.version has its own problem
+    minor = parsed[1]
+    problems: list[tuple[str, str]] = []
+    for role, config, args in (
+        ("server", k3s.server_config, k3s.server_args),
+        ("agent", k3s.agent_config, k3s.agent_args),
+    ):
+        for name in config:
+            where = f"{KEY}.{role}Config.{name}"
+            if where not in reported and (
+                error := k3s_flags.name_error(flags, role, name.removesuffix("+"), minor, name)
+            ):
+                problems.append((where, error))
+        for i, arg in enumerate(args):
+            where = f"{KEY}.{role}Args[{i}]"
+            if where in reported or not arg.startswith("-") or arg == "-":
+                continue
+            written = arg.partition("=")[0]
+            if error := k3s_flags.name_error(flags, role, written.lstrip("-"), minor, written):
+                problems.append((where, error))
+    return problems
+
+
+def server_flag_values(k3s: K3sSettings, flag: str) -> list[tuple[str, str]]:
+    """(key, value) for each value a server flag gets from serverConfig (`flag`, `flag+`) and
+    serverArgs (`--flag=v`, `--flag v`); comma-separated values split, as K3s splits them."""
+    found: list[tuple[str, str]] = []
+    for name in (flag, f"{flag}+"):
+        value = k3s.server_config.get(name)
+        for item in value if isinstance(value, list) else ([] if value is None else [value]):
+            found += [(f"{KEY}.serverConfig.{name}", part.strip()) for part in str(item).split(",")]
+    args = list(k3s.server_args)
+    for i, arg in enumerate(args):
+        name, has_value, value = arg.lstrip("-").partition("=")
+        if not arg.startswith("-") or name != flag:
+            continue
+        if not has_value:
+            if i + 1 >= len(args) or args[i + 1].startswith("-"):
+                continue
+            value = args[i + 1]
+        found += [(f"{KEY}.serverArgs[{i}]", part.strip()) for part in value.split(",")]
+    return found
+
+
+def _registries_problems(registries: Mapping[str, Any]) -> list[tuple[str, str]]:
+    key = f"{KEY}.registries"
+    problems: list[tuple[str, str]] = []
+    for name, mirror in registries.get("mirrors", {}).items():
+        if name != "*" and checks.host_port_error(name):
+            problems.append((f"{key}.mirrors.{name}", f"{name!r} is not a registry (host or host:port, or *)"))
+        for i, endpoint in enumerate(mirror.get("endpoint", [])):
+            if error := checks.url_error(endpoint, ("https://", "http://")):
+                problems.append((f"{key}.mirrors.{name}.endpoint[{i}]", error))
+    for name, config in registries.get("configs", {}).items():
+        if name != "*" and checks.host_port_error(name):
+            problems.append((f"{key}.configs.{name}", f"{name!r} is not a registry host (host or host:port, or *)"))
+        for field_name in _REGISTRY_SECRETS:
+            if field_name in config.get("auth", {}):
+                problems.append(
+                    (
+                        f"{key}.configs.{name}.auth.{field_name}",
+                        "a registry credential here would be plain text in the command (and `pulumi preview "
+                        "--diff`) and in the state: use a mirror that needs no credential, or put the "
+                        "credential on the hosts yourself",
+                    )
+                )
+        for field_name, path in config.get("tls", {}).items():
+            if field_name.endswith("_file") and (not path.startswith("/") or checks.text_error(path)):
+                problems.append(
+                    (f"{key}.configs.{name}.tls.{field_name}", f"{path!r} is not an absolute path on the hosts")
+                )
+    return problems

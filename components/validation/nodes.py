@@ -1,0 +1,75 @@
+"""Nodes (servers and agents): names, addresses, SSH endpoints, labels and taints, each
+node checked in one pass, with what must be unique across nodes."""
+
+from __future__ import annotations
+
+from components import checks
+from components.settings import NAMESPACE, Node, Settings
+from components.validation.facts import Facts
+
+
+def keyed_nodes(settings: Settings) -> list[tuple[str, Node]]:
+    """Every node with its key (k3s-rancher:servers[0], k3s-rancher:agents[1], ...)."""
+    keyed = [(f"{NAMESPACE}:servers[{i}]", n) for i, n in enumerate(settings.servers)]
+    return keyed + [(f"{NAMESPACE}:agents[{i}]", n) for i, n in enumerate(settings.agents)]
+
+
+def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    seen_names: dict[str, str] = {}
+    seen_addresses: dict[str, str] = {}
+    seen_hosts: dict[tuple[str, int], str] = {}
+    for key, node in keyed_nodes(settings):
+        if error := checks.dns_subdomain_error(node.name):
+            problems.append((f"{key}.name", error))
+        if node.name in seen_names:
+            problems.append(
+                (
+                    f"{key}.name",
+                    f"{node.name!r} is used twice (also {seen_names[node.name]}): node names must be unique",
+                )
+            )
+        seen_names.setdefault(node.name, key)
+        if error := checks.host_error(node.address):
+            problems.append((f"{key}.address", error))
+        if node.address in seen_addresses:
+            problems.append(
+                (
+                    f"{key}.address",
+                    f"{node.address} is also the address of {seen_addresses[node.address]}: "
+                    "each node has its own cluster address",
+                )
+            )
+        seen_addresses.setdefault(node.address, key)
+        if node.ssh.host != node.address and (error := checks.host_error(node.ssh.host)):
+            problems.append((f"{key}.ssh.host", error))
+        endpoint = (node.ssh.host, node.ssh.port)
+        if endpoint in seen_hosts:
+            problems.append(
+                (
+                    f"{key}.ssh",
+                    f"{node.ssh.host}:{node.ssh.port} is also {seen_hosts[endpoint]}: one host cannot be two nodes",
+                )
+            )
+        seen_hosts.setdefault(endpoint, key)
+        for label_key, label_value in node.labels.items():
+            if error := checks.label_key_error(label_key) or checks.label_value_error(label_value):
+                problems.append((f"{key}.labels.{label_key}", error))
+        problems += _taint_problems(key, node.taints)
+    return problems
+
+
+def _taint_problems(key: str, taints: tuple[str, ...]) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for i, taint in enumerate(taints):
+        if error := checks.taint_error(taint):
+            problems.append((f"{key}.taints[{i}]", error))
+        body, _, effect = taint.rpartition(":")
+        identity = f"{body.partition('=')[0]}:{effect}"
+        if identity in seen:
+            problems.append(
+                (f"{key}.taints[{i}]", f"{identity} is also taints[{seen[identity]}]: one value per key and effect")
+            )
+        seen.setdefault(identity, i)
+    return problems
