@@ -13,9 +13,10 @@ your own program", and examples/library/.
 from components.backends.docker import DockerCluster, DockerClusterArgs
 from components.backends.ssh import K3sCluster, K3sClusterArgs
 from components.cluster import KubernetesCluster
-from components.config import ConfigError, Node, Settings, parse_settings
+from components.config import parse_settings
 from components.rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
 from components.rancher_container import RancherContainer, RancherContainerArgs
+from components.settings import ConfigError, Node, Settings
 
 __all__ = [
     "ConfigError",

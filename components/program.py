@@ -18,10 +18,11 @@ from components.backends.docker import DockerCluster, DockerClusterArgs
 from components.backends.docker_engine import check_engine
 from components.backends.ssh import K3sCluster, K3sClusterArgs
 from components.cluster import KubernetesCluster
-from components.config import NAMESPACE, SECRET_KEYS, ConfigError, Settings, parse_settings
+from components.config import parse_settings
 from components.rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
 from components.rancher_container import RancherContainer, RancherContainerArgs
 from components.secrets import StackSecrets, cluster_token, read_secrets
+from components.settings import NAMESPACE, SECRET_KEYS, ConfigError, Settings
 
 
 def namespace_values() -> dict[str, Any]:

@@ -40,7 +40,7 @@ import pulumi_rancher2 as rancher2
 import pulumi_random as random
 
 from components.charts import ChartSource, chart_source, deep_merge
-from components.config import NAMESPACE, RancherSettings
+from components.settings import NAMESPACE, RancherSettings
 
 RANCHER_TYPE = "k3s-rancher:index:RancherDeployment"
 RANCHER_RELEASE = "rancher"  # Rancher's chart and docs require this release name.

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from components.checks import is_ip
-from components.config import K3sSettings, Node
+from components.settings import K3sSettings, Node
 
 SH_DIR = Path(__file__).resolve().parent / "sh"
 CONF_DIR = "/etc/rancher/k3s"

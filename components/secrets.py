@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_random as random
 
-from components.config import SECRET_KEYS
+from components.settings import SECRET_KEYS
 
 
 @dataclass(frozen=True)

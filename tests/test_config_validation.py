@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from components import checks, compat, k3s_flags
-from components.config import NAMESPACE, ConfigError, Settings, load_schema, parse_settings
+from components.config import parse_settings
+from components.schema import load_schema
+from components.settings import NAMESPACE, ConfigError, Settings
 from tests.harness import load_stack_config, minimal_ssh_config
 
 NS = f"{NAMESPACE}:"

@@ -21,7 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.config import NAMESPACE, SECRET_KEYS, ConfigError, load_schema, parse_settings
+from components.config import parse_settings
+from components.schema import load_schema
+from components.settings import NAMESPACE, SECRET_KEYS, ConfigError
 from tools import docs_table
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,7 +34,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from components import checks, k3s_flags, scripts
-from components.config import NAMESPACE, ConfigError, Settings, parse_settings
+from components.config import parse_settings
+from components.settings import NAMESPACE, ConfigError, Settings
 from policy.shell_inputs import parse as parse_inputs
 from tests.harness import minimal_ssh_config
 

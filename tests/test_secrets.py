@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from components.config import SECRET_KEYS, ConfigError
+from components.settings import SECRET_KEYS, ConfigError
 from policy import rules
 from tests.harness import GENERATED_PASSWORD, SECRET_SIG, TEST_SSH_KEY, Run, leaves, load_stack_config, run_program
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from components import local_files, schema
-from components.config import ConfigError, build, parse_settings
-from components.settings import NAMESPACE, Node, Settings, SshEndpoint
+from components.config import build, parse_settings
+from components.settings import NAMESPACE, ConfigError, Node, Settings, SshEndpoint
 from components.validation import VALIDATORS, Facts, docker, k3s, nodes, rancher, ssh
 from tests.harness import minimal_ssh_config
 

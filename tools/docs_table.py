@@ -171,7 +171,8 @@ def render_readme(
 def main(argv: Sequence[str]) -> int:
     import yaml
 
-    from components.config import SECRET_KEYS, load_schema
+    from components.schema import load_schema
+    from components.settings import SECRET_KEYS
 
     current = README.read_text()
     pulumi_yaml = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())

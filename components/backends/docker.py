@@ -34,7 +34,7 @@ from components.backends.docker_spec import (
     token_content,
 )
 from components.cluster import GraphCluster, Installed, render_text
-from components.config import DockerSettings, K3sSettings, Node
+from components.settings import DockerSettings, K3sSettings, Node
 
 CLUSTER_TYPE = "k3s-rancher:index:DockerCluster"
 SERVER_TYPE = "k3s-rancher:index:DockerServer"

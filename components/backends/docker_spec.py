@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from components import scripts
-from components.config import (
+from components.settings import (
     API_PORT,
     DOCKER_AGENT_HOST,
     DOCKER_SERVER_HOST,

@@ -17,7 +17,7 @@ import pulumi_command.remote as remote
 
 from components import scripts
 from components.cluster import GraphCluster, Installed, render_text
-from components.config import K3sSettings, Node, SshSettings
+from components.settings import K3sSettings, Node, SshSettings
 
 CLUSTER_TYPE = "k3s-rancher:index:K3sCluster"
 SERVER_TYPE = "k3s-rancher:index:K3sServer"

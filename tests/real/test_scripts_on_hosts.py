@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from components import scripts
-from components.config import Node, Settings, parse_settings
+from components.config import parse_settings
 from components.kubeconfig import rewrite_kubeconfig
+from components.settings import Node, Settings
 from tests.real.standin_k3s import INSTALL_SCRIPT, standin_binary
 
 # Two servers on purpose (one initialises, one joins): no quorum advice needed here.
