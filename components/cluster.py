@@ -61,8 +61,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import scripts
-from components.config import K3sSettings, Node
 from components.kubeconfig import context_name, kubernetes_provider, user_kubeconfig
+from components.settings import K3sSettings, Node
 
 
 @dataclass(frozen=True)
@@ -130,16 +130,25 @@ class Backend(Protocol):
 
 @runtime_checkable
 class KubernetesCluster(Protocol):
-    """What every cluster hands on (K3sCluster, DockerCluster, and a cluster given by its
-    kubeconfig): the API address, the admin kubeconfig (secret), a kubernetes Provider that
-    is usable once the cluster is Ready, the resource whose deletion takes the cluster with
-    it, and the nodes."""
+    """What every cluster hands on (K3sCluster, DockerCluster, and KubeconfigCluster, a
+    cluster given by its kubeconfig): the API address, the admin kubeconfig (secret), a
+    kubernetes Provider that is usable once the cluster is Ready, the resource whose deletion
+    takes the cluster with it (None for a cluster this program did not build), and the nodes."""
 
-    api_server: str
-    kubeconfig: pulumi.Output[str]
-    provider: k8s.Provider
-    ready: pulumi.Resource
-    nodes: tuple[Node, ...]
+    @property
+    def api_server(self) -> pulumi.Input[str]: ...
+
+    @property
+    def kubeconfig(self) -> pulumi.Output[str]: ...
+
+    @property
+    def provider(self) -> k8s.Provider: ...
+
+    @property
+    def ready(self) -> pulumi.Resource | None: ...
+
+    @property
+    def nodes(self) -> tuple[Node, ...]: ...
 
 
 class ClusterNode(pulumi.ComponentResource):

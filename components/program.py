@@ -16,6 +16,7 @@ import pulumi
 
 from components.backends.docker import DockerCluster, DockerClusterArgs
 from components.backends.docker_engine import check_engine
+from components.backends.kubeconfig import KubeconfigCluster, KubeconfigClusterArgs
 from components.backends.ssh import K3sCluster, K3sClusterArgs
 from components.cluster import KubernetesCluster
 from components.config import parse_settings
@@ -72,6 +73,9 @@ def load() -> tuple[Settings, StackSecrets]:
 
 def build_cluster(settings: Settings, secrets: StackSecrets) -> KubernetesCluster:
     """The cluster for the configured topology, named after the stack."""
+    if settings.topology == "kubeconfig":
+        assert secrets.kubeconfig is not None  # config requires it
+        return KubeconfigCluster(settings.stack, KubeconfigClusterArgs(kubeconfig=secrets.kubeconfig))
     if settings.topology == "docker":
         check_engine(settings.docker.host)  # before anything is created, even the generated token
         return DockerCluster(
@@ -162,4 +166,5 @@ def run() -> None:
     pulumi.export("apiServer", cluster.api_server)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("nodes", [{"name": n.name, "role": n.role, "address": n.address} for n in cluster.nodes])
-    pulumi.export("k3sVersion", settings.k3s.version)
+    if settings.topology != "kubeconfig":  # there, k3s.version is only what Rancher is checked against
+        pulumi.export("k3sVersion", settings.k3s.version)

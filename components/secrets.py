@@ -19,6 +19,7 @@ class StackSecrets:
     datastore_endpoint: pulumi.Output[str] | None
     rancher_bootstrap_password: pulumi.Output[str] | None
     rancher_tls_key: pulumi.Output[str] | None
+    kubeconfig: pulumi.Output[str] | None = None
 
 
 def read_secrets(config: pulumi.Config, present: Collection[str]) -> StackSecrets:
@@ -31,6 +32,7 @@ def read_secrets(config: pulumi.Config, present: Collection[str]) -> StackSecret
         datastore_endpoint=values["datastoreEndpoint"],
         rancher_bootstrap_password=values["rancherBootstrapPassword"],
         rancher_tls_key=values["rancherTlsKey"],
+        kubeconfig=values["kubeconfig"],
     )
 
 

@@ -21,6 +21,7 @@ SECRET_KEYS = (
     "datastoreEndpoint",
     "rancherBootstrapPassword",
     "rancherTlsKey",
+    "kubeconfig",
 )
 API_PORT = 6443
 # Addresses of docker nodes in docker.subnet: server i at host SERVER_HOST + i, agent i at

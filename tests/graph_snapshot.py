@@ -23,7 +23,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.harness import ROOT, SECRET_SIG, TEST_SSH_KEY, TEST_TOKEN, Run, load_stack_config, run_program
+from tests.harness import (
+    K3S_KUBECONFIG,
+    ROOT,
+    SECRET_SIG,
+    TEST_SSH_KEY,
+    TEST_TOKEN,
+    Run,
+    load_stack_config,
+    run_program,
+)
 
 SNAPSHOT_DIR = Path(__file__).resolve().parent / "graph_snapshots"
 AIRGAP_DIR = Path(__file__).resolve().parent / "data" / "airgap"
@@ -129,6 +138,16 @@ def _docker_sqlite() -> tuple[dict[str, Any], dict[str, str], str]:
     return config, {}, "mini"
 
 
+def _kubeconfig() -> tuple[dict[str, Any], dict[str, str], str]:
+    """An existing cluster given by its kubeconfig: Rancher with Let's Encrypt staging."""
+    config = {
+        "topology": "kubeconfig",
+        "rancher": {"hostname": "rancher.example.com", "tls": "letsEncrypt", "letsEncryptEmail": "ops@example.com"},
+    }
+    kubeconfig = K3S_KUBECONFIG.replace("https://127.0.0.1:6443", "https://k8s.example.com:6443")
+    return config, {"kubeconfig": kubeconfig}, "shared"
+
+
 SCENARIOS: dict[str, Scenario] = {
     "stack-dev": _stack("dev"),
     "stack-prod": _stack("prod"),
@@ -138,6 +157,7 @@ SCENARIOS: dict[str, Scenario] = {
     "ssh-sqlite": _ssh_sqlite,
     "docker-container-rancher": _docker_container_rancher,
     "docker-sqlite": _docker_sqlite,
+    "kubeconfig": _kubeconfig,
 }
 
 

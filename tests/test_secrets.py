@@ -23,7 +23,16 @@ import pytest
 
 from components.settings import SECRET_KEYS, ConfigError
 from policy import rules
-from tests.harness import GENERATED_PASSWORD, SECRET_SIG, TEST_SSH_KEY, Run, leaves, load_stack_config, run_program
+from tests.harness import (
+    GENERATED_PASSWORD,
+    K3S_KUBECONFIG,
+    SECRET_SIG,
+    TEST_SSH_KEY,
+    Run,
+    leaves,
+    load_stack_config,
+    run_program,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
@@ -37,6 +46,7 @@ SECRETS = {
     "datastoreEndpoint": "postgres://k3s:dbpass-SECRET-77aa@db.example.com:5432/k3s",
     "rancherBootstrapPassword": "bootstrap-SECRET-5e6f12",
     "rancherTlsKey": "-----BEGIN PRIVATE KEY-----\ntlskey-SECRET-0d0d4c\n-----END PRIVATE KEY-----\n",
+    "kubeconfig": K3S_KUBECONFIG.replace("Q0xJRU5ULUtFWS1TRUNSRVQ=", "kubecfg-SECRET-41c9e0"),
 }
 assert set(SECRETS) == set(SECRET_KEYS)
 # What must never show: each secret's distinctive part, what the mocks generate (tokens,
@@ -48,6 +58,7 @@ NEEDLES = [
     "dbpass-SECRET-77aa",
     "bootstrap-SECRET-5e6f12",
     "tlskey-SECRET-0d0d4c",
+    "kubecfg-SECRET-41c9e0",
     GENERATED_PASSWORD,
     "Q0xJRU5ULUtFWS1TRUNSRVQ=",
 ]
@@ -93,6 +104,7 @@ def stack_file(stack: str) -> Callable[[], dict[str, Any]]:
 
 VARIANTS: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {stack: (stack, stack_file(stack)) for stack in STACKS}
 VARIANTS["dev-every-secret"] = ("dev", dev_using_every_secret)
+VARIANTS["existing-cluster"] = ("shared", lambda: {"topology": "kubeconfig", "rancher": {"hostname": "r.example.com"}})
 if "local" in STACKS:
     VARIANTS["local-external-datastore"] = ("local", local_external)
 
@@ -150,6 +162,8 @@ def test_the_secrets_were_really_used(stack_run: tuple[str, Run]) -> None:
         str(v) for v in _secret_values(run.outputs)
     )
     expected = ["tok-SECRET-4b1d9a7e22c0", "Q0xJRU5ULUtFWS1TRUNSRVQ="]
+    if name == "existing-cluster":  # no token, no node: the kubeconfig given, and Rancher's
+        expected = ["kubecfg-SECRET-41c9e0", "bootstrap-SECRET-5e6f12"]
     if name == "dev-every-secret":
         expected += ["sshkey-SECRET-b3e1f0aa", "dbpass-SECRET-77aa", "bootstrap-SECRET-5e6f12", "tlskey-SECRET-0d0d4c"]
     if name == "local-external-datastore":
@@ -178,7 +192,8 @@ def test_command_text_is_never_secret_and_stdin_always_is(stack_run: tuple[str, 
 def test_commands_that_print_secrets_keep_their_output_secret_and_unlogged(stack_run: tuple[str, Run]) -> None:
     name, run = stack_run
     printing = [r for r in run.registrations if r.type in COMMANDS and rules.prints_secret(r.plain())]
-    assert [r.name for r in printing] == [f"{name.split('-')[0]}-kubeconfig"]
+    # The kubeconfig read, on the clusters this program builds; no command on an existing one.
+    assert [r.name for r in printing] == ([] if name == "existing-cluster" else [f"{name.split('-')[0]}-kubeconfig"])
     for r in printing:
         assert {"stdout", "stderr"} <= set(r.options["additionalSecretOutputs"]), r.name
         assert r.plain().get("logging") == "none", r.name
@@ -191,7 +206,8 @@ def test_secret_outputs_are_secret(stack_run: tuple[str, Run]) -> None:
             assert SECRET_SIG in run.outputs[key], f"stack output {key} is not secret"
     assert "kubeconfig" in run.outputs
     for key in ("apiServer", "k3sVersion", "nodes"):
-        assert SECRET_SIG not in (run.outputs[key] if isinstance(run.outputs[key], dict) else {}), key
+        if key in run.outputs or key != "k3sVersion":  # no K3s version on an existing cluster
+            assert SECRET_SIG not in (run.outputs[key] if isinstance(run.outputs[key], dict) else {}), key
 
 
 def test_the_kubernetes_provider_gets_the_kubeconfig_as_a_secret(stack_run: tuple[str, Run]) -> None:

@@ -10,11 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from components.settings import Settings
-from components.validation import docker, k3s, nodes, rancher, ssh
+from components.validation import docker, k3s, kubeconfig, nodes, rancher, ssh
 from components.validation.facts import Facts
 
 Validator = Callable[[Settings, Facts], list[tuple[str, str]]]
 
-VALIDATORS: tuple[Validator, ...] = (nodes.problems, k3s.problems, ssh.problems, docker.problems, rancher.problems)
+VALIDATORS: tuple[Validator, ...] = (
+    nodes.problems,
+    k3s.problems,
+    ssh.problems,
+    docker.problems,
+    kubeconfig.problems,
+    rancher.problems,
+)
 
 __all__ = ["VALIDATORS", "Facts", "Validator"]
