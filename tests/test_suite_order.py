@@ -19,14 +19,14 @@ def test_mock_tier_first_then_real_hosts_then_the_engine() -> None:
     collected = [
         item("real/test_engine.py"),
         item("real/test_hosts.py"),
-        item("test_scripts.py"),
+        item("scripts/test_install.py"),
         item("real/test_engine_faults.py"),
         item("real/test_scripts_on_hosts.py"),
         item("test_docs.py"),
     ]
     pytest_collection_modifyitems(collected)
     assert [i.path.relative_to(ROOT).as_posix() for i in collected] == [
-        "test_scripts.py",
+        "scripts/test_install.py",
         "test_docs.py",
         "real/test_hosts.py",
         "real/test_scripts_on_hosts.py",

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from tests.engine_steps import engine_steps
 from tests.harness import TEST_SSH_KEY, TEST_TOKEN, Run, load_stack_config, prod_config, run_program
-from tests.test_identity import engine_steps
 
 # topology -> (config, secrets, stack, the removed agent, the name of its install step)
 Case = tuple[dict[str, Any], dict[str, str], str, str, str]

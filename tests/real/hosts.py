@@ -1,4 +1,6 @@
 """Throwaway Linux hosts reachable by SSH on 127.0.0.1, for tests that run our scripts for real.
+(Over 400 lines on purpose: one TestHost interface, documented as one table in
+tests/real/README.md, with the Docker plumbing that starts, faults and removes those hosts.)
 
 Each host is a Docker container from the image that ``setup_docker.sh`` builds (Debian
 bookworm with systemd, sshd, sudo, python3, curl). systemd is PID 1 (run with the flags in

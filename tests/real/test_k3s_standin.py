@@ -1,4 +1,6 @@
 """The STAND-IN k3s (tests/real/standin/k3s) behaves like K3s where our scripts depend on it.
+(Over 400 lines on purpose: one test per row of tests/real/README.md's "K3s stand-in" table,
+which names this file as their home; they share the local-process Host harness below.)
 
 Most behaviours run the stand-in as local processes (K3S_STANDIN_ROOT gives each "host" its
 own /etc and /var, K3S_STANDIN_PORT its own API port); what needs two machines runs on

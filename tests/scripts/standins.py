@@ -1,0 +1,250 @@
+"""STAND-INs the sandbox puts on the scripts' PATH, and the mount namespace they run in.
+Each notes the real behaviour it imitates."""
+
+from __future__ import annotations
+
+OUTER = """set -eu
+for d in /etc /usr/local /opt; do
+  n=$(printf %s "$d" | tr / _)
+  mkdir -p "$SANDBOX/upper$n" "$SANDBOX/work$n"
+  mount -t overlay overlay -o "lowerdir=$d,upperdir=$SANDBOX/upper$n,workdir=$SANDBOX/work$n" "$d"
+done
+# A host whose /usr/local is read-only (the installer then uses /opt/bin).
+if [ -e "$SANDBOX/usr-local-read-only" ]; then mount -o remount,ro /usr/local; fi
+mkdir -p "$SANDBOX/var_lib"
+mount --bind "$SANDBOX/var_lib" /var/lib
+exec sh -c "$(cat "$SANDBOX/command.sh")"
+"""
+
+# STAND-IN for sudo with RHEL-family sudoers (`Defaults secure_path = /sbin:/bin:/usr/sbin:/usr/bin`,
+# no /usr/local/bin): it resets PATH like that (the stubs directory stands for the system's own
+# tools), and refuses to run without -n (a prompt would read the secrets on stdin).
+SUDO = """#!/bin/sh
+[ "$1" = -n ] || { echo "sudo stand-in: called without -n" >&2; exit 99; }
+shift
+PATH="$K3SR_TEST_STUBS:/sbin:/bin:/usr/sbin:/usr/bin"
+SUDO_USER=$K3SR_TEST_SSH_USER  # sudo sets it to the invoking user
+export PATH SUDO_USER
+exec "$@"
+"""
+
+CURL = """#!/bin/sh
+# STAND-IN for curl: records the URL, "downloads" the stand-in installer.
+out=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o) out=$2; shift 2 ;;
+    --retry|--max-time) shift 2 ;;
+    -*) shift ;;
+    *) printf '%s\\n' "$1" >> "$K3SR_TEST_LOG/curl.log"; shift ;;
+  esac
+done
+cp "$K3SR_TEST_STUBS/installer.sh" "$out"
+"""
+
+INSTALLER = """#!/bin/sh
+# STAND-IN for the K3s installer (get.k3s.io): the install script runs it with `sh`.
+exec "{python}" "$K3SR_TEST_STUBS/record.py" installer "$@"
+"""
+
+K3S_BINARY = """#!/bin/sh
+# STAND-IN for the k3s binary {version}
+K3SR_K3S_VERSION='{version}' exec "{python}" "$K3SR_TEST_STUBS/record.py" k3s "$@"
+"""
+
+TOOL = '#!/bin/sh\nexec "{python}" "$K3SR_TEST_STUBS/record.py" {kind} "$@"\n'
+
+# The stand-ins, in one Python file. Each notes the real behaviour it imitates.
+RECORD = r"""
+import hashlib, json, os, stat, subprocess, sys, time
+
+log = os.environ["K3SR_TEST_LOG"]
+stubs = os.environ["K3SR_TEST_STUBS"]
+kind, argv = sys.argv[1], sys.argv[2:]
+env = {k: v for k, v in os.environ.items() if k.startswith(("INSTALL_K3S_", "K3S_"))}
+with open(os.path.join(log, kind + ".jsonl"), "a") as f:
+    f.write(json.dumps({"argv": argv, "env": env}) + "\n")
+state_file = os.path.join(log, "state.json")
+state = json.load(open(state_file)) if os.path.exists(state_file) else {}
+state.setdefault("nodes", {})
+state.setdefault("annotation", "")
+state.setdefault("services", {})
+state.setdefault("enabled", [])
+
+
+def save():
+    json.dump(state, open(state_file, "w"))
+
+
+def sha(path):
+    try:
+        return hashlib.sha256(open(path, "rb").read()).hexdigest()
+    except OSError:
+        return "missing"
+
+
+def write(path, text, mode):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
+if kind == "installer":
+    # install.sh: setup_env (bin dir, service name, unit and env file), get_installed_hashes,
+    # download_and_verify, create_killall/create_uninstall, create_env_file,
+    # create_systemd_service_file, systemd_enable, service_enable_and_start.
+    if os.path.exists(os.path.join(log, "installer-fails")):
+        print("[ERROR] stand-in installer failure", file=sys.stderr)
+        sys.exit(1)
+    bin_dir = os.environ.get("INSTALL_K3S_BIN_DIR") or "/usr/local/bin"
+    cmd = (os.environ.get("INSTALL_K3S_EXEC") or ("agent" if os.environ.get("K3S_URL") else "server")).split()[0]
+    name = "k3s" if cmd == "server" else "k3s-" + cmd
+    unit, env_file = f"/etc/systemd/system/{name}.service", f"/etc/systemd/system/{name}.service.env"
+    binary = os.path.join(bin_dir, "k3s")
+    hashes = lambda: [sha(binary), sha(unit), sha(env_file)]
+    before = hashes()
+    if os.environ.get("INSTALL_K3S_SKIP_DOWNLOAD") in ("true", "binary"):
+        if not os.access(binary, os.X_OK):
+            print(f"[ERROR]  Executable k3s binary not found at {binary}", file=sys.stderr)
+            sys.exit(1)
+    else:
+        text = open(os.path.join(stubs, "k3s-binary.tmpl")).read()
+        text = text.replace("{version}", os.environ["INSTALL_K3S_VERSION"])
+        if sha(binary) != hashlib.sha256(text.encode()).hexdigest():
+            write(binary, text, 0o755)
+    killall = os.path.join(bin_dir, "k3s-killall.sh")
+    # k3s-killall.sh: stops every k3s*.service, then kills what is left.
+    write(killall, "\n".join([
+        "#!/bin/sh",
+        f'"{sys.executable}" "$K3SR_TEST_STUBS/record.py" killall',
+        "for service in /etc/systemd/system/k3s*.service; do",
+        '  [ -s "$service" ] && systemctl stop "$(basename "$service")"',
+        "done",
+        "",
+    ]), 0o755)
+    # k3s-uninstall.sh: no `set -e`; it calls the killall script first, whatever happens.
+    uninstall = os.path.join(bin_dir, f"{name}-uninstall.sh")
+    write(uninstall, "\n".join([
+        "#!/bin/sh",
+        f'"{sys.executable}" "$K3SR_TEST_STUBS/record.py" uninstall {name}',
+        killall,
+        f"rm -f {unit} {env_file}",
+        "rm -rf /etc/rancher/k3s /var/lib/rancher/k3s",
+        f"rm -f {binary} {killall} {uninstall}",
+        "",
+    ]), 0o755)
+    exports = "".join(f"{k}={v}\n" for k, v in sorted(os.environ.items()) if k.startswith("K3S_"))
+    write(env_file, exports, 0o600)
+    write(unit, f"[Service]\nType=notify\nTimeoutStartSec=0\nExecStart={binary} {' '.join([cmd, *argv])}\n", 0o644)
+    subprocess.run(["systemctl", "enable", unit], check=True)
+    subprocess.run(["systemctl", "daemon-reload"], check=True)
+    if os.environ.get("INSTALL_K3S_SKIP_START") == "true":
+        sys.exit(0)
+    if hashes() == before and os.environ.get("INSTALL_K3S_FORCE_RESTART") != "true":
+        sys.exit(0)
+    subprocess.run(["systemctl", "restart", name], check=True)
+    sys.exit(0)
+
+if kind == "systemctl":
+    # systemd for the installer's unit (install.sh create_systemd_service_file: Type=notify,
+    # TimeoutStartSec=0, Restart=always): `restart` without --no-block returns once the service
+    # sent READY (never, for one that cannot start); is-active says activating until then.
+    args = [a for a in argv if not a.startswith("--")]
+    verb, unit = (args + ["", ""])[:2]
+    unit = unit.removesuffix(".service")
+    service = state["services"].setdefault(unit, {"state": "inactive"})
+    if verb == "is-active":
+        states = service.get("states")
+        now = states.pop(0) if states and len(states) > 1 else (states[0] if states else service["state"])
+        if states and len(states) == 1 and service.pop("enter_on_last", False):
+            service["entered"] = service.get("entered", 0) + 1
+        save()
+        if "--quiet" not in argv:
+            print(now)
+        sys.exit(0 if now == "active" else 3)
+    if verb == "is-enabled":
+        sys.exit(0 if unit in state["enabled"] else 1)
+    if verb == "show" and "ActiveEnterTimestampMonotonic" in argv:
+        print(service.get("entered", 0))
+        sys.exit(0)
+    if verb == "restart":
+        after = service.get("after_restart", "active")
+        if "--no-block" not in argv and after != "active":
+            time.sleep(3600)
+        service["state"] = after
+        # A queued restart: the old process may still answer "active" for a moment
+        # (`restart_states`); the service has restarted once it enters "active" again.
+        service["states"] = list(service.get("restart_states", [after]))
+        service["enter_on_last"] = after == "active"
+        if len(service["states"]) == 1 and service.pop("enter_on_last"):
+            service["entered"] = service.get("entered", 0) + 1
+        save()
+        sys.exit(0)
+    if verb == "stop":
+        service["state"] = "inactive"
+        service.pop("states", None)
+        save()
+    if verb == "daemon-reload" and os.path.exists(os.path.join(log, "daemon-reload-fails")):
+        print("Failed to reload daemon: Access denied", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(0)
+
+if kind == "journalctl":
+    path = os.path.join(log, "journal.txt")
+    lines = open(path).read().splitlines() if os.path.exists(path) else []
+    n = int(argv[argv.index("-n") + 1]) if "-n" in argv else len(lines)
+    print("\n".join(lines[-n:]))
+    sys.exit(0)
+
+if kind == "getent":
+    # The host's user database: the SSH user's home is inside the sandbox.
+    if argv[:1] == ["passwd"] and len(argv) == 2:
+        print(f"{argv[1]}:x:1000:1000::{os.environ['SANDBOX']}/home/{argv[1]}:/bin/sh")
+        sys.exit(0)
+    sys.exit(2)
+
+if kind == "getenforce":
+    print(state.get("selinux", "Disabled"))
+    sys.exit(0)
+
+if kind != "k3s":
+    sys.exit(0)
+# k3s: `--version` (first line "k3s version vX.Y.Z+k3sN (commit)", pkg/version), and
+# `kubectl --kubeconfig FILE ...` against a fake node list in state.json. kubectl's answers:
+# NotFound as "Error from server (NotFound): ..." exit 1; with --ignore-not-found nothing and
+# exit 0 (k8s.io/kubectl pkg/cmd/get/get.go); an API that does not answer: "The connection to
+# the server ... was refused" exit 1 (client-go).
+if argv[:1] == ["--version"]:
+    print(f"k3s version {os.environ['K3SR_K3S_VERSION']} (0123abcd)\ngo version go1.24.6")
+    sys.exit(0)
+args = argv[3:] if argv[:2] == ["kubectl", "--kubeconfig"] else argv
+if state.get("api_down"):
+    refused = "The connection to the server 127.0.0.1:6443 was refused"
+    print(refused + " - did you specify the right host or port?", file=sys.stderr)
+    sys.exit(1)
+if args[:2] == ["get", "--raw"]:
+    sys.exit(0 if state.get("readyz", True) else 1)
+if args[:2] == ["get", "node"] and len(args) >= 3:
+    name = args[2]
+    if name not in state["nodes"]:
+        if "--ignore-not-found" in args:
+            sys.exit(0)
+        print(f'Error from server (NotFound): nodes "{name}" not found', file=sys.stderr)
+        sys.exit(1)
+    output = " ".join(args[3:])
+    if "annotations" in output:
+        sys.stdout.write(state["annotation"])
+    elif "kubeletVersion" in output:
+        sys.stdout.write(state["nodes"][name])
+    elif "-o name" in output:
+        print(f"node/{name}")
+    sys.exit(0)
+if args[:1] == ["annotate"]:
+    state["annotation"] = args[-1].split("=", 1)[1]
+    save()
+if args[:2] == ["delete", "node"]:
+    state["nodes"].pop(args[2], None)
+    save()
+sys.exit(0)
+"""
