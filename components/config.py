@@ -11,9 +11,7 @@ the secrets that are set and the stack name, and runs, in order:
 When the structure is wrong somewhere, 2-4 still run, best effort, so that one error lists
 the value problems too.
 
-The names other modules import from here (the settings classes, NAMESPACE, SECRET_KEYS,
-load_schema, ...) are re-exported until they import them from components.settings and
-components.schema directly.
+The settings types live in components/settings.py, the schema in components/schema.py.
 """
 
 from __future__ import annotations
@@ -23,13 +21,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from components import checks, local_files
-from components.schema import SCHEMA_PATH, apply_defaults, given_keys, load_schema, schema_problems
+from components.schema import apply_defaults, given_keys, load_schema, schema_problems
 from components.settings import (
-    API_PORT,
-    DOCKER_AGENT_HOST,
-    DOCKER_SERVER_HOST,
     NAMESPACE,
-    SECRET_KEYS,
     Airgap,
     Bastion,
     CertManagerSettings,
@@ -45,33 +39,6 @@ from components.settings import (
 )
 from components.validation import VALIDATORS, Facts
 from components.validation.k3s import etcd_warning
-
-__all__ = [
-    "API_PORT",
-    "DOCKER_AGENT_HOST",
-    "DOCKER_SERVER_HOST",
-    "NAMESPACE",
-    "SCHEMA_PATH",
-    "SECRET_KEYS",
-    "Airgap",
-    "Bastion",
-    "CertManagerSettings",
-    "ConfigError",
-    "DockerSettings",
-    "K3sSettings",
-    "Node",
-    "RancherSettings",
-    "Settings",
-    "SshEndpoint",
-    "SshSettings",
-    "Timeouts",
-    "apply_defaults",
-    "build",
-    "load_schema",
-    "parse_settings",
-    "schema_problems",
-    "server_count",
-]
 
 # What building or checking a config of the wrong structure can raise; the structural
 # problem is listed anyway.

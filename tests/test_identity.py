@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from components.config import NAMESPACE, ConfigError, parse_settings
+from components.config import parse_settings
+from components.settings import NAMESPACE, ConfigError
 from tests.engine_steps import COPY, REMOTE, Step, engine_steps, node_steps
 from tests.harness import ROOT, TEST_SSH_KEY, Registration, Run, load_stack_config, prod_config, run_program
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from components.config import ConfigError, parse_settings
+from components.config import parse_settings
+from components.settings import ConfigError
 from tests.docker_topology.local import STACK, local_config, local_run
 from tests.harness import load_stack_config
 

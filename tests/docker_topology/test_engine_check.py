@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from components.backends import docker_engine
-from components.config import ConfigError
+from components.settings import ConfigError
 from tests.docker_topology.local import STACK, local_config
 from tests.harness import Run, run_program
 

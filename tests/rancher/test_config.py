@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from components.config import ConfigError, parse_settings
+from components.config import parse_settings
+from components.settings import ConfigError
 from tests.rancher.runs import CA, CERT, TLS_KEY, custom_run, one_server, tiny_chart
 
 BAD_RANCHER = [

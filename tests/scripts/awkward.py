@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from components import scripts
-from components.config import Settings, parse_settings
+from components.config import parse_settings
+from components.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SH_DIR = ROOT / "components" / "sh"

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from components import scripts
-from components.config import Settings
+from components.settings import Settings
 from policy.shell_inputs import parse as parse_inputs
 from tests.scripts.awkward import TOKEN, awkward_config, settings_for
 from tests.scripts.standins import CURL, INSTALLER, K3S_BINARY, OUTER, RECORD, SUDO, TOOL
