@@ -1,0 +1,204 @@
+"""Tier 3: the program's cluster-side half for real. The real Pulumi CLI and the real
+pulumi-kubernetes provider (tests/real/engine) run the program with topology kubeconfig
+against a real API server with real controllers and kwok nodes (tests/real/controlplane.py),
+all inside one private network namespace; the cert-manager and Rancher charts are the
+STAND-INs in tests/real/charts. Every step is asserted on the objects in the API.
+
+The tests run in order and share one stack: preview, up, a no-op up, a values change, tls
+secret, rancher.enabled false, destroy.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.real.controlplane import ControlPlane
+from tests.real.engine_project import EngineProject, engine_bin, make_project
+
+pytestmark = pytest.mark.real
+
+CHARTS = Path(__file__).resolve().parent / "charts"
+HOSTNAME = "rancher.tier3.test"
+BOOTSTRAP = "tier3-bootstrap-password-0123"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+DEPLOYMENTS = {
+    "cert-manager": ["cert-manager", "cert-manager-cainjector", "cert-manager-webhook"],
+    "cattle-system": ["rancher"],
+}
+
+
+def rancher_config(**overrides: Any) -> dict[str, Any]:
+    rancher: dict[str, Any] = {
+        "hostname": HOSTNAME,
+        "chartRepo": str(CHARTS / "rancher"),
+        "replicas": 1,
+        "timeout": 180,
+        "certManager": {"chartRepo": str(CHARTS / "cert-manager")},
+    }
+    rancher.update(overrides)
+    return rancher
+
+
+class Tier3:
+    """The stack of this module: a project with the program, driven inside the namespace."""
+
+    def __init__(self, project: EngineProject, cp: ControlPlane) -> None:
+        self.project, self.cp = project, cp
+
+    def pulumi(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        done = self.cp.run(
+            ["pulumi", *args, "--stack", self.project.stack, "--non-interactive"],
+            env=self.project.env,
+            cwd=self.project.directory,
+            timeout=timeout,
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"pulumi {' '.join(args)} failed:\n{done.stdout[-6000:]}\n{done.stderr[-3000:]}")
+        return done
+
+    def configure(self, rancher: dict[str, Any]) -> None:
+        """The stack file's non-secret config (secrets set with `pulumi config set --secret` stay)."""
+        stack_file = self.project.directory / "stacks" / f"Pulumi.{self.project.stack}.yaml"
+        existing = yaml.safe_load(stack_file.read_text()) if stack_file.exists() else {}
+        secure = {k: v for k, v in (existing or {}).get("config", {}).items() if isinstance(v, dict) and "secure" in v}
+        config = {"k3s-rancher:topology": "kubeconfig", "k3s-rancher:rancher": rancher}
+        stack_file.write_text(yaml.safe_dump({**(existing or {}), "config": {**config, **secure}}))
+
+    def steps(self) -> list[tuple[str, str, str]]:
+        """(op, type, name) of every step `pulumi preview` plans."""
+        done = self.pulumi("preview", "--json")
+        return [
+            (s["op"], s.get("newState", s.get("oldState", {})).get("type", ""), s["urn"].rsplit("::", 1)[1])
+            for s in json.loads(done.stdout).get("steps", [])
+        ]
+
+    def changes(self) -> set[tuple[str, str]]:
+        return {(op, name) for op, _, name in self.steps() if op != "same"}
+
+    def available(self, namespace: str, name: str) -> bool:
+        data = self.cp.get_json("deployment", name, "-n", namespace)
+        conditions = {c["type"]: c["status"] for c in data.get("status", {}).get("conditions", [])}
+        return conditions.get("Available") == "True"
+
+    def helm_releases(self) -> set[tuple[str, str]]:
+        done = self.cp.run(["helm", "list", "--all-namespaces", "--output", "json"])
+        return {(r["namespace"], r["name"]) for r in json.loads(done.stdout)}
+
+    def namespaces(self) -> set[str]:
+        return {n["metadata"]["name"] for n in self.cp.get_json("namespaces")["items"]}
+
+
+@pytest.fixture(scope="module")
+def tier3(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier3]:
+    project = make_project(tmp_path_factory.mktemp("tier3"), engine_bin())
+    stack = Tier3(project, controlplane)
+    controlplane.add_nodes(2, prefix="tier3-node")
+    stack.configure(rancher_config())
+    project.set_secret("kubeconfig", controlplane.kubeconfig.read_text())
+    project.set_secret("rancherBootstrapPassword", BOOTSTRAP)
+    yield stack
+    # Leave the session's cluster as found, whatever failed above.
+    stack.pulumi("destroy", "--yes", "--skip-preview", check=False)
+    for node in ("tier3-node-0", "tier3-node-1"):
+        controlplane.kubectl("delete", "node", node, "--ignore-not-found", check=False)
+
+
+def test_preview_plans_the_namespaces_and_both_releases(tier3: Tier3) -> None:
+    planned = {(op, type_, name) for op, type_, name in tier3.steps() if type_ in (RELEASE, NAMESPACE)}
+    assert planned == {
+        ("create", NAMESPACE, "cert-manager-namespace"),
+        ("create", NAMESPACE, "cattle-system-namespace"),
+        ("create", RELEASE, "cert-manager-release"),
+        ("create", RELEASE, "rancher-release"),
+    }
+    assert tier3.helm_releases() == set()  # a preview changes nothing
+
+
+def test_up_deploys_cert_manager_and_rancher_available_behind_the_ingress(tier3: Tier3) -> None:
+    tier3.pulumi("up", "--yes", "--skip-preview", timeout=900)
+    assert tier3.helm_releases() == {("cert-manager", "cert-manager"), ("cattle-system", "rancher")}
+    for namespace, names in DEPLOYMENTS.items():
+        for name in names:
+            assert tier3.available(namespace, name), f"{namespace}/{name} is not Available"
+    ingress = tier3.cp.get_json("ingress", "rancher", "-n", "cattle-system")
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == [HOSTNAME]
+    assert ingress["spec"]["tls"] == [{"hosts": [HOSTNAME], "secretName": "tls-rancher-ingress"}]
+    assert ingress["spec"].get("ingressClassName") == "traefik"
+    # cert-manager's CRDs came with its release, and Rancher's chart made its Issuer (tls rancher).
+    crds = {c["metadata"]["name"] for c in tier3.cp.get_json("crd")["items"]}
+    assert {"certificates.cert-manager.io", "issuers.cert-manager.io", "clusterissuers.cert-manager.io"} <= crds
+    assert tier3.cp.get_json("issuers.cert-manager.io", "-n", "cattle-system")["items"]
+    outputs = json.loads(tier3.pulumi("stack", "output", "--json").stdout)
+    assert outputs["rancherUrl"] == f"https://{HOSTNAME}"
+    assert outputs["apiServer"] == tier3.cp.server
+    assert outputs["nodes"] == []
+
+
+def test_a_second_up_with_nothing_changed_changes_nothing(tier3: Tier3) -> None:
+    assert tier3.changes() == set()
+    tier3.pulumi("up", "--yes", "--skip-preview", "--expect-no-changes")
+
+
+def test_a_values_change_updates_the_rancher_release_in_place(tier3: Tier3) -> None:
+    before = tier3.cp.get_json("deployment", "rancher", "-n", "cattle-system")["metadata"]["uid"]
+    tier3.configure(rancher_config(replicas=2))
+    assert tier3.changes() == {("update", "rancher-release")}
+    tier3.pulumi("up", "--yes", "--skip-preview", timeout=900)
+    after = tier3.cp.get_json("deployment", "rancher", "-n", "cattle-system")
+    assert after["metadata"]["uid"] == before  # upgraded, not reinstalled
+    assert after["spec"]["replicas"] == 2
+    assert tier3.available("cattle-system", "rancher")
+
+
+def test_tls_secret_mode_uses_our_certificate_and_drops_cert_manager(tier3: Tier3, tmp_path: Path) -> None:
+    key, cert = tmp_path / "tls.key", tmp_path / "tls.crt"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            "-subj", f"/CN={HOSTNAME}", "-addext", f"subjectAltName=DNS:{HOSTNAME}",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    tier3.project.set_secret("rancherTlsKey", key.read_text())
+    tier3.configure(rancher_config(replicas=2, tls="secret", tlsCert=str(cert)))
+    tier3.pulumi("up", "--yes", "--skip-preview", timeout=900)
+    secret = tier3.cp.get_json("secret", "tls-rancher-ingress", "-n", "cattle-system")
+    assert secret["type"] == "kubernetes.io/tls"
+    assert set(secret["data"]) == {"tls.crt", "tls.key"}
+    # tls secret needs no cert-manager: its release is uninstalled and its namespace deleted.
+    assert tier3.helm_releases() == {("cattle-system", "rancher")}
+    assert "cert-manager" not in tier3.namespaces()
+    ingress = tier3.cp.get_json("ingress", "rancher", "-n", "cattle-system")
+    assert ingress["spec"]["tls"] == [{"hosts": [HOSTNAME], "secretName": "tls-rancher-ingress"}]
+
+
+def test_rancher_disabled_uninstalls_the_releases_and_their_namespaces(tier3: Tier3) -> None:
+    tier3.configure({"enabled": False})
+    tier3.pulumi("up", "--yes", "--skip-preview", timeout=900)
+    assert tier3.helm_releases() == set()
+    assert not {"cattle-system", "cert-manager"} & tier3.namespaces()
+    # cert-manager's CRDs stay (crds.keep): the README says how to remove them.
+    crds = {c["metadata"]["name"] for c in tier3.cp.get_json("crd")["items"]}
+    assert "certificates.cert-manager.io" in crds
+
+
+def test_destroy_leaves_an_empty_stack_and_the_cluster_running(tier3: Tier3) -> None:
+    tier3.configure(rancher_config())
+    tier3.pulumi("up", "--yes", "--skip-preview", timeout=900)
+    assert tier3.helm_releases() == {("cert-manager", "cert-manager"), ("cattle-system", "rancher")}
+    tier3.pulumi("destroy", "--yes", "--skip-preview", timeout=900)
+    assert tier3.helm_releases() == set()
+    assert not {"cattle-system", "cert-manager"} & tier3.namespaces()
+    resources = json.loads(tier3.pulumi("stack", "export").stdout)["deployment"].get("resources") or []
+    assert resources == []
+    assert tier3.cp.kubectl("get", "--raw", "/readyz").strip() == "ok"
