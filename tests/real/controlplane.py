@@ -393,6 +393,7 @@ def control_plane(
     bin_dir: Path,
     *,
     sans: Sequence[str] = (),
+    addresses: Sequence[str] = (),
     port: int = 6443,
     etcd: Path | None = None,
     start_timeout: float = 90,
@@ -400,7 +401,11 @@ def control_plane(
 ) -> Iterator[ControlPlane]:
     """Start etcd, the API server (serving certificate with `sans` besides the usual
     names), the controller manager, the scheduler and kwok in a new private network
-    namespace; stop them all and remove every file on exit."""
+    namespace; stop them all and remove every file on exit.
+
+    `addresses`: IPv4 addresses given to the namespace's loopback device, on which the API
+    server then answers too (it binds 0.0.0.0 of the namespace), e.g. a K3s apiAddress for a
+    kubeconfig rewritten to it. They exist inside the namespace only."""
     etcd_bin = etcd or install_etcd()
     workdir = Path(tempfile.mkdtemp(prefix="k3sr-tier3-"))
     cp: ControlPlane | None = None
@@ -413,6 +418,8 @@ def control_plane(
         # Token auth file: token,user,uid,"group". Read by the API server only.
         _write_secret(pki / "tokens.csv", f'{token},admin,admin,"system:masters"\n')
         cp = ControlPlane(bin_dir=bin_dir, workdir=workdir, port=port, holder=_holder())
+        for address in addresses:
+            cp.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], timeout=30)
         _write_secret(cp.kubeconfig, kubeconfig_text(cp.server, cp.ca_cert.read_text(), token))
         cp.env = {
             **os.environ,
@@ -449,7 +456,7 @@ def control_plane(
             [
                 str(bin_dir / "kube-apiserver"),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
+                f"--bind-address={'0.0.0.0' if addresses else '127.0.0.1'}",
                 "--advertise-address=127.0.0.1",
                 f"--secure-port={port}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",

@@ -320,7 +320,8 @@ def in_namespace(netns: str) -> list[int]:
 
 
 def test_teardown_leaves_no_process_and_no_files(controlplane_bin: Path) -> None:
-    with control_plane(controlplane_bin, sans=["k3s.tier3.example", "10.20.0.10"], port=7443) as cp:
+    sans = ["k3s.tier3.example", "10.20.0.10"]
+    with control_plane(controlplane_bin, sans=sans, addresses=["10.20.0.10"], port=7443) as cp:
         netns = os.readlink(cp.netns)
         workdir = cp.workdir
         assert sorted(in_namespace(netns)) == sorted(cp.pids())  # holder + 5 daemons
@@ -330,5 +331,8 @@ def test_teardown_leaves_no_process_and_no_files(controlplane_bin: Path) -> None
                        "subjectAltName"]).stdout  # fmt: skip
         assert "DNS:k3s.tier3.example" in text and "IP Address:10.20.0.10" in text
         assert cp.kubectl("get", "--raw=/readyz").strip() == "ok"
+        # A kubeconfig rewritten to the extra address verifies the certificate there.
+        at_address = cp.kubectl("--server=https://10.20.0.10:7443", "get", "--raw=/readyz")
+        assert at_address.strip() == "ok"
     assert in_namespace(netns) == []
     assert not workdir.exists()
