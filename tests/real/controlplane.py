@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import yaml
 
@@ -266,7 +266,7 @@ class ControlPlane:
     def kubectl(self, *args: str, timeout: float = 60, check: bool = True, input: str | None = None) -> str:
         return self.run(["kubectl", *args], timeout=timeout, check=check, input=input).stdout
 
-    def get_json(self, *args: str) -> dict[str, object]:
+    def get_json(self, *args: str) -> dict[str, Any]:
         data = json.loads(self.kubectl("get", *args, "-o", "json"))
         assert isinstance(data, dict)
         return data

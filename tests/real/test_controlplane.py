@@ -32,7 +32,7 @@ def settings(rancher: Mapping[str, Any], secrets: set[str] | None = None) -> Any
 
 
 # Every rancher.tls mode, and the other settings that change the values.
-RANCHER_VARIANTS = {
+RANCHER_VARIANTS: dict[str, tuple[dict[str, Any], set[str]]] = {
     "tls-rancher": ({}, set()),
     "tls-letsEncrypt-production": ({"tls": "letsEncrypt", "letsEncryptEmail": "ops@example.com"}, set()),
     "tls-letsEncrypt-staging": (
@@ -237,7 +237,7 @@ def test_api_is_not_reachable_from_the_host_namespace(controlplane: ControlPlane
 def test_a_kwok_node_becomes_ready_and_a_deployment_available(controlplane: ControlPlane) -> None:
     cp = controlplane
     (node,) = cp.add_nodes(1, prefix="tier3-node")
-    ready = {c["type"]: c["status"] for c in cp.get_json("node", node)["status"]["conditions"]}  # type: ignore[index]
+    ready = {c["type"]: c["status"] for c in cp.get_json("node", node)["status"]["conditions"]}
     assert ready["Ready"] == "True"
     deployment = {
         "apiVersion": "apps/v1",
@@ -255,9 +255,9 @@ def test_a_kwok_node_becomes_ready_and_a_deployment_available(controlplane: Cont
     cp.kubectl("apply", "-f", "-", input=json.dumps(deployment))
     cp.kubectl("-n", "default", "wait", "--for=condition=Available", "--timeout=60s", "deployment/web", timeout=75)
     status = cp.get_json("-n", "default", "deployment", "web")["status"]
-    assert status["readyReplicas"] == 2  # type: ignore[index]
+    assert status["readyReplicas"] == 2
     pods = cp.get_json("-n", "default", "pods", "-l", "app=web")["items"]
-    assert {p["spec"]["nodeName"] for p in pods} == {node}  # type: ignore[index]
+    assert {p["spec"]["nodeName"] for p in pods} == {node}
 
 
 def test_stand_in_charts_install_and_their_deployments_become_available(
@@ -282,16 +282,16 @@ def test_stand_in_charts_install_and_their_deployments_become_available(
     install("rancher", "cattle-system", rancher_values(r, "tier3-bootstrap-pw"))
 
     def available(namespace: str, name: str) -> bool:
-        conditions = cp.get_json("-n", namespace, "deployment", name)["status"]["conditions"]  # type: ignore[index]
-        return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)  # type: ignore[index]
+        conditions = cp.get_json("-n", namespace, "deployment", name)["status"]["conditions"]
+        return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
 
     for name in ("cert-manager", "cert-manager-webhook", "cert-manager-cainjector"):
         assert available("cert-manager", name), name
     assert available("cattle-system", "rancher")
-    assert cp.get_json("-n", "cattle-system", "deployment", "rancher")["spec"]["replicas"] == 2  # type: ignore[index]
+    assert cp.get_json("-n", "cattle-system", "deployment", "rancher")["spec"]["replicas"] == 2
     ingress = cp.get_json("-n", "cattle-system", "ingress", "rancher")["spec"]
-    assert ingress["rules"][0]["host"] == "rancher.tier3.example"  # type: ignore[index]
-    assert ingress["tls"][0]["secretName"] == "tls-rancher-ingress"  # type: ignore[index]
+    assert ingress["rules"][0]["host"] == "rancher.tier3.example"
+    assert ingress["tls"][0]["secretName"] == "tls-rancher-ingress"
     issuer = cp.get_json("-n", "cattle-system", "issuers.cert-manager.io", "rancher")
     assert issuer["spec"] == {"ca": {"secretName": "tls-rancher"}}
     # The CRDs validate like the real ones: a Certificate without issuerRef is refused.
