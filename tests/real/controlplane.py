@@ -7,7 +7,8 @@ keeps the namespace; every daemon, and every command a test runs against the clu
 (kubectl, helm, the Pulumi CLI), enters it with `nsenter --net=/proc/<holder>/ns/net`. So
 nothing here can listen on, or dial, any address outside: the API server's dials to Service
 IPs (admission webhooks, aggregated APIs) have no route, and the webhook admission plugins
-are off so none is attempted. Needs root (this machine's CI runs the tests as root).
+are off so none is attempted. As root the holder is `unshare --net`; otherwise (GitHub's
+runners) `unshare --user --map-root-user --net`, which needs unprivileged user namespaces.
 
     with control_plane(bin_dir) as cp:
         cp.add_nodes(2)
@@ -241,7 +242,7 @@ class ControlPlane:
 
     def command(self, args: Sequence[str]) -> list[str]:
         """`args` wrapped to run inside the namespace (for callers that start it themselves)."""
-        return ["nsenter", f"--net={self.netns}", "--", *args]
+        return [*_enter(self.holder.pid), *args]
 
     def run(
         self,
@@ -360,10 +361,22 @@ def node_manifest(name: str) -> dict[str, object]:
     }
 
 
+ROOTLESS = os.geteuid() != 0
+
+
+def _enter(holder: int) -> list[str]:
+    """The nsenter prefix that runs a command in the holder's network namespace. Without
+    root the holder made a user namespace too (mapping us to its root), entered first."""
+    user = [f"--user=/proc/{holder}/ns/user"] if ROOTLESS else []
+    return ["nsenter", *user, f"--net=/proc/{holder}/ns/net", "--"]
+
+
 def _holder(timeout: float = 10) -> subprocess.Popen[bytes]:
-    """The process that keeps the namespace: `unshare --net` with loopback brought up."""
+    """The process that keeps the namespace: `unshare --net` (as root; otherwise
+    `unshare --user --map-root-user --net`) with loopback brought up."""
+    user = ["--user", "--map-root-user"] if ROOTLESS else []
     holder = subprocess.Popen(
-        ["unshare", "--net", "--", "sleep", "infinity"],
+        ["unshare", *user, "--net", "--", "sleep", "infinity"],
         stdin=subprocess.DEVNULL,
         start_new_session=True,
         preexec_fn=_die_with_parent,
@@ -374,18 +387,19 @@ def _holder(timeout: float = 10) -> subprocess.Popen[bytes]:
     while _netns_id(holder.pid) == own:
         if holder.poll() is not None or time.monotonic() > deadline:
             _terminate(holder)
-            raise ControlPlaneError("unshare --net did not make a network namespace (root is needed)")
+            raise ControlPlaneError("unshare did not make a network namespace (are user namespaces allowed?)")
         time.sleep(0.05)
-    up = subprocess.run(
-        ["nsenter", f"--net=/proc/{holder.pid}/ns/net", "--", "ip", "link", "set", "lo", "up"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if up.returncode != 0:
-        _terminate(holder)
-        raise ControlPlaneError(f"cannot bring lo up in the namespace: {up.stderr}")
-    return holder
+    # Rootless, the uid map is written just after the namespaces are made: retry briefly.
+    while True:
+        up = subprocess.run(
+            [*_enter(holder.pid), "ip", "link", "set", "lo", "up"], capture_output=True, text=True, timeout=30
+        )
+        if up.returncode == 0:
+            return holder
+        if time.monotonic() > deadline:
+            _terminate(holder)
+            raise ControlPlaneError(f"cannot bring lo up in the namespace: {up.stderr}")
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager
