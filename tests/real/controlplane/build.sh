@@ -18,6 +18,11 @@
 #   GOMODCACHE, GOCACHE ...         the go command's own; GOFLAGS is replaced for the builds.
 set -eEuo pipefail
 shopt -s inherit_errexit
+# The whole script is one { ... } group: bash parses it completely before running it, so
+# editing this file while a build runs cannot make the running build execute shifted lines.
+# (Inside a group shellcheck takes the functions run through `timed` for unused ones.)
+# shellcheck disable=SC2329
+{
 
 # ---------------------------------------------------------------------------------------
 # Versions. Change one and the cache key changes.
@@ -239,3 +244,5 @@ mv "$out" "$entry"
 log "timings: $(tr '\n' ' ' <"$entry/TIMINGS")"
 log "cache size: $(du -sh "$entry" | cut -f1)"
 printf '%s\n' "$bin_dir"
+exit 0
+}
