@@ -210,9 +210,16 @@ build_kwok() {
     "-s -w -X $KWOK_MODULE/pkg/consts.Version=${KWOK_VERSION#v}"
 }
 
+# As helm's Makefile: besides the version, the Kubernetes version `helm template` assumes
+# (without it, v1.20.0) is the minor of the k8s.io modules, here the staging version's.
 build_helm() {
-  build_wrapped helm "$HELM_MODULE" "$HELM_VERSION" "$HELM_MODULE/cmd/helm" \
-    "-s -w -X $HELM_MODULE/internal/version.version=$HELM_VERSION -X $HELM_MODULE/internal/version.gitTreeState=clean"
+  local minor="${STAGING_VERSION#v0.}" flags pkg
+  minor="${minor%%.*}"
+  flags="-s -w -X $HELM_MODULE/internal/version.version=$HELM_VERSION -X $HELM_MODULE/internal/version.gitTreeState=clean"
+  for pkg in pkg/chartutil pkg/lint/rules; do
+    flags+=" -X $HELM_MODULE/$pkg.k8sVersionMajor=1 -X $HELM_MODULE/$pkg.k8sVersionMinor=$minor"
+  done
+  build_wrapped helm "$HELM_MODULE" "$HELM_VERSION" "$HELM_MODULE/cmd/helm" "$flags"
 }
 
 total_start="$(date +%s)"
