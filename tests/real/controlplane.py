@@ -366,8 +366,10 @@ ROOTLESS = os.geteuid() != 0
 
 def _enter(holder: int) -> list[str]:
     """The nsenter prefix that runs a command in the holder's network namespace. Without
-    root the holder made a user namespace too (mapping us to its root), entered first."""
-    user = [f"--user=/proc/{holder}/ns/user"] if ROOTLESS else []
+    root the holder made a user namespace too (mapping us to its root), entered first;
+    --preserve-credentials because that namespace denies setgroups(2), which nsenter would
+    call otherwise (our uid is already its root)."""
+    user = [f"--user=/proc/{holder}/ns/user", "--preserve-credentials"] if ROOTLESS else []
     return ["nsenter", *user, f"--net=/proc/{holder}/ns/net", "--"]
 
 
