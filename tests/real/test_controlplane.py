@@ -258,6 +258,7 @@ def test_a_kwok_node_becomes_ready_and_a_deployment_available(controlplane: Cont
     assert status["readyReplicas"] == 2
     pods = cp.get_json("-n", "default", "pods", "-l", "app=web")["items"]
     assert {p["spec"]["nodeName"] for p in pods} == {node}
+    cp.kubectl("-n", "default", "delete", "deployment", "web", "--wait=false")
 
 
 def test_stand_in_charts_install_and_their_deployments_become_available(
@@ -304,6 +305,10 @@ def test_stand_in_charts_install_and_their_deployments_become_available(
     cp.run(["helm", "uninstall", "cert-manager", "-n", "cert-manager", "--wait", "--timeout=60s"], env=env, timeout=90)
     assert cp.kubectl("get", "crd", "issuers.cert-manager.io", "-o", "name").strip()
     assert "rancher" not in cp.kubectl("-n", "cattle-system", "get", "deployments", "-o", "name")
+    # The session's cluster is shared with later tests (one per xdist worker): leave it as found.
+    cp.kubectl("delete", "crd", "certificates.cert-manager.io", "clusterissuers.cert-manager.io",
+               "issuers.cert-manager.io", "--wait=true", timeout=90)  # fmt: skip
+    cp.kubectl("delete", "namespace", "cert-manager", "cattle-system", "--wait=false")
 
 
 def in_namespace(netns: str) -> list[int]:
