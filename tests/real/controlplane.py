@@ -50,6 +50,7 @@ KUBERNETES_SERVICE_IP = "10.43.0.1"
 ETCD_CLIENT_PORT = 2379  # inside the namespace: nothing else can be there
 ETCD_PEER_PORT = 2380
 STOP_TIMEOUT = 15.0
+GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
 class ControlPlaneError(RuntimeError):
@@ -464,8 +465,9 @@ def control_plane(
                 f"--initial-cluster=tier3={peer_url}",
                 "--log-level=warn",
             ],
-            # Debian's etcd 3.4 on arm64 etc. refuses to start without this; harmless on amd64.
-            env={"ETCD_UNSUPPORTED_ARCH": os.uname().machine},
+            # etcd 3.4 refuses to start on arm64 unless this names the Go architecture;
+            # amd64 ignores it.
+            env={"ETCD_UNSUPPORTED_ARCH": GO_ARCH.get(os.uname().machine, os.uname().machine)},
         )
         cp._start(
             "kube-apiserver",
