@@ -169,6 +169,9 @@ def test_rancher_chart_renders_what_each_tls_mode_needs(controlplane_bin: Path, 
             (issuer,) = issuers
             assert ingress["metadata"]["annotations"]["cert-manager.io/issuer"] == issuer["metadata"]["name"]
             assert ("acme" in issuer["spec"]) == (r.tls == "letsEncrypt")
+            if r.tls == "letsEncrypt":  # the HTTP-01 solver uses rancher.ingressClassName
+                assert issuer["spec"]["acme"]["solvers"] == [{"http01": {"ingress": {"class": "traefik"}}}]
+                assert issuer["spec"]["acme"]["server"].startswith("https://acme-staging-v02.")
         # The bootstrap password reaches the pod through a Secret, not as a plain value.
         env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
         assert {
