@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -21,6 +23,9 @@ if _ROOT not in sys.path:
 
 from tests.real.engine_project import engine_bin  # noqa: E402
 from tests.real.hosts import remove_stale, run_setup_script  # noqa: E402
+
+if TYPE_CHECKING:
+    from tests.real.controlplane import ControlPlane
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -51,3 +56,31 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         sys.stderr.write("\n== the engine: tests/real/engine/build.sh (cached after the first build)\n")
         engine_bin(progress=sys.stderr)
+
+
+# --- tier 3: a real Kubernetes control plane (tests/real/controlplane.py) ---------------
+
+
+@pytest.fixture(scope="session")
+def controlplane_bin() -> Path:
+    """The built control-plane binaries (tests/real/controlplane/build.sh; bin/test builds
+    them before the real tiers). Not built: skip, or fail in CI (CI=true)."""
+    from tests.real.controlplane import cached_bin_dir
+
+    bin_dir = cached_bin_dir()
+    if bin_dir is None:
+        reason = "control-plane binaries not built: run tests/real/controlplane/build.sh (tens of minutes, cached)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return bin_dir
+
+
+@pytest.fixture(scope="session")
+def controlplane(controlplane_bin: Path) -> Iterator[ControlPlane]:
+    """One control plane for the session (per xdist worker), in its own private network
+    namespace; stopped, and its files removed, at the end."""
+    from tests.real.controlplane import control_plane
+
+    with control_plane(controlplane_bin) as cp:
+        yield cp
