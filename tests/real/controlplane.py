@@ -507,6 +507,10 @@ def control_plane(
                 f"--service-account-private-key-file={pki / 'sa.key'}",
                 f"--root-ca-file={pki / 'ca.crt'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
+                # kwok's node heartbeat (its node-heartbeat stage: every 20 s plus up to 25 s
+                # of jitter) can miss the default 40 s grace; a Node going NotReady mid-test
+                # makes its pods unready and Helm's wait time out. Tests never need it.
+                "--node-monitor-grace-period=1h",
             ],
         )
         cp._start("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common])

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from components.charts import local_chart_error
-from components.config import load_schema, parse_settings
+from components.config import parse_settings
+from components.schema import load_schema
 from components.rancher import cert_manager_values, rancher_values
 from tests.real.controlplane import ControlPlane, control_plane
 
