@@ -202,3 +202,59 @@ def test_destroy_leaves_an_empty_stack_and_the_cluster_running(tier3: Tier3) -> 
     resources = json.loads(tier3.pulumi("stack", "export").stdout)["deployment"].get("resources") or []
     assert resources == []
     assert tier3.cp.kubectl("get", "--raw", "/readyz").strip() == "ok"
+
+
+# --- the SSH tier's kubeconfig, rewritten to the API address -----------------------------
+
+PROVIDER_PROGRAM = """
+import pulumi
+import pulumi_kubernetes as k8s
+
+provider = k8s.Provider("cluster", kubeconfig=pulumi.Config().require_secret("kubeconfig"))
+k8s.core.v1.ConfigMap(
+    "probe",
+    metadata=k8s.meta.v1.ObjectMetaArgs(name="k3s-rancher-probe", namespace="default"),
+    data={"through": "the rewritten kubeconfig"},
+    opts=pulumi.ResourceOptions(provider=provider),
+)
+"""
+
+
+def test_the_ssh_kubeconfig_rewritten_to_the_api_address_works_through_the_provider(
+    controlplane_bin: Path, tmp_path: Path
+) -> None:
+    """K3s writes k3s.yaml for https://127.0.0.1:6443 and serves a certificate for its tls-san
+    list; the program rewrites the kubeconfig to k3s.apiAddress. Served here: an API server
+    whose certificate names what the program's config.yaml asks K3s for (tls-san) besides the
+    names K3s always adds, answering on the apiAddress; the real provider must connect."""
+    from components.config import parse_settings
+    from components.kubeconfig import context_name, rewrite_kubeconfig
+    from components.scripts import node_config
+    from tests.harness import prod_config
+    from tests.real.controlplane import control_plane
+
+    settings = parse_settings(prod_config(), {"sshPrivateKey"}, "prod")
+    init = settings.init_node
+    tls_san = node_config(init, settings.k3s, first_server=True)["tls-san"]
+    assert settings.k3s.api_address in tls_san  # the load balancer's address, as prod sets it
+    with control_plane(controlplane_bin, sans=tls_san, addresses=[settings.k3s.api_address]) as cp:
+        k3s_yaml = cp.kubeconfig.read_text()  # like K3s's: https://127.0.0.1:6443
+        rewritten = rewrite_kubeconfig(k3s_yaml, settings.k3s.server_url, context_name(settings.stack))
+        assert yaml.safe_load(rewritten)["clusters"][0]["cluster"]["server"] == "https://10.20.0.10:6443"
+        project = make_project(tmp_path, engine_bin(), program=PROVIDER_PROGRAM)
+        project.set_config("contract:kubeconfig", rewritten, secret=True)
+        stack = Tier3(project, cp)
+        try:
+            stack.pulumi("up", "--yes", "--skip-preview", timeout=600)
+            data = cp.get_json("configmap", "k3s-rancher-probe", "-n", "default")["data"]
+            assert data == {"through": "the rewritten kubeconfig"}
+            # The certificate is what made it work: the same kubeconfig pointed at an
+            # address the certificate does not name is refused by the client.
+            wrong = rewrite_kubeconfig(k3s_yaml, "https://127.0.0.2:6443", "wrong")
+            (tmp_path / "wrong.yaml").write_text(wrong)
+            refused = cp.run(
+                ["kubectl", "--kubeconfig", str(tmp_path / "wrong.yaml"), "get", "--raw", "/readyz"], check=False
+            )
+            assert refused.returncode != 0 and "certificate" in refused.stderr
+        finally:
+            stack.pulumi("destroy", "--yes", "--skip-preview", check=False)
