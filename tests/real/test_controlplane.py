@@ -18,8 +18,8 @@ import yaml
 
 from components.charts import local_chart_error
 from components.config import parse_settings
-from components.schema import load_schema
 from components.rancher import cert_manager_values, rancher_values
+from components.schema import load_schema
 from tests.real.controlplane import ControlPlane, control_plane
 
 CHARTS = Path(__file__).resolve().parent / "charts"
