@@ -20,8 +20,10 @@ Binaries: tests/real/controlplane/build.sh (cached) and install-etcd.sh.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ctypes
+import ipaddress
 import json
 import os
 import secrets
@@ -133,8 +135,6 @@ def serving_sans(extra: Sequence[str]) -> list[str]:
 
 
 def _is_ip(name: str) -> bool:
-    import ipaddress
-
     try:
         ipaddress.ip_address(name)
     except ValueError:
@@ -169,8 +169,6 @@ def make_pki(directory: Path, sans: Sequence[str]) -> None:
 
 
 def kubeconfig_text(server: str, ca_pem: str, token: str, user: str = "admin") -> str:
-    import base64
-
     return yaml.safe_dump(
         {
             "apiVersion": "v1",
@@ -342,8 +340,8 @@ def _terminate(proc: subprocess.Popen[bytes]) -> None:
 
 
 def node_manifest(name: str) -> dict[str, object]:
-    """A Node for kwok, in the shape kwok's docs give (kwok.x-k8s.io/node annotation, a
-    fake-kubelet taint-free node with capacity set: the scheduler needs `pods` capacity)."""
+    """A Node for kwok, in the shape kwok's docs give: the kwok.x-k8s.io/node annotation and
+    capacity in its status (Nodes take status on create; the scheduler needs `pods`)."""
     resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
     return {
         "apiVersion": "v1",
