@@ -2,7 +2,7 @@
 
 The order, owned here:
 
-    init server: forget -> install -> ready -> next server: install -> ready -> ...
+    init server: forget, pre-upgrade snapshot (etcd) -> install -> ready -> next server: ...
     -> last server's ready -> every agent's install (in parallel)
     -> cluster-ready (one check, on the init server, of every node)
     -> membership of each node (labels and taints through the API; delete = drain)
@@ -37,6 +37,10 @@ are the two, a few dozen lines of wiring each on top of their pure halves):
   return `Installed`.
 - `command(name, on, create=, delete=, ...)`: a command whose text (a rendered script from
   components/scripts.py, run as root) runs on node `on`; create also serves as update.
+- `upgrade_command(name, on, update=, opts=)`: a command that runs nothing on creation and
+  `update` whenever that text changes (the pre-upgrade etcd snapshot); None where the
+  topology has none (docker: a new version replaces the containers, etcd's data stays in
+  their volumes).
 - `read_kubeconfig(name, waits_for, opts)`: the init server's K3s kubeconfig, secret.
 - `api_server`: the URL users and the provider reach the API at.
 - `check_stdin`: what readiness checks get on stdin so that a change of a secret that
@@ -120,6 +124,10 @@ class Backend(Protocol):
         stdin: pulumi.Input[str] | None = None,
         triggers: Sequence[pulumi.Input[str]] | None = None,
     ) -> pulumi.Resource: ...
+
+    def upgrade_command(
+        self, name: str, on: Node, *, update: pulumi.Input[str], opts: pulumi.ResourceOptions
+    ) -> pulumi.Resource | None: ...
 
     def read_kubeconfig(
         self, name: str, waits_for: pulumi.Input[str], opts: pulumi.ResourceOptions
@@ -229,6 +237,17 @@ def build_graph(
                     delete_before_replace=True,
                 ),
             )
+        if is_init and k3s.datastore == "etcd":
+            # Before any server is upgraded: a snapshot on the init server, whose install (the
+            # first of the servers') waits for it. Its text carries k3s.version, so it runs
+            # when the version changes; on creation it runs nothing (no critical path added).
+            snapshot = backend.upgrade_command(
+                f"{node.name}-pre-upgrade-snapshot",
+                node,
+                update=scripts.pre_upgrade_snapshot_script(k3s, node.ssh.user).command,
+                opts=pulumi.ResourceOptions(parent=component),
+            )
+            after = [*after, *([snapshot] if snapshot is not None else [])]
         component.installed = backend.install(
             component, node, first_server=first_server, after=after, forget=component.forget
         )

@@ -99,6 +99,8 @@ def build_cluster(settings: Settings, secrets: StackSecrets) -> KubernetesCluste
             private_key=secrets.ssh_private_key,
             private_key_password=secrets.ssh_private_key_password,
             datastore_endpoint=secrets.datastore_endpoint,
+            etcd_s3_access_key=secrets.etcd_s3_access_key,
+            etcd_s3_secret_key=secrets.etcd_s3_secret_key,
         ),
     )
 
