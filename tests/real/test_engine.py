@@ -66,6 +66,7 @@ def test_preview_then_up_builds_the_cluster(engine: tuple[EngineProject, list[An
         "agt-2-install",
         "tier2-cluster-ready",
         "tier2-kubeconfig",
+        "srv-1-pre-upgrade-snapshot",  # a create that runs nothing
     } <= set(planned)
     project.pulumi("up", "--yes", "--skip-preview")
     outputs = project.pulumi("stack", "output", "--json").stdout
@@ -92,11 +93,19 @@ def test_a_version_change_updates_nodes_in_place(engine: tuple[EngineProject, li
     assert "replace" not in planned.values() and "delete" not in planned.values()
     assert planned["srv-1-install"] == "update" and planned["agt-1-install"] == "update"
     assert planned["srv-1-ready"] == "update" and planned["tier2-cluster-ready"] == "update"
+    assert planned["srv-1-pre-upgrade-snapshot"] == "update"
     before = invocations(hosts)
     project.pulumi("up", "--yes", "--skip-preview")
     for host, old, new in zip(hosts, before, invocations(hosts), strict=True):
         assert V2 in host.exec("k3s --version")
         assert new != old  # restarted on the new binary
+    # One snapshot, named after the versions, taken before the server was restarted on V2.
+    names = hosts[0].exec("ls /var/lib/rancher/k3s/server/db/snapshots").split()
+    (snapshot,) = [n for n in names if n.startswith("pre-upgrade-")]
+    prefix, _, taken = snapshot.rpartition("-")
+    assert prefix == f"pre-upgrade-{V1}-to-{V2}-srv-1".replace("+", "-")
+    started = hosts[0].exec('date -d "$(systemctl show -p ActiveEnterTimestamp --value k3s)" +%s').strip()
+    assert int(taken) <= int(started)
 
 
 def test_removing_an_agent_drains_and_uninstalls_it(engine: tuple[EngineProject, list[Any], Path]) -> None:
