@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import pulumi
@@ -18,8 +19,9 @@ from components.backends.docker import DockerCluster, DockerClusterArgs
 from components.backends.docker_engine import check_engine
 from components.backends.kubeconfig import KubeconfigCluster, KubeconfigClusterArgs
 from components.backends.ssh import K3sCluster, K3sClusterArgs
-from components.cluster import KubernetesCluster
+from components.cluster import EXPIRY_OUTPUT, RENEWAL_OUTPUT, GraphCluster, KubernetesCluster
 from components.config import parse_settings
+from components.kubeconfig import renewal_marker
 from components.rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
 from components.rancher_container import RancherContainer, RancherContainerArgs
 from components.secrets import StackSecrets, cluster_token, read_secrets
@@ -170,3 +172,22 @@ def run() -> None:
     pulumi.export("nodes", [{"name": n.name, "role": n.role, "address": n.address} for n in cluster.nodes])
     if settings.topology != "kubeconfig":  # there, k3s.version is only what Rancher is checked against
         pulumi.export("k3sVersion", settings.k3s.version)
+    if isinstance(cluster, GraphCluster):  # a cluster this program built and reads kubeconfigs of
+        export_kubeconfig_expiry(cluster)
+
+
+def export_kubeconfig_expiry(cluster: GraphCluster) -> None:
+    """The admin client certificate's expiry (not secret), and the renewal marker the next run
+    compares with (components/cluster.py, previous_renewal); a warning when it is close."""
+    pulumi.export(EXPIRY_OUTPUT, cluster.kubeconfig_expiry)
+    pulumi.export(RENEWAL_OUTPUT, cluster.kubeconfig_renewal)
+    cluster.kubeconfig_expiry.apply(_warn_if_expiring)
+
+
+def _warn_if_expiring(expiry: str) -> None:
+    if renewal_marker(expiry, None, datetime.now(UTC).date()):
+        pulumi.log.warn(
+            f"the kubeconfig's client certificate expires {expiry}: K3s renews certificates within 90 days of "
+            "expiry when it starts. Restart K3s on the init server (systemctl restart k3s), then run pulumi up "
+            "(tomorrow, or today with --replace on the kubeconfig read) to read the renewed kubeconfig"
+        )
