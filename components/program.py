@@ -19,7 +19,7 @@ from components.backends.docker import DockerCluster, DockerClusterArgs
 from components.backends.docker_engine import check_engine
 from components.backends.kubeconfig import KubeconfigCluster, KubeconfigClusterArgs
 from components.backends.ssh import K3sCluster, K3sClusterArgs
-from components.cluster import EXPIRY_OUTPUT, RENEWAL_OUTPUT, GraphCluster, KubernetesCluster
+from components.cluster import GraphCluster, KubernetesCluster
 from components.config import parse_settings
 from components.kubeconfig import renewal_marker
 from components.rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
@@ -179,8 +179,10 @@ def run() -> None:
 def export_kubeconfig_expiry(cluster: GraphCluster) -> None:
     """The admin client certificate's expiry (not secret), and the renewal marker the next run
     compares with (components/cluster.py, previous_renewal); a warning when it is close."""
-    pulumi.export(EXPIRY_OUTPUT, cluster.kubeconfig_expiry)
-    pulumi.export(RENEWAL_OUTPUT, cluster.kubeconfig_renewal)
+    # The names components/cluster.py reads back (EXPIRY_OUTPUT, RENEWAL_OUTPUT), as literals
+    # (tests/test_docs.py reads them; tests/test_kubeconfig_expiry.py checks the round trip).
+    pulumi.export("kubeconfigExpiry", cluster.kubeconfig_expiry)
+    pulumi.export("kubeconfigRenewal", cluster.kubeconfig_renewal)
     cluster.kubeconfig_expiry.apply(_warn_if_expiring)
 
 
