@@ -276,11 +276,13 @@ def build_graph(
             # Before any server is upgraded: a snapshot on the init server, whose install (the
             # first of the servers') waits for it. Its text carries k3s.version, so it runs
             # when the version changes; on creation it runs nothing (no critical path added).
+            # One per cluster, not per server: moving the init role (k3s.initServer) then
+            # only updates its connection (the script finds nothing to upgrade there).
             snapshot = backend.upgrade_command(
-                f"{node.name}-pre-upgrade-snapshot",
+                f"{name}-pre-upgrade-snapshot",
                 node,
                 update=scripts.pre_upgrade_snapshot_script(k3s, node.ssh.user).command,
-                opts=pulumi.ResourceOptions(parent=component),
+                opts=pulumi.ResourceOptions(parent=parent),
             )
             after = [*after, *([snapshot] if snapshot is not None else [])]
         component.installed = backend.install(

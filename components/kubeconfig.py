@@ -62,9 +62,9 @@ def kubernetes_provider(
 
 # --- the admin client certificate's expiry, and when to read the kubeconfig again -----------
 
-# K3s client certificates last 365 days; K3s renews those within 90 days of expiry when it
-# starts (k3s-io/k3s pkg/daemons/control/deps, docs "k3s certificate"). The stack re-reads the
-# kubeconfig once its certificate is within this many days of expiry.
+# K3s client certificates last 365 days; K3s renews those expired or within 90 days of expiry
+# every time it starts (docs.k3s.io/advanced, "Certificate Management"). The stack re-reads
+# the kubeconfig once its certificate is within this many days of expiry.
 RENEW_WITHIN_DAYS = 30
 UNKNOWN_EXPIRY = "unknown"
 

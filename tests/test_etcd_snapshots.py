@@ -25,7 +25,7 @@ SNAPSHOTS = {
     "directory": "/srv/etcd-snapshots",
     "s3": {"endpoint": "s3.example.com", "bucket": "k3s-snaps", "folder": "prod", "region": "eu-west-1"},
 }
-SNAPSHOT = "prod-cp1-pre-upgrade-snapshot"
+SNAPSHOT = "prod-pre-upgrade-snapshot"
 
 
 def run(config: dict[str, Any], secrets: dict[str, str] | None = None) -> Run:
@@ -132,7 +132,7 @@ def test_the_pre_upgrade_snapshot_runs_nothing_on_creation_and_the_init_install_
     assert "delete" not in snapshot or snapshot["delete"] is None
     assert "K3S_VERSION=v1.33.5+k3s1" in snapshot["update"]
     assert "etcd-snapshot save --name" in snapshot["update"]
-    assert r.by_name(SNAPSHOT).parent.endswith("K3sServer::prod-cp1")
+    assert r.by_name(SNAPSHOT).parent.endswith("K3sCluster::prod")
     assert r.depends_on("prod-cp1-install", SNAPSHOT)
     # Only the init server's install: the other servers follow it anyway, agents stay flat.
     assert [x.name for x in r.registrations if r.urn(SNAPSHOT) in x.dependencies] == ["prod-cp1-install"]
