@@ -239,6 +239,9 @@ redact() {
     if [ -n "$S3_SECRET_KEY" ]; then
       case $_line in *"$S3_SECRET_KEY"*) _line="[line hidden: it contained the etcd S3 secret key]" ;; esac
     fi
+    if [ -n "$S3_ACCESS_KEY" ]; then
+      case $_line in *"$S3_ACCESS_KEY"*) _line="[line hidden: it contained the etcd S3 access key]" ;; esac
+    fi
     printf "%s\n" "$_line"
   done
 }
