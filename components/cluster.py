@@ -2,7 +2,7 @@
 
 The order, owned here:
 
-    init server: forget -> install -> ready -> next server: install -> ready -> ...
+    init server: forget, pre-upgrade snapshot (etcd) -> install -> ready -> next server: ...
     -> last server's ready -> every agent's install (in parallel)
     -> cluster-ready (one check, on the init server, of every node)
     -> membership of each node (labels and taints through the API; delete = drain)
@@ -37,6 +37,10 @@ are the two, a few dozen lines of wiring each on top of their pure halves):
   return `Installed`.
 - `command(name, on, create=, delete=, ...)`: a command whose text (a rendered script from
   components/scripts.py, run as root) runs on node `on`; create also serves as update.
+- `upgrade_command(name, on, update=, opts=)`: a command that runs nothing on creation and
+  `update` whenever that text changes (the pre-upgrade etcd snapshot); None where the
+  topology has none (docker: a new version replaces the containers, etcd's data stays in
+  their volumes).
 - `read_kubeconfig(name, waits_for, opts)`: the init server's K3s kubeconfig, secret.
 - `api_server`: the URL users and the provider reach the API at.
 - `check_stdin`: what readiness checks get on stdin so that a change of a secret that
@@ -55,13 +59,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol, cast, runtime_checkable
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components import scripts
-from components.kubeconfig import context_name, kubernetes_provider, user_kubeconfig
+from components.kubeconfig import (
+    client_certificate_expiry,
+    context_name,
+    kubernetes_provider,
+    renewal_marker,
+    user_kubeconfig,
+)
 from components.settings import K3sSettings, Node
 
 
@@ -121,6 +132,10 @@ class Backend(Protocol):
         triggers: Sequence[pulumi.Input[str]] | None = None,
     ) -> pulumi.Resource: ...
 
+    def upgrade_command(
+        self, name: str, on: Node, *, update: pulumi.Input[str], opts: pulumi.ResourceOptions
+    ) -> pulumi.Resource | None: ...
+
     def read_kubeconfig(
         self, name: str, waits_for: pulumi.Input[str], opts: pulumi.ResourceOptions
     ) -> pulumi.Output[str]: ...
@@ -173,6 +188,30 @@ def render_text(value: pulumi.Input[str], render: Callable[[str], str]) -> pulum
     return pulumi.Output.from_input(cast(pulumi.Input[str], value)).apply(render)
 
 
+EXPIRY_OUTPUT = "kubeconfigExpiry"
+RENEWAL_OUTPUT = "kubeconfigRenewal"
+
+
+@dataclass(frozen=True)
+class PreviousRenewal:
+    marker: pulumi.Output[str]
+
+
+def previous_renewal(name: str, parent: pulumi.Resource) -> PreviousRenewal:
+    """The renewal marker for this run, from this stack's own outputs of the previous run (a
+    StackReference to itself: empty on the first run) and today's date (UTC)."""
+    stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    own = pulumi.StackReference(name, stack_name=stack, opts=pulumi.ResourceOptions(parent=parent))
+
+    def marker(outputs: object) -> str:
+        values = outputs if isinstance(outputs, dict) else {}
+        today = datetime.now(UTC).date()
+        return renewal_marker(values.get(EXPIRY_OUTPUT), values.get(RENEWAL_OUTPUT), today)
+
+    # Both values are plain dates; the outputs hold secrets (the kubeconfig), these do not.
+    return PreviousRenewal(marker=pulumi.Output.unsecret(own.outputs.apply(marker)))
+
+
 @dataclass
 class ClusterGraph:
     """The graph's handles, for the component that built it."""
@@ -183,6 +222,10 @@ class ClusterGraph:
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
     api_server: str
+    # The admin client certificate's notAfter (ISO 8601 UTC, not secret) and the renewal
+    # marker the kubeconfig read carries: both exported, so that the next run compares them.
+    expiry: pulumi.Output[str]
+    renewal: pulumi.Output[str]
 
     @property
     def nodes(self) -> tuple[Node, ...]:
@@ -229,6 +272,19 @@ def build_graph(
                     delete_before_replace=True,
                 ),
             )
+        if is_init and k3s.datastore == "etcd":
+            # Before any server is upgraded: a snapshot on the init server, whose install (the
+            # first of the servers') waits for it. Its text carries k3s.version, so it runs
+            # when the version changes; on creation it runs nothing (no critical path added).
+            # One per cluster, not per server: moving the init role (k3s.initServer) then
+            # only updates its connection (the script finds nothing to upgrade there).
+            snapshot = backend.upgrade_command(
+                f"{name}-pre-upgrade-snapshot",
+                node,
+                update=scripts.pre_upgrade_snapshot_script(k3s, node.ssh.user).command,
+                opts=pulumi.ResourceOptions(parent=parent),
+            )
+            after = [*after, *([snapshot] if snapshot is not None else [])]
         component.installed = backend.install(
             component, node, first_server=first_server, after=after, forget=component.forget
         )
@@ -283,9 +339,14 @@ def build_graph(
             ),
         )
 
+    # Read again when the init server's install changes, and when the previous run's client
+    # certificate was within RENEW_WITHIN_DAYS of expiry (the renewal marker changes then).
+    renewal = previous_renewal(f"{name}-previous", parent)
     raw = backend.read_kubeconfig(
         f"{name}-kubeconfig",
-        generations(server_members[:1]),
+        pulumi.Output.all(generations(server_members[:1]), renewal.marker).apply(
+            lambda v: str(v[0]) + (f" renewal {v[1]}" if v[1] else "")
+        ),
         pulumi.ResourceOptions(parent=parent, depends_on=[ready]),
     )
     kubeconfig = user_kubeconfig(raw, backend.api_server, context_name(cluster_name))
@@ -298,6 +359,8 @@ def build_graph(
     for m in members:
         m.register_outputs({"name": m.node.name, "role": m.node.role, "address": m.node.address})
     return ClusterGraph(
+        expiry=pulumi.Output.unsecret(raw.apply(client_certificate_expiry)),
+        renewal=renewal.marker,
         servers=server_members,
         agents=agent_members,
         ready=ready,
@@ -319,6 +382,8 @@ class GraphCluster(pulumi.ComponentResource):
     api_server: str
     nodes: tuple[Node, ...]
     node_names: list[str]
+    kubeconfig_expiry: pulumi.Output[str]
+    kubeconfig_renewal: pulumi.Output[str]
 
     def _build(self, name: str, backend: Backend, k3s: K3sSettings, cluster_name: str) -> None:
         graph = build_graph(self, name, backend, k3s, cluster_name)
@@ -327,4 +392,5 @@ class GraphCluster(pulumi.ComponentResource):
         self.api_server = graph.api_server
         self.nodes = graph.nodes
         self.node_names = [n.name for n in self.nodes]
+        self.kubeconfig_expiry, self.kubeconfig_renewal = graph.expiry, graph.renewal
         self.register_outputs({"apiServer": self.api_server, "kubeconfig": self.kubeconfig, "nodes": self.node_names})

@@ -29,6 +29,8 @@ from components.settings import (
     CertManagerSettings,
     ConfigError,
     DockerSettings,
+    EtcdS3,
+    EtcdSnapshots,
     K3sSettings,
     Node,
     RancherSettings,
@@ -146,6 +148,7 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
             install_script_sha256=k3s_raw.get("installScriptSha256"),
             init_server=init_server,
             airgap=airgap,
+            etcd_snapshots=_etcd_snapshots(k3s_raw.get("etcdSnapshots")),
             timeouts=Timeouts(
                 node_ready=k3s_raw["timeouts"]["nodeReady"],
                 cluster_ready=k3s_raw["timeouts"]["clusterReady"],
@@ -199,6 +202,27 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
             ),
         ),
         secrets_set=secrets,
+    )
+
+
+def _etcd_snapshots(raw: Mapping[str, Any] | None) -> EtcdSnapshots | None:
+    if raw is None:
+        return None
+    s3 = raw.get("s3")
+    return EtcdSnapshots(
+        schedule_cron=raw.get("scheduleCron"),
+        retention=raw.get("retention"),
+        directory=raw.get("directory"),
+        s3=None
+        if s3 is None
+        else EtcdS3(
+            endpoint=s3["endpoint"],
+            bucket=s3["bucket"],
+            folder=s3.get("folder"),
+            region=s3.get("region"),
+            insecure=s3.get("insecure", False),
+            skip_ssl_verify=s3.get("skipSslVerify", False),
+        ),
     )
 
 

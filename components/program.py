@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import pulumi
@@ -18,8 +19,9 @@ from components.backends.docker import DockerCluster, DockerClusterArgs
 from components.backends.docker_engine import check_engine
 from components.backends.kubeconfig import KubeconfigCluster, KubeconfigClusterArgs
 from components.backends.ssh import K3sCluster, K3sClusterArgs
-from components.cluster import KubernetesCluster
+from components.cluster import GraphCluster, KubernetesCluster
 from components.config import parse_settings
+from components.kubeconfig import renewal_marker
 from components.rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
 from components.rancher_container import RancherContainer, RancherContainerArgs
 from components.secrets import StackSecrets, cluster_token, read_secrets
@@ -99,6 +101,8 @@ def build_cluster(settings: Settings, secrets: StackSecrets) -> KubernetesCluste
             private_key=secrets.ssh_private_key,
             private_key_password=secrets.ssh_private_key_password,
             datastore_endpoint=secrets.datastore_endpoint,
+            etcd_s3_access_key=secrets.etcd_s3_access_key,
+            etcd_s3_secret_key=secrets.etcd_s3_secret_key,
         ),
     )
 
@@ -168,3 +172,24 @@ def run() -> None:
     pulumi.export("nodes", [{"name": n.name, "role": n.role, "address": n.address} for n in cluster.nodes])
     if settings.topology != "kubeconfig":  # there, k3s.version is only what Rancher is checked against
         pulumi.export("k3sVersion", settings.k3s.version)
+    if isinstance(cluster, GraphCluster):  # a cluster this program built and reads kubeconfigs of
+        export_kubeconfig_expiry(cluster)
+
+
+def export_kubeconfig_expiry(cluster: GraphCluster) -> None:
+    """The admin client certificate's expiry (not secret), and the renewal marker the next run
+    compares with (components/cluster.py, previous_renewal); a warning when it is close."""
+    # The names components/cluster.py reads back (EXPIRY_OUTPUT, RENEWAL_OUTPUT), as literals
+    # (tests/test_docs.py reads them; tests/test_kubeconfig_expiry.py checks the round trip).
+    pulumi.export("kubeconfigExpiry", cluster.kubeconfig_expiry)
+    pulumi.export("kubeconfigRenewal", cluster.kubeconfig_renewal)
+    cluster.kubeconfig_expiry.apply(_warn_if_expiring)
+
+
+def _warn_if_expiring(expiry: str) -> None:
+    if renewal_marker(expiry, None, datetime.now(UTC).date()):
+        pulumi.log.warn(
+            f"the kubeconfig's client certificate expires {expiry}: K3s renews certificates within 90 days of "
+            "expiry when it starts. Restart K3s on the init server (systemctl restart k3s), then run pulumi up "
+            "(tomorrow, or today with --replace on the kubeconfig read) to read the renewed kubeconfig"
+        )

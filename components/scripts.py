@@ -33,6 +33,8 @@ MANAGED_MARKER = "# managed by k3s-rancher"
 AIRGAP_STAGE_PARENT = ".k3s-rancher/airgap"
 AIRGAP_ROOT = "/var/lib/k3s-rancher/airgap"
 REGISTRATION_FILE = f"{CONF_DIR}/config.yaml.d/40-k3s-rancher-registration.yaml"
+# The etcd S3 credentials' drop-in on servers (0600), written by install_node.sh from stdin.
+ETCD_S3_FILE = f"{CONF_DIR}/config.yaml.d/50-k3s-rancher-etcd-s3.yaml"
 _ROOT_CHECK = "these steps need root"
 _VAR = re.compile(r"^[A-Z][A-Z0-9_]*$")
 INPUTS_DIRECTIVE = "# shellcheck disable=SC1003,SC2016"
@@ -150,6 +152,29 @@ def _unique(items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
+def etcd_snapshot_flags(k3s: K3sSettings) -> dict[str, Any]:
+    """The server flags (config.yaml keys) k3s.etcdSnapshots sets, none without it."""
+    snap = k3s.etcd_snapshots
+    if snap is None:
+        return {}
+    flags: dict[str, Any] = {}
+    if snap.schedule_cron is not None:
+        flags["etcd-snapshot-schedule-cron"] = snap.schedule_cron
+    if snap.retention is not None:
+        flags["etcd-snapshot-retention"] = snap.retention
+    if snap.directory is not None:
+        flags["etcd-snapshot-dir"] = snap.directory
+    if snap.s3 is not None:
+        flags |= {"etcd-s3": True, "etcd-s3-endpoint": snap.s3.endpoint, "etcd-s3-bucket": snap.s3.bucket}
+        for name, value in (("etcd-s3-folder", snap.s3.folder), ("etcd-s3-region", snap.s3.region)):
+            if value is not None:
+                flags[name] = value
+        for name, on in (("etcd-s3-insecure", snap.s3.insecure), ("etcd-s3-skip-ssl-verify", snap.s3.skip_ssl_verify)):
+            if on:
+                flags[name] = True
+    return flags
+
+
 def node_config(node: Node, k3s: K3sSettings, *, first_server: bool) -> dict[str, Any]:
     """The node's /etc/rancher/k3s/config.yaml as data (the user's serverConfig/agentConfig
     first, then the keys this program owns, which win; tls-san lists are merged)."""
@@ -169,6 +194,7 @@ def node_config(node: Node, k3s: K3sSettings, *, first_server: bool) -> dict[str
                 config["cluster-init"] = True
             else:
                 config["server"] = k3s.server_url
+            config |= etcd_snapshot_flags(k3s)
     else:
         config["server"] = k3s.server_url
     return config
@@ -290,12 +316,18 @@ def registration_script(node: Node, k3s: K3sSettings) -> Script:
     )
 
 
-def install_stdin(token: str, datastore_endpoint: str | None) -> str:
-    """What the install script reads on stdin: the token, then the datastore endpoint."""
-    for value in (token, datastore_endpoint or ""):
+def install_stdin(
+    token: str, datastore_endpoint: str | None, s3_access_key: str | None = None, s3_secret_key: str | None = None
+) -> str:
+    """What the install script reads on stdin: the token, then the datastore endpoint, then
+    (only when set, so that stacks without them send what they always sent) the etcd S3
+    access key and secret key."""
+    s3 = (s3_access_key or "", s3_secret_key or "")
+    for value in (token, datastore_endpoint or "", *s3):
         if "\n" in value or "\r" in value:
             raise ValueError("secrets sent to hosts must be single lines")
-    return f"{token}\n{datastore_endpoint or ''}\n"
+    text = f"{token}\n{datastore_endpoint or ''}\n"
+    return text + (f"{s3[0]}\n{s3[1]}\n" if any(s3) else "")
 
 
 def fingerprint(*parts: str) -> str:
@@ -327,6 +359,12 @@ def wait_script(
         node_names,
         sudo=needs_sudo(user),
     )
+
+
+def pre_upgrade_snapshot_script(k3s: K3sSettings, user: str) -> Script:
+    """On the init server, before its install updates K3s: one on-demand etcd snapshot named
+    after the installed and the new version (nothing when they are equal)."""
+    return render("pre_upgrade_snapshot", {"K3S_VERSION": k3s.version}, sudo=needs_sudo(user))
 
 
 def kubeconfig_script(user: str, waits_for: str) -> Script:

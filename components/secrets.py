@@ -20,6 +20,8 @@ class StackSecrets:
     rancher_bootstrap_password: pulumi.Output[str] | None
     rancher_tls_key: pulumi.Output[str] | None
     kubeconfig: pulumi.Output[str] | None = None
+    etcd_s3_access_key: pulumi.Output[str] | None = None
+    etcd_s3_secret_key: pulumi.Output[str] | None = None
 
 
 def read_secrets(config: pulumi.Config, present: Collection[str]) -> StackSecrets:
@@ -33,6 +35,8 @@ def read_secrets(config: pulumi.Config, present: Collection[str]) -> StackSecret
         rancher_bootstrap_password=values["rancherBootstrapPassword"],
         rancher_tls_key=values["rancherTlsKey"],
         kubeconfig=values["kubeconfig"],
+        etcd_s3_access_key=values["etcdS3AccessKey"],
+        etcd_s3_secret_key=values["etcdS3SecretKey"],
     )
 
 

@@ -22,6 +22,8 @@ SECRET_KEYS = (
     "rancherBootstrapPassword",
     "rancherTlsKey",
     "kubeconfig",
+    "etcdS3AccessKey",
+    "etcdS3SecretKey",
 )
 API_PORT = 6443
 # Addresses of docker nodes in docker.subnet: server i at host SERVER_HOST + i, agent i at
@@ -76,6 +78,29 @@ class Airgap:
 
 
 @dataclass(frozen=True)
+class EtcdS3:
+    """Where K3s uploads etcd snapshots (etcd-s3-*); the keys are the etcdS3AccessKey and
+    etcdS3SecretKey secrets, never here."""
+
+    endpoint: str
+    bucket: str
+    folder: str | None
+    region: str | None
+    insecure: bool
+    skip_ssl_verify: bool
+
+
+@dataclass(frozen=True)
+class EtcdSnapshots:
+    """k3s.etcdSnapshots: K3s's scheduled snapshots (embedded etcd only); None = K3s defaults."""
+
+    schedule_cron: str | None
+    retention: int | None
+    directory: str | None
+    s3: EtcdS3 | None
+
+
+@dataclass(frozen=True)
 class K3sSettings:
     version: str
     datastore: str
@@ -92,6 +117,7 @@ class K3sSettings:
     # Name of the initialising server (cluster-init, default API address); "" without servers.
     init_server: str = ""
     install_script_sha256: str | None = None
+    etcd_snapshots: EtcdSnapshots | None = None
 
     @property
     def minor(self) -> int:

@@ -149,8 +149,14 @@ class Run:
 
 
 class _Mocks(pulumi.runtime.Mocks):
-    def __init__(self, stdout_for: Callable[[pulumi.runtime.MockResourceArgs], str | None]):
+    def __init__(
+        self,
+        stdout_for: Callable[[pulumi.runtime.MockResourceArgs], str | None],
+        previous_outputs: Mapping[str, Any] | None = None,
+    ):
         self.stdout_for = stdout_for
+        # What a StackReference (the stack's reference to its own previous outputs) reads.
+        self.previous_outputs = dict(previous_outputs or {})
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         outputs = dict(args.inputs)
@@ -159,6 +165,9 @@ class _Mocks(pulumi.runtime.Mocks):
             outputs["stderr"] = ""
         if args.typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = GENERATED_PASSWORD
+        if args.typ == "pulumi:pulumi:StackReference":
+            outputs["outputs"] = self.previous_outputs
+            outputs["secret_output_names"] = []
         if args.typ == "docker:index/remoteImage:RemoteImage":
             outputs["imageId"] = f"sha256:{args.name}"
         return f"{args.name}-id", outputs
@@ -266,6 +275,7 @@ def run_program(
     preview: bool = False,
     stdout_for: Callable[[pulumi.runtime.MockResourceArgs], str | None] = default_stdout,
     docker_engine_problem: str | None = None,
+    previous_outputs: Mapping[str, Any] | None = None,
 ) -> Run:
     """Register the whole program for `config` (keys without the namespace) under mocks.
 
@@ -287,6 +297,7 @@ def run_program(
         preview=preview,
         stdout_for=stdout_for,
         docker_engine_problem=docker_engine_problem,
+        previous_outputs=previous_outputs,
     )
 
 
@@ -300,6 +311,7 @@ def run_function(
     preview: bool = False,
     stdout_for: Callable[[pulumi.runtime.MockResourceArgs], str | None] = default_stdout,
     docker_engine_problem: str | None = None,
+    previous_outputs: Mapping[str, Any] | None = None,
 ) -> Run:
     """Run any Pulumi program `body` under mocks with `config` (full keys, values as the
     CLI passes them) and record its registrations."""
@@ -310,7 +322,7 @@ def run_function(
     if root is not None:
         # The mock root Stack outlives set_mocks: start each run with no exports left over.
         root.outputs = {}  # type: ignore[attr-defined]
-    mocks = _Mocks(stdout_for)
+    mocks = _Mocks(stdout_for, previous_outputs)
     pulumi.runtime.set_mocks(
         mocks, project=project, stack=stack, preview=preview, monitor=_RecordingMonitor(mocks, run)
     )

@@ -47,6 +47,8 @@ SECRETS = {
     "rancherBootstrapPassword": "bootstrap-SECRET-5e6f12",
     "rancherTlsKey": "-----BEGIN PRIVATE KEY-----\ntlskey-SECRET-0d0d4c\n-----END PRIVATE KEY-----\n",
     "kubeconfig": K3S_KUBECONFIG.replace("Q0xJRU5ULUtFWS1TRUNSRVQ=", "kubecfg-SECRET-41c9e0"),
+    "etcdS3AccessKey": "s3access-SECRET-6a1f",
+    "etcdS3SecretKey": "s3secret-SECRET-90be",
 }
 assert set(SECRETS) == set(SECRET_KEYS)
 # What must never show: each secret's distinctive part, what the mocks generate (tokens,
@@ -59,6 +61,8 @@ NEEDLES = [
     "bootstrap-SECRET-5e6f12",
     "tlskey-SECRET-0d0d4c",
     "kubecfg-SECRET-41c9e0",
+    "s3access-SECRET-6a1f",
+    "s3secret-SECRET-90be",
     GENERATED_PASSWORD,
     "Q0xJRU5ULUtFWS1TRUNSRVQ=",
 ]
@@ -92,6 +96,12 @@ def dev_using_every_secret() -> dict[str, Any]:
     return config
 
 
+def prod_etcd_s3() -> dict[str, Any]:
+    config, _ = load_stack_config("prod")
+    config["k3s"]["etcdSnapshots"] = {"retention": 10, "s3": {"endpoint": "s3.example.com", "bucket": "snaps"}}
+    return config
+
+
 def local_external() -> dict[str, Any]:
     config, _ = load_stack_config("local")
     config["k3s"]["datastore"] = "external"
@@ -104,6 +114,7 @@ def stack_file(stack: str) -> Callable[[], dict[str, Any]]:
 
 VARIANTS: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {stack: (stack, stack_file(stack)) for stack in STACKS}
 VARIANTS["dev-every-secret"] = ("dev", dev_using_every_secret)
+VARIANTS["prod-etcd-s3"] = ("prod", prod_etcd_s3)
 VARIANTS["existing-cluster"] = ("shared", lambda: {"topology": "kubeconfig", "rancher": {"hostname": "r.example.com"}})
 if "local" in STACKS:
     VARIANTS["local-external-datastore"] = ("local", local_external)
@@ -168,6 +179,8 @@ def test_the_secrets_were_really_used(stack_run: tuple[str, Run]) -> None:
         expected += ["sshkey-SECRET-b3e1f0aa", "dbpass-SECRET-77aa", "bootstrap-SECRET-5e6f12", "tlskey-SECRET-0d0d4c"]
     if name == "local-external-datastore":
         expected += ["dbpass-SECRET-77aa"]
+    if name == "prod-etcd-s3":
+        expected += ["s3access-SECRET-6a1f", "s3secret-SECRET-90be"]
     for needle in expected:
         assert needle in secret_text, f"{name}: {needle} reached no secret input"
 

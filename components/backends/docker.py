@@ -133,6 +133,11 @@ class DockerBackend:
         command = render_text(create, in_node) if create is not None else None
         return local_command(name, command, self.args.docker.host, opts, **extra)
 
+    def upgrade_command(self, name: str, on: Node, *, update: pulumi.Input[str], opts: pulumi.ResourceOptions) -> None:
+        """None: a new k3s.version replaces the containers (their volumes keep etcd's data);
+        no pre-upgrade snapshot here."""
+        return None
+
     def install(
         self,
         parent: pulumi.Resource,

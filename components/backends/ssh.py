@@ -39,6 +39,9 @@ class K3sClusterArgs:
     private_key_password: pulumi.Input[str] | None = None
     # The external datastore's endpoint (k3s.datastore external), a secret.
     datastore_endpoint: pulumi.Input[str] | None = None
+    # The etcd S3 access and secret keys (k3s.etcdSnapshots.s3), secrets; servers only.
+    etcd_s3_access_key: pulumi.Input[str] | None = None
+    etcd_s3_secret_key: pulumi.Input[str] | None = None
     # Names the kubeconfig's context (k3s-rancher-<name>) and the provider's cluster
     # identifier; the component's name when unset.
     cluster_name: str | None = None
@@ -110,7 +113,14 @@ class SshBackend:
         endpoint = pulumi.Output.from_input(args.datastore_endpoint or "")
         # Readiness checks get the installs' stdin (the wait ignores it): a new token or
         # endpoint restarts K3s, and so re-runs them.
+        s3 = [pulumi.Output.from_input(key or "") for key in (args.etcd_s3_access_key, args.etcd_s3_secret_key)]
         self.check_stdin: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(args.token, endpoint, *s3).apply(
+                lambda v: scripts.install_stdin(str(v[0]), str(v[1]) or None, str(v[2]), str(v[3]))
+            )
+        )
+        # Agents get the token and endpoint only: the S3 keys stay on the servers.
+        self._agent_stdin: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(args.token, endpoint).apply(lambda v: scripts.install_stdin(str(v[0]), str(v[1]) or None))
         )
         self._connections = {
@@ -149,6 +159,19 @@ class SshBackend:
             opts=opts,
         )
 
+    def upgrade_command(
+        self, name: str, on: Node, *, update: pulumi.Input[str], opts: pulumi.ResourceOptions
+    ) -> remote.Command:
+        # No create: pulumi-command runs nothing when `create` is unset (commandController.go:
+        # Create) and `update` on an update (Update).
+        return remote.Command(
+            name,
+            connection=self._connections[on.name],
+            update=update,
+            add_previous_output_in_env=False,
+            opts=opts,
+        )
+
     def install(
         self,
         parent: pulumi.Resource,
@@ -182,7 +205,7 @@ class SshBackend:
             node,
             create=script.command,
             delete=scripts.uninstall_script(node, self.k3s).command,
-            stdin=self.check_stdin,
+            stdin=self.check_stdin if node.role == "server" else self._agent_stdin,
             # The forget's id: a replaced forget replaces the install (see components/cluster.py).
             triggers=[*identity(node), forget.id],
             opts=pulumi.ResourceOptions(

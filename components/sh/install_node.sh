@@ -7,13 +7,16 @@
 # AIRGAP_STAGE relative to the SSH user's home, AIRGAP_SHA256_INSTALLER, AIRGAP_SHA256_K3S,
 # AIRGAP_SHA256_IMAGES and AIRGAP_IMAGES, the images file name, both empty without images);
 # positional args: extra K3s flags. stdin: line 1 the cluster token, line 2 the external
-# datastore endpoint (may be empty).
+# datastore endpoint (may be empty), lines 3-4 (optional) the etcd S3 access and secret keys.
 # Labels and taints are not here: a first registration gets them from registration.sh, later
 # changes go through the API (node_meta.sh), so changing them never re-runs an install.
 : "${ROLE:?}" "${NODE_NAME:?}" "${K3S_VERSION:?}" "${CONFIG_YAML:?}" "${INSTALL_SCRIPT_URL:?}" "${TIMEOUT:?}"
 
 IFS= read -r TOKEN || true
 IFS= read -r DATASTORE_ENDPOINT || true
+# Lines 3-4, only when k3s.etcdSnapshots.s3 has keys: the etcd S3 access and secret keys.
+IFS= read -r S3_ACCESS_KEY || true
+IFS= read -r S3_SECRET_KEY || true
 [ -n "$TOKEN" ] || die "no cluster token arrived on stdin"
 
 CONF_DIR=/etc/rancher/k3s
@@ -113,6 +116,17 @@ umask 077
 CHANGED=0
 put_file 0600 "$TOKEN_FILE" "$TOKEN"
 put_file 0600 "$CONF_DIR/config.yaml" "$CONFIG_YAML"
+# The S3 keys only in a 0600 drop-in on servers, as single-quoted YAML ('' is a quote there).
+ETCD_S3_FILE=$CONF_DIR/config.yaml.d/50-k3s-rancher-etcd-s3.yaml
+if [ "$ROLE" = server ] && [ -n "$S3_ACCESS_KEY" ]; then
+  S3_ACCESS_YAML=$(printf "%s\n" "$S3_ACCESS_KEY" | sed "s/'/''/g")
+  S3_SECRET_YAML=$(printf "%s\n" "$S3_SECRET_KEY" | sed "s/'/''/g")
+  put_file 0600 "$ETCD_S3_FILE" "# managed by k3s-rancher
+etcd-s3-access-key: '$S3_ACCESS_YAML'
+etcd-s3-secret-key: '$S3_SECRET_YAML'"
+else
+  remove_managed "$ETCD_S3_FILE"
+fi
 if [ -n "${REGISTRIES_YAML:-}" ]; then
   put_file 0600 "$CONF_DIR/registries.yaml" "$REGISTRIES_YAML"
 else
@@ -221,6 +235,12 @@ redact() {
     case $_line in *"$TOKEN"*) _line="[line hidden: it contained the cluster token]" ;; esac
     if [ -n "$DATASTORE_ENDPOINT" ]; then
       case $_line in *"$DATASTORE_ENDPOINT"*) _line="[line hidden: it contained the datastore endpoint]" ;; esac
+    fi
+    if [ -n "$S3_SECRET_KEY" ]; then
+      case $_line in *"$S3_SECRET_KEY"*) _line="[line hidden: it contained the etcd S3 secret key]" ;; esac
+    fi
+    if [ -n "$S3_ACCESS_KEY" ]; then
+      case $_line in *"$S3_ACCESS_KEY"*) _line="[line hidden: it contained the etcd S3 access key]" ;; esac
     fi
     printf "%s\n" "$_line"
   done

@@ -50,6 +50,14 @@ def _refused(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
                 "the docker topology reaches no host over SSH: pulumi config rm sshPrivateKey",
             )
         )
+    if settings.k3s.etcd_snapshots is not None and settings.k3s.etcd_snapshots.s3 is not None:
+        problems.append(
+            (
+                f"{NAMESPACE}:k3s.etcdSnapshots.s3",
+                "for SSH servers (its keys travel on the install's stdin); the docker topology keeps snapshots "
+                "in the server containers' volumes: remove s3",
+            )
+        )
     if "k3s.apiAddress" in facts.given:
         problems.append(
             (

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from components import checks, compat, k3s_flags
+from components.scripts import etcd_snapshot_flags
 from components.settings import NAMESPACE, K3sSettings, Settings
 from components.validation.facts import Facts
 
@@ -53,6 +54,7 @@ def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
     if error := checks.url_error(k3s.install_script_url):
         problems.append((f"{KEY}.installScriptUrl", error))
     problems += _registries_problems(k3s.registries or {})
+    problems += etcd_snapshot_problems(settings)
     return problems
 
 
@@ -173,4 +175,43 @@ def _registries_problems(registries: Mapping[str, Any]) -> list[tuple[str, str]]
                 problems.append(
                     (f"{key}.configs.{name}.tls.{field_name}", f"{path!r} is not an absolute path on the hosts")
                 )
+    return problems
+
+
+# serverConfig keys that would carry an S3 credential in plain text (command text, state).
+_S3_CREDENTIAL_FLAGS = ("etcd-s3-access-key", "etcd-s3-secret-key", "etcd-s3-session-token")
+_S3_SECRETS = ("etcdS3AccessKey", "etcdS3SecretKey")
+
+
+def etcd_snapshot_problems(settings: Settings) -> list[tuple[str, str]]:
+    """k3s.etcdSnapshots needs embedded etcd; each value has one place (etcdSnapshots, not
+    also serverConfig/serverArgs); S3 credentials only as the two secrets, both or neither."""
+    k3s = settings.k3s
+    key = f"{KEY}.etcdSnapshots"
+    problems: list[tuple[str, str]] = []
+    if k3s.etcd_snapshots is not None and k3s.datastore != "etcd":
+        problems.append(
+            (key, f"etcd snapshots need embedded etcd (k3s.datastore etcd), not {k3s.datastore}: remove etcdSnapshots")
+        )
+    for flag in etcd_snapshot_flags(k3s):
+        for where, _ in server_flag_values(k3s, flag):
+            problems.append((where, f"{flag} is set by k3s.etcdSnapshots: set it in one place (remove it here)"))
+    for flag in _S3_CREDENTIAL_FLAGS:
+        for where, _ in server_flag_values(k3s, flag):
+            problems.append(
+                (
+                    where,
+                    f"{flag} would be plain text in the command and the state: use the secrets "
+                    "(pulumi config set --secret etcdS3AccessKey ...; pulumi config set --secret etcdS3SecretKey ...)",
+                )
+            )
+    given = [name for name in _S3_SECRETS if name in settings.secrets_set]
+    s3 = k3s.etcd_snapshots.s3 if k3s.etcd_snapshots else None
+    if given and s3 is None:
+        problems += [
+            (f"{NAMESPACE}:{name}", "set without k3s.etcdSnapshots.s3: remove it or configure s3") for name in given
+        ]
+    elif len(given) == 1:
+        missing = next(name for name in _S3_SECRETS if name not in given)
+        problems.append((f"{NAMESPACE}:{missing}", f"{given[0]} is set: set {missing} too (both or neither)"))
     return problems

@@ -9,7 +9,14 @@ from components.validation.facts import Facts
 # Settings of clusters this program builds; k3s.version stays: it is what the Rancher
 # compatibility check compares with.
 _NODE_SETTINGS = ("servers", "agents", "ssh", "docker")
-_NODE_SECRETS = ("token", "sshPrivateKey", "sshPrivateKeyPassword", "datastoreEndpoint")
+_NODE_SECRETS = (
+    "token",
+    "sshPrivateKey",
+    "sshPrivateKeyPassword",
+    "datastoreEndpoint",
+    "etcdS3AccessKey",
+    "etcdS3SecretKey",
+)
 _WHY = "the kubeconfig topology installs nothing on an existing cluster"
 
 

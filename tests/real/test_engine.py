@@ -10,7 +10,9 @@ scripts, and the units they leave, not K3s itself.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +68,17 @@ def test_preview_then_up_builds_the_cluster(engine: tuple[EngineProject, list[An
         "agt-2-install",
         "tier2-cluster-ready",
         "tier2-kubeconfig",
+        "tier2-pre-upgrade-snapshot",  # a create that runs nothing
     } <= set(planned)
     project.pulumi("up", "--yes", "--skip-preview")
     outputs = project.pulumi("stack", "output", "--json").stdout
     assert f'"apiServer": "https://{hosts[0].address}:6443"' in outputs
     assert '"kubeconfig": "[secret]"' in outputs
+    # The stand-in's client certificate lasts 365 days: its notAfter, in plain text.
+    cert = (tmp / "standin-cert.pem").read_text()
+    end = subprocess.run(["openssl", "x509", "-noout", "-enddate"], input=cert, capture_output=True, text=True)
+    expected = datetime.strptime(end.stdout.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z")
+    assert f'"kubeconfigExpiry": "{expected.strftime("%Y-%m-%dT%H:%M:%SZ")}"' in outputs
     assert "agt-2" in hosts[0].exec("k3s kubectl get nodes")
 
 
@@ -92,11 +100,19 @@ def test_a_version_change_updates_nodes_in_place(engine: tuple[EngineProject, li
     assert "replace" not in planned.values() and "delete" not in planned.values()
     assert planned["srv-1-install"] == "update" and planned["agt-1-install"] == "update"
     assert planned["srv-1-ready"] == "update" and planned["tier2-cluster-ready"] == "update"
+    assert planned["tier2-pre-upgrade-snapshot"] == "update"
     before = invocations(hosts)
     project.pulumi("up", "--yes", "--skip-preview")
     for host, old, new in zip(hosts, before, invocations(hosts), strict=True):
         assert V2 in host.exec("k3s --version")
         assert new != old  # restarted on the new binary
+    # One snapshot, named after the versions, taken before the server was restarted on V2.
+    names = hosts[0].exec("ls /var/lib/rancher/k3s/server/db/snapshots").split()
+    (snapshot,) = [n for n in names if n.startswith("pre-upgrade-")]
+    prefix, _, taken = snapshot.rpartition("-")
+    assert prefix == f"pre-upgrade-{V1}-to-{V2}-srv-1".replace("+", "-")
+    started = hosts[0].exec('date -d "$(systemctl show -p ActiveEnterTimestamp --value k3s)" +%s').strip()
+    assert int(taken) <= int(started)
 
 
 def test_removing_an_agent_drains_and_uninstalls_it(engine: tuple[EngineProject, list[Any], Path]) -> None:

@@ -373,6 +373,27 @@ def test_token_rotate_changes_the_token_servers_and_agents_must_use(hosts: Calla
     until(lambda: srv.ready("srv-1"), 20, "server up with the new token")
 
 
+def test_etcd_snapshot_save_writes_name_node_time_in_the_snapshot_dir(hosts: Callable[[str], Host]) -> None:
+    srv = hosts("srv")
+
+    def save(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, str(srv.binary), "etcd-snapshot", "save", *args]
+        return subprocess.run(argv, env=srv.env(), capture_output=True, text=True, timeout=30)
+
+    server_config(srv, "srv-1", "etcd-snapshot-dir: /var/snaps\n")
+    assert save("--name", "early").returncode == 1  # no datastore yet: K3s fails too
+    srv.start("server")
+    until(lambda: srv.ready("srv-1"), 20, "server up")
+    before = int(time.time())
+    result = save("--name", "pre-upgrade-a-to-b")
+    assert result.returncode == 0, result.stderr
+    (snapshot,) = (srv.root / "var/snaps").iterdir()
+    prefix, _, stamp = snapshot.name.rpartition("-")
+    assert prefix == "pre-upgrade-a-to-b-srv-1" and before <= int(stamp) <= time.time()
+    assert snapshot.stat().st_mode & 0o777 == 0o600
+    assert "srv-1" in snapshot.read_text()  # the datastore's content
+
+
 # --- registration, labels, taints ---------------------------------------------------------------
 
 
