@@ -62,6 +62,12 @@ def server_chain(servers: Sequence[Node], init_server: str) -> list[Node]:
     return [*init, *sorted((n for n in servers if n.name != init_server), key=lambda n: n.name)]
 
 
+def rolled_update(node_name: str) -> str:
+    """A rolled agent's install `update`: a changed install is applied by its `-upgrade` step,
+    in its batch; here only this line runs (on the agent, as the SSH user)."""
+    return f"echo {node_name}: applied by {node_name}-upgrade, in its k3s.upgrade batch"
+
+
 def connection(
     node: Node, ssh: SshSettings, private_key: pulumi.Input[str] | None, password: pulumi.Input[str] | None
 ) -> remote.ConnectionArgs:
@@ -100,6 +106,8 @@ class SshBackend:
     # The init role can move (k3s.initServer): every server has a forget step, so that moving
     # it deletes no resource.
     forget_init = True
+    # Agents take in-place changes in batches (k3s.upgrade), cordoned and drained first.
+    rolls_agents = True
 
     def __init__(self, args: K3sClusterArgs) -> None:
         self.args = args
@@ -131,6 +139,7 @@ class SshBackend:
         *,
         opts: pulumi.ResourceOptions,
         create: pulumi.Input[str] | None = None,
+        update: pulumi.Input[str] | None = None,
         delete: str | None = None,
         stdin: pulumi.Input[str] | None = None,
         triggers: Sequence[pulumi.Input[str]] | None = None,
@@ -141,7 +150,7 @@ class SshBackend:
             name,
             connection=self._connections[on.name],
             create=create,
-            update=create,
+            update=update if update is not None else create,
             delete=delete,
             stdin=stdin,
             triggers=list(triggers) if triggers is not None else None,
@@ -157,6 +166,7 @@ class SshBackend:
         first_server: bool,
         after: Sequence[pulumi.Resource],
         forget: pulumi.Resource | None,
+        rolled: bool = False,
     ) -> Installed:
         assert isinstance(forget, remote.Command)  # forget_init: every node has one
         script = scripts.install_script(node, self.k3s, first_server=first_server)
@@ -181,6 +191,8 @@ class SshBackend:
             f"{node.name}-install",
             node,
             create=script.command,
+            # Rolled: an in-place change runs in the agent's batch (`-upgrade`), not here.
+            update=rolled_update(node.name) if rolled else None,
             delete=scripts.uninstall_script(node, self.k3s).command,
             stdin=self.check_stdin,
             # The forget's id: a replaced forget replaces the install (see components/cluster.py).
@@ -189,7 +201,9 @@ class SshBackend:
                 parent=parent, depends_on=[*after, *staged, forget], delete_before_replace=True
             ),
         )
-        return Installed(resources=[install], generation=script.command, replaced_with=[install.id])
+        return Installed(
+            resources=[install], generation=script.command, replaced_with=[install.id], rollout=script.command
+        )
 
     def _stage_airgap(self, parent: pulumi.Resource, node: Node, forget: pulumi.Resource) -> list[pulumi.Resource]:
         """Stage this generation's airgap files in a 0700 directory under the SSH user's home:
