@@ -372,6 +372,11 @@ def cordon_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str) -
     )
 
 
+def rolled_install_script(node_name: str) -> Script:
+    """A rolled agent's install update: nothing runs (the agent's -upgrade step applies it)."""
+    return render("rolled_install", {"NODE_NAME": node_name}, sudo=False, root=False)
+
+
 def rejoin_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str) -> Script:
     """Wait until an upgraded agent is Ready at k3s.version, then uncordon it."""
     return render(

@@ -57,7 +57,7 @@ def test_each_agent_gets_steps_that_run_only_on_change(batches_of_two: Run) -> N
         assert upgrade["stdin"] == install["stdin"]  # the token, secret (a new one re-runs it)
         assert "stdin" in batches_of_two.by_name(f"{agent}-upgrade").secret_paths()
         # The install itself no longer changes the agent in place.
-        assert install["update"] != install["create"] and f"{agent}-upgrade" in install["update"]
+        assert install["update"] != install["create"] and "-upgrade, in its k3s.upgrade batch" in install["update"]
         cordon = batches_of_two.by_name(f"{agent}-cordon").plain()
         assert "cordon" in cordon["update"] and variable(cordon["update"], "DRAIN") == "1"
         assert "uncordon" in batches_of_two.by_name(f"{agent}-rejoin").plain()["update"]

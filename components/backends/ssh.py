@@ -62,12 +62,6 @@ def server_chain(servers: Sequence[Node], init_server: str) -> list[Node]:
     return [*init, *sorted((n for n in servers if n.name != init_server), key=lambda n: n.name)]
 
 
-def rolled_update(node_name: str) -> str:
-    """A rolled agent's install `update`: a changed install is applied by its `-upgrade` step,
-    in its batch; here only this line runs (on the agent, as the SSH user)."""
-    return f"echo {node_name}: applied by {node_name}-upgrade, in its k3s.upgrade batch"
-
-
 def connection(
     node: Node, ssh: SshSettings, private_key: pulumi.Input[str] | None, password: pulumi.Input[str] | None
 ) -> remote.ConnectionArgs:
@@ -192,7 +186,7 @@ class SshBackend:
             node,
             create=script.command,
             # Rolled: an in-place change runs in the agent's batch (`-upgrade`), not here.
-            update=rolled_update(node.name) if rolled else None,
+            update=scripts.rolled_install_script(node.name).command if rolled else None,
             delete=scripts.uninstall_script(node, self.k3s).command,
             stdin=self.check_stdin,
             # The forget's id: a replaced forget replaces the install (see components/cluster.py).
