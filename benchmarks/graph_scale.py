@@ -30,8 +30,10 @@ def make_config(servers: int, agents: int) -> dict[str, Any]:
 
 
 def longest_chain(registrations: Sequence[Registration]) -> int:
-    """Longest path, counted in custom resources, through dependency edges (a dependency on
-    a component means a dependency on each of its children)."""
+    """Longest path through dependency edges (a dependency on a component means a dependency
+    on each of its children), counted in custom resources that do something when they are
+    created: a command without `create` (an upgrade step, a forget) runs nothing then, and
+    the engine passes it in a moment."""
     by_urn = {r.urn: r for r in registrations}
     children: dict[str, list[str]] = {}
     for r in registrations:
@@ -45,10 +47,13 @@ def longest_chain(registrations: Sequence[Registration]) -> int:
             return [urn]
         return [leaf for child in children.get(urn, []) for leaf in expand(child)]
 
+    def works(r: Registration) -> int:
+        return 0 if r.type.startswith("command:") and r.type.endswith(":Command") and "create" not in r.inputs else 1
+
     @functools.cache
     def depth(urn: str) -> int:
         deps = [leaf for dep in by_urn[urn].dependencies for leaf in expand(dep)]
-        return 1 + max((depth(d) for d in deps), default=0)
+        return works(by_urn[urn]) + max((depth(d) for d in deps), default=0)
 
     sys.setrecursionlimit(10000)
     return max(depth(r.urn) for r in registrations if r.custom)

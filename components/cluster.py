@@ -35,8 +35,13 @@ are the two, a few dozen lines of wiring each on top of their pure halves):
 - `install(parent, node, first_server=, after=, forget=)`: create whatever puts K3s on the
   node (parented to `parent`, waiting for `after` and for `forget`, its first step) and
   return `Installed`.
-- `command(name, on, create=, delete=, ...)`: a command whose text (a rendered script from
-  components/scripts.py, run as root) runs on node `on`; create also serves as update.
+- `command(name, on, create=, update=, delete=, ...)`: a command whose text (a rendered
+  script from components/scripts.py, run as root) runs on node `on`; without `update`, create
+  also serves as update; with `update` alone nothing runs on creation.
+- `rolls_agents`: whether agents take in-place changes in batches (k3s.upgrade): then
+  `install(..., rolled=True)` must leave in-place changes to `Installed.rollout`, which the
+  graph runs per agent between a cordon (and drain) and a rejoin (Ready, uncordon), one
+  batch after another; nothing of it runs on creation, so creation stays flat.
 - `upgrade_command(name, on, update=, opts=)`: a command that runs nothing on creation and
   `update` whenever that text changes (the pre-upgrade etcd snapshot); None where the
   topology has none (docker: a new version replaces the containers, etcd's data stays in
@@ -58,7 +63,7 @@ those and gets every graph behaviour above: order, readiness, labels, drain and 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol, cast, runtime_checkable
 
@@ -88,6 +93,9 @@ class Installed:
     # Values that change only when the node is replaced: the membership's triggers carry
     # them, so a replaced node's membership is replaced (drained) before it.
     replaced_with: Sequence[pulumi.Input[str]] = ()
+    # For a backend that rolls agents out: the command that applies the node's current
+    # install in place (run by the node's `-upgrade` step, in its batch).
+    rollout: pulumi.Input[str] | None = None
 
 
 class Backend(Protocol):
@@ -98,6 +106,9 @@ class Backend(Protocol):
     agent_type: str
     api_server: str
     forget_init: bool
+    # Whether an in-place change of an agent (new version, new settings) rolls out in
+    # batches (k3s.upgrade) instead of through the install itself.
+    rolls_agents: bool
 
     @property
     def check_stdin(self) -> pulumi.Input[str] | None: ...
@@ -118,6 +129,7 @@ class Backend(Protocol):
         first_server: bool,
         after: Sequence[pulumi.Resource],
         forget: pulumi.Resource | None,
+        rolled: bool = False,
     ) -> Installed: ...
 
     def command(
@@ -127,6 +139,7 @@ class Backend(Protocol):
         *,
         opts: pulumi.ResourceOptions,
         create: pulumi.Input[str] | None = None,
+        update: pulumi.Input[str] | None = None,
         delete: str | None = None,
         stdin: pulumi.Input[str] | None = None,
         triggers: Sequence[pulumi.Input[str]] | None = None,
@@ -251,7 +264,11 @@ def build_graph(
         return render
 
     def member(
-        node: Node, first_server: bool, after: Sequence[pulumi.Resource], init_installed: Installed | None
+        node: Node,
+        first_server: bool,
+        after: Sequence[pulumi.Resource],
+        init_installed: Installed | None,
+        rolled: bool = False,
     ) -> ClusterNode:
         component = ClusterNode(backend.server_type if node.role == "server" else backend.agent_type, node, child)
         is_init = node.name == init.name
@@ -286,9 +303,54 @@ def build_graph(
             )
             after = [*after, *([snapshot] if snapshot is not None else [])]
         component.installed = backend.install(
-            component, node, first_server=first_server, after=after, forget=component.forget
+            component, node, first_server=first_server, after=after, forget=component.forget, rolled=rolled
         )
         return component
+
+    def roll_out(agent_members: list[ClusterNode]) -> None:
+        """Per agent, steps that run only on an in-place change (no create): cordon (and
+        drain) through the init server, apply the install on the agent, wait until it is
+        Ready at k3s.version and uncordon it. Agents go in batches of k3s.upgrade's size, in
+        name order; a batch starts once every agent of the previous one is back."""
+        size = k3s.upgrade.batch_size(len(agent_members))
+        user = init.ssh.user
+
+        def cordon_text(name: str) -> Callable[[str], str]:
+            return lambda waits_for: scripts.cordon_script(name, k3s, user, waits_for).command
+
+        def rejoin_text(name: str) -> Callable[[str], str]:
+            return lambda waits_for: scripts.rejoin_script(name, k3s, user, waits_for).command
+
+        before: list[pulumi.Resource] = []
+        for start in range(0, len(agent_members), size):
+            batch: list[pulumi.Resource] = []
+            for m in agent_members[start : start + size]:
+                name, installed = m.node.name, m.installed
+                assert installed.rollout is not None, f"{name}: a rolled install needs its rollout command"
+                marker = generations([m])
+                cordon = backend.command(
+                    f"{name}-cordon",
+                    init,
+                    update=render_text(marker, cordon_text(name)),
+                    opts=pulumi.ResourceOptions(parent=m, depends_on=[*installed.resources, *before]),
+                )
+                upgrade = backend.command(
+                    f"{name}-upgrade",
+                    m.node,
+                    update=installed.rollout,
+                    stdin=backend.check_stdin,
+                    opts=pulumi.ResourceOptions(parent=m, depends_on=[cordon]),
+                )
+                rejoin = backend.command(
+                    f"{name}-rejoin",
+                    init,
+                    update=render_text(marker, rejoin_text(name)),
+                    opts=pulumi.ResourceOptions(parent=m, depends_on=[upgrade]),
+                )
+                # The cluster check and the membership wait for the agent to be back.
+                m.installed = replace(installed, resources=[*installed.resources, rejoin])
+                batch.append(rejoin)
+            before = batch
 
     def generations(members: Sequence[ClusterNode]) -> pulumi.Input[str]:
         parts = [m.installed.generation for m in members]
@@ -310,7 +372,10 @@ def build_graph(
         )
         server_members.append(server)
         previous = [server.ready]
-    agent_members = [member(node, False, previous, server_members[0].installed) for node in agents]
+    rolled = backend.rolls_agents
+    agent_members = [member(node, False, previous, server_members[0].installed, rolled) for node in agents]
+    if rolled:
+        roll_out(agent_members)
     members = [*server_members, *agent_members]
     names = [m.node.name for m in members]
 

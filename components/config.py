@@ -38,6 +38,7 @@ from components.settings import (
     SshEndpoint,
     SshSettings,
     Timeouts,
+    UpgradeSettings,
 )
 from components.validation import VALIDATORS, Facts
 from components.validation.k3s import etcd_warning
@@ -153,6 +154,9 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
                 node_ready=k3s_raw["timeouts"]["nodeReady"],
                 cluster_ready=k3s_raw["timeouts"]["clusterReady"],
                 drain=k3s_raw["timeouts"]["drain"],
+            ),
+            upgrade=UpgradeSettings(
+                agents_at_once=k3s_raw["upgrade"]["agentsAtOnce"], drain=k3s_raw["upgrade"]["drain"]
             ),
         ),
         ssh=SshSettings(

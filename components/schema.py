@@ -98,6 +98,9 @@ def schema_problems(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
                 f"{error.instance!r} is not an exact K3s release such as v1.33.5+k3s1 "
                 "(channels like 'stable' cannot be checked against Rancher)"
             )
+        elif error.validator in ("oneOf", "anyOf") and "description" in error.schema:
+            # jsonschema says only "not valid under any of the given schemas": say what is.
+            message = f"{error.instance!r} is not valid here. {error.schema['description']}"
         else:
             message = error.message
         problems.append((key(path), message))

@@ -396,6 +396,40 @@ def drain_script(node_name: str, drain_timeout: int, user: str) -> Script:
     return render("drain_delete", {"NODE_NAME": node_name, "DRAIN_TIMEOUT": str(drain_timeout)}, sudo=needs_sudo(user))
 
 
+def cordon_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str) -> Script:
+    """Cordon (and, with k3s.upgrade.drain, drain) an agent before its in-place upgrade."""
+    return render(
+        "cordon_drain",
+        {
+            "NODE_NAME": node_name,
+            "DRAIN": "1" if k3s.upgrade.drain else "0",
+            "DRAIN_TIMEOUT": str(k3s.timeouts.drain),
+            "WAIT_FOR": waits_for,
+        },
+        sudo=needs_sudo(user),
+    )
+
+
+def rolled_install_script(node_name: str) -> Script:
+    """A rolled agent's install update: nothing runs (the agent's -upgrade step applies it)."""
+    return render("rolled_install", {"NODE_NAME": node_name}, sudo=False, root=False)
+
+
+def rejoin_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str) -> Script:
+    """Wait until an upgraded agent is Ready at k3s.version, then uncordon it."""
+    return render(
+        "rejoin",
+        {
+            "NODE_NAME": node_name,
+            "K3S_VERSION": k3s.version,
+            "TIMEOUT": str(k3s.timeouts.node_ready),
+            "WAIT_FOR": waits_for,
+            "HINT": SSH_WAIT_HINT,
+        },
+        sudo=needs_sudo(user),
+    )
+
+
 def forget_script(node_name: str, user: str) -> Script:
     """Delete the Node object once its host is uninstalled: a still-running agent would
     register the node again after the drain's delete, leaving a NotReady Node behind."""

@@ -101,6 +101,22 @@ class EtcdSnapshots:
 
 
 @dataclass(frozen=True)
+class UpgradeSettings:
+    """How agents take an in-place change (a new k3s.version, new settings): in batches of
+    `agents_at_once` (a count, or "N%" of the agents, at least 1), each cordoned (and drained
+    with `drain`) first and uncordoned once Ready again."""
+
+    agents_at_once: int | str = "10%"
+    drain: bool = True
+
+    def batch_size(self, agents: int) -> int:
+        if isinstance(self.agents_at_once, int):
+            return max(1, self.agents_at_once)
+        percent = int(self.agents_at_once.rstrip("%"))
+        return max(1, -(-agents * percent // 100))  # rounded up
+
+
+@dataclass(frozen=True)
 class K3sSettings:
     version: str
     datastore: str
@@ -118,6 +134,7 @@ class K3sSettings:
     init_server: str = ""
     install_script_sha256: str | None = None
     etcd_snapshots: EtcdSnapshots | None = None
+    upgrade: UpgradeSettings = UpgradeSettings()
 
     @property
     def minor(self) -> int:

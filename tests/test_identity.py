@@ -152,6 +152,7 @@ def test_a_new_ssh_endpoint_updates_the_connection_and_replaces_nothing(airgap: 
     changed = {name for name in before if before[name] != after[name]}
     assert changed == {
         *(f"prod-{n}-install" for n in ("w2", "cp2")),
+        "prod-w2-upgrade",  # an agent's k3s.upgrade step on its host: same text, new connection
         *(f"prod-{n}-airgap-{f}" for n in ("w2", "cp2") for f in ("install-sh", "k3s", "stage")),
         *(f"prod-{n}-registration" for n in ("w2", "cp2") if f"prod-{n}-registration" in before),
         "prod-cp2-ready",  # runs on cp2: same check, new connection
@@ -295,7 +296,8 @@ def engine_urn(result: Run, name: str) -> str:
 def test_a_gone_host_needs_only_its_install_deleted_from_state() -> None:
     """The README's way out: remove the node from config, `pulumi up` (drain runs, then the
     uninstall fails: the host is gone), `pulumi state delete` its install, `pulumi up` again.
-    That works only if (1) only the install talks to the node's own host, (2) once the node
+    That works only if (1) only the install's delete talks to the node's own host (its
+    k3s.upgrade step runs there only on a change, and has no delete), (2) once the node
     is out of the program nothing still registered depends on its install (the CLI refuses to
     delete a resource others depend on), and (3) the README names that exact URN."""
     config = prod_config()
@@ -304,7 +306,8 @@ def test_a_gone_host_needs_only_its_install_deleted_from_state() -> None:
     after = run(config)
     own_host = "10.20.0.23"
     on_host = {r.name for r in before.registrations if r.plain().get("connection", {}).get("host") == own_host}
-    assert on_host == {"prod-w3-install"}
+    assert on_host == {"prod-w3-install", "prod-w3-upgrade"}
+    assert not before.by_name("prod-w3-upgrade").plain().get("delete")
     install = before.urn("prod-w3-install")
     for registration in after.registrations:
         assert install not in registration.dependencies, registration.name

@@ -46,7 +46,11 @@ def test_a_version_change_updates_every_node_in_place_and_reruns_ready_checks() 
         assert before[name]["triggers"] == after[name]["triggers"], "a version change must not replace a node"
         assert before[name]["create"] != after[name]["create"]
         assert "K3S_VERSION=v1.33.6+k3s1" in after[name]["create"]
-        assert after[name]["update"] == after[name]["create"]
+        if name.startswith("prod-w"):  # agents: the change runs in their k3s.upgrade batch
+            assert after[name.replace("-install", "-upgrade")]["update"] == after[name]["create"]
+            assert after[name]["update"] == before[name]["update"] != after[name]["create"]
+        else:
+            assert after[name]["update"] == after[name]["create"]
     for name in [n for n in before if n.endswith("-ready")]:
         assert before[name]["create"] != after[name]["create"], f"{name} must re-run after its install changes"
     # Membership (labels, drain) does not depend on the version: it stays untouched.
@@ -61,10 +65,13 @@ def test_changing_one_agents_settings_touches_only_that_agent_and_the_cluster_ch
     config["agents"][0]["ssh"] = {"port": 2222}
     after = commands(run(config))
     changed = {name for name in before if before[name] != after.get(name)}
-    assert changed == {"prod-w1-install"}
+    # The install records the new endpoint; its -upgrade step runs the install through it
+    # (no cordon: the install's text is the same, so K3s does not restart).
+    assert changed == {"prod-w1-install", "prod-w1-upgrade"}
     # A new SSH endpoint is not a new node: the install is updated in place (same triggers).
     assert before["prod-w1-install"]["triggers"] == after["prod-w1-install"]["triggers"]
     assert after["prod-w1-install"]["connection"]["port"] == 2222
+    assert after["prod-w1-upgrade"]["connection"]["port"] == 2222
 
 
 def test_a_changed_host_replaces_that_node_delete_first() -> None:
@@ -86,7 +93,9 @@ def test_removing_an_agent_removes_only_that_agent() -> None:
     before = commands(run(config))
     config["agents"] = [a for a in config["agents"] if a["name"] != "prod-w3"]
     after = commands(run(config))
-    assert set(before) - set(after) == {"prod-w3-forget", "prod-w3-install", "prod-w3-membership"}
+    rollout = {"prod-w3-cordon", "prod-w3-upgrade", "prod-w3-rejoin"}
+    assert set(before) - set(after) == {"prod-w3-forget", "prod-w3-install", "prod-w3-membership", *rollout}
+    assert not any(before[name].get("delete") for name in rollout)  # nothing runs for them
     # The removed agent's saved delete steps drain it, uninstall K3s, then delete its Node.
     assert "drain" in before["prod-w3-membership"]["delete"]
     assert "k3s-agent-uninstall.sh" in before["prod-w3-install"]["delete"]

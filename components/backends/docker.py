@@ -59,14 +59,20 @@ class DockerClusterArgs:
 
 
 def local_command(
-    name: str, command: pulumi.Input[str] | None, host: str, opts: pulumi.ResourceOptions, **extra: Any
+    name: str,
+    command: pulumi.Input[str] | None,
+    host: str,
+    opts: pulumi.ResourceOptions,
+    update: pulumi.Input[str] | None = None,
+    **extra: Any,
 ) -> local.Command:
-    """A command on this machine against the engine at `host` (DOCKER_HOST for the CLI)."""
+    """A command on this machine against the engine at `host` (DOCKER_HOST for the CLI);
+    `command` also serves as update unless `update` is given."""
     # add_previous_output_in_env=False: nothing reads it, and no output should travel further.
     return local.Command(
         name,
         create=command,
-        update=command,
+        update=update if update is not None else command,
         environment={"DOCKER_HOST": host},
         add_previous_output_in_env=False,
         opts=opts,
@@ -82,6 +88,8 @@ class DockerBackend:
     agent_type = AGENT_TYPE
     # The first container always initialises: the init role cannot move.
     forget_init = False
+    # An upgrade replaces containers, servers one at a time, then the agents (no batches).
+    rolls_agents = False
     # A new token or endpoint is a new file in the container: a new container, a new generation.
     check_stdin = None
 
@@ -116,6 +124,7 @@ class DockerBackend:
         *,
         opts: pulumi.ResourceOptions,
         create: pulumi.Input[str] | None = None,
+        update: pulumi.Input[str] | None = None,
         delete: str | None = None,
         stdin: pulumi.Input[str] | None = None,
         triggers: Sequence[pulumi.Input[str]] | None = None,
@@ -131,7 +140,8 @@ class DockerBackend:
         if triggers is not None:
             extra["triggers"] = list(triggers)
         command = render_text(create, in_node) if create is not None else None
-        return local_command(name, command, self.args.docker.host, opts, **extra)
+        changed = render_text(update, in_node) if update is not None else None
+        return local_command(name, command, self.args.docker.host, opts, update=changed, **extra)
 
     def upgrade_command(self, name: str, on: Node, *, update: pulumi.Input[str], opts: pulumi.ResourceOptions) -> None:
         """None: a new k3s.version replaces the containers (their volumes keep etcd's data);
@@ -146,6 +156,7 @@ class DockerBackend:
         first_server: bool,
         after: Sequence[pulumi.Resource],
         forget: pulumi.Resource | None,
+        rolled: bool = False,
     ) -> Installed:
         args = self.args
         spec = container_spec(

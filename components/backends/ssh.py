@@ -103,6 +103,8 @@ class SshBackend:
     # The init role can move (k3s.initServer): every server has a forget step, so that moving
     # it deletes no resource.
     forget_init = True
+    # Agents take in-place changes in batches (k3s.upgrade), cordoned and drained first.
+    rolls_agents = True
 
     def __init__(self, args: K3sClusterArgs) -> None:
         self.args = args
@@ -141,6 +143,7 @@ class SshBackend:
         *,
         opts: pulumi.ResourceOptions,
         create: pulumi.Input[str] | None = None,
+        update: pulumi.Input[str] | None = None,
         delete: str | None = None,
         stdin: pulumi.Input[str] | None = None,
         triggers: Sequence[pulumi.Input[str]] | None = None,
@@ -151,7 +154,7 @@ class SshBackend:
             name,
             connection=self._connections[on.name],
             create=create,
-            update=create,
+            update=update if update is not None else create,
             delete=delete,
             stdin=stdin,
             triggers=list(triggers) if triggers is not None else None,
@@ -180,6 +183,7 @@ class SshBackend:
         first_server: bool,
         after: Sequence[pulumi.Resource],
         forget: pulumi.Resource | None,
+        rolled: bool = False,
     ) -> Installed:
         assert isinstance(forget, remote.Command)  # forget_init: every node has one
         script = scripts.install_script(node, self.k3s, first_server=first_server)
@@ -204,6 +208,8 @@ class SshBackend:
             f"{node.name}-install",
             node,
             create=script.command,
+            # Rolled: an in-place change runs in the agent's batch (`-upgrade`), not here.
+            update=scripts.rolled_install_script(node.name).command if rolled else None,
             delete=scripts.uninstall_script(node, self.k3s).command,
             stdin=self.check_stdin if node.role == "server" else self._agent_stdin,
             # The forget's id: a replaced forget replaces the install (see components/cluster.py).
@@ -212,7 +218,9 @@ class SshBackend:
                 parent=parent, depends_on=[*after, *staged, forget], delete_before_replace=True
             ),
         )
-        return Installed(resources=[install], generation=script.command, replaced_with=[install.id])
+        return Installed(
+            resources=[install], generation=script.command, replaced_with=[install.id], rollout=script.command
+        )
 
     def _stage_airgap(self, parent: pulumi.Resource, node: Node, forget: pulumi.Resource) -> list[pulumi.Resource]:
         """Stage this generation's airgap files in a 0700 directory under the SSH user's home:

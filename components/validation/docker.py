@@ -58,6 +58,14 @@ def _refused(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
                 "in the server containers' volumes: remove s3",
             )
         )
+    if any(k.startswith("k3s.upgrade") for k in facts.given):
+        problems.append(
+            (
+                f"{NAMESPACE}:k3s.upgrade",
+                "for SSH hosts: the docker topology upgrades by replacing containers (servers one at a time, "
+                "then the agents); remove it",
+            )
+        )
     if "k3s.apiAddress" in facts.given:
         problems.append(
             (

@@ -141,3 +141,50 @@ def test_drain_and_forget_succeed_only_on_not_found_and_fail_when_the_api_is_unr
         assert down.returncode != 0
         assert "cannot tell whether node w1 is registered" in down.stderr
         assert "connection to the server 127.0.0.1:6443 was refused" in down.stderr
+
+
+@needs_sandbox
+def test_cordon_drains_then_rejoin_waits_for_the_version_and_uncordons(box: Sandbox) -> None:
+    """k3s.upgrade: an agent is cordoned and drained before its in-place upgrade, and
+    uncordoned only once Ready at the new version."""
+    k3s = settings_for(awkward_config("etcd")).k3s
+    box.put_k3s()
+    box.set_state(nodes={"w1": "v1.33.5+k3s1 True"})
+    result = box.run(scripts.cordon_script("w1", k3s, "ubuntu", "0123abcd"))
+    assert result.returncode == 0, result.stderr
+    verbs = [r["argv"][3] for r in box.records("k3s")]
+    assert verbs == ["get", "cordon", "drain"]
+    assert f"--timeout={k3s.timeouts.drain}s" in box.records("k3s")[2]["argv"]
+    box.set_state(nodes={"w1": f"{k3s.version} True"})
+    back = box.run(scripts.rejoin_script("w1", k3s, "ubuntu", "0123abcd"))
+    assert back.returncode == 0, back.stderr
+    assert [r["argv"][3] for r in box.records("k3s")][-1] == "uncordon"
+
+
+@needs_sandbox
+def test_rejoin_keeps_a_node_that_never_comes_back_cordoned_and_says_so(box: Sandbox) -> None:
+    import dataclasses
+
+    k3s = settings_for(awkward_config("etcd")).k3s
+    k3s = dataclasses.replace(k3s, timeouts=dataclasses.replace(k3s.timeouts, node_ready=1))
+    box.put_k3s()
+    box.set_state(nodes={"w1": "v1.32.0+k3s1 True"})  # still the old version
+    result = box.run(scripts.rejoin_script("w1", k3s, "ubuntu", "0123abcd"))
+    assert result.returncode != 0
+    assert "stays cordoned and the next agents wait" in result.stderr
+    assert "uncordon" not in [r["argv"][3] for r in box.records("k3s")]
+
+
+@needs_sandbox
+def test_cordon_without_drain_and_of_an_unregistered_node(box: Sandbox) -> None:
+    import dataclasses
+
+    k3s = settings_for(awkward_config("etcd")).k3s
+    no_drain = dataclasses.replace(k3s, upgrade=dataclasses.replace(k3s.upgrade, drain=False))
+    box.put_k3s()
+    box.set_state(nodes={"w1": "v1.33.5+k3s1 True"})
+    assert box.run(scripts.cordon_script("w1", no_drain, "ubuntu", "x")).returncode == 0
+    assert [r["argv"][3] for r in box.records("k3s")] == ["get", "cordon"]
+    box.set_state(nodes={})
+    gone = box.run(scripts.cordon_script("w1", k3s, "ubuntu", "x"))
+    assert gone.returncode == 0 and "nothing to cordon" in gone.stderr

@@ -1,0 +1,20 @@
+# shellcheck shell=sh
+# After an agent's K3s was upgraded or reconfigured in place: wait, bounded, until it is Ready
+# at the expected version, then uncordon it, so the next batch starts only with this one back.
+# Runs on the init server.
+# Inputs: NODE_NAME, K3S_VERSION, TIMEOUT (seconds), WAIT_FOR (the install it follows, for
+# the plan only), HINT (what to check when the wait gives up).
+: "${NODE_NAME:?}" "${K3S_VERSION:?}" "${TIMEOUT:?}" "${HINT:?}"
+need_k3s
+log "waiting up to ${TIMEOUT}s for $NODE_NAME at $K3S_VERSION (after: ${WAIT_FOR:-install})"
+END=$(deadline "$TIMEOUT")
+while :; do
+  STATE=$(kc get node "$NODE_NAME" -o 'jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
+  [ "$STATE" != "$K3S_VERSION True" ] || break
+  if [ "$(date +%s)" -ge "$END" ]; then
+    die "$NODE_NAME is not Ready at $K3S_VERSION after ${TIMEOUT}s (${STATE:-not registered}); it stays cordoned and the next agents wait. $HINT"
+  fi
+  sleep 5
+done
+kc uncordon "$NODE_NAME" >&2 || die "could not uncordon node $NODE_NAME (see above)"
+log "node $NODE_NAME is back: Ready at $K3S_VERSION and uncordoned"
