@@ -19,6 +19,7 @@ SECRET_KEYS = (
     "sshPrivateKey",
     "sshPrivateKeyPassword",
     "datastoreEndpoint",
+    "proxyCredentials",
     "rancherBootstrapPassword",
     "rancherTlsKey",
     "kubeconfig",
@@ -76,6 +77,18 @@ class Airgap:
 
 
 @dataclass(frozen=True)
+class Proxy:
+    """k3s.proxy: the proxy URLs (no credentials: those are the proxyCredentials secret), the
+    user's noProxy entries, and the addresses of every node and of the API, which config adds
+    so that NO_PROXY reaches them directly (components/proxy.py builds the final list)."""
+
+    http_proxy: str | None
+    https_proxy: str | None
+    no_proxy: tuple[str, ...]
+    node_addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class K3sSettings:
     version: str
     datastore: str
@@ -92,6 +105,9 @@ class K3sSettings:
     # Name of the initialising server (cluster-init, default API address); "" without servers.
     init_server: str = ""
     install_script_sha256: str | None = None
+    proxy: Proxy | None = None
+    # k3s.preflight: the host checks before a first install (components/sh/install_node.sh).
+    preflight: bool = True
 
     @property
     def minor(self) -> int:
