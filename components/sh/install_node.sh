@@ -129,7 +129,7 @@ listening_ports() {
     netstat -ltn 2>/dev/null | while read -r _ _ _ _local _; do printf "%s\n" "${_local##*:}"; done
   else
     cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | while read -r _ _local _ _state _; do
-      [ "$_state" = 0A ] && printf "%s\n" "$(( 0x${_local##*:} ))"
+      if [ "$_state" = 0A ]; then printf "%s\n" "$(( 0x${_local##*:} ))"; fi
     done
   fi
 }
