@@ -20,6 +20,8 @@ class StackSecrets:
     rancher_bootstrap_password: pulumi.Output[str] | None
     rancher_tls_key: pulumi.Output[str] | None
     kubeconfig: pulumi.Output[str] | None = None
+    # user:password for k3s.proxy, for the install's stdin line 3 (components/scripts.py install_stdin).
+    proxy_credentials: pulumi.Output[str] | None = None
 
 
 def read_secrets(config: pulumi.Config, present: Collection[str]) -> StackSecrets:
@@ -33,6 +35,7 @@ def read_secrets(config: pulumi.Config, present: Collection[str]) -> StackSecret
         rancher_bootstrap_password=values["rancherBootstrapPassword"],
         rancher_tls_key=values["rancherTlsKey"],
         kubeconfig=values["kubeconfig"],
+        proxy_credentials=values["proxyCredentials"],
     )
 
 

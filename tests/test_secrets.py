@@ -47,6 +47,7 @@ SECRETS = {
     "rancherBootstrapPassword": "bootstrap-SECRET-5e6f12",
     "rancherTlsKey": "-----BEGIN PRIVATE KEY-----\ntlskey-SECRET-0d0d4c\n-----END PRIVATE KEY-----\n",
     "kubeconfig": K3S_KUBECONFIG.replace("Q0xJRU5ULUtFWS1TRUNSRVQ=", "kubecfg-SECRET-41c9e0"),
+    "proxyCredentials": "proxy-user:proxypass-SECRET-6a3e",
 }
 assert set(SECRETS) == set(SECRET_KEYS)
 # What must never show: each secret's distinctive part, what the mocks generate (tokens,
@@ -59,6 +60,7 @@ NEEDLES = [
     "bootstrap-SECRET-5e6f12",
     "tlskey-SECRET-0d0d4c",
     "kubecfg-SECRET-41c9e0",
+    "proxypass-SECRET-6a3e",
     GENERATED_PASSWORD,
     "Q0xJRU5ULUtFWS1TRUNSRVQ=",
 ]
@@ -92,6 +94,13 @@ def dev_using_every_secret() -> dict[str, Any]:
     return config
 
 
+def dev_with_proxy() -> dict[str, Any]:
+    """k3s.proxy set: the proxyCredentials secret is accepted."""
+    config, _ = load_stack_config("dev")
+    config["k3s"]["proxy"] = {"httpsProxy": "http://proxy.example.com:3128"}
+    return config
+
+
 def local_external() -> dict[str, Any]:
     config, _ = load_stack_config("local")
     config["k3s"]["datastore"] = "external"
@@ -104,6 +113,7 @@ def stack_file(stack: str) -> Callable[[], dict[str, Any]]:
 
 VARIANTS: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {stack: (stack, stack_file(stack)) for stack in STACKS}
 VARIANTS["dev-every-secret"] = ("dev", dev_using_every_secret)
+VARIANTS["dev-proxy"] = ("dev", dev_with_proxy)
 VARIANTS["existing-cluster"] = ("shared", lambda: {"topology": "kubeconfig", "rancher": {"hostname": "r.example.com"}})
 if "local" in STACKS:
     VARIANTS["local-external-datastore"] = ("local", local_external)
