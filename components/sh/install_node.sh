@@ -196,6 +196,7 @@ if [ "${PREFLIGHT:-on}" != off ] && ! ours; then
   [ -z "$BUSY" ] || die "port(s)$BUSY already in use on $NODE_NAME; K3s ($ROLE) needs them. See what listens there (ss -ltnp), stop it or use another host, then run pulumi up again $SKIP_HINT"
   if [ -n "${SERVER_URL:-}" ]; then
     SKEW=$(server_clock_skew "$SERVER_URL")
+    [ -n "$SKEW" ] || log "could not read the time of $SERVER_URL (no HTTPS answer on /ping, or no curl on $NODE_NAME): clocks not compared"
     if [ -n "$SKEW" ] && { [ "$SKEW" -gt "$MAX_CLOCK_SKEW" ] || [ "$SKEW" -lt "-$MAX_CLOCK_SKEW" ]; }; then
       die "the clock of $NODE_NAME differs from the server's ($SERVER_URL) by ${SKEW}s (more than ${MAX_CLOCK_SKEW}s); certificates and etcd need synchronised clocks. Turn on time sync on both (timedatectl set-ntp true, or chrony/ntpd), then run pulumi up again $SKIP_HINT"
     fi
