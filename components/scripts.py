@@ -306,10 +306,10 @@ def registration_script(node: Node, k3s: K3sSettings) -> Script:
 
 
 def install_stdin(token: str, datastore_endpoint: str | None, proxy_credentials: str | None = None) -> str:
-    """What the install script reads on stdin: the token, then the datastore endpoint, then
-    (only when set, so that the stdin of stacks without it stays as it was) the proxy's
-    user:password."""
-    lines = [token, datastore_endpoint or ""] + ([proxy_credentials] if proxy_credentials else [])
+    """What the install script reads on stdin: the token, then the datastore endpoint; lines
+    3-4 are the etcd S3 keys (issue 14 item 2, merged separately: empty here), line 5 the
+    proxy's user:password. Only when set: a stack without it sends what it always sent."""
+    lines = [token, datastore_endpoint or ""] + (["", "", proxy_credentials] if proxy_credentials else [])
     for value in lines:
         if "\n" in value or "\r" in value:
             raise ValueError("secrets sent to hosts must be single lines")

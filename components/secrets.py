@@ -20,7 +20,7 @@ class StackSecrets:
     rancher_bootstrap_password: pulumi.Output[str] | None
     rancher_tls_key: pulumi.Output[str] | None
     kubeconfig: pulumi.Output[str] | None = None
-    # user:password for k3s.proxy, for the install's stdin line 3 (components/scripts.py install_stdin).
+    # user:password for k3s.proxy, for the install's stdin line 5 (components/scripts.py install_stdin).
     proxy_credentials: pulumi.Output[str] | None = None
 
 

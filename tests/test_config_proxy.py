@@ -107,9 +107,9 @@ def test_preflight_false_reaches_the_install_as_preflight_off() -> None:
     assert parse(config).k3s.preflight is False and parse(base()).k3s.preflight is True
 
 
-def test_the_credentials_travel_as_a_third_stdin_line_only_when_set() -> None:
+def test_the_credentials_travel_as_stdin_line_5_only_when_set() -> None:
     assert scripts.install_stdin("tok", None) == "tok\n\n"  # as before: existing stacks unchanged
     assert scripts.install_stdin("tok", "pg://x", None) == "tok\npg://x\n"
-    assert scripts.install_stdin("tok", None, "u:p") == "tok\n\nu:p\n"
+    assert scripts.install_stdin("tok", None, "u:p") == "tok\n\n\n\nu:p\n"  # 3-4: the etcd S3 keys
     with pytest.raises(ValueError):
         scripts.install_stdin("tok", None, "u:p\nX=1")

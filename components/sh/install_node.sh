@@ -9,13 +9,16 @@
 # HTTP_PROXY_URL, HTTPS_PROXY_URL, NO_PROXY_LIST (only with k3s.proxy: URLs without
 # credentials, either may be empty); PREFLIGHT (off: skip the first-install checks);
 # positional args: extra K3s flags. stdin: line 1 the cluster token, line 2 the external
-# datastore endpoint (may be empty), line 3 (may be absent) the proxy's user:password.
+# datastore endpoint (may be empty), lines 3-4 the etcd S3 keys (issue 14 item 2), line 5 the
+# proxy's user:password; any line may be empty or absent.
 # Labels and taints are not here: a first registration gets them from registration.sh, later
 # changes go through the API (node_meta.sh), so changing them never re-runs an install.
 : "${ROLE:?}" "${NODE_NAME:?}" "${K3S_VERSION:?}" "${CONFIG_YAML:?}" "${INSTALL_SCRIPT_URL:?}" "${TIMEOUT:?}"
 
 IFS= read -r TOKEN || true
 IFS= read -r DATASTORE_ENDPOINT || true
+IFS= read -r _S3_LINE || true
+IFS= read -r _S3_LINE || true
 IFS= read -r PROXY_CREDENTIALS || true
 [ -n "$TOKEN" ] || die "no cluster token arrived on stdin"
 

@@ -1,5 +1,5 @@
 """install_node.sh with k3s.proxy: the proxy reaches our download, the installer and (through
-the installer's env file) K3s; its credentials come from stdin line 3 and land only in the
+the installer's env file) K3s; its credentials come from stdin line 5 and land only in the
 0600 env file; a proxy change restarts K3s."""
 
 from __future__ import annotations
