@@ -160,6 +160,7 @@ epoch_of() {
 # seconds; nothing when the server does not answer (the join reports that itself).
 server_clock_skew() {
   command -v curl >/dev/null 2>&1 || return 0
+  # -k: the cluster's CA is not on this host before it joins; only the Date header is used.
   _date=$(curl -skI --noproxy '*' --max-time 10 "$1/ping" 2>/dev/null | tr -d '\r' | sed -n 's/^[Dd]ate: //p') || return 0
   # "Wed, 02 Dec 2026 01:58:20 GMT": weekday, day, month, year, time
   printf "%s\n" "$_date" | (
@@ -178,7 +179,9 @@ if [ "${PREFLIGHT:-on}" != off ] && ! ours; then
     x86_64 | amd64 | aarch64 | arm64 | armv7* | armv8l | armhf | s390x) ;;
     *) die "$NODE_NAME is $_arch; K3s is built for x86_64, aarch64 (arm64), armv7 (armhf) and s390x only: use a host of one of those architectures $SKIP_HINT" ;;
   esac
-  for _found in "$UNIT" "$BIN_DIR/k3s" /usr/local/bin/k3s /opt/bin/k3s /var/lib/rancher/k3s/server /var/lib/rancher/k3s/agent; do
+  # What a K3s that ran leaves (its unpacked data, server state, a joined agent's certificate),
+  # not /var/lib/rancher/k3s/agent/images: airgap images may be put there before an install.
+  for _found in "$UNIT" "$BIN_DIR/k3s" /usr/local/bin/k3s /opt/bin/k3s /var/lib/rancher/k3s/data /var/lib/rancher/k3s/server "$JOINED_CERT"; do
     [ -e "$_found" ] || continue
     die "$NODE_NAME already has a K3s that k3s-rancher did not install (found $_found, and no $CONF_DIR/config.yaml of ours); installing over it could break what runs there. Uninstall it (k3s-uninstall.sh or k3s-agent-uninstall.sh) or use another host; to take it over as it is, set k3s.preflight false"
   done

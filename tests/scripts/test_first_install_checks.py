@@ -88,6 +88,14 @@ def test_a_k3s_someone_else_installed_is_refused_and_preflight_off_takes_it_over
 
 
 @needs_sandbox
+def test_airgap_images_put_there_before_the_install_are_not_a_foreign_k3s(box: Sandbox) -> None:
+    """K3s docs (airgap, manual images): the tarball may be placed before K3s is installed."""
+    box.put("/var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst", "images")
+    result = install(box, awkward_config(), node="w1")
+    assert result.returncode == 0, result.stderr
+
+
+@needs_sandbox
 def test_an_agent_of_another_cluster_without_our_token_file_is_refused(box: Sandbox) -> None:
     box.put("/var/lib/rancher/k3s/agent/client-kubelet.crt", "joined elsewhere", 0o600)
     refused(box, "w1", "w1 already has a K3s that k3s-rancher did not install")
