@@ -96,6 +96,8 @@ class Installed:
     # For a backend that rolls agents out: the command that applies the node's current
     # install in place (run by the node's `-upgrade` step, in its batch).
     rollout: pulumi.Input[str] | None = None
+    # What the rollout command gets on stdin (the install's own: its secrets).
+    rollout_stdin: pulumi.Input[str] | None = None
 
 
 class Backend(Protocol):
@@ -338,7 +340,7 @@ def build_graph(
                     f"{name}-upgrade",
                     m.node,
                     update=installed.rollout,
-                    stdin=backend.check_stdin,
+                    stdin=installed.rollout_stdin,
                     opts=pulumi.ResourceOptions(parent=m, depends_on=[cordon]),
                 )
                 rejoin = backend.command(

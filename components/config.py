@@ -33,6 +33,7 @@ from components.settings import (
     EtcdSnapshots,
     K3sSettings,
     Node,
+    Proxy,
     RancherSettings,
     Settings,
     SshEndpoint,
@@ -147,6 +148,8 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
             registries=k3s_raw.get("registries"),
             install_script_url=k3s_raw["installScriptUrl"],
             install_script_sha256=k3s_raw.get("installScriptSha256"),
+            proxy=_proxy(k3s_raw, servers, agents, api_address),
+            preflight=k3s_raw["preflight"],
             init_server=init_server,
             airgap=airgap,
             etcd_snapshots=_etcd_snapshots(k3s_raw.get("etcdSnapshots")),
@@ -253,6 +256,22 @@ def _init_server(k3s_raw: Mapping[str, Any], servers: tuple[Node, ...], given: f
         name: str = k3s_raw["initServer"]
         return name
     return servers[0].name if len(servers) == 1 else ""
+
+
+def _proxy(
+    k3s_raw: Mapping[str, Any], servers: tuple[Node, ...], agents: tuple[Node, ...], api_address: str
+) -> Proxy | None:
+    """k3s.proxy with the addresses NO_PROXY gets automatically (every node's and the API's)."""
+    if "proxy" not in k3s_raw:
+        return None
+    p = k3s_raw["proxy"]
+    addresses = [n.address for n in (*servers, *agents)] + [api_address]
+    return Proxy(
+        http_proxy=p.get("httpProxy"),
+        https_proxy=p.get("httpsProxy"),
+        no_proxy=tuple(p["noProxy"]),
+        node_addresses=tuple(sorted({a for a in addresses if isinstance(a, str) and a})),
+    )
 
 
 def _rancher_hostname(raw: Mapping[str, Any], api_address: str) -> str:

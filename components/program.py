@@ -103,6 +103,7 @@ def build_cluster(settings: Settings, secrets: StackSecrets) -> KubernetesCluste
             datastore_endpoint=secrets.datastore_endpoint,
             etcd_s3_access_key=secrets.etcd_s3_access_key,
             etcd_s3_secret_key=secrets.etcd_s3_secret_key,
+            proxy_credentials=secrets.proxy_credentials,
         ),
     )
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from components import proxy
 from components.checks import is_ip
 from components.settings import K3sSettings, Node
 
@@ -280,10 +281,24 @@ def install_script(node: Node, k3s: K3sSettings, *, first_server: bool) -> Scrip
             "INSTALL_SCRIPT_SHA256": k3s.install_script_sha256 or "",
             "TIMEOUT": str(k3s.timeouts.node_ready),
             **airgap,
+            **_proxy_inputs(k3s),
+            **({} if k3s.preflight else {"PREFLIGHT": "off"}),
         },
         k3s.server_args if node.role == "server" else k3s.agent_args,
         sudo=needs_sudo(node.ssh.user),
     )
+
+
+def _proxy_inputs(k3s: K3sSettings) -> dict[str, str]:
+    """The proxy URLs and NO_PROXY list, only when k3s.proxy is set: without it the install's
+    command text has no proxy inputs at all."""
+    if k3s.proxy is None:
+        return {}
+    return {
+        "HTTP_PROXY_URL": k3s.proxy.http_proxy or "",
+        "HTTPS_PROXY_URL": k3s.proxy.https_proxy or "",
+        "NO_PROXY_LIST": ",".join(proxy.no_proxy(k3s)),
+    }
 
 
 def stage_airgap_script(node: Node, k3s: K3sSettings) -> Script:
@@ -317,17 +332,22 @@ def registration_script(node: Node, k3s: K3sSettings) -> Script:
 
 
 def install_stdin(
-    token: str, datastore_endpoint: str | None, s3_access_key: str | None = None, s3_secret_key: str | None = None
+    token: str,
+    datastore_endpoint: str | None,
+    s3_access_key: str | None = None,
+    s3_secret_key: str | None = None,
+    proxy_credentials: str | None = None,
 ) -> str:
     """What the install script reads on stdin: the token, then the datastore endpoint, then
-    (only when set, so that stacks without them send what they always sent) the etcd S3
-    access key and secret key."""
-    s3 = (s3_access_key or "", s3_secret_key or "")
-    for value in (token, datastore_endpoint or "", *s3):
+    the etcd S3 access and secret keys (lines 3-4), then the proxy's user:password (line 5).
+    Lines are sent up to the last one that is set, so that stacks without the later ones send
+    what they always sent."""
+    lines = [token, datastore_endpoint or "", s3_access_key or "", s3_secret_key or "", proxy_credentials or ""]
+    for value in lines:
         if "\n" in value or "\r" in value:
             raise ValueError("secrets sent to hosts must be single lines")
-    text = f"{token}\n{datastore_endpoint or ''}\n"
-    return text + (f"{s3[0]}\n{s3[1]}\n" if any(s3) else "")
+    last = max([2, *(i + 1 for i, value in enumerate(lines) if value and i >= 2)])
+    return "".join(f"{line}\n" for line in lines[:last])
 
 
 def fingerprint(*parts: str) -> str:

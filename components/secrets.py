@@ -22,6 +22,8 @@ class StackSecrets:
     kubeconfig: pulumi.Output[str] | None = None
     etcd_s3_access_key: pulumi.Output[str] | None = None
     etcd_s3_secret_key: pulumi.Output[str] | None = None
+    # user:password for k3s.proxy, for the install's stdin line 5 (components/scripts.py install_stdin).
+    proxy_credentials: pulumi.Output[str] | None = None
 
 
 def read_secrets(config: pulumi.Config, present: Collection[str]) -> StackSecrets:
@@ -37,6 +39,7 @@ def read_secrets(config: pulumi.Config, present: Collection[str]) -> StackSecret
         kubeconfig=values["kubeconfig"],
         etcd_s3_access_key=values["etcdS3AccessKey"],
         etcd_s3_secret_key=values["etcdS3SecretKey"],
+        proxy_credentials=values["proxyCredentials"],
     )
 
 

@@ -19,6 +19,7 @@ SECRET_KEYS = (
     "sshPrivateKey",
     "sshPrivateKeyPassword",
     "datastoreEndpoint",
+    "proxyCredentials",
     "rancherBootstrapPassword",
     "rancherTlsKey",
     "kubeconfig",
@@ -117,6 +118,18 @@ class UpgradeSettings:
 
 
 @dataclass(frozen=True)
+class Proxy:
+    """k3s.proxy: the proxy URLs (no credentials: those are the proxyCredentials secret), the
+    user's noProxy entries, and the addresses of every node and of the API, which config adds
+    so that NO_PROXY reaches them directly (components/proxy.py builds the final list)."""
+
+    http_proxy: str | None
+    https_proxy: str | None
+    no_proxy: tuple[str, ...]
+    node_addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class K3sSettings:
     version: str
     datastore: str
@@ -135,6 +148,9 @@ class K3sSettings:
     install_script_sha256: str | None = None
     etcd_snapshots: EtcdSnapshots | None = None
     upgrade: UpgradeSettings = UpgradeSettings()
+    proxy: Proxy | None = None
+    # k3s.preflight: the host checks before a first install (components/sh/install_node.sh).
+    preflight: bool = True
 
     @property
     def minor(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import re
+import shlex
 import warnings
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 
 from components.config import parse_settings
 from components.settings import NAMESPACE, ConfigError
+from policy.shell_inputs import parse as parse_inputs
 from tests.engine_steps import COPY, REMOTE, Step, engine_steps, node_steps
 from tests.harness import ROOT, TEST_SSH_KEY, Registration, Run, load_stack_config, prod_config, run_program
 
@@ -81,14 +83,22 @@ def test_the_nodes_output_is_the_graph_order_not_the_list_order() -> None:
 # --- the init server (item 6) ----------------------------------------------------------------
 
 
+def config_yaml(command: str) -> str:
+    """The config.yaml an install command writes (its CONFIG_YAML input), not the script's code,
+    which mentions cluster-init for every server (the preflight's etcd ports)."""
+    inputs = parse_inputs(shlex.split(command)[-1])
+    assert inputs is not None
+    return inputs.variables["CONFIG_YAML"]
+
+
 def test_the_init_server_is_the_one_named_wherever_it_is_in_the_list() -> None:
     config = prod_config()
     config["k3s"]["initServer"] = "prod-cp2"
     result = run(config)
     plain = commands(result)
-    assert "cluster-init: true" in plain["prod-cp2-install"]["create"]
+    assert "cluster-init: true" in config_yaml(plain["prod-cp2-install"]["create"])
     for other in ("prod-cp1", "prod-cp3"):
-        assert "cluster-init" not in plain[f"{other}-install"]["create"]
+        assert "cluster-init" not in config_yaml(plain[f"{other}-install"]["create"])
         assert "server: https://10.20.0.10:6443" in plain[f"{other}-install"]["create"]
     # Join order: the init server, then the others by name.
     assert result.depends_on("prod-cp1-install", "prod-cp2-ready")
@@ -117,8 +127,8 @@ def test_moving_the_init_role_deletes_and_replaces_nothing() -> None:
     # The old init server becomes an ordinary server: from now on it is drained and forgotten
     # when removed (step two), and the new one never is.
     assert "delete node" in after["prod-cp1-forget"]["delete"] and not after["prod-cp2-forget"].get("delete")
-    assert "cluster-init: true" in after["prod-cp2-install"]["create"]
-    assert "cluster-init" not in after["prod-cp1-install"]["create"]
+    assert "cluster-init: true" in config_yaml(after["prod-cp2-install"]["create"])
+    assert "cluster-init" not in config_yaml(after["prod-cp1-install"]["create"])
 
 
 def test_removing_the_init_server_is_refused_while_it_is_named() -> None:

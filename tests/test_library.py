@@ -10,6 +10,7 @@ import pytest
 
 from components import ConfigError, KubernetesCluster, parse_settings
 from tests.harness import ROOT, TEST_SSH_KEY, Run, run_function
+from tests.test_identity import config_yaml
 
 EXAMPLE = ROOT / "examples" / "library" / "__main__.py"
 
@@ -36,8 +37,8 @@ def test_each_cluster_gets_its_own_nodes_and_graph(example: tuple[Run, dict[str,
     # The hub's agent joins the hub's server, not the edge's; each cluster its own datastore.
     assert run.reaches("hub-w1-install", "hub-cp1-ready")
     assert not run.reaches("hub-w1-install", "edge-cp1-ready")
-    assert "cluster-init" in run.by_name("hub-cp1-install").plain()["create"]
-    assert "cluster-init" not in run.by_name("edge-cp1-install").plain()["create"]
+    assert "cluster-init" in config_yaml(run.by_name("hub-cp1-install").plain()["create"])
+    assert "cluster-init" not in config_yaml(run.by_name("edge-cp1-install").plain()["create"])
     # Each cluster's token is its own generated secret.
     assert run.property_depends_on("hub-cp1-install", "stdin", "hub-token")
     assert run.property_depends_on("edge-cp1-install", "stdin", "edge-token")

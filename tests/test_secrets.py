@@ -49,6 +49,7 @@ SECRETS = {
     "kubeconfig": K3S_KUBECONFIG.replace("Q0xJRU5ULUtFWS1TRUNSRVQ=", "kubecfg-SECRET-41c9e0"),
     "etcdS3AccessKey": "s3access-SECRET-6a1f",
     "etcdS3SecretKey": "s3secret-SECRET-90be",
+    "proxyCredentials": "proxy-user:proxypass-SECRET-6a3e",
 }
 assert set(SECRETS) == set(SECRET_KEYS)
 # What must never show: each secret's distinctive part, what the mocks generate (tokens,
@@ -63,6 +64,7 @@ NEEDLES = [
     "kubecfg-SECRET-41c9e0",
     "s3access-SECRET-6a1f",
     "s3secret-SECRET-90be",
+    "proxypass-SECRET-6a3e",
     GENERATED_PASSWORD,
     "Q0xJRU5ULUtFWS1TRUNSRVQ=",
 ]
@@ -102,6 +104,13 @@ def prod_etcd_s3() -> dict[str, Any]:
     return config
 
 
+def dev_with_proxy() -> dict[str, Any]:
+    """k3s.proxy set: the proxyCredentials secret is accepted."""
+    config, _ = load_stack_config("dev")
+    config["k3s"]["proxy"] = {"httpsProxy": "http://proxy.example.com:3128"}
+    return config
+
+
 def local_external() -> dict[str, Any]:
     config, _ = load_stack_config("local")
     config["k3s"]["datastore"] = "external"
@@ -115,6 +124,7 @@ def stack_file(stack: str) -> Callable[[], dict[str, Any]]:
 VARIANTS: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {stack: (stack, stack_file(stack)) for stack in STACKS}
 VARIANTS["dev-every-secret"] = ("dev", dev_using_every_secret)
 VARIANTS["prod-etcd-s3"] = ("prod", prod_etcd_s3)
+VARIANTS["dev-proxy"] = ("dev", dev_with_proxy)
 VARIANTS["existing-cluster"] = ("shared", lambda: {"topology": "kubeconfig", "rancher": {"hostname": "r.example.com"}})
 if "local" in STACKS:
     VARIANTS["local-external-datastore"] = ("local", local_external)

@@ -42,6 +42,8 @@ class K3sClusterArgs:
     # The etcd S3 access and secret keys (k3s.etcdSnapshots.s3), secrets; servers only.
     etcd_s3_access_key: pulumi.Input[str] | None = None
     etcd_s3_secret_key: pulumi.Input[str] | None = None
+    # user:password of k3s.proxy's URLs (the proxyCredentials secret).
+    proxy_credentials: pulumi.Input[str] | None = None
     # Names the kubeconfig's context (k3s-rancher-<name>) and the provider's cluster
     # identifier; the component's name when unset.
     cluster_name: str | None = None
@@ -116,14 +118,18 @@ class SshBackend:
         # Readiness checks get the installs' stdin (the wait ignores it): a new token or
         # endpoint restarts K3s, and so re-runs them.
         s3 = [pulumi.Output.from_input(key or "") for key in (args.etcd_s3_access_key, args.etcd_s3_secret_key)]
+        proxy = pulumi.Output.from_input(args.proxy_credentials or "")
         self.check_stdin: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.all(args.token, endpoint, *s3).apply(
-                lambda v: scripts.install_stdin(str(v[0]), str(v[1]) or None, str(v[2]), str(v[3]))
+            pulumi.Output.all(args.token, endpoint, *s3, proxy).apply(
+                lambda v: scripts.install_stdin(str(v[0]), str(v[1]) or None, str(v[2]), str(v[3]), str(v[4]) or None)
             )
         )
-        # Agents get the token and endpoint only: the S3 keys stay on the servers.
+        # Agents get the token, the endpoint and the proxy's credentials: the S3 keys stay on
+        # the servers.
         self._agent_stdin: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.all(args.token, endpoint).apply(lambda v: scripts.install_stdin(str(v[0]), str(v[1]) or None))
+            pulumi.Output.all(args.token, endpoint, proxy).apply(
+                lambda v: scripts.install_stdin(str(v[0]), str(v[1]) or None, proxy_credentials=str(v[2]) or None)
+            )
         )
         self._connections = {
             n.name: connection(n, args.ssh, args.private_key, args.private_key_password)
@@ -204,6 +210,7 @@ class SshBackend:
                     opts=pulumi.ResourceOptions(parent=parent, depends_on=[forget], delete_before_replace=True),
                 )
             )
+        stdin = self.check_stdin if node.role == "server" else self._agent_stdin
         install = self.command(
             f"{node.name}-install",
             node,
@@ -211,7 +218,7 @@ class SshBackend:
             # Rolled: an in-place change runs in the agent's batch (`-upgrade`), not here.
             update=scripts.rolled_install_script(node.name).command if rolled else None,
             delete=scripts.uninstall_script(node, self.k3s).command,
-            stdin=self.check_stdin if node.role == "server" else self._agent_stdin,
+            stdin=stdin,
             # The forget's id: a replaced forget replaces the install (see components/cluster.py).
             triggers=[*identity(node), forget.id],
             opts=pulumi.ResourceOptions(
@@ -219,7 +226,11 @@ class SshBackend:
             ),
         )
         return Installed(
-            resources=[install], generation=script.command, replaced_with=[install.id], rollout=script.command
+            resources=[install],
+            generation=script.command,
+            replaced_with=[install.id],
+            rollout=script.command,
+            rollout_stdin=stdin,
         )
 
     def _stage_airgap(self, parent: pulumi.Resource, node: Node, forget: pulumi.Resource) -> list[pulumi.Resource]:

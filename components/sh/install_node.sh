@@ -6,8 +6,11 @@
 # service may take to become active), AIRGAP (empty, or one generation: AIRGAP_GENERATION,
 # AIRGAP_STAGE relative to the SSH user's home, AIRGAP_SHA256_INSTALLER, AIRGAP_SHA256_K3S,
 # AIRGAP_SHA256_IMAGES and AIRGAP_IMAGES, the images file name, both empty without images);
+# HTTP_PROXY_URL, HTTPS_PROXY_URL, NO_PROXY_LIST (only with k3s.proxy: URLs without
+# credentials, either may be empty); PREFLIGHT (off: skip the first-install checks);
 # positional args: extra K3s flags. stdin: line 1 the cluster token, line 2 the external
-# datastore endpoint (may be empty), lines 3-4 (optional) the etcd S3 access and secret keys.
+# datastore endpoint (may be empty), lines 3-4 (optional) the etcd S3 access and secret keys,
+# line 5 (optional) the proxy's user:password; any line may be empty or absent.
 # Labels and taints are not here: a first registration gets them from registration.sh, later
 # changes go through the API (node_meta.sh), so changing them never re-runs an install.
 : "${ROLE:?}" "${NODE_NAME:?}" "${K3S_VERSION:?}" "${CONFIG_YAML:?}" "${INSTALL_SCRIPT_URL:?}" "${TIMEOUT:?}"
@@ -17,6 +20,8 @@ IFS= read -r DATASTORE_ENDPOINT || true
 # Lines 3-4, only when k3s.etcdSnapshots.s3 has keys: the etcd S3 access and secret keys.
 IFS= read -r S3_ACCESS_KEY || true
 IFS= read -r S3_SECRET_KEY || true
+# Line 5, only with k3s.proxy credentials (proxyCredentials).
+IFS= read -r PROXY_CREDENTIALS || true
 [ -n "$TOKEN" ] || die "no cluster token arrived on stdin"
 
 CONF_DIR=/etc/rancher/k3s
@@ -110,6 +115,114 @@ if [ "$INIT" = systemd ]; then
   fi
 fi
 
+# --- first install only: is this host fit for K3s (k3s.preflight; PREFLIGHT=off skips) -----------
+# Not first: a config.yaml of ours, or K3s data of this cluster (the checks above refused any
+# other token), whose own K3s holds the ports.
+
+SKIP_HINT="(k3s.preflight false skips this check)"
+ours() {
+  { [ -f "$CONF_DIR/config.yaml" ] && grep -q "^# managed by k3s-rancher" "$CONF_DIR/config.yaml"; } \
+    || [ -f "$SERVER_TOKEN" ] || { [ -f "$TOKEN_FILE" ] && [ -f "$JOINED_CERT" ]; }
+}
+
+# listening_ports: the local TCP ports in LISTEN state, one per line: ss, else netstat (both
+# give the local address in column 4), else /proc/net/tcp[6] (state 0A, hex port).
+listening_ports() {
+  if command -v ss >/dev/null 2>&1; then
+    ss -ltn 2>/dev/null | while read -r _ _ _ _local _; do printf "%s\n" "${_local##*:}"; done
+  elif command -v netstat >/dev/null 2>&1; then
+    netstat -ltn 2>/dev/null | while read -r _ _ _ _local _; do printf "%s\n" "${_local##*:}"; done
+  else
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | while read -r _ _local _ _state _; do
+      if [ "$_state" = 0A ]; then printf "%s\n" "$(( 0x${_local##*:} ))"; fi
+    done
+  fi
+}
+
+# epoch_of DAY MON YEAR HH:MM:SS: seconds since 1970 of an HTTP Date (UTC), in shell arithmetic
+# (busybox date cannot parse it); days from the civil date as in H. Hinnant's days_from_civil.
+epoch_of() {
+  _m=0
+  for _name in Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec; do
+    _m=$(( _m + 1 ))
+    [ "$_name" = "$2" ] && break
+  done
+  [ "$_name" = "$2" ] || return 1
+  _d=${1#0} _y=$3
+  [ "$_m" -gt 2 ] || _y=$(( _y - 1 ))
+  _era=$(( _y / 400 )) _yoe=$(( _y % 400 ))
+  _doy=$(( (153 * ((_m + 9) % 12) + 2) / 5 + _d - 1 ))
+  _days=$(( _era * 146097 + _yoe * 365 + _yoe / 4 - _yoe / 100 + _doy - 719468 ))
+  _hh=${4%%:*} _ss=${4##*:}
+  _mm=${4#*:} && _mm=${_mm%:*}
+  echo $(( _days * 86400 + ${_hh#0} * 3600 + ${_mm#0} * 60 + ${_ss#0} ))
+}
+
+# server_clock_skew URL: this host's clock minus the server's (HTTP Date of URL/ping), in
+# seconds; nothing when the server does not answer (the join reports that itself).
+server_clock_skew() {
+  command -v curl >/dev/null 2>&1 || return 0
+  # -k: the cluster's CA is not on this host before it joins; only the Date header is used.
+  _date=$(curl -skI --noproxy '*' --max-time 10 "$1/ping" 2>/dev/null | tr -d '\r' | sed -n 's/^[Dd]ate: //p') || return 0
+  # "Wed, 02 Dec 2026 01:58:20 GMT": weekday, day, month, year, time
+  printf "%s\n" "$_date" | (
+    read -r _ _day _mon _year _time _ || exit 0
+    _server=$(epoch_of "$_day" "$_mon" "$_year" "$_time") || exit 0
+    echo $(( $(date -u +%s) - _server ))
+  ) || true
+}
+
+MAX_CLOCK_SKEW=5
+if [ "${PREFLIGHT:-on}" != off ] && ! ours; then
+  _os=$(uname -s)
+  [ "$_os" = Linux ] || die "$NODE_NAME runs $_os; K3s runs on Linux only: use a Linux host $SKIP_HINT"
+  _arch=$(uname -m)
+  case $_arch in
+    x86_64 | amd64 | aarch64 | arm64 | armv7* | armv8l | armhf | s390x) ;;
+    *) die "$NODE_NAME is $_arch; K3s is built for x86_64, aarch64 (arm64), armv7 (armhf) and s390x only: use a host of one of those architectures $SKIP_HINT" ;;
+  esac
+  # What a K3s that ran leaves (its unpacked data, server state, a joined agent's certificate),
+  # not /var/lib/rancher/k3s/agent/images: airgap images may be put there before an install.
+  for _found in "$UNIT" "$BIN_DIR/k3s" /usr/local/bin/k3s /opt/bin/k3s /var/lib/rancher/k3s/data /var/lib/rancher/k3s/server "$JOINED_CERT"; do
+    [ -e "$_found" ] || continue
+    die "$NODE_NAME already has a K3s that k3s-rancher did not install (found $_found, and no $CONF_DIR/config.yaml of ours); installing over it could break what runs there. Uninstall it (k3s-uninstall.sh or k3s-agent-uninstall.sh) or use another host; to take it over as it is, set k3s.preflight false"
+  done
+  if [ "$ROLE" = server ]; then
+    PORTS="6443 10250"
+    # Embedded etcd: a joining server (SERVER_URL) or the one with cluster-init; not sqlite or external.
+    if [ -z "$DATASTORE_ENDPOINT" ] && { [ -n "${SERVER_URL:-}" ] || printf "%s\n" "$CONFIG_YAML" | grep -qx "cluster-init: true"; }; then
+      PORTS="$PORTS 2379 2380"
+    fi
+  else
+    PORTS=10250
+  fi
+  LISTENING=$(listening_ports)
+  BUSY=""
+  for _port in $PORTS; do
+    if printf "%s\n" "$LISTENING" | grep -qx "$_port"; then BUSY="$BUSY $_port/tcp"; fi
+  done
+  [ -z "$BUSY" ] || die "port(s)$BUSY already in use on $NODE_NAME; K3s ($ROLE) needs them. See what listens there (ss -ltnp), stop it or use another host, then run pulumi up again $SKIP_HINT"
+  if [ -n "${SERVER_URL:-}" ]; then
+    SKEW=$(server_clock_skew "$SERVER_URL")
+    [ -n "$SKEW" ] || log "could not read the time of $SERVER_URL (no HTTPS answer on /ping, or no curl on $NODE_NAME): clocks not compared"
+    if [ -n "$SKEW" ] && { [ "$SKEW" -gt "$MAX_CLOCK_SKEW" ] || [ "$SKEW" -lt "-$MAX_CLOCK_SKEW" ]; }; then
+      die "the clock of $NODE_NAME differs from the server's ($SERVER_URL) by ${SKEW}s (more than ${MAX_CLOCK_SKEW}s); certificates and etcd need synchronised clocks. Turn on time sync on both (timedatectl set-ntp true, or chrony/ntpd), then run pulumi up again $SKIP_HINT"
+    fi
+  fi
+fi
+
+# The proxy's credentials go into the URLs here, on the host: they arrived on stdin.
+case $PROXY_CREDENTIALS in
+  *[@/?#\ ]*) die "the proxyCredentials secret must be user:password with @ / ? # and spaces percent-encoded (%40 %2F %3F %23 %20)" ;;
+esac
+with_credentials() {
+  if [ -n "$1" ] && [ -n "$PROXY_CREDENTIALS" ]; then
+    printf "%s://%s@%s\n" "${1%%://*}" "$PROXY_CREDENTIALS" "${1#*://}"
+  else
+    printf "%s\n" "$1"
+  fi
+}
+
 # --- our files ---------------------------------------------------------------------------------
 
 umask 077
@@ -143,6 +256,23 @@ airgap_ok() {
   [ "$(sha256_of "$1/k3s" 2>/dev/null)" = "$AIRGAP_SHA256_K3S" ] || return 1
   [ -z "${AIRGAP_SHA256_IMAGES:-}" ] || [ "$(sha256_of "$1/images" 2>/dev/null)" = "$AIRGAP_SHA256_IMAGES" ]
 }
+
+# With k3s.proxy: exactly the configured proxy for our download and the installer's (curl
+# and wget read the lower-case names), and the installer copies these into the service's
+# env file, 0600 (install.sh create_env_file), where K3s and containerd read them.
+if [ -n "${HTTP_PROXY_URL:-}${HTTPS_PROXY_URL:-}" ]; then
+  unset HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy
+  if [ -n "${HTTP_PROXY_URL:-}" ]; then
+    HTTP_PROXY=$(with_credentials "$HTTP_PROXY_URL") && http_proxy=$HTTP_PROXY
+    export HTTP_PROXY http_proxy
+  fi
+  if [ -n "${HTTPS_PROXY_URL:-}" ]; then
+    HTTPS_PROXY=$(with_credentials "$HTTPS_PROXY_URL") && https_proxy=$HTTPS_PROXY
+    export HTTPS_PROXY https_proxy
+  fi
+  NO_PROXY=${NO_PROXY_LIST:-} no_proxy=${NO_PROXY_LIST:-}
+  export NO_PROXY no_proxy
+fi
 
 INSTALLER=$(mktemp)
 trap 'rm -f "$INSTALLER"' EXIT
@@ -241,6 +371,9 @@ redact() {
     fi
     if [ -n "$S3_ACCESS_KEY" ]; then
       case $_line in *"$S3_ACCESS_KEY"*) _line="[line hidden: it contained the etcd S3 access key]" ;; esac
+    fi
+    if [ -n "$PROXY_CREDENTIALS" ]; then
+      case $_line in *"$PROXY_CREDENTIALS"*) _line="[line hidden: it contained the proxy credentials]" ;; esac
     fi
     printf "%s\n" "$_line"
   done

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from components import checks, compat, k3s_flags
+from components import checks, compat, k3s_flags, proxy
 from components.scripts import etcd_snapshot_flags
 from components.settings import NAMESPACE, K3sSettings, Settings
 from components.validation.facts import Facts
@@ -55,6 +55,7 @@ def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
         problems.append((f"{KEY}.installScriptUrl", error))
     problems += _registries_problems(k3s.registries or {})
     problems += etcd_snapshot_problems(settings)
+    problems += proxy_problems(settings)
     return problems
 
 
@@ -214,4 +215,34 @@ def etcd_snapshot_problems(settings: Settings) -> list[tuple[str, str]]:
     elif len(given) == 1:
         missing = next(name for name in _S3_SECRETS if name not in given)
         problems.append((f"{NAMESPACE}:{missing}", f"{given[0]} is set: set {missing} too (both or neither)"))
+    return problems
+
+
+def proxy_problems(settings: Settings) -> list[tuple[str, str]]:
+    """k3s.proxy: URLs without credentials (those are the proxyCredentials secret), one
+    NO_PROXY entry per item; the secret only with a proxy that uses it; SSH hosts only."""
+    p = settings.k3s.proxy
+    secret = "proxyCredentials" in settings.secrets_set
+    if p is None:
+        if secret:
+            return [(f"{NAMESPACE}:proxyCredentials", "set, but no k3s.proxy.httpProxy/httpsProxy uses it")]
+        return []
+    key = f"{KEY}.proxy"
+    if settings.topology == "docker":
+        return [
+            (
+                key,
+                "the docker topology's nodes are containers of this machine's Docker engine: "
+                "give the engine (and so its containers) the proxy instead, or use topology ssh",
+            )
+        ]
+    problems: list[tuple[str, str]] = []
+    for name, url in (("httpProxy", p.http_proxy), ("httpsProxy", p.https_proxy)):
+        if url is not None and (error := proxy.url_problem(url)):
+            problems.append((f"{key}.{name}", error))
+    if p.http_proxy is None and p.https_proxy is None:
+        problems.append((key, "set httpProxy and/or httpsProxy (noProxy alone changes nothing)"))
+    for i, entry in enumerate(p.no_proxy):
+        if error := proxy.entry_problem(entry):
+            problems.append((f"{key}.noProxy[{i}]", error))
     return problems

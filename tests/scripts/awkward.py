@@ -23,6 +23,11 @@ MULTILINE = "first line\n'second' \"line\" $(id)\n`third`;rm -rf /\n"
 TOKEN = "tok-3f9c2e71a8b44d0e9b1c"
 ENDPOINT = "postgres://k3s:pw-7d1e5a@db.example.com:5432/k3s?sslmode=require"
 SERVER_ARGS = ["--kube-apiserver-arg", AWKWARD, f"--kubelet-arg={AWKWARD}", "--node-external-ip=203.0.113.5"]
+PROXY = {
+    "httpProxy": "http://proxy.example.com:3128",
+    "httpsProxy": "http://proxy.example.com:3129/",
+    "noProxy": ["10.0.0.0/24", ".corp.example.com", "fd00::/64"],
+}
 AGENT_ARGS = [f"--node-external-ip={AWKWARD}", "--lb-server-port", "6445"]
 
 
@@ -99,6 +104,7 @@ def rendered(airgap: dict[str, str]) -> dict[str, scripts.Script]:
         "sqlite": settings_for(awkward_config("sqlite")),
         "external": settings_for(awkward_config("external"), {"datastoreEndpoint"}),
         "airgap": settings_for(awkward_config("etcd", airgap=airgap)),
+        "proxy": settings_for(awkward_config("etcd", proxy=PROXY, preflight=False), {"proxyCredentials"}),
     }
     for variant, s in variants.items():
         for i, node in enumerate(s.nodes):

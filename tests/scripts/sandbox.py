@@ -22,7 +22,7 @@ from components import scripts
 from components.settings import Settings
 from policy.shell_inputs import parse as parse_inputs
 from tests.scripts.awkward import TOKEN, awkward_config, settings_for
-from tests.scripts.standins import CURL, INSTALLER, K3S_BINARY, OUTER, RECORD, SUDO, TOOL
+from tests.scripts.standins import CURL, INSTALLER, K3S_BINARY, OUTER, RECORD, SS, SUDO, TOOL
 
 DEFAULT_VERSION = "v1.33.5+k3s1"
 
@@ -127,6 +127,7 @@ def make_sandbox(root: Path) -> Sandbox:
     files = {
         "sudo": SUDO,
         "curl": CURL,
+        "ss": SS,
         "installer.sh": INSTALLER.format(python=python),
         "record.py": RECORD,
         "k3s-binary.tmpl": K3S_BINARY.replace("{python}", python),

@@ -29,17 +29,40 @@ exec "$@"
 """
 
 CURL = """#!/bin/sh
-# STAND-IN for curl: records the URL, "downloads" the stand-in installer.
-out=""
+# STAND-IN for curl: records the URL, "downloads" the stand-in installer. With -I (headers
+# only: the clock check's GET of <server>/ping) it prints the server's Date header, taken from
+# $K3SR_TEST_LOG/server-date when a test put one there (Go's net/http adds Date to every
+# response), and records the URL in curl-head.log.
+out="" head=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -o) out=$2; shift 2 ;;
-    --retry|--max-time) shift 2 ;;
+    --retry|--max-time|--noproxy) shift 2 ;;
+    -*I*) head=1; shift ;;
     -*) shift ;;
-    *) printf '%s\\n' "$1" >> "$K3SR_TEST_LOG/curl.log"; shift ;;
+    *) url=$1; shift ;;
   esac
 done
+if [ -n "$head" ]; then
+  printf '%s\\n' "$url" >> "$K3SR_TEST_LOG/curl-head.log"
+  [ -f "$K3SR_TEST_LOG/server-date" ] || exit 7
+  printf 'HTTP/2 200\\r\\ndate: %s\\r\\n\\r\\n' "$(cat "$K3SR_TEST_LOG/server-date")"
+  exit 0
+fi
+printf '%s\\n' "$url" >> "$K3SR_TEST_LOG/curl.log"
+env | grep -i '_proxy=' | sort > "$K3SR_TEST_LOG/curl-proxy-env" || true
 cp "$K3SR_TEST_STUBS/installer.sh" "$out"
+"""
+
+# STAND-IN for ss (iproute2): `ss -ltn` prints a header, then one line per listening socket
+# with the local address:port in column 4. It lists the ports in $K3SR_TEST_LOG/listening
+# (one per line), so that the sandbox never sees this machine's own sockets.
+SS = """#!/bin/sh
+printf 'State  Recv-Q Send-Q Local Address:Port  Peer Address:Port Process\\n'
+[ -f "$K3SR_TEST_LOG/listening" ] || exit 0
+while read -r port; do
+  printf 'LISTEN 0      4096   0.0.0.0:%s  0.0.0.0:*\\n' "$port"
+done < "$K3SR_TEST_LOG/listening"
 """
 
 INSTALLER = """#!/bin/sh
@@ -61,7 +84,7 @@ import hashlib, json, os, stat, subprocess, sys, time
 log = os.environ["K3SR_TEST_LOG"]
 stubs = os.environ["K3SR_TEST_STUBS"]
 kind, argv = sys.argv[1], sys.argv[2:]
-env = {k: v for k, v in os.environ.items() if k.startswith(("INSTALL_K3S_", "K3S_"))}
+env = {k: v for k, v in os.environ.items() if k.startswith(("INSTALL_K3S_", "K3S_")) or k.lower().endswith("_proxy")}
 with open(os.path.join(log, kind + ".jsonl"), "a") as f:
     f.write(json.dumps({"argv": argv, "env": env}) + "\n")
 state_file = os.path.join(log, "state.json")
@@ -134,7 +157,12 @@ if kind == "installer":
         f"rm -f {binary} {killall} {uninstall}",
         "",
     ]), 0o755)
-    exports = "".join(f"{k}={v}\n" for k, v in sorted(os.environ.items()) if k.startswith("K3S_"))
+    # create_env_file (install.sh l. 968-974): K3S_* and CONTAINERD_*, then the proxy
+    # variables in any case (grep -Ei '^(NO|HTTP|HTTPS)_PROXY'), into the 0600 env file.
+    exports = "".join(f"{k}={v}\n" for k, v in sorted(os.environ.items()) if k.startswith(("K3S_", "CONTAINERD_")))
+    exports += "".join(
+        f"{k}={v}\n" for k, v in sorted(os.environ.items()) if k.upper() in ("NO_PROXY", "HTTP_PROXY", "HTTPS_PROXY")
+    )
     write(env_file, exports, 0o600)
     write(unit, f"[Service]\nType=notify\nTimeoutStartSec=0\nExecStart={binary} {' '.join([cmd, *argv])}\n", 0o644)
     subprocess.run(["systemctl", "enable", unit], check=True)
