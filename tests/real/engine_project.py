@@ -89,10 +89,17 @@ class EngineProject:
         return result
 
     def configure(
-        self, hosts: Sequence[Any], servers: int, version: str, binary: Path, ssh: Mapping[str, Any] | None = None
+        self,
+        hosts: Sequence[Any],
+        servers: int,
+        version: str,
+        binary: Path,
+        ssh: Mapping[str, Any] | None = None,
+        k3s: Mapping[str, Any] | None = None,
     ) -> None:
         """Write the stack's config: the first `servers` hosts are servers, the rest agents;
-        `ssh` adds to the SSH defaults (e.g. dialErrorLimit, perDialTimeout)."""
+        `ssh` adds to the SSH defaults (e.g. dialErrorLimit, perDialTimeout), `k3s` to the
+        K3s settings (e.g. upgrade)."""
 
         def node(host: Any, name: str) -> dict[str, Any]:
             return {"name": name, "address": host.address, "ssh": {"host": "127.0.0.1", "port": host.ssh_port}}
@@ -103,6 +110,7 @@ class EngineProject:
                 "version": version,
                 "airgap": {"installScript": str(INSTALL_SCRIPT), "binary": str(binary)},
                 "timeouts": {"nodeReady": 90, "clusterReady": 120, "drain": 10},
+                **(k3s or {}),
             },
             "k3s-rancher:ssh": {"user": "ubuntu", **(ssh or {})},
             "k3s-rancher:servers": [node(h, f"srv-{i + 1}") for i, h in enumerate(hosts[:servers])],
