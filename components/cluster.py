@@ -1,5 +1,8 @@
 """The K3s cluster graph, one for every topology; a backend only says how nodes are reached.
 
+(Over 400 lines, a third of it this docstring: the order, the removal chain, the agents'
+rollout and the backend contract are one design, read in one place.)
+
 The order, owned here:
 
     init server: forget, pre-upgrade snapshot (etcd) -> install -> ready -> next server: ...

@@ -5,6 +5,9 @@ The command text is: the helpers from sh/lib.sh the script uses, a preamble of
 `NAME='quoted value'` lines (and `set -- 'arg' ...` for lists), then the script's body,
 run by `sh -c` (whatever the login shell is) and through `sudo -n` when the SSH user is
 not root. No config value is ever pasted into code, and secrets only travel on stdin.
+
+(Over 400 lines: one small renderer per script, all on the same render/quote/stdin rules;
+split by script they would scatter the one contract every script's inputs follow.)
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 # shellcheck shell=sh
 # Install or update K3s on this host (server or agent); idempotent and bounded.
+# Over 400 lines on purpose: it is one program sent as one command (with lib.sh's helpers),
+# so its preflight, files, airgap, proxy and restart steps share one set of inputs and one
+# place where "nothing is written before the checks pass" can be read and tested.
 # Inputs: ROLE (server|agent), NODE_NAME, K3S_VERSION, SERVER_URL (agents and joining
 # servers, else empty), CONFIG_YAML, REGISTRIES_YAML (may be empty), INSTALL_SCRIPT_URL,
 # INSTALL_SCRIPT_SHA256 (pin of the downloaded installer, or empty), TIMEOUT (seconds the

@@ -1,5 +1,8 @@
 """Test tier 3: a real Kubernetes control plane in a private network namespace.
 
+(Over 400 lines: building, starting, entering and stopping one control plane is one
+lifecycle; its PKI, namespace and daemon steps depend on each other's files.)
+
 etcd (Debian's etcd-server), kube-apiserver, kube-controller-manager, kube-scheduler and
 kwok (simulated Nodes and Pod lifecycle: no kubelet, no container runtime) all run inside
 one network namespace that has only loopback. A holder process made with `unshare --net`
