@@ -327,35 +327,46 @@ def build_graph(
             return lambda waits_for: scripts.rejoin_script(name, k3s, user, waits_for).command
 
         before: list[pulumi.Resource] = []
-        for start in range(0, len(agent_members), size):
+        for number, start in enumerate(range(0, len(agent_members), size), start=1):
             batch: list[pulumi.Resource] = []
             for m in agent_members[start : start + size]:
-                name, installed = m.node.name, m.installed
-                assert installed.rollout is not None, f"{name}: a rolled install needs its rollout command"
+                agent, installed = m.node.name, m.installed
+                assert installed.rollout is not None, f"{agent}: a rolled install needs its rollout command"
                 marker = generations([m])
                 cordon = backend.command(
-                    f"{name}-cordon",
+                    f"{agent}-cordon",
                     init,
-                    update=render_text(marker, cordon_text(name)),
+                    update=render_text(marker, cordon_text(agent)),
                     opts=pulumi.ResourceOptions(parent=m, depends_on=[*installed.resources, *before]),
                 )
                 upgrade = backend.command(
-                    f"{name}-upgrade",
+                    f"{agent}-upgrade",
                     m.node,
                     update=installed.rollout,
                     stdin=installed.rollout_stdin,
                     opts=pulumi.ResourceOptions(parent=m, depends_on=[cordon]),
                 )
                 rejoin = backend.command(
-                    f"{name}-rejoin",
+                    f"{agent}-rejoin",
                     init,
-                    update=render_text(marker, rejoin_text(name)),
+                    update=render_text(marker, rejoin_text(agent)),
                     opts=pulumi.ResourceOptions(parent=m, depends_on=[upgrade]),
                 )
                 # The cluster check and the membership wait for the agent to be back.
                 m.installed = replace(installed, resources=[*installed.resources, rejoin])
                 batch.append(rejoin)
             before = batch
+            if len(batch) > 1 and start + size < len(agent_members):
+                # One step that waits for the whole batch (and runs nothing, ever): the next
+                # batch's agents wait for it, not each for every agent of this batch, so the
+                # edges grow with the agents, not with the agents times the batch size.
+                before = [
+                    backend.command(
+                        f"{name}-upgrade-batch-{number}",
+                        init,
+                        opts=pulumi.ResourceOptions(parent=parent, depends_on=batch),
+                    )
+                ]
 
     def generations(members: Sequence[ClusterNode]) -> pulumi.Input[str]:
         parts = [m.installed.generation for m in members]

@@ -70,8 +70,12 @@ def test_batches_follow_one_another_in_name_order(batches_of_two: Run) -> None:
         assert r.depends_on(f"{agent}-rejoin", f"{agent}-upgrade")
         assert r.depends_on(f"{agent}-cordon", f"{agent}-install")
     for later in ("prod-w3", "prod-w4"):
-        assert r.depends_on(f"{later}-cordon", "prod-w1-rejoin")
-        assert r.depends_on(f"{later}-cordon", "prod-w2-rejoin")
+        # Through one no-op step per batch: edges grow with agents, not agents x batch size.
+        assert r.depends_on(f"{later}-cordon", "prod-upgrade-batch-1")
+        assert r.reaches(f"{later}-cordon", "prod-w1-rejoin")
+        assert r.reaches(f"{later}-cordon", "prod-w2-rejoin")
+    gate = r.by_name("prod-upgrade-batch-1").plain()
+    assert not {"create", "update", "delete"} & set(gate), "the batch step must never run anything"
     # Within a batch, agents go together.
     assert not r.reaches("prod-w2-cordon", "prod-w1-rejoin")
     assert not r.reaches("prod-w4-cordon", "prod-w3-rejoin")
