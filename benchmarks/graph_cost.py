@@ -3,7 +3,9 @@ of the same size and dependency shape, measured in the same process.
 
 The minimal program registers, per node, one ComponentResource and the same number of
 remote.Command resources as ours (with one-line command text), servers in a chain and every
-agent after the last server, then one cluster-wide command: only what the SDK itself costs.
+agent after the last server, each agent's last three commands chained behind the previous
+batch of agents (10%, as k3s.upgrade's rollout steps are), then one cluster-wide command:
+only what the SDK itself costs for that shape.
 Our program's cost above that is ours to explain (script rendering, Output plumbing).
 
 Run:  .venv/bin/python -m benchmarks.graph_cost [AGENTS ...]   (default 100 400)
@@ -17,7 +19,7 @@ import pstats
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +50,26 @@ def minimal_program(servers: int, agents: int, commands_per_agent: int, commands
         conn = remote.ConnectionArgs(host="10.0.0.1", user="root", private_key=pulumi.Output.secret("k"))
         stdin = pulumi.Output.secret("token\n")
 
-        def node(name: str, count: int, after: list[pulumi.Resource]) -> pulumi.Resource:
+        def node(
+            name: str, count: int, after: list[pulumi.Resource], chained: int = 0, gate: Sequence[pulumi.Resource] = ()
+        ) -> pulumi.Resource:
+            """`count` commands after `after`; the last `chained` of them one after another,
+            the first of those also after `gate` (the shape of an agent's rollout steps)."""
             parent = pulumi.ComponentResource("bench:index:Node", name, None)
             last: pulumi.Resource | None = None
+            first: pulumi.Resource | None = None
             for i in range(count):
+                in_chain = i >= count - chained
+                depends = [*after] if not in_chain else ([last] if i > count - chained else [first, *gate])
                 last = remote.Command(
                     f"{name}-c{i}",
                     connection=conn,
                     create=f"echo {name} {i}",
                     stdin=stdin,
                     add_previous_output_in_env=False,
-                    opts=pulumi.ResourceOptions(parent=parent, depends_on=after),
+                    opts=pulumi.ResourceOptions(parent=parent, depends_on=[d for d in depends if d is not None]),
                 )
+                first = first or last
             parent.register_outputs({})
             assert last is not None
             return last
@@ -67,7 +77,17 @@ def minimal_program(servers: int, agents: int, commands_per_agent: int, commands
         previous: list[pulumi.Resource] = []
         for s in range(servers):
             previous = [node(f"cp{s}", commands_per_server, previous)]
-        done = [node(f"w{a}", commands_per_agent, previous) for a in range(agents)]
+        # Agents in batches (k3s.upgrade's default, 10%): each agent's last three commands
+        # chained after the previous batch's one no-op step, as the program's rollout is.
+        size = max(1, -(-agents * 10 // 100))
+        done: list[pulumi.Resource] = []
+        gate: list[pulumi.Resource] = []
+        for start in range(0, agents, size):
+            batch = [
+                node(f"w{a}", commands_per_agent, previous, 3, gate) for a in range(start, min(start + size, agents))
+            ]
+            done += batch
+            gate = [remote.Command(f"batch-{start}", connection=conn, opts=pulumi.ResourceOptions(depends_on=batch))]
         remote.Command("cluster-ready", connection=conn, create="true", opts=pulumi.ResourceOptions(depends_on=done))
 
     return body
