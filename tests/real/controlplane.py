@@ -35,7 +35,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +42,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
+
+from tests.real.build_runner import run_build
 
 HERE = Path(__file__).resolve().parent
 BUILD = HERE / "controlplane" / "build.sh"
@@ -68,27 +69,9 @@ def build_controlplane(progress: TextIO | None = None) -> Path:
     the builder's own lines go there as they come (a cold build takes tens of minutes)."""
     if os.environ.get("K3SR_CONTROLPLANE_BIN"):
         return Path(os.environ["K3SR_CONTROLPLANE_BIN"])
-    start = time.monotonic()
-    proc = subprocess.Popen(["bash", str(BUILD)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stdout: list[str] = []
-    reader = threading.Thread(target=lambda: stdout.extend(proc.stdout or []), daemon=True)
-    reader.start()
-    watchdog = threading.Timer(BUILD_TIMEOUT, proc.kill)
-    watchdog.start()
-    tail: list[str] = []
-    try:
-        for line in proc.stderr or []:
-            tail = [*tail[-199:], line]
-            if progress is not None and line.startswith("[controlplane-build]"):
-                progress.write(f"[+{time.monotonic() - start:5.0f}s] {line}")
-                progress.flush()
-        code = proc.wait(timeout=60)
-    finally:
-        watchdog.cancel()
-    reader.join(timeout=60)
-    if code != 0:
-        raise ControlPlaneError("control-plane build failed:\n" + "".join(tail)[-4000:])
-    return Path("".join(stdout).strip().splitlines()[-1])
+    return run_build(
+        BUILD, "controlplane", timeout=BUILD_TIMEOUT, progress=progress, error=ControlPlaneError, what="control-plane"
+    )
 
 
 def cached_bin_dir() -> Path | None:

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from tests.real.build_runner import run_build
 from tests.real.standin_k3s import INSTALL_SCRIPT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,29 +42,7 @@ def engine_bin(progress: TextIO | None = None) -> Path:
     # The Go module proxy serves no pulumi-command provider module: build our stand-in
     # (tests/real/engine/command-standin/) in its place. See tests/real/engine/README.md.
     env = {**os.environ, "K3SR_ENGINE_COMMAND_STANDIN": "1"}
-    start = time.monotonic()
-    proc = subprocess.Popen(
-        ["bash", str(ENGINE_BUILD)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    stdout: list[str] = []
-    reader = threading.Thread(target=lambda: stdout.extend(proc.stdout or []), daemon=True)
-    reader.start()
-    watchdog = threading.Timer(ENGINE_BUILD_TIMEOUT, proc.kill)
-    watchdog.start()
-    tail: list[str] = []
-    try:
-        for line in proc.stderr or []:  # ends when the builder exits (or the watchdog kills it)
-            tail = [*tail[-199:], line]
-            if progress is not None and line.startswith("[engine-build]"):
-                progress.write(f"[+{time.monotonic() - start:5.0f}s] {line}")
-                progress.flush()
-        code = proc.wait(timeout=60)
-    finally:
-        watchdog.cancel()
-    reader.join(timeout=60)
-    if code != 0:
-        raise RuntimeError("engine build failed:\n" + "".join(tail)[-4000:])
-    return Path("".join(stdout).strip().splitlines()[-1])
+    return run_build(ENGINE_BUILD, "engine", timeout=ENGINE_BUILD_TIMEOUT, progress=progress, env=env)
 
 
 @dataclass
