@@ -15,6 +15,10 @@ PROGRAM = textwrap.dedent(
     """
     import os, signal, sys, time
     sys.path.insert(0, {root!r})
+    # What Python installs at start unless SIGINT is already ignored, as it is in a
+    # background job of a shell without job control (bash: asynchronous commands ignore
+    # SIGINT); the tests are about the program, not about how the suite was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     {setup}
     print("waiting", flush=True)
     time.sleep(30)
