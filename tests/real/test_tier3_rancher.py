@@ -4,6 +4,11 @@ against a real API server with real controllers and kwok nodes (tests/real/contr
 all inside one private network namespace; the cert-manager and Rancher charts are the
 STAND-INs in tests/real/charts. Every step is asserted on the objects in the API.
 
+On a machine with internet, K3SR_REAL_CHARTS=1 runs the same tests on the real charts: they
+are pulled (helm pull, outside the namespace: nothing inside it reaches beyond loopback) from
+the program's default repositories at its default versions, and given to the program as
+local chart archives, the way an airgapped install gives them. Not run here (no chart repos).
+
 The tests run in order and share one stack: preview, up, a no-op up, a values change, tls
 secret, rancher.enabled false, destroy.
 """
@@ -11,6 +16,7 @@ secret, rancher.enabled false, destroy.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +31,8 @@ from tests.real.engine_project import EngineProject, engine_bin, make_project
 pytestmark = pytest.mark.real
 
 CHARTS = Path(__file__).resolve().parent / "charts"
+SCHEMA = Path(__file__).resolve().parents[2] / "schema" / "config.schema.json"
+REAL_CHARTS = os.environ.get("K3SR_REAL_CHARTS") == "1"
 HOSTNAME = "rancher.tier3.test"
 BOOTSTRAP = "tier3-bootstrap-password-0123"
 RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -35,13 +43,36 @@ DEPLOYMENTS = {
 }
 
 
+# Where the charts come from: the STAND-INs, or the real charts pulled by `real_charts`.
+chart_paths = {"rancher": CHARTS / "rancher", "cert-manager": CHARTS / "cert-manager"}
+
+
+def real_charts(helm: Path, directory: Path) -> dict[str, Path]:
+    """The real rancher and cert-manager charts at the program's default versions, from its
+    default repositories (schema/config.schema.json), as archives in `directory`."""
+    props = json.loads(SCHEMA.read_text())["properties"]["rancher"]["properties"]
+    wanted = {
+        "rancher": props,
+        "cert-manager": props["certManager"]["properties"],
+    }
+    paths: dict[str, Path] = {}
+    for chart, p in wanted.items():
+        repo, version = p["chartRepo"]["default"], p["version"]["default"]
+        subprocess.run(
+            [str(helm), "pull", chart, "--repo", repo, "--version", version, "--destination", str(directory)],
+            check=True, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        paths[chart] = directory / f"{chart}-{version}.tgz"
+    return paths
+
+
 def rancher_config(**overrides: Any) -> dict[str, Any]:
     rancher: dict[str, Any] = {
         "hostname": HOSTNAME,
-        "chartRepo": str(CHARTS / "rancher"),
+        "chartRepo": str(chart_paths["rancher"]),
         "replicas": 1,
         "timeout": 180,
-        "certManager": {"chartRepo": str(CHARTS / "cert-manager")},
+        "certManager": {"chartRepo": str(chart_paths["cert-manager"])},
     }
     rancher.update(overrides)
     return rancher
@@ -99,6 +130,8 @@ class Tier3:
 
 @pytest.fixture(scope="module")
 def tier3(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier3]:
+    if REAL_CHARTS:
+        chart_paths.update(real_charts(controlplane.bin_dir / "helm", tmp_path_factory.mktemp("charts")))
     project = make_project(tmp_path_factory.mktemp("tier3"), engine_bin())
     stack = Tier3(project, controlplane)
     controlplane.add_nodes(2, prefix="tier3-node")
@@ -258,3 +291,26 @@ def test_the_ssh_kubeconfig_rewritten_to_the_api_address_works_through_the_provi
             assert refused.returncode != 0 and "certificate" in refused.stderr
         finally:
             stack.pulumi("destroy", "--yes", "--skip-preview", check=False)
+
+
+def test_real_charts_are_pulled_from_the_default_repositories_at_the_default_versions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """K3SR_REAL_CHARTS=1's chart source, with a recording helm in place of the real one (no
+    chart repository is reachable here)."""
+    calls = tmp_path / "calls"
+    helm = tmp_path / "helm"
+    helm.write_text(
+        '#!/bin/sh\nprintf "%s\\n" "$*" >> "$CALLS"\n'
+        'while [ "$#" -gt 0 ]; do case $1 in --version) v=$2 ;; --destination) d=$2 ;; esac; shift; done\n'
+        'echo archive > "$d/x-$v.tgz"\n'
+    )
+    helm.chmod(0o755)
+    monkeypatch.setenv("CALLS", str(calls))
+    paths = real_charts(helm, tmp_path)
+    stable = "https://releases.rancher.com/server-charts/stable"
+    assert calls.read_text().splitlines() == [
+        f"pull rancher --repo {stable} --version 2.12.3 --destination {tmp_path}",
+        f"pull cert-manager --repo https://charts.jetstack.io --version v1.18.2 --destination {tmp_path}",
+    ]
+    assert paths == {"rancher": tmp_path / "rancher-2.12.3.tgz", "cert-manager": tmp_path / "cert-manager-v1.18.2.tgz"}
