@@ -50,6 +50,15 @@ def _refused(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
                 "the docker topology reaches no host over SSH: pulumi config rm sshPrivateKey",
             )
         )
+    if "newToken" in settings.secrets_set:
+        problems.append(
+            (
+                f"{NAMESPACE}:newToken",
+                "the docker topology's token cannot change: its containers would get the new one and K3s refuses "
+                "it on data encrypted with the old one. pulumi config rm newToken; to start over with another "
+                "token, pulumi destroy (it removes the volumes), set token, then pulumi up",
+            )
+        )
     if settings.k3s.etcd_snapshots is not None and settings.k3s.etcd_snapshots.s3 is not None:
         problems.append(
             (
