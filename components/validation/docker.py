@@ -1,5 +1,5 @@
 """The docker topology's rules: what it refuses (listed nodes, SSH settings, an API
-address, airgap files, a named init server, sqlite with several servers) and settings that
+address, airgap files, a named init server, sqlite with several servers, newToken) and settings that
 would collide on the engine (image tag, subnet, host ports)."""
 
 from __future__ import annotations

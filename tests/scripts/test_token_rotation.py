@@ -6,6 +6,9 @@ or in any output."""
 
 from __future__ import annotations
 
+import subprocess
+from typing import Any
+
 from components import scripts
 from tests.scripts.awkward import TOKEN, awkward_config, settings_for
 from tests.scripts.sandbox import Sandbox, install, needs_sandbox, stdin
@@ -25,11 +28,11 @@ def rotating(rotated_from: str = TOKEN) -> str:
     return scripts.install_stdin(NEW, None, rotated_from=rotated_from)
 
 
-def rotation(box: Sandbox, old: str = TOKEN, new: str = NEW):  # type: ignore[no-untyped-def]
+def rotation(box: Sandbox, old: str = TOKEN, new: str = NEW) -> subprocess.CompletedProcess[str]:
     return box.run(scripts.token_rotation_script("cp1", "ubuntu"), scripts.token_rotation_stdin(old, new))
 
 
-def rotate_calls(box: Sandbox) -> list[dict[str, object]]:
+def rotate_calls(box: Sandbox) -> list[dict[str, Any]]:
     return [r for r in box.records("k3s") if r["argv"][:2] == ["token", "rotate"]]
 
 
@@ -102,8 +105,8 @@ def test_the_rotation_rotates_from_the_old_token_once(box: Sandbox) -> None:
     assert result.returncode == 0, result.stderr
     calls = rotate_calls(box)
     assert [c["argv"] for c in calls] == [["token", "rotate", "--new-token", NEW]]
-    assert calls[0]["env"]["K3S_TOKEN"] == TOKEN  # type: ignore[index]
-    assert "K3S_URL" not in calls[0]["env"]  # type: ignore[operator]
+    assert calls[0]["env"]["K3S_TOKEN"] == TOKEN
+    assert "K3S_URL" not in calls[0]["env"]
     assert NEW not in result.stdout + result.stderr and TOKEN not in result.stdout + result.stderr
     assert box.path(SERVER_TOKEN).read_text().endswith(f"::server:{NEW}\n")
     # A re-run (an interrupted up, a changed connection) finds the new token: no second rotation.
