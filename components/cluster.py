@@ -5,7 +5,8 @@ rollout and the backend contract are one design, read in one place.)
 
 The order, owned here:
 
-    init server: forget, pre-upgrade snapshot (etcd) -> install -> ready -> next server: ...
+    init server: forget, pre-upgrade snapshot (etcd), token rotation (newToken) -> install
+    -> ready -> next server: ...
     -> last server's ready -> every agent's install (in parallel)
     -> cluster-ready (one check, on the init server, of every node)
     -> membership of each node (labels and taints through the API; delete = drain)
@@ -56,6 +57,9 @@ are the two, a few dozen lines of wiring each on top of their pure halves):
   changes `Installed.generation`.
 - `wait_hint(names)`: what a failed readiness check tells the user to look at (None: the
   generic hint).
+- `token_rotation`: the stdin (current token, new token; secret) of the step that rotates
+  the cluster token on the init server before its install (newToken); None where there is no
+  rotation (docker: its token cannot change).
 - `forget_init`: whether the init server also gets a (delete-less) forget step, so that
   moving the init role deletes no resource; False where the init server cannot move.
 
@@ -117,6 +121,9 @@ class Backend(Protocol):
 
     @property
     def check_stdin(self) -> pulumi.Input[str] | None: ...
+
+    @property
+    def token_rotation(self) -> pulumi.Input[str] | None: ...
 
     @property
     def servers(self) -> Sequence[Node]: ...
@@ -307,6 +314,19 @@ def build_graph(
                 opts=pulumi.ResourceOptions(parent=parent),
             )
             after = [*after, *([snapshot] if snapshot is not None else [])]
+        if is_init and backend.token_rotation is not None:
+            # newToken: `k3s token rotate` on the init server before its install starts using
+            # the new token (every install's stdin carries it from now on). It runs on creation
+            # too: adding newToken creates it, and on a new cluster it finds nothing to rotate.
+            # After the snapshot, if one runs: a pre-upgrade snapshot then needs the old token.
+            rotation = backend.command(
+                f"{name}-token-rotation",
+                node,
+                create=scripts.token_rotation_script(node.name, node.ssh.user).command,
+                stdin=backend.token_rotation,
+                opts=pulumi.ResourceOptions(parent=parent, depends_on=list(after)),
+            )
+            after = [*after, rotation]
         component.installed = backend.install(
             component, node, first_server=first_server, after=after, forget=component.forget, rolled=rolled
         )

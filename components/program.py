@@ -104,6 +104,7 @@ def build_cluster(settings: Settings, secrets: StackSecrets) -> KubernetesCluste
             etcd_s3_access_key=secrets.etcd_s3_access_key,
             etcd_s3_secret_key=secrets.etcd_s3_secret_key,
             proxy_credentials=secrets.proxy_credentials,
+            new_token=secrets.new_token,
         ),
     )
 

@@ -340,12 +340,21 @@ def install_stdin(
     s3_access_key: str | None = None,
     s3_secret_key: str | None = None,
     proxy_credentials: str | None = None,
+    rotated_from: str | None = None,
 ) -> str:
     """What the install script reads on stdin: the token, then the datastore endpoint, then
-    the etcd S3 access and secret keys (lines 3-4), then the proxy's user:password (line 5).
-    Lines are sent up to the last one that is set, so that stacks without the later ones send
-    what they always sent."""
-    lines = [token, datastore_endpoint or "", s3_access_key or "", s3_secret_key or "", proxy_credentials or ""]
+    the etcd S3 access and secret keys (lines 3-4), then the proxy's user:password (line 5),
+    then, while newToken rotates the cluster token, the token it rotates from (line 6: a node
+    whose token file holds that one takes the new token). Lines are sent up to the last one
+    that is set, so that stacks without the later ones send what they always sent."""
+    lines = [
+        token,
+        datastore_endpoint or "",
+        s3_access_key or "",
+        s3_secret_key or "",
+        proxy_credentials or "",
+        rotated_from or "",
+    ]
     for value in lines:
         if "\n" in value or "\r" in value:
             raise ValueError("secrets sent to hosts must be single lines")
@@ -388,6 +397,20 @@ def pre_upgrade_snapshot_script(k3s: K3sSettings, user: str) -> Script:
     """On the init server, before its install updates K3s: one on-demand etcd snapshot named
     after the installed and the new version (nothing when they are equal)."""
     return render("pre_upgrade_snapshot", {"K3S_VERSION": k3s.version}, sudo=needs_sudo(user))
+
+
+def token_rotation_script(node_name: str, user: str) -> Script:
+    """On the init server, before its install: `k3s token rotate` from the old token to the new
+    one (stdin: old, new), when its K3s still holds the old one (sh/token_rotation.sh)."""
+    return render("token_rotation", {"NODE_NAME": node_name}, sudo=needs_sudo(user))
+
+
+def token_rotation_stdin(old: str, new: str) -> str:
+    """The rotation's stdin: the token the cluster has now, then newToken."""
+    for value in (old, new):
+        if "\n" in value or "\r" in value:
+            raise ValueError("secrets sent to hosts must be single lines")
+    return f"{old}\n{new}\n"
 
 
 def kubeconfig_script(user: str, waits_for: str) -> Script:

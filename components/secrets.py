@@ -24,6 +24,8 @@ class StackSecrets:
     etcd_s3_secret_key: pulumi.Output[str] | None = None
     # user:password for k3s.proxy, for the install's stdin line 5 (components/scripts.py install_stdin).
     proxy_credentials: pulumi.Output[str] | None = None
+    # The token to rotate the cluster to (components/sh/token_rotation.sh); None: no rotation.
+    new_token: pulumi.Output[str] | None = None
 
 
 def read_secrets(config: pulumi.Config, present: Collection[str]) -> StackSecrets:
@@ -40,6 +42,7 @@ def read_secrets(config: pulumi.Config, present: Collection[str]) -> StackSecret
         etcd_s3_access_key=values["etcdS3AccessKey"],
         etcd_s3_secret_key=values["etcdS3SecretKey"],
         proxy_credentials=values["proxyCredentials"],
+        new_token=values["newToken"],
     )
 
 

@@ -16,6 +16,7 @@ from components import checks
 NAMESPACE = "k3s-rancher"
 SECRET_KEYS = (
     "token",
+    "newToken",
     "sshPrivateKey",
     "sshPrivateKeyPassword",
     "datastoreEndpoint",

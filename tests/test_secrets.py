@@ -41,6 +41,7 @@ PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIBcert\n-----END CERTIFICATE-----\n"
 # One distinctive value per secret; for multi-line ones, the line to look for is distinctive.
 SECRETS = {
     "token": "tok-SECRET-4b1d9a7e22c0",
+    "newToken": "newtok-SECRET-c81f3a05",
     "sshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nsshkey-SECRET-b3e1f0aa\n-----END OPENSSH PRIVATE KEY-----\n",
     "sshPrivateKeyPassword": "keypass-SECRET-9c2d31",
     "datastoreEndpoint": "postgres://k3s:dbpass-SECRET-77aa@db.example.com:5432/k3s",
@@ -56,6 +57,7 @@ assert set(SECRETS) == set(SECRET_KEYS)
 # passwords) and the client key inside the mock kubeconfig.
 NEEDLES = [
     "tok-SECRET-4b1d9a7e22c0",
+    "newtok-SECRET-c81f3a05",
     "sshkey-SECRET-b3e1f0aa",
     "keypass-SECRET-9c2d31",
     "dbpass-SECRET-77aa",

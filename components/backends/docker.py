@@ -92,6 +92,8 @@ class DockerBackend:
     rolls_agents = False
     # A new token or endpoint is a new file in the container: a new container, a new generation.
     check_stdin = None
+    # The token cannot change here (validation refuses newToken): no rotation step.
+    token_rotation = None
 
     def __init__(
         self,

@@ -44,6 +44,9 @@ class K3sClusterArgs:
     etcd_s3_secret_key: pulumi.Input[str] | None = None
     # user:password of k3s.proxy's URLs (the proxyCredentials secret).
     proxy_credentials: pulumi.Input[str] | None = None
+    # A token to rotate the cluster to (the newToken secret): `k3s token rotate` on the init
+    # server from `token` to it, before the init server's install; then every node uses it.
+    new_token: pulumi.Input[str] | None = None
     # Names the kubeconfig's context (k3s-rancher-<name>) and the provider's cluster
     # identifier; the component's name when unset.
     cluster_name: str | None = None
@@ -119,22 +122,43 @@ class SshBackend:
         # endpoint restarts K3s, and so re-runs them.
         s3 = [pulumi.Output.from_input(key or "") for key in (args.etcd_s3_access_key, args.etcd_s3_secret_key)]
         proxy = pulumi.Output.from_input(args.proxy_credentials or "")
+        # With newToken: every node joins with it, and stdin line 6 is the token rotated from.
+        token, rotated_from = self._tokens(args)
         self.check_stdin: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.all(args.token, endpoint, *s3, proxy).apply(
-                lambda v: scripts.install_stdin(str(v[0]), str(v[1]) or None, str(v[2]), str(v[3]), str(v[4]) or None)
+            pulumi.Output.all(token, endpoint, *s3, proxy, rotated_from).apply(
+                lambda v: scripts.install_stdin(
+                    str(v[0]), str(v[1]) or None, str(v[2]), str(v[3]), str(v[4]) or None, str(v[5]) or None
+                )
             )
         )
         # Agents get the token, the endpoint and the proxy's credentials: the S3 keys stay on
         # the servers.
         self._agent_stdin: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.all(args.token, endpoint, proxy).apply(
-                lambda v: scripts.install_stdin(str(v[0]), str(v[1]) or None, proxy_credentials=str(v[2]) or None)
+            pulumi.Output.all(token, endpoint, proxy, rotated_from).apply(
+                lambda v: scripts.install_stdin(
+                    str(v[0]), str(v[1]) or None, proxy_credentials=str(v[2]) or None, rotated_from=str(v[3]) or None
+                )
             )
         )
+        # The rotation's stdin (the current token, then newToken); None without newToken.
+        self.token_rotation: pulumi.Output[str] | None = None
+        if args.new_token is not None:
+            self.token_rotation = pulumi.Output.secret(
+                pulumi.Output.all(args.token, args.new_token).apply(
+                    lambda v: scripts.token_rotation_stdin(str(v[0]), str(v[1]))
+                )
+            )
         self._connections = {
             n.name: connection(n, args.ssh, args.private_key, args.private_key_password)
             for n in (*self.servers, *self.agents)
         }
+
+    @staticmethod
+    def _tokens(args: K3sClusterArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
+        """The token nodes join with, and the one a rotation goes from ("" without newToken)."""
+        if args.new_token is None:
+            return pulumi.Output.from_input(args.token), pulumi.Output.from_input("")
+        return pulumi.Output.from_input(args.new_token), pulumi.Output.from_input(args.token)
 
     def identity(self, node: Node) -> list[str]:
         return identity(node)

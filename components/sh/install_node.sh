@@ -13,7 +13,8 @@
 # credentials, either may be empty); PREFLIGHT (off: skip the first-install checks);
 # positional args: extra K3s flags. stdin: line 1 the cluster token, line 2 the external
 # datastore endpoint (may be empty), lines 3-4 (optional) the etcd S3 access and secret keys,
-# line 5 (optional) the proxy's user:password; any line may be empty or absent.
+# line 5 (optional) the proxy's user:password, line 6 (only while newToken rotates the token)
+# the token it rotates from; any line may be empty or absent.
 # Labels and taints are not here: a first registration gets them from registration.sh, later
 # changes go through the API (node_meta.sh), so changing them never re-runs an install.
 : "${ROLE:?}" "${NODE_NAME:?}" "${K3S_VERSION:?}" "${CONFIG_YAML:?}" "${INSTALL_SCRIPT_URL:?}" "${TIMEOUT:?}"
@@ -25,6 +26,9 @@ IFS= read -r S3_ACCESS_KEY || true
 IFS= read -r S3_SECRET_KEY || true
 # Line 5, only with k3s.proxy credentials (proxyCredentials).
 IFS= read -r PROXY_CREDENTIALS || true
+# Line 6, only while newToken rotates the cluster token (token_rotation.sh ran on the init
+# server first): the token being rotated from. A node holding that one takes the new token.
+IFS= read -r ROTATED_FROM || true
 [ -n "$TOKEN" ] || die "no cluster token arrived on stdin"
 
 CONF_DIR=/etc/rancher/k3s
@@ -75,11 +79,15 @@ done
 JOINED_CERT=/var/lib/rancher/k3s/agent/client-kubelet.crt
 if [ -f "$TOKEN_FILE" ] && { [ -f "$SERVER_TOKEN" ] || [ -f "$JOINED_CERT" ]; }; then
   IFS= read -r OLD_TOKEN < "$TOKEN_FILE" || true
-  [ "$OLD_TOKEN" = "$TOKEN" ] || die "$NODE_NAME already belongs to a cluster with a different token (found in $TOKEN_FILE); nothing was changed. Servers with data refuse a new token and agents could not join. If you changed k3s-rancher:token, put the old one back and rotate instead: on the init server run 'k3s token rotate' from the old token to the new one, then on every node write <new> into $TOKEN_FILE and restart K3s (servers one at a time, then agents), then pulumi config set --secret token <new> ($README_TOKEN). If this host belongs to another cluster, uninstall K3s there first"
+  # During a rotation (line 6) the token file may still hold the token rotated from.
+  [ "$OLD_TOKEN" = "$TOKEN" ] || { [ -n "$ROTATED_FROM" ] && [ "$OLD_TOKEN" = "$ROTATED_FROM" ]; } \
+    || die "$NODE_NAME already belongs to a cluster with a different token (found in $TOKEN_FILE); nothing was changed. Servers with data refuse a new token and agents could not join. If you changed k3s-rancher:token, put the old one back and set the new one as newToken instead (pulumi config set --secret newToken <new>): the next up runs 'k3s token rotate' on the init server, then restarts every node once with the new token ($README_TOKEN). If this host belongs to another cluster, uninstall K3s there first"
 elif [ -f "$SERVER_TOKEN" ]; then
   IFS= read -r OLD_TOKEN < "$SERVER_TOKEN" || true
   case $OLD_TOKEN in
     "$TOKEN" | *::server:"$TOKEN") ;;
+    # During a rotation a server may still hold the token rotated from (none: $TOKEN again).
+    "${ROTATED_FROM:-$TOKEN}" | *::server:"${ROTATED_FROM:-$TOKEN}") ;;
     *) die "$NODE_NAME holds K3s data of another cluster (found $SERVER_TOKEN with a different token); nothing was changed. Uninstall K3s there (k3s-uninstall.sh) or use another host" ;;
   esac
 fi
@@ -377,6 +385,9 @@ redact() {
     fi
     if [ -n "$PROXY_CREDENTIALS" ]; then
       case $_line in *"$PROXY_CREDENTIALS"*) _line="[line hidden: it contained the proxy credentials]" ;; esac
+    fi
+    if [ -n "$ROTATED_FROM" ]; then
+      case $_line in *"$ROTATED_FROM"*) _line="[line hidden: it contained the previous cluster token]" ;; esac
     fi
     printf "%s\n" "$_line"
   done

@@ -1,5 +1,5 @@
 """The docker topology's rules: what it refuses (listed nodes, SSH settings, an API
-address, airgap files, a named init server, sqlite with several servers) and settings that
+address, airgap files, a named init server, sqlite with several servers, newToken) and settings that
 would collide on the engine (image tag, subnet, host ports)."""
 
 from __future__ import annotations
@@ -48,6 +48,15 @@ def _refused(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
             (
                 f"{NAMESPACE}:sshPrivateKey",
                 "the docker topology reaches no host over SSH: pulumi config rm sshPrivateKey",
+            )
+        )
+    if "newToken" in settings.secrets_set:
+        problems.append(
+            (
+                f"{NAMESPACE}:newToken",
+                "the docker topology's token cannot change: its containers would get the new one and K3s refuses "
+                "it on data encrypted with the old one. pulumi config rm newToken; to start over with another "
+                "token, pulumi destroy (it removes the volumes), set token, then pulumi up",
             )
         )
     if settings.k3s.etcd_snapshots is not None and settings.k3s.etcd_snapshots.s3 is not None:

@@ -11,6 +11,7 @@ from components.validation.facts import Facts
 _NODE_SETTINGS = ("servers", "agents", "ssh", "docker")
 _NODE_SECRETS = (
     "token",
+    "newToken",
     "sshPrivateKey",
     "sshPrivateKeyPassword",
     "datastoreEndpoint",

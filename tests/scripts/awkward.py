@@ -127,6 +127,7 @@ def rendered(airgap: dict[str, str]) -> dict[str, scripts.Script]:
         out[f"cordon-{user}"] = scripts.cordon_script("w1", s.k3s, user, "0123abcd")
         out[f"rejoin-{user}"] = scripts.rejoin_script("w1", s.k3s, user, "0123abcd")
         out["rolled-install"] = scripts.rolled_install_script("w1")
+        out[f"token-rotation-{user}"] = scripts.token_rotation_script("cp1", user)
         for node in s.nodes:
             out[f"node-meta-{node.name}-{user}"] = scripts.node_meta_script(node, user)
     return out

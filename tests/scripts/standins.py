@@ -246,6 +246,23 @@ if kind != "k3s":
 if argv[:1] == ["--version"]:
     print(f"k3s version {os.environ['K3SR_K3S_VERSION']} (0123abcd)\ngo version go1.24.6")
     sys.exit(0)
+if argv[:2] == ["token", "rotate"]:
+    # k3s token rotate (pkg/cli/token/token.go Rotate): the old token from --token or K3S_TOKEN,
+    # the new one from --new-token; the local server (pkg/server/handlers/token.go tokenRotate)
+    # rewrites server/token as K10<ca hash>::server:<new>; the CLI then prints one line.
+    old = os.environ.get("K3S_TOKEN", "")
+    new = argv[argv.index("--new-token") + 1] if "--new-token" in argv else ""
+    server_token = "/var/lib/rancher/k3s/server/token"
+    held = open(server_token).read().strip() if os.path.exists(server_token) else ""
+    if state.get("api_down"):
+        print("Error: Put \"https://127.0.0.1:6443/v1-k3s/token\": connection refused", file=sys.stderr)
+        sys.exit(1)
+    if not old or not new or held.rpartition("::server:")[2] != old:
+        print("Error: failed to authenticate: 401 Unauthorized", file=sys.stderr)
+        sys.exit(1)
+    write(server_token, f"K10{'c' * 64}::server:{new}\n", 0o600)
+    print("Token rotated, restart k3s nodes with new token")
+    sys.exit(0)
 args = argv[3:] if argv[:2] == ["kubectl", "--kubeconfig"] else argv
 if state.get("api_down"):
     refused = "The connection to the server 127.0.0.1:6443 was refused"

@@ -1,0 +1,138 @@
+"""newToken, the cluster token's rotation (issue 14 item 4), under Pulumi's mocks: the
+rotation step exists only with newToken, on the init server, before the init server's
+install; every install then joins with newToken and carries the old token as stdin line 6,
+all of it secret and none of it in command text; the tidy-up (token := new, newToken
+removed) changes only stdin; the docker and kubeconfig topologies refuse newToken by key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components import scripts
+from components.config import parse_settings
+from components.settings import ConfigError
+from tests.harness import (
+    GENERATED_PASSWORD,
+    TEST_SSH_KEY,
+    Run,
+    leaves,
+    load_stack_config,
+    prod_config,
+    run_program,
+)
+
+OLD = "old-token-7c1e0b55d2"
+NEW = "new-token-39a4f6e810"
+ROTATION = "prod-token-rotation"
+SERVERS = ("prod-cp1", "prod-cp2", "prod-cp3")
+AGENTS = ("prod-w1", "prod-w2", "prod-w3", "prod-w4", "prod-w5")
+
+
+def run(secrets: dict[str, str], config: dict[str, Any] | None = None) -> Run:
+    return run_program(config or prod_config(), {"sshPrivateKey": TEST_SSH_KEY, **secrets}, stack="prod")
+
+
+def rotating() -> Run:
+    return run({"token": OLD, "newToken": NEW})
+
+
+def stdin_lines(r: Run, name: str) -> list[str]:
+    text: str = r.by_name(name).plain()["stdin"]
+    assert text.endswith("\n")
+    return text[:-1].split("\n")
+
+
+def test_no_rotation_step_without_new_token() -> None:
+    for stack in ("prod", "dev"):
+        config, _ = load_stack_config(stack)
+        r = run_program(config, {"sshPrivateKey": TEST_SSH_KEY}, stack=stack)
+        assert not [n for n in r.names() if "token-rotation" in n], stack
+
+
+def test_the_rotation_runs_on_the_init_server_before_its_install_and_nothing_else_waits_for_it() -> None:
+    r = rotating()
+    rotation = r.by_name(ROTATION)
+    assert rotation.parent.endswith("K3sCluster::prod")
+    assert rotation.plain()["connection"]["host"] == "10.20.0.11"  # prod-cp1, the init server
+    assert "token rotate --new-token" in rotation.plain()["create"]
+    assert not rotation.plain().get("delete")  # the tidy-up deletes it: nothing runs then
+    assert r.depends_on("prod-cp1-install", ROTATION)
+    # Only the init server's install: the other servers follow it, the agents the last server.
+    assert [x.name for x in r.registrations if rotation.urn in x.dependencies] == ["prod-cp1-install"]
+    for node in (*SERVERS, *AGENTS):
+        assert r.reaches(f"{node}-install", ROTATION), node
+    # After the pre-upgrade snapshot (a snapshot taken in the same up needs the old token).
+    assert r.depends_on(ROTATION, "prod-pre-upgrade-snapshot")
+
+
+def test_the_rotation_gets_the_old_and_the_new_token_on_secret_stdin_only() -> None:
+    r = rotating()
+    rotation = r.by_name(ROTATION)
+    assert rotation.plain()["stdin"] == f"{OLD}\n{NEW}\n"
+    assert "stdin" in rotation.secret_paths()
+
+
+def test_every_install_joins_with_the_new_token_and_carries_the_old_one_as_line_6() -> None:
+    r = rotating()
+    for node in (*SERVERS, *AGENTS):
+        lines = stdin_lines(r, f"{node}-install")
+        assert (lines[0], len(lines), lines[5]) == (NEW, 6, OLD), node
+        assert "stdin" in r.by_name(f"{node}-install").secret_paths()
+    # The ready checks get the servers' install stdin: they re-run when it changes.
+    assert stdin_lines(r, "prod-cp2-ready")[0] == NEW
+    assert stdin_lines(r, "prod-cluster-ready")[0] == NEW
+    # A rolled agent's in-place change (its -upgrade step in its k3s.upgrade batch) too.
+    assert stdin_lines(r, "prod-w1-upgrade")[::5] == [NEW, OLD]
+
+
+def test_no_token_in_any_command_text_or_other_plain_input() -> None:
+    r = rotating()
+    for reg in r.registrations:
+        for path, value, secret in leaves(reg.inputs):
+            if isinstance(value, str) and not secret:
+                assert OLD not in value and NEW not in value, f"{reg.name}: {path}"
+
+
+def test_a_generated_token_is_the_one_rotated_from() -> None:
+    r = run({"newToken": NEW})
+    assert r.by_name(ROTATION).plain()["stdin"] == f"{GENERATED_PASSWORD}\n{NEW}\n"
+    assert stdin_lines(r, "prod-cp1-install")[::5] == [NEW, GENERATED_PASSWORD]
+
+
+def test_the_tidy_up_changes_only_stdin_and_removes_the_rotation_step() -> None:
+    """token := the new one, newToken removed: every install re-runs once (its stdin lost line
+    6) with the same command text, so nothing on a host changes and nothing restarts."""
+    during, after = rotating(), run({"token": NEW})
+    assert ROTATION not in after.names()
+    for node in (*SERVERS, *AGENTS):
+        old, new = during.by_name(f"{node}-install").plain(), after.by_name(f"{node}-install").plain()
+        assert {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)} == {"stdin"}, node
+        assert new["stdin"] == scripts.install_stdin(NEW, None)
+    # Before the rotation and after the tidy-up, a stack's installs differ by the token only.
+    before = run({"token": OLD})
+    assert before.by_name("prod-w1-install").plain()["create"] == after.by_name("prod-w1-install").plain()["create"]
+
+
+def test_install_stdin_line_6_comes_only_with_a_rotation() -> None:
+    assert scripts.install_stdin("new", None) == "new\n\n"
+    assert scripts.install_stdin("new", None, rotated_from="old") == "new\n\n\n\n\nold\n"
+    assert scripts.install_stdin("new", "pg://x", "a", "b", "u:p", "old") == "new\npg://x\na\nb\nu:p\nold\n"
+    with pytest.raises(ValueError, match="single lines"):
+        scripts.token_rotation_stdin("old", "new\nline")
+
+
+def test_the_docker_topology_refuses_new_token_by_key() -> None:
+    config, _ = load_stack_config("local")
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(config, {"newToken"}, "local")
+    assert caught.value.keys == ["k3s-rancher:newToken"]
+    assert "pulumi destroy" in str(caught.value)
+
+
+def test_the_kubeconfig_topology_refuses_new_token_by_key() -> None:
+    config = {"topology": "kubeconfig", "rancher": {"hostname": "rancher.example.com"}}
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(config, {"kubeconfig", "newToken"}, "shared")
+    assert caught.value.keys == ["k3s-rancher:newToken"]
