@@ -255,8 +255,11 @@ def membership_delete(
 ) -> tuple[str, pulumi.Input[str] | None]:
     """What a (non-init) node's membership runs when the node leaves, and its stdin: drain and
     delete the Node; for a server of embedded etcd, then wait until K3s has removed its etcd
-    member (which needs the token: the readiness checks' stdin, line 1)."""
-    if node.role == "server" and k3s.datastore == "etcd":
+    member (which needs the token: the readiness checks' stdin, line 1). A backend without
+    that stdin (docker: the rancher/k3s image has no curl to ask /db/info with) relies on the
+    Node delete alone: `kubectl delete node --wait` returns once K3s's finalizer has removed
+    the member (pkg/etcd/member_controller.go, OnRemove)."""
+    if node.role == "server" and k3s.datastore == "etcd" and check_stdin is not None:
         return scripts.server_removal_script(node.name, k3s.timeouts.drain, user).command, check_stdin
     return scripts.drain_script(node.name, k3s.timeouts.drain, user).command, None
 

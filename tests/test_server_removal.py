@@ -135,6 +135,14 @@ def test_server_memberships_carry_the_member_check_and_the_token_on_stdin_agents
     assert not init.get("delete") and "stdin" not in init
 
 
+def test_docker_servers_rely_on_the_node_delete_alone() -> None:
+    """The rancher/k3s image has no curl: no /db/info check there (and no stdin)."""
+    config = {"topology": "docker", "k3s": {"version": "v1.33.5+k3s1", "datastore": "etcd"}, "docker": {"servers": 3}}
+    result = run_program({**config, "rancher": {"enabled": False}})
+    membership = result.by_name("dev-server-1-membership").plain()
+    assert "delete node" in membership["delete"] and "/db/info" not in membership["delete"]
+
+
 def test_sqlite_and_external_servers_have_no_member_check() -> None:
     config = prod_config()
     config["k3s"]["datastore"] = "external"

@@ -5,8 +5,8 @@
 # is usually gone already; this reads K3s's own member list, /db/info on this server (the init
 # server; role k3s:server, basic auth server:<token>, pkg/server router), until no member is
 # named <node>-<8 hex digits> (pkg/etcd/etcd.go setName), for at most MEMBER_TIMEOUT seconds.
-# The token comes on stdin line 1 (the readiness checks' stdin), else, from a backend that
-# sends none, K3s's own server/token; curl gets it through `-K -` (stdin), never in argv.
+# The token comes on stdin line 1 (the readiness checks' stdin); curl gets it through `-K -`
+# (stdin), never in argv.
 # Inputs: NODE_NAME, MEMBER_TIMEOUT (seconds).
 : "${NODE_NAME:?}" "${MEMBER_TIMEOUT:?}"
 SERVER_CA=/var/lib/rancher/k3s/server/tls/server-ca.crt
@@ -14,10 +14,7 @@ command -v curl >/dev/null 2>&1 \
   || die "curl is not installed on this server: it is needed to confirm that the etcd member of $NODE_NAME is gone; install curl and run pulumi up again"
 TOKEN=""
 IFS= read -r TOKEN || true
-if [ -z "$TOKEN" ] && [ -r /var/lib/rancher/k3s/server/token ]; then
-  TOKEN=$(cat /var/lib/rancher/k3s/server/token)
-fi
-[ -n "$TOKEN" ] || die "no cluster token on stdin or in /var/lib/rancher/k3s/server/token: cannot read the etcd member list"
+[ -n "$TOKEN" ] || die "no cluster token on stdin: cannot read the etcd member list"
 # A full K10<ca hash>::server:<password> token authenticates by its password; a bare one is
 # the password (pkg/clientaccess/token.go parseToken).
 case $TOKEN in

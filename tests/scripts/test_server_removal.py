@@ -69,12 +69,11 @@ def test_a_full_k10_token_authenticates_by_its_password(box: Sandbox) -> None:
 
 
 @needs_sandbox
-def test_without_stdin_the_servers_own_token_file_is_used(box: Sandbox) -> None:
-    """The docker backend sends no stdin: K3s's server/token on the init server serves."""
+def test_without_a_token_on_stdin_it_stops_at_once(box: Sandbox) -> None:
     ready(box, "cp1-0a1b2c3d")
-    box.put("/var/lib/rancher/k3s/server/token", f"K10{'b' * 64}::server:{TOKEN}\n", 0o600)
     result = box.run(scripts.server_removal_script("cp2", 0, "root"), "")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode != 0 and "no cluster token on stdin" in result.stderr
+    assert not (box.log / "curl-dbinfo.log").exists()
 
 
 @needs_sandbox
