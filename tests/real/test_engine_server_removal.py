@@ -70,9 +70,15 @@ def test_three_to_one_is_refused_then_three_to_two_removes_the_member(
     assert third.exec("test -x /usr/local/bin/k3s && echo yes").strip() == "yes"
 
     project.configure([init, second, agent], 2, V1, binary, k3s=ETCD)
-    preview = project.pulumi("preview", "--diff")
-    (Path(project.directory) / "removal-preview.txt").write_text(preview.stdout)
-    project.pulumi("up", "--yes", "--skip-preview")
+    steps = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in project.preview_steps() if s["op"] != "same"}
+    assert {name for name, op in steps.items() if op == "delete" and name.startswith("srv-3-")} >= {
+        "srv-3-membership", "srv-3-install", "srv-3-forget", "srv-3-ready",
+    }  # fmt: skip
+    assert {name for name, op in steps.items() if op != "delete"} <= {"tier2-cluster-ready", "tier2-previous"}, steps
+    # The plain preview, kept for the README's "Removing a server".
+    (project.directory / "removal-preview.txt").write_text(project.pulumi("preview").stdout)
+    up = project.pulumi("up", "--yes", "--skip-preview")
+    assert "no etcd member of srv-3 is left" in up.stdout  # the membership's check ran
     after = members(init)
     assert after == [m for m in before if not m.startswith("srv-3-")], after
     assert node_names(init) == ["agt-1", "srv-1", "srv-2"]
