@@ -6,26 +6,36 @@
 # server; role k3s:server, basic auth server:<token>, pkg/server router), until no member is
 # named <node>-<8 hex digits> (pkg/etcd/etcd.go setName), for at most MEMBER_TIMEOUT seconds.
 # The token comes on stdin line 1 (the readiness checks' stdin); curl gets it through `-K -`
-# (stdin), never in argv.
+# (stdin), never in argv. When K3s refuses it (a token rotated in the same up: this delete
+# runs with the stdin it was last given), K3s's own server/token on this server is tried once.
 # Inputs: NODE_NAME, MEMBER_TIMEOUT (seconds).
 : "${NODE_NAME:?}" "${MEMBER_TIMEOUT:?}"
 SERVER_CA=/var/lib/rancher/k3s/server/tls/server-ca.crt
+SERVER_TOKEN=/var/lib/rancher/k3s/server/token
 command -v curl >/dev/null 2>&1 \
   || die "curl is not installed on this server: it is needed to confirm that the etcd member of $NODE_NAME is gone; install curl and run pulumi up again"
-TOKEN=""
+
+# use_token TOKEN: the basic-auth password curl's config gets. A full K10<ca hash>::server:<pw>
+# token authenticates by its password, a bare one is the password (pkg/clientaccess/token.go
+# parseToken); in curl's config syntax, backslash and quote are escaped inside the quotes.
+use_token() {
+  case $1 in
+    K10*::*)
+      _password=${1#*::}
+      _password=${_password#*:}
+      ;;
+    *) _password=$1 ;;
+  esac
+  QUOTED=$(printf '%s' "$_password" | sed 's/[\\"]/\\&/g')
+}
+
+TOKEN="" FROM_FILE=""
 IFS= read -r TOKEN || true
-[ -n "$TOKEN" ] || die "no cluster token on stdin: cannot read the etcd member list"
-# A full K10<ca hash>::server:<password> token authenticates by its password; a bare one is
-# the password (pkg/clientaccess/token.go parseToken).
-case $TOKEN in
-  K10*::*)
-    PASSWORD=${TOKEN#*::}
-    PASSWORD=${PASSWORD#*:}
-    ;;
-  *) PASSWORD=$TOKEN ;;
-esac
-# curl's config syntax: inside double quotes, backslash and quote are escaped.
-QUOTED=$(printf '%s' "$PASSWORD" | sed 's/[\\"]/\\&/g')
+if [ -z "$TOKEN" ] && [ -r "$SERVER_TOKEN" ]; then
+  TOKEN=$(cat "$SERVER_TOKEN") FROM_FILE=1
+fi
+[ -n "$TOKEN" ] || die "no cluster token on stdin or in $SERVER_TOKEN: cannot read the etcd member list"
+use_token "$TOKEN"
 
 member_list() {
   printf 'user = "server:%s"\n' "$QUOTED" \
@@ -62,7 +72,15 @@ while :; do
     LAST="etcd member $LEFT of removed server $NODE_NAME is still in the member list"
   else
     case $ANSWER in
-      *" 401"*) die "K3s refused the cluster token reading its etcd member list (/db/info): $ANSWER" ;;
+      *" 401"*)
+        if [ -z "$FROM_FILE" ] && [ -r "$SERVER_TOKEN" ]; then
+          log "K3s refused the token on stdin for /db/info; trying its own $SERVER_TOKEN"
+          use_token "$(cat "$SERVER_TOKEN")"
+          FROM_FILE=1
+          continue
+        fi
+        die "K3s refused the cluster token reading its etcd member list (/db/info): $ANSWER"
+        ;;
     esac
     LAST="could not read the etcd member list from https://127.0.0.1:6443/db/info: $ANSWER"
   fi
