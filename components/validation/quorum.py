@@ -7,6 +7,9 @@ and voting while that happens. Removing r >= 2 of n members in one `pulumi up` g
 intermediate member counts the remaining servers must carry: it is refused unless the servers
 that stay are a majority of the servers there were (n - r >= n // 2 + 1), so that losing every
 leaving member at once still leaves quorum.
+
+Not one of VALIDATORS: it needs the previous run's outputs, which components/program.py reads
+from the engine (check_quorum) right after the config is parsed.
 """
 
 from __future__ import annotations
