@@ -257,6 +257,20 @@ class ClusterGraph:
         return tuple(n.node for n in (*self.servers, *self.agents))
 
 
+def membership_delete(
+    node: Node, k3s: K3sSettings, user: str, check_stdin: pulumi.Input[str] | None
+) -> tuple[str, pulumi.Input[str] | None]:
+    """What a (non-init) node's membership runs when the node leaves, and its stdin: drain and
+    delete the Node; for a server of embedded etcd, then wait until K3s has removed its etcd
+    member (which needs the token: the readiness checks' stdin, line 1). A backend without
+    that stdin (docker: the rancher/k3s image has no curl to ask /db/info with) relies on the
+    Node delete alone: `kubectl delete node --wait` returns once K3s's finalizer has removed
+    the member (pkg/etcd/member_controller.go, OnRemove)."""
+    if node.role == "server" and k3s.datastore == "etcd" and check_stdin is not None:
+        return scripts.server_removal_script(node.name, k3s.timeouts.drain, user).command, check_stdin
+    return scripts.drain_script(node.name, k3s.timeouts.drain, user).command, None
+
+
 def build_graph(
     parent: pulumi.ComponentResource, name: str, backend: Backend, k3s: K3sSettings, cluster_name: str
 ) -> ClusterGraph:
@@ -429,11 +443,13 @@ def build_graph(
         # Labels and taints through the API; on delete (any node but the init server), drain
         # and delete the Node, so that K3s accepts the name again.
         is_init = m.node.name == init.name
+        delete, stdin = (None, None) if is_init else membership_delete(m.node, k3s, init.ssh.user, backend.check_stdin)
         m.membership = backend.command(
             f"{m.node.name}-membership",
             init,
             create=scripts.node_meta_script(m.node, init.ssh.user).command,
-            delete=None if is_init else scripts.drain_script(m.node.name, k3s.timeouts.drain, init.ssh.user).command,
+            delete=delete,
+            stdin=stdin,
             triggers=[*backend.identity(m.node), *m.installed.replaced_with],
             opts=pulumi.ResourceOptions(
                 parent=m, depends_on=[*m.installed.resources, ready], delete_before_replace=True

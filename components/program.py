@@ -17,6 +17,7 @@ import pulumi
 
 from components.backends.docker import DockerCluster, DockerClusterArgs
 from components.backends.docker_engine import check_engine
+from components.backends.docker_spec import docker_nodes
 from components.backends.kubeconfig import KubeconfigCluster, KubeconfigClusterArgs
 from components.backends.ssh import K3sCluster, K3sClusterArgs
 from components.cluster import GraphCluster, KubernetesCluster
@@ -26,6 +27,7 @@ from components.rancher import RancherDeployment, RancherDeploymentArgs, Rancher
 from components.rancher_container import RancherContainer, RancherContainerArgs
 from components.secrets import StackSecrets, cluster_token, read_secrets
 from components.settings import NAMESPACE, SECRET_KEYS, ConfigError, Settings
+from components.validation.quorum import previous_servers, quorum_error, servers_key
 
 
 def namespace_values() -> dict[str, Any]:
@@ -71,6 +73,32 @@ def load() -> tuple[Settings, StackSecrets]:
     if plaintext:
         raise ConfigError(plaintext)
     return settings, read_secrets(pulumi.Config(NAMESPACE), settings.secrets_set)
+
+
+def previous_outputs() -> dict[str, Any]:
+    """This stack's outputs from its previous run (empty on the first), read synchronously
+    through the engine's builtin `pulumi:pulumi:readStackOutputs` (pulumi/pulumi
+    pkg/resource/deploy/builtins.go), so a refusal can come before any resource exists."""
+    stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    result = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": stack})
+    outputs = (result.value or {}).get("outputs")
+    return dict(outputs) if isinstance(outputs, dict) else {}
+
+
+def current_servers(settings: Settings) -> list[str]:
+    if settings.topology == "docker":
+        return [n.name for n in docker_nodes(settings.stack, settings.docker) if n.role == "server"]
+    return [n.name for n in settings.servers]
+
+
+def check_quorum(settings: Settings) -> None:
+    """Refuse, before anything runs, a removal of servers that would leave embedded etcd
+    without quorum (components/validation/quorum.py)."""
+    if settings.topology == "kubeconfig" or settings.k3s.datastore != "etcd":
+        return
+    previous = previous_servers(previous_outputs())
+    if error := quorum_error(previous, current_servers(settings), settings.k3s.datastore):
+        raise ConfigError([(servers_key(settings.topology), error)])
 
 
 def build_cluster(settings: Settings, secrets: StackSecrets) -> KubernetesCluster:
@@ -167,6 +195,7 @@ def exit_quietly_on_interrupt() -> None:
 
 def run() -> None:
     settings, secrets = load()
+    check_quorum(settings)
     cluster = build_cluster(settings, secrets)
     export_rancher(deploy_rancher(settings, secrets, cluster))
     pulumi.export("apiServer", cluster.api_server)

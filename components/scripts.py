@@ -128,11 +128,22 @@ def _strip_comments(text: str) -> str:
 
 
 def render(
-    name: str, variables: Mapping[str, str], args: Sequence[str] = (), *, sudo: bool, root: bool = True
+    name: str,
+    variables: Mapping[str, str],
+    args: Sequence[str] = (),
+    *,
+    sudo: bool,
+    root: bool = True,
+    then: str | None = None,
 ) -> Script:
     """Render sh/<name>.sh with `variables` and positional `args`, all as quoted data; `root`
-    False for the few steps that run as the SSH user itself (no root check)."""
+    False for the few steps that run as the SSH user itself (no root check). With `then`,
+    sh/<then>.sh runs after it, in the same command."""
     body = _strip_comments(_read(f"{name}.sh")).strip()
+    if then is not None:
+        # The first script in a subshell, so that its early `exit 0` ends only it (set -e still
+        # stops at its failure), and with no stdin: what comes on stdin is for `then`.
+        body = f"(\n{body}\n) </dev/null\n\n" + _strip_comments(_read(f"{then}.sh")).strip()
     # The inputs are one group, so that one shellcheck directive covers them: their values are
     # data in single quotes, and `$(...)` or a backslash in data is not a mistake there.
     lines = ["set -eu", _strip_comments(_helpers_for(body, root=root)), f"# {name}: inputs", INPUTS_DIRECTIVE, "{"]
@@ -440,6 +451,17 @@ def node_meta_script(node: Node, user: str) -> Script:
 
 def drain_script(node_name: str, drain_timeout: int, user: str) -> Script:
     return render("drain_delete", {"NODE_NAME": node_name, "DRAIN_TIMEOUT": str(drain_timeout)}, sudo=needs_sudo(user))
+
+
+def server_removal_script(node_name: str, drain_timeout: int, user: str, member_timeout: int = 60) -> Script:
+    """A server of embedded etcd leaving: drain_delete.sh, then etcd_member_gone.sh (wait until
+    K3s has removed its etcd member); the cluster token on stdin line 1."""
+    return render(
+        "drain_delete",
+        {"NODE_NAME": node_name, "DRAIN_TIMEOUT": str(drain_timeout), "MEMBER_TIMEOUT": str(member_timeout)},
+        sudo=needs_sudo(user),
+        then="etcd_member_gone",
+    )
 
 
 def cordon_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str) -> Script:

@@ -18,12 +18,15 @@ def _throwaway_certificate(directory: Path) -> tuple[str, str]:
     """A self-signed certificate and key (base64 PEM) for the stand-in's kubeconfig: the
     kubernetes provider parses them, so they must be real PEM, though nothing trusts them.
     365 days, as K3s's client certificates (K3s docs, "k3s certificate"): the stack's
-    kubeconfigExpiry is far away, so a second up stays a no-op (no renewal read)."""
+    kubeconfigExpiry is far away, so a second up stays a no-op (no renewal read). The stand-in
+    also serves TLS with it (self-signed: its own CA, written as server/tls/server-ca.crt), so
+    it names 127.0.0.1 and localhost."""
     key, cert = directory / "standin-key.pem", directory / "standin-cert.pem"
     if not cert.exists():
         subprocess.run(
             ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-days", "365", "-subj", "/CN=k3s-rancher-standin", "-keyout", str(key), "-out", str(cert)],
+             "-days", "365", "-subj", "/CN=k3s-rancher-standin", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+             "-keyout", str(key), "-out", str(cert)],
             check=True, capture_output=True,
         )  # fmt: skip
     return base64.b64encode(cert.read_bytes()).decode(), base64.b64encode(key.read_bytes()).decode()

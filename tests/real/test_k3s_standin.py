@@ -10,7 +10,9 @@ Docker test hosts. tests/real/README.md ("K3s stand-in") names the K3s source of
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -622,3 +624,68 @@ def test_under_systemd_restart_returns_only_when_k3s_is_ready(docker_hosts: list
         rc, seconds = timed(srv, "timeout 30 systemctl restart k3s")
         assert rc == 1 and seconds < 25
         assert REFUSED in srv.exec("journalctl -u k3s --no-pager")
+
+
+# --- etcd members, /db/info, TLS (issue 14 item 3) ---------------------------------------------
+
+
+def db_info(host: Host, password: str = TOKEN, tls: bool = True) -> subprocess.CompletedProcess[str]:
+    """GET /db/info as our member check does: curl over TLS against server/tls/server-ca.crt,
+    the credentials from a config on stdin; or plain HTTP (the stand-in's own clients)."""
+    ca = host.root / "var/lib/rancher/k3s/server/tls/server-ca.crt"
+    scheme = ["--cacert", str(ca), f"https://127.0.0.1:{host.port}/db/info"] if tls else [
+        f"http://127.0.0.1:{host.port}/db/info"
+    ]  # fmt: skip
+    return subprocess.run(
+        ["curl", "-sS", "--fail", "--max-time", "10", "-K", "-", *scheme],
+        input=f'user = "server:{password}"\n', capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+
+
+def member_names(host: Host) -> list[str]:
+    result = db_info(host)
+    assert result.returncode == 0, result.stderr
+    return sorted(m["name"] for m in yaml.safe_load(result.stdout)["members"])
+
+
+def test_etcd_servers_are_members_listed_by_db_info_over_tls_and_a_node_delete_removes_one(
+    hosts: Callable[[str], Host],
+) -> None:
+    first, second = hosts("first"), hosts("second")
+    server_config(first, "srv-1", "node-ip: 127.0.0.1\n")
+    first.start("server")
+    second.config(f"node-name: srv-2\ntoken: {TOKEN}\nserver: https://127.0.0.1:{first.port}\nnode-ip: 127.0.0.2\n")
+    second.start("server")
+    until(lambda: first.ready("srv-2"), 20, "joining server registered")
+    names = member_names(first)
+    assert len(names) == 2 and all(re.fullmatch(r"srv-[12]-[0-9a-f]{8}", n) for n in names), names
+    # The name is made once and kept (server/db/etcd/name), the Node carries it and the address.
+    kept = (second.root / "var/lib/rancher/k3s/server/db/etcd/name").read_text()
+    assert kept in names
+    annotations = json.loads(first.kubectl("get", "node", "srv-2", "-o", "json").stdout)["metadata"]["annotations"]
+    assert annotations == {"etcd.k3s.cattle.io/node-name": kept, "etcd.k3s.cattle.io/node-address": "127.0.0.2"}
+    labels = json.loads(first.kubectl("get", "node", "srv-2", "-o", "json").stdout)["metadata"]["labels"]
+    assert labels["node-role.kubernetes.io/etcd"] == "true"
+    # Plain HTTP still answers (the stand-in's own clients); a wrong token gets --fail's 401.
+    assert db_info(first, tls=False).returncode == 0
+    wrong = db_info(first, password="wrong")
+    assert wrong.returncode == 22 and "401" in wrong.stderr
+    # Deleting the etcd server's Node removes its member (pkg/etcd member handler).
+    assert first.kubectl("delete", "node", "srv-2").returncode == 0
+    assert member_names(first) == [n for n in names if n.startswith("srv-1-")]
+    # TLS is real: verified against server-ca.crt above; against another CA it fails.
+    other = subprocess.run(
+        ["curl", "-sS", "--cacert", "/etc/ssl/certs/ca-certificates.crt", f"https://127.0.0.1:{first.port}/db/info"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert other.returncode == 60, other.stderr  # curl: SSL certificate problem
+
+
+def test_a_server_of_a_sqlite_cluster_is_no_etcd_member(hosts: Callable[[str], Host]) -> None:
+    srv = hosts("srv")
+    srv.config(f"node-name: srv-1\ntoken: {TOKEN}\n")
+    srv.start("server")
+    until(lambda: srv.ready("srv-1"), 20, "server up")
+    assert member_names(srv) == []
+    annotations = json.loads(srv.kubectl("get", "node", "srv-1", "-o", "json").stdout)["metadata"]["annotations"]
+    assert "etcd.k3s.cattle.io/node-name" not in annotations

@@ -13,6 +13,10 @@ done
 if [ -e "$SANDBOX/usr-local-read-only" ]; then mount -o remount,ro /usr/local; fi
 mkdir -p "$SANDBOX/var_lib"
 mount --bind "$SANDBOX/var_lib" /var/lib
+# A host without curl: the machine's own curl hidden (the test removes the stub too).
+if [ -e "$SANDBOX/no-curl" ]; then
+  for c in /usr/bin/curl /bin/curl; do if [ -e "$c" ]; then mount --bind /dev/null "$c"; fi; done
+fi
 exec sh -c "$(cat "$SANDBOX/command.sh")"
 """
 
@@ -33,16 +37,39 @@ CURL = """#!/bin/sh
 # only: the clock check's GET of <server>/ping) it prints the server's Date header, taken from
 # $K3SR_TEST_LOG/server-date when a test put one there (Go's net/http adds Date to every
 # response), and records the URL in curl-head.log.
-out="" head=""
+#
+# GET https://127.0.0.1:6443/db/info (K3s's etcd member list, pkg/server router): the options
+# and the config read with `-K -` (stdin) go to curl-dbinfo.log and curl-dbinfo-config; a
+# missing --cacert file fails as curl does (77); a user other than
+# server:<$K3SR_TEST_LOG/db-info-password> gets --fail's 401 (22); else it prints
+# $K3SR_TEST_LOG/db-info.json (or fails 7, connection refused, without one).
+out="" head="" cacert="" config="" all="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
     -o) out=$2; shift 2 ;;
+    --cacert) cacert=$2; shift 2 ;;
+    -K) config=$2; shift 2 ;;
     --retry|--max-time|--noproxy) shift 2 ;;
     -*I*) head=1; shift ;;
     -*) shift ;;
     *) url=$1; shift ;;
   esac
 done
+case "$url" in
+  */db/info)
+    printf '%s\\n' "$all" >> "$K3SR_TEST_LOG/curl-dbinfo.log"
+    [ "$config" = - ] && cat > "$K3SR_TEST_LOG/curl-dbinfo-config"
+    [ -f "$cacert" ] || { echo "curl: (77) error setting certificate file: $cacert" >&2; exit 77; }
+    if [ ! -f "$K3SR_TEST_LOG/db-info.json" ]; then
+      echo "curl: (7) Failed to connect to 127.0.0.1 port 6443: Connection refused" >&2; exit 7
+    fi
+    expected="user = \\"server:$(cat "$K3SR_TEST_LOG/db-info-password" 2>/dev/null)\\""
+    if [ "$(cat "$K3SR_TEST_LOG/curl-dbinfo-config" 2>/dev/null)" != "$expected" ]; then
+      echo "curl: (22) The requested URL returned error: 401" >&2; exit 22
+    fi
+    cat "$K3SR_TEST_LOG/db-info.json"
+    exit 0 ;;
+esac
 if [ -n "$head" ]; then
   printf '%s\\n' "$url" >> "$K3SR_TEST_LOG/curl-head.log"
   [ -f "$K3SR_TEST_LOG/server-date" ] || exit 7

@@ -1,0 +1,151 @@
+"""Removing servers (issue 14 item 3): the quorum rule, the program's refusal before any
+resource is registered, and what a removed server's membership runs (drain, delete the Node,
+then confirm K3s removed its etcd member, with the token on stdin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.settings import ConfigError
+from components.validation.quorum import previous_servers, quorum_error
+from tests.harness import SECRET_SIG, TEST_SSH_KEY, Run, prod_config, run_program
+
+SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": "a-fixed-token-for-removal"}
+THREE = ["cp1", "cp2", "cp3"]
+FIVE = ["cp1", "cp2", "cp3", "cp4", "cp5"]
+
+
+@pytest.mark.parametrize(
+    ("previous", "current", "datastore", "refused"),
+    [
+        (THREE, ["cp1", "cp2"], "etcd", False),  # 3 -> 2: one at a time is always allowed
+        (THREE, ["cp1"], "etcd", True),  # 3 -> 1: 1 < 2 needed
+        (["cp1", "cp2"], ["cp1"], "etcd", False),  # 2 -> 1: one at a time
+        (FIVE, ["cp1", "cp2", "cp3"], "etcd", False),  # 5 -> 3: 3 >= 3 needed
+        (["cp1", "cp2", "cp3", "cp4"], ["cp1", "cp2"], "etcd", True),  # 4 -> 2: 2 < 3 needed
+        (FIVE, ["cp1", "cp2"], "etcd", True),  # 5 -> 2
+        (THREE, ["cp1"], "sqlite", False),  # no etcd: no rule
+        (THREE, ["cp1"], "external", False),
+        (None, ["cp1"], "etcd", False),  # first up: nothing to compare with
+        (THREE, ["cp1", "cp4", "cp5"], "etcd", True),  # two replaced at once: two members leave
+    ],
+)
+def test_quorum_rule(previous: list[str] | None, current: list[str], datastore: str, refused: bool) -> None:
+    assert (quorum_error(previous, current, datastore) is not None) == refused
+
+
+def test_the_refusal_lists_what_would_go_and_the_steps_last_joined_first() -> None:
+    error = quorum_error(THREE, ["cp1"], "etcd")
+    assert error is not None
+    assert "removing 2 of 3 etcd servers in one update (cp3, cp2)" in error
+    assert "one server per `pulumi up`" in error
+    assert "up 1: without cp3; up 2: without cp2" in error
+
+
+def test_previous_servers_come_from_the_nodes_output() -> None:
+    nodes = [
+        {"name": "cp1", "role": "server", "address": "10.0.0.1"},
+        {"name": "w1", "role": "agent", "address": "10.0.0.2"},
+        {"name": "cp2", "role": "server", "address": "10.0.0.3"},
+    ]
+    assert previous_servers({"nodes": nodes}) == ["cp1", "cp2"]
+    assert previous_servers({}) is None
+
+
+def nodes_output(config: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"name": s["name"], "role": "server", "address": s["address"]} for s in config["servers"]] + [
+        {"name": a["name"], "role": "agent", "address": a["address"]} for a in config["agents"]
+    ]
+
+
+def run(config: dict[str, Any], previous: dict[str, Any] | None = None) -> Run:
+    return run_program(config, SECRETS, stack="prod", previous_outputs=previous)
+
+
+def test_three_to_one_server_is_refused_by_key_before_any_resource() -> None:
+    before = prod_config()  # three servers, datastore etcd
+    after = prod_config()
+    after["servers"] = after["servers"][:1]
+    with pytest.raises(ConfigError) as caught:
+        run(after, {"nodes": nodes_output(before)})
+    assert caught.value.keys == ["k3s-rancher:servers"]
+    assert "prod-cp3, prod-cp2" in str(caught.value)
+
+
+def registered_names(config: dict[str, Any], previous: dict[str, Any]) -> list[str]:
+    """The resources a run sends to the engine, counted even when the run fails."""
+    from tests import harness
+
+    original = harness._RecordingMonitor.RegisterResource
+    calls: list[str] = []
+
+    def counting(self: Any, request: Any) -> Any:
+        if request.type != "pulumi:pulumi:Stack":
+            calls.append(request.name)
+        return original(self, request)
+
+    harness._RecordingMonitor.RegisterResource = counting  # type: ignore[method-assign]
+    try:
+        run(config, previous)
+    except ConfigError:
+        pass
+    finally:
+        harness._RecordingMonitor.RegisterResource = original  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_refused_run_registers_nothing() -> None:
+    before, after = prod_config(), prod_config()
+    previous = {"nodes": nodes_output(before)}
+    after["servers"] = after["servers"][:1]
+    assert registered_names(after, previous) == []
+    after["servers"] = before["servers"][:2]  # one at a time: the same run goes ahead
+    assert "prod-cp1-install" in registered_names(after, previous)
+
+
+def test_one_server_less_goes_ahead_and_its_membership_confirms_the_member_is_gone() -> None:
+    before = prod_config()
+    after = prod_config()
+    after["servers"] = after["servers"][:2]
+    result = run(after, {"nodes": nodes_output(before)})
+    assert "prod-cp3-membership" not in result.names()
+    assert "prod-cp2-membership" in result.names()
+    # The docker topology names its own key.
+    docker = {"topology": "docker", "k3s": {"version": "v1.33.5+k3s1", "datastore": "etcd"}, "docker": {"servers": 1}}
+    previous = {"nodes": [{"name": f"dev-server-{i}", "role": "server", "address": "x"} for i in range(3)]}
+    with pytest.raises(ConfigError) as caught:
+        run_program({**docker, "rancher": {"enabled": False}}, previous_outputs=previous)
+    assert caught.value.keys == ["k3s-rancher:docker.servers"]
+
+
+def test_server_memberships_carry_the_member_check_and_the_token_on_stdin_agents_do_not() -> None:
+    result = run(prod_config())
+    server = result.by_name("prod-cp2-membership")
+    delete = server.plain()["delete"]
+    assert "drain" in delete and "/db/info" in delete and "MEMBER_TIMEOUT=60" in delete
+    assert "stdin" in server.secret_paths()  # the token travels as a secret, on stdin
+    assert SECRETS["token"] not in delete
+    stdin = server.inputs["stdin"]
+    assert SECRET_SIG in stdin and stdin["value"].startswith(SECRETS["token"] + "\n")
+    agent = result.by_name("prod-w1-membership").plain()
+    assert "/db/info" not in agent["delete"] and "stdin" not in agent
+    init = result.by_name("prod-cp1-membership").plain()
+    assert not init.get("delete") and "stdin" not in init
+
+
+def test_docker_servers_rely_on_the_node_delete_alone() -> None:
+    """The rancher/k3s image has no curl: no /db/info check there (and no stdin)."""
+    config = {"topology": "docker", "k3s": {"version": "v1.33.5+k3s1", "datastore": "etcd"}, "docker": {"servers": 3}}
+    result = run_program({**config, "rancher": {"enabled": False}})
+    membership = result.by_name("dev-server-1-membership").plain()
+    assert "delete node" in membership["delete"] and "/db/info" not in membership["delete"]
+
+
+def test_sqlite_and_external_servers_have_no_member_check() -> None:
+    config = prod_config()
+    config["k3s"]["datastore"] = "external"
+    result = run_program(config, {**SECRETS, "datastoreEndpoint": "postgres://db/k3s"}, stack="prod")
+    server = result.by_name("prod-cp2-membership").plain()
+    assert "/db/info" not in server["delete"] and "stdin" not in server
