@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -248,3 +248,26 @@ if __name__ == "__main__":
     import sys
 
     print(engine_bin(progress=sys.stderr))
+
+
+@contextlib.contextmanager
+def stand_in_cluster(
+    tmp: Path, hosts: int, servers: int, version: str, k3s: Mapping[str, Any] | None = None
+) -> Iterator[tuple[EngineProject, list[Any], Path]]:
+    """`hosts` test hosts (the first `servers` of them servers) made a cluster of the STAND-IN
+    k3s at `version` by `pulumi up`: (the project, the hosts, the stand-in binary). Destroyed
+    and the hosts removed on exit, whatever failed."""
+    from tests.real.hosts import test_hosts
+    from tests.real.standin_k3s import standin_binary
+
+    with test_hosts(hosts) as started:
+        project = make_project(tmp, engine_bin())
+        project.set_secret("token", TOKEN)
+        project.set_secret("sshPrivateKey", started[0].private_key)
+        binary = standin_binary(tmp, version)
+        project.configure(started, servers, version, binary, k3s=k3s)
+        project.pulumi("up", "--yes", "--skip-preview")
+        try:
+            yield project, list(started), binary
+        finally:
+            project.pulumi("destroy", "--yes", check=False, timeout=600)

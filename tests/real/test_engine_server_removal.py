@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.real.engine_project import TOKEN, EngineProject, engine_bin, make_project
-from tests.real.standin_k3s import standin_binary
+from tests.real.engine_project import TOKEN, EngineProject, stand_in_cluster
 
 pytestmark = pytest.mark.real
 
@@ -24,18 +23,9 @@ ETCD = {"datastore": "etcd", "initServer": "srv-1"}
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngineProject, list[Any], Path]]:
-    from tests.real.hosts import test_hosts
-
-    tmp = tmp_path_factory.mktemp("removal")
-    with test_hosts(4) as hosts:
-        project = make_project(tmp, engine_bin())
-        project.set_secret("token", TOKEN)
-        project.set_secret("sshPrivateKey", hosts[0].private_key)
-        binary = standin_binary(tmp, V1)
-        project.configure(hosts, 3, V1, binary, k3s=ETCD)  # srv-1..3, agt-1 on hosts[3]
-        project.pulumi("up", "--yes", "--skip-preview")
-        yield project, list(hosts), binary
-        project.pulumi("destroy", "--yes", check=False, timeout=600)
+    # srv-1..3 and agt-1 (on hosts[3])
+    with stand_in_cluster(tmp_path_factory.mktemp("removal"), 4, 3, V1, ETCD) as cluster:
+        yield cluster
 
 
 def members(init: Any) -> list[str]:

@@ -14,8 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.real.engine_project import TOKEN, EngineProject, engine_bin, make_project
-from tests.real.standin_k3s import standin_binary
+from tests.real.engine_project import TOKEN, EngineProject, stand_in_cluster
 
 pytestmark = pytest.mark.real
 
@@ -28,17 +27,9 @@ TOKEN_FILE = "/etc/rancher/k3s/cluster-token"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngineProject, list[Any], Path]]:
-    from tests.real.hosts import test_hosts
-
     tmp = tmp_path_factory.mktemp("rotation")
-    with test_hosts(4) as hosts:
-        project = make_project(tmp, engine_bin())
-        project.set_secret("token", TOKEN)
-        project.set_secret("sshPrivateKey", hosts[0].private_key)
-        project.configure(hosts, SERVERS, V1, standin_binary(tmp, V1), k3s=K3S)
-        project.pulumi("up", "--yes", "--skip-preview")
-        yield project, list(hosts), tmp
-        project.pulumi("destroy", "--yes", check=False, timeout=600)
+    with stand_in_cluster(tmp, 4, SERVERS, V1, K3S) as (project, hosts, _binary):
+        yield project, hosts, tmp
 
 
 def unit(index: int) -> str:

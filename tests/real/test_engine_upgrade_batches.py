@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.real.engine_project import TOKEN, EngineProject, engine_bin, make_project
+from tests.real.engine_project import EngineProject, stand_in_cluster
 from tests.real.standin_k3s import standin_binary
 
 pytestmark = pytest.mark.real
@@ -27,22 +27,14 @@ UPGRADE = {"upgrade": {"agentsAtOnce": 2}}
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngineProject, list[Any], Path]]:
-    from tests.real.hosts import test_hosts
-
     tmp = tmp_path_factory.mktemp("batches")
-    with test_hosts(5) as hosts:
-        project = make_project(tmp, engine_bin())
-        project.set_secret("token", TOKEN)
-        project.set_secret("sshPrivateKey", hosts[0].private_key)
-        project.configure(hosts, 1, V1, standin_binary(tmp, V1), k3s=UPGRADE)
-        project.pulumi("up", "--yes", "--skip-preview")
+    with stand_in_cluster(tmp, 5, 1, V1, UPGRADE) as (project, hosts, _binary):
         for host in hosts[1:]:
             host.exec(
                 "mkdir -p /etc/systemd/system/k3s-agent.service.d && printf '[Service]\\nExecStartPre=/bin/sleep 4\\n' "
                 "> /etc/systemd/system/k3s-agent.service.d/slow-start.conf && systemctl daemon-reload"
             )
-        yield project, list(hosts), tmp
-        project.pulumi("destroy", "--yes", check=False, timeout=600)
+        yield project, hosts, tmp
 
 
 def window(host: Any) -> tuple[int, int]:
