@@ -150,9 +150,17 @@ def test_preflight_off_skips_every_new_check(box: Sandbox) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def _listening_ports_fn() -> str:
+def _listening_ports(bin_dir: Path) -> list[str]:
+    """The ports install_node.sh's listening_ports() reports, with only `bin_dir` on PATH."""
     start = INSTALL_NODE.index("listening_ports() {")
-    return INSTALL_NODE[start : INSTALL_NODE.index("\n}\n", start) + 3]
+    function = INSTALL_NODE[start : INSTALL_NODE.index("\n}\n", start) + 3]
+    return subprocess.run(
+        ["/bin/sh", "-c", function + "listening_ports"],
+        env={"PATH": str(bin_dir)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
 
 
 def test_busy_ports_are_found_without_ss_or_netstat_from_proc_net_tcp(tmp_path: Path) -> None:
@@ -165,13 +173,7 @@ def test_busy_ports_are_found_without_ss_or_netstat_from_proc_net_tcp(tmp_path: 
         v4.listen()
         v6.bind(("::1", 0))
         v6.listen()
-        out = subprocess.run(
-            ["/bin/sh", "-c", _listening_ports_fn() + "listening_ports"],
-            env={"PATH": str(bin_dir)},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
+        out = _listening_ports(bin_dir)
         assert str(v4.getsockname()[1]) in out and str(v6.getsockname()[1]) in out
         with socket.socket() as connected_only:  # not listening: not reported
             connected_only.bind(("127.0.0.1", 0))
@@ -190,11 +192,5 @@ def test_busy_ports_are_read_from_netstat_when_ss_is_missing(tmp_path: Path) -> 
         "echo 'tcp        0      0 :::10250                :::*                    LISTEN'\n"
     )
     netstat.chmod(0o755)
-    out = subprocess.run(
-        ["/bin/sh", "-c", _listening_ports_fn() + "listening_ports"],
-        env={"PATH": str(bin_dir)},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    out = _listening_ports(bin_dir)
     assert "6443" in out and "10250" in out
