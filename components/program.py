@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,12 +76,24 @@ def load() -> tuple[Settings, StackSecrets]:
     return settings, read_secrets(pulumi.Config(NAMESPACE), settings.secrets_set)
 
 
+READ_ATTEMPTS = 5
+
+
 def previous_outputs() -> dict[str, Any]:
     """This stack's outputs from its previous run (empty on the first), read synchronously
     through the engine's builtin `pulumi:pulumi:readStackOutputs` (pulumi/pulumi
     pkg/resource/deploy/builtins.go), so a refusal can come before any resource exists."""
     stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    result = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": stack})
+    # The file backend may be writing this stack's checkpoint at that moment (seen on a first
+    # up: "failed to load checkpoint: EOF"): a few short retries, then the error stands.
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            result = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": stack})
+            break
+        except Exception:
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            time.sleep(0.5)
     outputs = (result.value or {}).get("outputs")
     return dict(outputs) if isinstance(outputs, dict) else {}
 
