@@ -149,3 +149,39 @@ def test_sqlite_and_external_servers_have_no_member_check() -> None:
     result = run_program(config, {**SECRETS, "datastoreEndpoint": "postgres://db/k3s"}, stack="prod")
     server = result.by_name("prod-cp2-membership").plain()
     assert "/db/info" not in server["delete"] and "stdin" not in server
+
+
+def test_the_previous_outputs_read_is_retried_while_the_checkpoint_is_being_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A first up on the file backend once failed with "failed to load checkpoint: EOF": a few
+    retries, then the error stands (the quorum rule is never skipped)."""
+    from types import SimpleNamespace
+
+    from components import program
+
+    calls: list[str] = []
+
+    def invoke(token: str, args: dict[str, str]) -> SimpleNamespace:
+        calls.append(args["name"])
+        if len(calls) < 3:
+            raise RuntimeError("failed to load checkpoint: EOF")
+        return SimpleNamespace(value={"outputs": {"nodes": [{"name": "cp1", "role": "server"}]}})
+
+    monkeypatch.setattr(program.pulumi, "get_organization", lambda: "org")
+    monkeypatch.setattr(program.pulumi, "get_project", lambda: "proj")
+    monkeypatch.setattr(program.pulumi, "get_stack", lambda: "dev")
+    monkeypatch.setattr(program.pulumi.runtime, "invoke", invoke)
+    monkeypatch.setattr(program.time, "sleep", lambda _s: None)
+    assert program.previous_outputs() == {"nodes": [{"name": "cp1", "role": "server"}]}
+    assert calls == ["org/proj/dev"] * 3
+
+    calls.clear()
+    monkeypatch.setattr(program.pulumi.runtime, "invoke", lambda *_a: (calls.append("x"), invoke_fail())[1])
+    with pytest.raises(RuntimeError, match="checkpoint"):
+        program.previous_outputs()
+    assert len(calls) == program.READ_ATTEMPTS
+
+
+def invoke_fail() -> None:
+    raise RuntimeError("failed to load checkpoint: EOF")
