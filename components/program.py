@@ -84,8 +84,11 @@ def previous_outputs() -> dict[str, Any]:
     through the engine's builtin `pulumi:pulumi:readStackOutputs` (pulumi/pulumi
     pkg/resource/deploy/builtins.go), so a refusal can come before any resource exists."""
     stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    # The file backend may be writing this stack's checkpoint at that moment (seen on a first
-    # up: "failed to load checkpoint: EOF"): a few short retries, then the error stands.
+    # The file backend answers "failed to load checkpoint: EOF" when the read meets the engine
+    # writing the checkpoint: gocloud.dev/blob/fileblob renames the data file atomically but
+    # rewrites its `.attrs` sidecar in place (attrs.go setAttrs: os.Create, then encode), and
+    # the reader decodes that sidecar first. The window is microseconds: a few short retries,
+    # then the error stands.
     for attempt in range(READ_ATTEMPTS):
         try:
             result = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": stack})
