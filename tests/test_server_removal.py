@@ -176,12 +176,12 @@ def test_the_previous_outputs_read_is_retried_while_the_checkpoint_is_being_writ
     assert program.previous_outputs() == {"nodes": [{"name": "cp1", "role": "server"}]}
     assert calls == ["org/proj/dev"] * 3
 
+    def always_fails(token: str, args: dict[str, str]) -> SimpleNamespace:
+        calls.append(args["name"])
+        raise RuntimeError("failed to load checkpoint: EOF")
+
     calls.clear()
-    monkeypatch.setattr(program.pulumi.runtime, "invoke", lambda *_a: (calls.append("x"), invoke_fail())[1])
+    monkeypatch.setattr(program.pulumi.runtime, "invoke", always_fails)
     with pytest.raises(RuntimeError, match="checkpoint"):
         program.previous_outputs()
     assert len(calls) == program.READ_ATTEMPTS
-
-
-def invoke_fail() -> None:
-    raise RuntimeError("failed to load checkpoint: EOF")

@@ -242,21 +242,14 @@ def make_project(tmp: Path, bin_dir: Path, program: str | None = None) -> Engine
     return engine
 
 
-if __name__ == "__main__":
-    # bin/test builds the engine here, between the fast and the real tiers, with its progress
-    # on the terminal (pytest's workers would hide it). The last line is the bin directory.
-    import sys
-
-    print(engine_bin(progress=sys.stderr))
-
-
 @contextlib.contextmanager
 def stand_in_cluster(
     tmp: Path, hosts: int, servers: int, version: str, k3s: Mapping[str, Any] | None = None
 ) -> Iterator[tuple[EngineProject, list[Any], Path]]:
     """`hosts` test hosts (the first `servers` of them servers) made a cluster of the STAND-IN
-    k3s at `version` by `pulumi up`: (the project, the hosts, the stand-in binary). Destroyed
-    and the hosts removed on exit, whatever failed."""
+    k3s at `version` by `pulumi up`: (the project, the hosts, the stand-in binary). On leaving
+    the block, whatever the tests did, the stack is destroyed; the hosts are removed in any
+    case (a failed first up is not destroyed: its hosts go with it)."""
     from tests.real.hosts import test_hosts
     from tests.real.standin_k3s import standin_binary
 
@@ -271,3 +264,11 @@ def stand_in_cluster(
             yield project, list(started), binary
         finally:
             project.pulumi("destroy", "--yes", check=False, timeout=600)
+
+
+if __name__ == "__main__":
+    # bin/test builds the engine here, between the fast and the real tiers, with its progress
+    # on the terminal (pytest's workers would hide it). The last line is the bin directory.
+    import sys
+
+    print(engine_bin(progress=sys.stderr))
