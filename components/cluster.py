@@ -85,6 +85,7 @@ from components.kubeconfig import (
     renewal_marker,
     user_kubeconfig,
 )
+from components.previous_run import own_previous_outputs
 from components.settings import K3sSettings, Node
 
 
@@ -217,24 +218,11 @@ EXPIRY_OUTPUT = "kubeconfigExpiry"
 RENEWAL_OUTPUT = "kubeconfigRenewal"
 
 
-@dataclass(frozen=True)
-class PreviousRenewal:
-    marker: pulumi.Output[str]
-
-
-def previous_renewal(name: str, parent: pulumi.Resource) -> PreviousRenewal:
-    """The renewal marker for this run, from this stack's own outputs of the previous run (a
-    StackReference to itself: empty on the first run) and today's date (UTC)."""
-    stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    own = pulumi.StackReference(name, stack_name=stack, opts=pulumi.ResourceOptions(parent=parent))
-
-    def marker(outputs: object) -> str:
-        values = outputs if isinstance(outputs, dict) else {}
-        today = datetime.now(UTC).date()
-        return renewal_marker(values.get(EXPIRY_OUTPUT), values.get(RENEWAL_OUTPUT), today)
-
-    # Both values are plain dates; the outputs hold secrets (the kubeconfig), these do not.
-    return PreviousRenewal(marker=pulumi.Output.unsecret(own.outputs.apply(marker)))
+def previous_renewal() -> str:
+    """The renewal marker for this run, from this stack's own outputs of the previous run
+    (components/previous_run.py: empty on the first run) and today's date (UTC)."""
+    values = own_previous_outputs()
+    return renewal_marker(values.get(EXPIRY_OUTPUT), values.get(RENEWAL_OUTPUT), datetime.now(UTC).date())
 
 
 @dataclass
@@ -458,10 +446,10 @@ def build_graph(
 
     # Read again when the init server's install changes, and when the previous run's client
     # certificate was within RENEW_WITHIN_DAYS of expiry (the renewal marker changes then).
-    renewal = previous_renewal(f"{name}-previous", parent)
+    renewal = previous_renewal()
     raw = backend.read_kubeconfig(
         f"{name}-kubeconfig",
-        pulumi.Output.all(generations(server_members[:1]), renewal.marker).apply(
+        pulumi.Output.all(generations(server_members[:1]), renewal).apply(
             lambda v: str(v[0]) + (f" renewal {v[1]}" if v[1] else "")
         ),
         pulumi.ResourceOptions(parent=parent, depends_on=[ready]),
@@ -477,7 +465,7 @@ def build_graph(
         m.register_outputs({"name": m.node.name, "role": m.node.role, "address": m.node.address})
     return ClusterGraph(
         expiry=pulumi.Output.unsecret(raw.apply(client_certificate_expiry)),
-        renewal=renewal.marker,
+        renewal=pulumi.Output.from_input(renewal),
         servers=server_members,
         agents=agent_members,
         ready=ready,

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import threading
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +23,7 @@ from components.backends.ssh import K3sCluster, K3sClusterArgs
 from components.cluster import GraphCluster, KubernetesCluster
 from components.config import parse_settings
 from components.kubeconfig import renewal_marker
+from components.previous_run import own_previous_outputs
 from components.rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
 from components.rancher_container import RancherContainer, RancherContainerArgs
 from components.secrets import StackSecrets, cluster_token, read_secrets
@@ -76,31 +76,6 @@ def load() -> tuple[Settings, StackSecrets]:
     return settings, read_secrets(pulumi.Config(NAMESPACE), settings.secrets_set)
 
 
-READ_ATTEMPTS = 5
-
-
-def previous_outputs() -> dict[str, Any]:
-    """This stack's outputs from its previous run (empty on the first), read synchronously
-    through the engine's builtin `pulumi:pulumi:readStackOutputs` (pulumi/pulumi
-    pkg/resource/deploy/builtins.go), so a refusal can come before any resource exists."""
-    stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
-    # The file backend answers "failed to load checkpoint: EOF" when the read meets the engine
-    # writing the checkpoint: gocloud.dev/blob/fileblob renames the data file atomically but
-    # rewrites its `.attrs` sidecar in place (attrs.go setAttrs: os.Create, then encode), and
-    # the reader decodes that sidecar first. The window is microseconds: a few short retries,
-    # then the error stands.
-    for attempt in range(READ_ATTEMPTS):
-        try:
-            result = pulumi.runtime.invoke("pulumi:pulumi:readStackOutputs", {"name": stack})
-            break
-        except Exception:
-            if attempt == READ_ATTEMPTS - 1:
-                raise
-            time.sleep(0.5)
-    outputs = (result.value or {}).get("outputs")
-    return dict(outputs) if isinstance(outputs, dict) else {}
-
-
 def current_servers(settings: Settings) -> list[str]:
     if settings.topology == "docker":
         return [n.name for n in docker_nodes(settings.stack, settings.docker) if n.role == "server"]
@@ -112,7 +87,7 @@ def check_quorum(settings: Settings) -> None:
     without quorum (components/validation/quorum.py)."""
     if settings.topology == "kubeconfig" or settings.k3s.datastore != "etcd":
         return
-    previous = previous_servers(previous_outputs())
+    previous = previous_servers(own_previous_outputs())
     if error := quorum_error(previous, current_servers(settings), settings.k3s.datastore):
         raise ConfigError([(servers_key(settings.topology), error)])
 

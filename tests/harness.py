@@ -155,7 +155,7 @@ class _Mocks(pulumi.runtime.Mocks):
         previous_outputs: Mapping[str, Any] | None = None,
     ):
         self.stdout_for = stdout_for
-        # What a StackReference (the stack's reference to its own previous outputs) reads.
+        # What the engine's readStackOutputs answers for this stack: its previous run's outputs.
         self.previous_outputs = dict(previous_outputs or {})
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -165,9 +165,6 @@ class _Mocks(pulumi.runtime.Mocks):
             outputs["stderr"] = ""
         if args.typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = GENERATED_PASSWORD
-        if args.typ == "pulumi:pulumi:StackReference":
-            outputs["outputs"] = self.previous_outputs
-            outputs["secret_output_names"] = []
         if args.typ == "docker:index/remoteImage:RemoteImage":
             outputs["imageId"] = f"sha256:{args.name}"
         return f"{args.name}-id", outputs

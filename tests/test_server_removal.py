@@ -158,7 +158,7 @@ def test_the_previous_outputs_read_is_retried_while_the_checkpoint_is_being_writ
     retries, then the error stands (the quorum rule is never skipped)."""
     from types import SimpleNamespace
 
-    from components import program
+    from components import previous_run
 
     calls: list[str] = []
 
@@ -168,12 +168,12 @@ def test_the_previous_outputs_read_is_retried_while_the_checkpoint_is_being_writ
             raise RuntimeError("failed to load checkpoint: EOF")
         return SimpleNamespace(value={"outputs": {"nodes": [{"name": "cp1", "role": "server"}]}})
 
-    monkeypatch.setattr(program.pulumi, "get_organization", lambda: "org")
-    monkeypatch.setattr(program.pulumi, "get_project", lambda: "proj")
-    monkeypatch.setattr(program.pulumi, "get_stack", lambda: "dev")
-    monkeypatch.setattr(program.pulumi.runtime, "invoke", invoke)
-    monkeypatch.setattr(program.time, "sleep", lambda _s: None)
-    assert program.previous_outputs() == {"nodes": [{"name": "cp1", "role": "server"}]}
+    monkeypatch.setattr(previous_run.pulumi, "get_organization", lambda: "org")
+    monkeypatch.setattr(previous_run.pulumi, "get_project", lambda: "proj")
+    monkeypatch.setattr(previous_run.pulumi, "get_stack", lambda: "dev")
+    monkeypatch.setattr(previous_run.pulumi.runtime, "invoke", invoke)
+    monkeypatch.setattr(previous_run.time, "sleep", lambda _s: None)
+    assert previous_run.own_previous_outputs() == {"nodes": [{"name": "cp1", "role": "server"}]}
     assert calls == ["org/proj/dev"] * 3
 
     def always_fails(token: str, args: dict[str, str]) -> SimpleNamespace:
@@ -181,7 +181,7 @@ def test_the_previous_outputs_read_is_retried_while_the_checkpoint_is_being_writ
         raise RuntimeError("failed to load checkpoint: EOF")
 
     calls.clear()
-    monkeypatch.setattr(program.pulumi.runtime, "invoke", always_fails)
+    monkeypatch.setattr(previous_run.pulumi.runtime, "invoke", always_fails)
     with pytest.raises(RuntimeError, match="checkpoint"):
-        program.previous_outputs()
-    assert len(calls) == program.READ_ATTEMPTS
+        previous_run.own_previous_outputs()
+    assert len(calls) == previous_run.READ_ATTEMPTS
