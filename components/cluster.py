@@ -106,6 +106,9 @@ class Installed:
     rollout: pulumi.Input[str] | None = None
     # What the rollout command gets on stdin (the install's own: its secrets).
     rollout_stdin: pulumi.Input[str] | None = None
+    # For a rolled agent: what its install's last update said about a restart ("needed",
+    # "none", "unknown"): the cordon step cordons and drains only when it is not "none".
+    restart: pulumi.Input[str] | None = None
 
 
 class Backend(Protocol):
@@ -133,6 +136,8 @@ class Backend(Protocol):
     def agents(self) -> Sequence[Node]: ...
 
     def identity(self, node: Node) -> list[str]: ...
+
+    def prepare(self, parent: pulumi.Resource, node: Node) -> None: ...
 
     def install(
         self,
@@ -285,6 +290,8 @@ def build_graph(
         rolled: bool = False,
     ) -> ClusterNode:
         component = ClusterNode(backend.server_type if node.role == "server" else backend.agent_type, node, child)
+        # The node's first step where the backend has one (the scripts bundle on its host).
+        backend.prepare(component, node)
         is_init = node.name == init.name
         component.forget = None
         if not is_init or backend.forget_init:
@@ -342,8 +349,8 @@ def build_graph(
         size = k3s.upgrade.batch_size(len(agent_members))
         user = init.ssh.user
 
-        def cordon_text(name: str) -> Callable[[str], str]:
-            return lambda waits_for: scripts.cordon_script(name, k3s, user, waits_for).command
+        def cordon_text(name: str) -> Callable[[list[str]], str]:
+            return lambda v: scripts.cordon_script(name, k3s, user, v[0], restart=v[1]).command
 
         def rejoin_text(name: str) -> Callable[[str], str]:
             return lambda waits_for: scripts.rejoin_script(name, k3s, user, waits_for).command
@@ -355,10 +362,11 @@ def build_graph(
                 agent, installed = m.node.name, m.installed
                 assert installed.rollout is not None, f"{agent}: a rolled install needs its rollout command"
                 marker = generations([m])
+                # With what the agent's install said about a restart: nothing to restart, no cordon.
                 cordon = backend.command(
                     f"{agent}-cordon",
                     init,
-                    update=render_text(marker, cordon_text(agent)),
+                    update=pulumi.Output.all(marker, installed.restart or "unknown").apply(cordon_text(agent)),
                     opts=pulumi.ResourceOptions(parent=m, depends_on=[*installed.resources, *before]),
                 )
                 upgrade = backend.command(

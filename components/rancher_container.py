@@ -116,7 +116,7 @@ class RancherContainer(pulumi.ComponentResource):
             self.container.id.apply(
                 lambda cid: exec_command(
                     container_name,
-                    scripts.render(
+                    scripts.render_inline(
                         "wait_rancher",
                         {"CONTAINER": container_name, "TIMEOUT": str(r.timeout), "WAIT_FOR": cid[:12]},
                         sudo=False,

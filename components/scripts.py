@@ -16,18 +16,19 @@ import hashlib
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, field
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from components import proxy
+from components import bundle, proxy
 from components.checks import is_ip
+from components.release import SCRIPTS_GENERATION, VERSION
 from components.settings import K3sSettings, Node
 
-SH_DIR = Path(__file__).resolve().parent / "sh"
+SH_DIR = bundle.SH_DIR
 CONF_DIR = "/etc/rancher/k3s"
 TOKEN_FILE = f"{CONF_DIR}/cluster-token"
 MANAGED_MARKER = "# managed by k3s-rancher"
@@ -39,9 +40,10 @@ AIRGAP_ROOT = "/var/lib/k3s-rancher/airgap"
 REGISTRATION_FILE = f"{CONF_DIR}/config.yaml.d/40-k3s-rancher-registration.yaml"
 # The etcd S3 credentials' drop-in on servers (0600), written by install_node.sh from stdin.
 ETCD_S3_FILE = f"{CONF_DIR}/config.yaml.d/50-k3s-rancher-etcd-s3.yaml"
-_ROOT_CHECK = "these steps need root"
 _VAR = re.compile(r"^[A-Z][A-Z0-9_]*$")
 INPUTS_DIRECTIVE = "# shellcheck disable=SC1003,SC2016"
+# An entry point's inputs are read by the bundle's files it sources, which shellcheck does not see.
+ENTRY_DIRECTIVE = "# shellcheck disable=SC1003,SC2016,SC2034"
 
 
 @cache
@@ -60,10 +62,9 @@ def _lib_blocks() -> tuple[tuple[str | None, str], ...]:
 
 
 @cache  # bodies are the static script files: the same few, rendered for every node
-def _helpers_for(body: str, *, root: bool = True) -> str:
-    """The lib.sh blocks `body` calls (and the ones those call), plus the unnamed ones (but the
-    root check only for scripts that run as root)."""
-    blocks = tuple(b for b in _lib_blocks() if root or _ROOT_CHECK not in b[1])
+def _helpers_for(body: str) -> str:
+    """The lib.sh blocks `body` calls (and the ones those call), plus the unnamed ones."""
+    blocks = _lib_blocks()
     needed: set[str] = set()
     text = body
     changed = True
@@ -115,16 +116,88 @@ def quote_assignment(name: str, value: str) -> str:
 
 @dataclass(frozen=True)
 class Script:
-    """A rendered script: `body` is what `sh` runs; `command` is the full SSH command text."""
+    """A rendered script: `body` is what `sh` runs; `command` is the full SSH command text;
+    `effective` is the program the host ends up running (lib.sh's helpers, the inputs, the
+    script's code), which for an entry point is only on the host: the static checks read it."""
 
     name: str
     body: str
     command: str
+    # How to render `effective` (render_inline's arguments); None: `body` is all there is.
+    source: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
+
+    @cached_property
+    def effective(self) -> str:
+        if self.source is None:
+            return self.body
+        name, variables, args, sudo, root, then = self.source
+        return render_inline(name, variables, args, sudo=sudo, root=root, then=then).body
 
 
 def _strip_comments(text: str) -> str:
     """Drop comment-only lines: the files keep them; the command text stays short to read."""
     return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def _inputs(
+    name: str, variables: Mapping[str, str], args: Sequence[str], directive: str = INPUTS_DIRECTIVE
+) -> list[str]:
+    # The inputs are one group, so that one shellcheck directive covers them: their values are
+    # data in single quotes, and `$(...)` or a backslash in data is not a mistake there.
+    lines = [f"# {name}: inputs", directive, "{"]
+    lines += [quote_assignment(key, value) for key, value in variables.items()]
+    lines.append("set --" + "".join(" " + _quote(a) for a in args))
+    lines.append("}")
+    return lines
+
+
+def _wrap(script: str, sudo: bool) -> str:
+    return ("sudo -n " if sudo else "") + "sh -c " + shlex.quote(script)
+
+
+_SOURCED = re.compile(r'^\. "\$K3SR_SCRIPTS/([a-z0-9_]+\.sh)"$', re.M)
+
+
+def _with_sourced(text: str) -> str:
+    """`text` with each file it sources from the bundle written in its place."""
+    return _SOURCED.sub(lambda m: _strip_comments(_read(m.group(1))).strip(), text)
+
+
+def _inline_body(name: str, then: str | None) -> str:
+    body = _with_sourced(_strip_comments(_read(f"{name}.sh")).strip())
+    if then is not None:
+        # The first script in a subshell, so that its early `exit 0` ends only it (set -e still
+        # stops at its failure), and with no stdin: what comes on stdin is for `then`.
+        body = f"(\n{body}\n) </dev/null\n\n" + _with_sourced(_strip_comments(_read(f"{then}.sh")).strip())
+    return body
+
+
+def render_inline(
+    name: str,
+    variables: Mapping[str, str],
+    args: Sequence[str] = (),
+    *,
+    sudo: bool,
+    root: bool = True,
+    then: str | None = None,
+) -> Script:
+    """sh/<name>.sh with the lib.sh helpers it calls and its inputs, all in the command text.
+    Only for what runs where no scripts bundle is: the bundle's own delivery, and Rancher's
+    container. Node commands use `render` (an entry point into the bundle)."""
+    body = _inline_body(name, then)
+    helpers = _strip_comments(_helpers_for(body + ("\nneed_root" if root else "")))
+    lines = ["set -eu", helpers, *_inputs(name, variables, args)]
+    if root:
+        lines.append("need_root")
+    script = "\n".join(lines) + "\n\n" + body
+    return Script(name=name, body=script, command=_wrap(script, sudo))
+
+
+# Where the entry points find the scripts (components/bundle.py delivers them there).
+BUNDLE_DIR_VAR = "K3SR_SCRIPTS"
+MISSING_BUNDLE = (
+    "the k3s-rancher scripts are not on this host (was it wiped or reimaged?); see Scripts on the hosts in the README"
+)
 
 
 def render(
@@ -136,23 +209,34 @@ def render(
     root: bool = True,
     then: str | None = None,
 ) -> Script:
-    """Render sh/<name>.sh with `variables` and positional `args`, all as quoted data; `root`
-    False for the few steps that run as the SSH user itself (no root check). With `then`,
-    sh/<then>.sh runs after it, in the same command."""
-    body = _strip_comments(_read(f"{name}.sh")).strip()
-    if then is not None:
+    """The entry point of sh/<name>.sh: its inputs, as quoted data, then the script sourced
+    from the scripts bundle on the host (components/bundle.py). The text holds what the node
+    should be, never the code, so a code change changes no node command. `root` False for
+    the one step that runs as the SSH user itself (no root check). With `then`, sh/<then>.sh
+    runs after it, in the same command."""
+    steps = [name] if then is None else [name, then]
+    lines = ["set -eu", *_inputs(name, variables, args, ENTRY_DIRECTIVE), f"{BUNDLE_DIR_VAR}={bundle.CURRENT}"]
+    for step in steps:
+        lines.append(
+            f'[ -f "${BUNDLE_DIR_VAR}/{step}.sh" ] || {{ echo "k3s-rancher: error: {MISSING_BUNDLE}" >&2; exit 3; }}'
+        )
+    lines += ["# shellcheck source=/dev/null", f'. "${BUNDLE_DIR_VAR}/lib.sh"']
+    if root:
+        lines.append("need_root")
+    if then is None:
+        lines += ["# shellcheck source=/dev/null", f'. "${BUNDLE_DIR_VAR}/{name}.sh"']
+    else:
         # The first script in a subshell, so that its early `exit 0` ends only it (set -e still
         # stops at its failure), and with no stdin: what comes on stdin is for `then`.
-        body = f"(\n{body}\n) </dev/null\n\n" + _strip_comments(_read(f"{then}.sh")).strip()
-    # The inputs are one group, so that one shellcheck directive covers them: their values are
-    # data in single quotes, and `$(...)` or a backslash in data is not a mistake there.
-    lines = ["set -eu", _strip_comments(_helpers_for(body, root=root)), f"# {name}: inputs", INPUTS_DIRECTIVE, "{"]
-    lines += [quote_assignment(key, value) for key, value in variables.items()]
-    lines.append("set --" + "".join(" " + _quote(a) for a in args))
-    lines.append("}")
-    script = "\n".join(lines) + "\n\n" + body
-    command = ("sudo -n " if sudo else "") + "sh -c " + shlex.quote(script)
-    return Script(name=name, body=script, command=command)
+        lines += [
+            "# shellcheck source=/dev/null",
+            f'(. "${BUNDLE_DIR_VAR}/{name}.sh") </dev/null',
+            "# shellcheck source=/dev/null",
+            f'. "${BUNDLE_DIR_VAR}/{then}.sh"',
+        ]
+    script = "\n".join(lines) + "\n"
+    source = (name, dict(variables), tuple(args), sudo, root, then)
+    return Script(name=name, body=script, command=_wrap(script, sudo), source=source)
 
 
 def needs_sudo(user: str) -> bool:
@@ -269,7 +353,10 @@ def _airgap_inputs(layout: AirgapLayout | None) -> dict[str, str]:
     return {"AIRGAP_GENERATION": layout.generation, "AIRGAP_STAGE": layout.stage}
 
 
-def install_script(node: Node, k3s: K3sSettings, *, first_server: bool) -> Script:
+def install_script(node: Node, k3s: K3sSettings, *, first_server: bool, defer_restart: bool = False) -> Script:
+    """The node's install: what it should be (role, version, files, flags) as inputs of
+    sh/install_node.sh. `defer_restart` for a rolled agent's update: it writes the files and
+    leaves the restart, if one is needed, to the agent's -upgrade step (sh/restart_pending.sh)."""
     layout = airgap_layout(node, k3s)
     images = Path(k3s.airgap.images).name if k3s.airgap and k3s.airgap.images else ""
     sums = {name: digest for name, (_, digest) in layout.files.items()} if layout else {}
@@ -294,6 +381,8 @@ def install_script(node: Node, k3s: K3sSettings, *, first_server: bool) -> Scrip
             "INSTALL_SCRIPT_URL": k3s.install_script_url,
             "INSTALL_SCRIPT_SHA256": k3s.install_script_sha256 or "",
             "TIMEOUT": str(k3s.timeouts.node_ready),
+            "GENERATION": str(SCRIPTS_GENERATION),
+            **({"RESTART": "defer"} if defer_restart else {}),
             **airgap,
             **_proxy_inputs(k3s),
             **({} if k3s.preflight else {"PREFLIGHT": "off"}),
@@ -464,12 +553,14 @@ def server_removal_script(node_name: str, drain_timeout: int, user: str, member_
     )
 
 
-def cordon_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str) -> Script:
-    """Cordon (and, with k3s.upgrade.drain, drain) an agent before its in-place upgrade."""
+def cordon_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str, restart: str = "unknown") -> Script:
+    """Cordon (and, with k3s.upgrade.drain, drain) an agent before its in-place upgrade, unless
+    its install said no restart is needed (`restart` "none")."""
     return render(
         "cordon_drain",
         {
             "NODE_NAME": node_name,
+            "RESTART": restart,
             "DRAIN": "1" if k3s.upgrade.drain else "0",
             "DRAIN_TIMEOUT": str(k3s.timeouts.drain),
             "WAIT_FOR": waits_for,
@@ -478,9 +569,46 @@ def cordon_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str) -
     )
 
 
-def rolled_install_script(node_name: str) -> Script:
-    """A rolled agent's install update: nothing runs (the agent's -upgrade step applies it)."""
-    return render("rolled_install", {"NODE_NAME": node_name}, sudo=False, root=False)
+# What a deferred install prints when the agent's K3s must restart in its batch (and when not).
+RESTART_NEEDED = "k3s-rancher: restart needed"
+RESTART_NONE = "k3s-rancher: restart none"
+
+
+def restart_verdict(stdout: str) -> str:
+    """What a rolled agent's install update said (sh/install_node.sh with RESTART=defer):
+    "needed", "none", or "unknown" (a create, or an older release's output): the cordon step
+    cordons and drains only when it is not "none"."""
+    lines = stdout.splitlines()
+    if RESTART_NONE in lines:
+        return "none"
+    if RESTART_NEEDED in lines:
+        return "needed"
+    return "unknown"
+
+
+def restart_pending_script(node: Node, k3s: K3sSettings, waits_for: str) -> Script:
+    """A rolled agent's -upgrade step: restart K3s if its install left a restart owed."""
+    return render(
+        "restart_pending",
+        {"NODE_NAME": node.name, "ROLE": node.role, "TIMEOUT": str(k3s.timeouts.node_ready), "WAIT_FOR": waits_for},
+        sudo=needs_sudo(node.ssh.user),
+    )
+
+
+def remove_scripts_script(user: str) -> Script:
+    """The `<node>-scripts` step's delete: remove the bundle (last on the host: every other
+    step there depends on it). Inline, like the delivery."""
+    return render_inline("remove_scripts", {}, sudo=needs_sudo(user))
+
+
+def deliver_scripts_script(user: str, scripts_bundle: bundle.Bundle) -> Script:
+    """The `<node>-scripts` step: check and unpack the bundle that arrives on stdin. Its own
+    code is in its text (no bundle is on the host before it runs)."""
+    return render_inline(
+        "deliver_scripts",
+        {"BUNDLE_SHA256": scripts_bundle.sha256, "BUNDLE_VERSION": VERSION},
+        sudo=needs_sudo(user),
+    )
 
 
 def rejoin_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str) -> Script:

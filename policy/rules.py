@@ -156,9 +156,16 @@ def _config_secret_problems(config_yaml: str) -> list[str]:
     ]
 
 
+# The first words of the scripts bundle a `<node>-scripts` step sends (components/bundle.py).
+SCRIPTS_BUNDLE_HEADER = "k3s-rancher scripts "
+
+
 def _command_secret_problems(props: Mapping[str, Any]) -> list[str]:
     problems: list[str] = []
     stdin = _text(props.get("stdin"))
+    if stdin is not None and stdin.startswith(SCRIPTS_BUNDLE_HEADER):
+        # The scripts bundle (components/bundle.py): public code on stdin, not a secret.
+        return problems
     secret_lines = [line for line in (stdin or "").splitlines() if len(line.strip()) >= MIN_SECRET_LINE]
     visible: list[tuple[str, str]] = list(scripts_of(props))
     visible += [(f"environment.{k}", v) for k, v in _map(props.get("environment")).items() if isinstance(v, str)]

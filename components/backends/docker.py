@@ -19,7 +19,7 @@ import pulumi
 import pulumi_command.local as local
 import pulumi_docker as docker
 
-from components import scripts
+from components import bundle, scripts
 from components.backends.docker_spec import (
     LABEL,
     LOOPBACK,
@@ -112,9 +112,38 @@ class DockerBackend:
         self.servers = [n for n in nodes if n.role == "server"]
         self.agents = [n for n in nodes if n.role == "agent"]
         self.api_server = f"https://{LOOPBACK}:{args.docker.api_port}"
+        self._bundle = bundle.current_bundle()
+        self._scripts: dict[str, local.Command] = {}
 
     def identity(self, node: Node) -> list[str]:
         return docker_identity(node)
+
+    def prepare(self, parent: pulumi.Resource, node: Node) -> None:
+        """Nothing before the container: its scripts step follows it (see install)."""
+
+    def _scripts_step(self, parent: pulumi.Resource, node: Node, container: docker.Container) -> local.Command:
+        """Put this release's scripts bundle into the node's container (`docker exec -i`, the
+        bundle on stdin, checked against the digest computed here). It is in the container's
+        own filesystem, so a replaced container (a new id in the triggers) gets it again; no
+        delete: the container's removal takes it."""
+        scripts_bundle = self._bundle
+        step = local_command(
+            f"{node.name}-scripts",
+            exec_command(node.name, scripts.deliver_scripts_script("root", scripts_bundle), stdin=True),
+            self.args.docker.host,
+            pulumi.ResourceOptions(parent=parent, depends_on=[container], delete_before_replace=True),
+            stdin=scripts_bundle.text,
+            triggers=[container.id],
+        )
+        self._scripts[node.name] = step
+        return step
+
+    def _after_scripts(self, on: Node, opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
+        """`opts` plus a dependency on `on`'s scripts step (a command there runs its code)."""
+        step = self._scripts.get(on.name)
+        if step is None:
+            return opts
+        return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[step]))
 
     def wait_hint(self, names: Sequence[str]) -> str | None:
         return node_hint(names)
@@ -143,7 +172,9 @@ class DockerBackend:
             extra["triggers"] = list(triggers)
         command = render_text(create, in_node) if create is not None else None
         changed = render_text(update, in_node) if update is not None else None
-        return local_command(name, command, self.args.docker.host, opts, update=changed, **extra)
+        return local_command(
+            name, command, self.args.docker.host, self._after_scripts(on, opts), update=changed, **extra
+        )
 
     def upgrade_command(self, name: str, on: Node, *, update: pulumi.Input[str], opts: pulumi.ResourceOptions) -> None:
         """None: a new k3s.version replaces the containers (their volumes keep etcd's data);
@@ -227,8 +258,9 @@ class DockerBackend:
         # generation, and every check that waits on it runs again.
         image_name = args.docker.image
         generation = container.id.apply(lambda cid: f"{scripts.fingerprint(repr(spec), image_name)}/{cid[:12]}")
+        step = self._scripts_step(parent, node, container)
         # A replaced container is an upgrade, not a new node: the membership is not replaced.
-        return Installed(resources=[container], generation=generation)
+        return Installed(resources=[container, step], generation=generation)
 
     def read_kubeconfig(
         self, name: str, waits_for: pulumi.Input[str], opts: pulumi.ResourceOptions
@@ -240,7 +272,12 @@ class DockerBackend:
                 waits_for, lambda after: exec_command(first.name, scripts.kubeconfig_script(first.ssh.user, after))
             ),
             self.args.docker.host,
-            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["stdout", "stderr"])),
+            self._after_scripts(
+                first,
+                pulumi.ResourceOptions.merge(
+                    opts, pulumi.ResourceOptions(additional_secret_outputs=["stdout", "stderr"])
+                ),
+            ),
             logging=local.Logging.NONE,
         )
         return read.stdout

@@ -159,11 +159,11 @@ def datastore_content(endpoint: str) -> str:
     return scripts.managed_yaml({"datastore-endpoint": endpoint})
 
 
-def exec_command(container: str, script: scripts.Script | str) -> str:
+def exec_command(container: str, script: scripts.Script | str, *, stdin: bool = False) -> str:
     """The local command that runs `script` (or its command text) as root inside `container`
-    (no sudo there)."""
+    (no sudo there); with `stdin`, the command's stdin is passed on (`docker exec -i`)."""
     text = script if isinstance(script, str) else script.command
-    return f"docker exec {shlex.quote(container)} {text}"
+    return f"docker exec {'-i ' if stdin else ''}{shlex.quote(container)} {text}"
 
 
 def node_hint(names: Sequence[str]) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command.remote as remote
 
-from components import scripts
+from components import bundle, scripts
 from components.cluster import GraphCluster, Installed, render_text
 from components.settings import K3sSettings, Node, SshSettings
 
@@ -152,6 +152,34 @@ class SshBackend:
             n.name: connection(n, args.ssh, args.private_key, args.private_key_password)
             for n in (*self.servers, *self.agents)
         }
+        # Each node's `<node>-scripts` step (prepare): every command on that host waits for it.
+        self._scripts: dict[str, remote.Command] = {}
+        self._bundle = bundle.current_bundle()
+
+    def prepare(self, parent: pulumi.Resource, node: Node) -> None:
+        """The node's first step: put this release's scripts bundle on the host (root-owned,
+        checked against the digest computed here). It runs when the bundle or the connection
+        changes, and nothing else on the host runs before it; its delete, after every other
+        step on the host, removes the bundle."""
+        scripts_bundle = self._bundle
+        self._scripts[node.name] = remote.Command(
+            f"{node.name}-scripts",
+            connection=self._connections[node.name],
+            create=scripts.deliver_scripts_script(node.ssh.user, scripts_bundle).command,
+            delete=scripts.remove_scripts_script(node.ssh.user).command,
+            stdin=scripts_bundle.text,
+            add_previous_output_in_env=False,
+            # Delete before replace: a replaced step's delete would remove what its
+            # replacement had just delivered.
+            opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True),
+        )
+
+    def _after_scripts(self, on: Node, opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
+        """`opts` plus a dependency on `on`'s scripts step (a command there runs its code)."""
+        step = self._scripts.get(on.name)
+        if step is None:
+            return opts
+        return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[step]))
 
     @staticmethod
     def _tokens(args: K3sClusterArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
@@ -189,7 +217,7 @@ class SshBackend:
             stdin=stdin,
             triggers=list(triggers) if triggers is not None else None,
             add_previous_output_in_env=False,
-            opts=opts,
+            opts=self._after_scripts(on, opts),
         )
 
     def upgrade_command(
@@ -202,7 +230,7 @@ class SshBackend:
             connection=self._connections[on.name],
             update=update,
             add_previous_output_in_env=False,
-            opts=opts,
+            opts=self._after_scripts(on, opts),
         )
 
     def install(
@@ -235,12 +263,14 @@ class SshBackend:
                 )
             )
         stdin = self.check_stdin if node.role == "server" else self._agent_stdin
+        # Rolled: an in-place change writes the files here and leaves the restart, if one is
+        # needed, to the agent's `-upgrade` step in its batch (after the cordon and drain).
+        deferred = scripts.install_script(node, self.k3s, first_server=first_server, defer_restart=True)
         install = self.command(
             f"{node.name}-install",
             node,
             create=script.command,
-            # Rolled: an in-place change runs in the agent's batch (`-upgrade`), not here.
-            update=scripts.rolled_install_script(node.name).command if rolled else None,
+            update=deferred.command if rolled else None,
             delete=scripts.uninstall_script(node, self.k3s).command,
             stdin=stdin,
             # The forget's id: a replaced forget replaces the install (see components/cluster.py).
@@ -249,12 +279,14 @@ class SshBackend:
                 parent=parent, depends_on=[*after, *staged, forget], delete_before_replace=True
             ),
         )
+        marker = scripts.fingerprint(script.command)
         return Installed(
             resources=[install],
             generation=script.command,
             replaced_with=[install.id],
-            rollout=script.command,
+            rollout=scripts.restart_pending_script(node, self.k3s, marker).command if rolled else None,
             rollout_stdin=stdin,
+            restart=install.stdout.apply(scripts.restart_verdict) if rolled else None,
         )
 
     def _stage_airgap(self, parent: pulumi.Resource, node: Node, forget: pulumi.Resource) -> list[pulumi.Resource]:
@@ -297,8 +329,11 @@ class SshBackend:
             create=render_text(waits_for, lambda after: scripts.kubeconfig_script(init.ssh.user, after).command),
             add_previous_output_in_env=False,
             logging=remote.Logging.NONE,
-            opts=pulumi.ResourceOptions.merge(
-                opts, pulumi.ResourceOptions(additional_secret_outputs=["stdout", "stderr"])
+            opts=self._after_scripts(
+                init,
+                pulumi.ResourceOptions.merge(
+                    opts, pulumi.ResourceOptions(additional_secret_outputs=["stdout", "stderr"])
+                ),
             ),
         )
         return read.stdout

@@ -2,13 +2,31 @@
 # Before an agent's K3s is upgraded or reconfigured in place: cordon it and, with DRAIN=1,
 # drain it (bounded; a drain that cannot finish is reported, not fatal, as in drain_delete.sh).
 # Runs on the init server. A node that is not registered has nothing to move: skipped.
-# Inputs: NODE_NAME, DRAIN (1 or 0), DRAIN_TIMEOUT (seconds), WAIT_FOR (the install it
+# Nothing is cordoned when the agent's install found nothing to restart (RESTART none): an
+# agent already as desired is left in service. A cordon of ours is marked with an annotation,
+# so that rejoin.sh uncordons only what this program cordoned (never an operator's cordon).
+# Inputs: NODE_NAME, DRAIN (1 or 0), DRAIN_TIMEOUT (seconds), RESTART (what the agent's install
+# said: needed, none, or unknown: an older release's output), WAIT_FOR (the install it
 # precedes, for the plan only).
 : "${NODE_NAME:?}" "${DRAIN:?}" "${DRAIN_TIMEOUT:?}"
+# The annotation that marks a cordon of k3s-rancher's (cordon_drain.sh sets it, rejoin.sh
+# lifts only those), and its jsonpath form.
+CORDON_MARK=k3s-rancher.io/cordoned-for-upgrade
+CORDON_MARK_PATH='k3s-rancher\.io/cordoned-for-upgrade'
+if [ "${RESTART:-unknown}" = none ]; then
+  log "node $NODE_NAME: its install changed nothing that needs a restart; not cordoned"
+  exit 0
+fi
 need_k3s
 if ! node_registered "$NODE_NAME"; then
   log "node $NODE_NAME is not registered (NotFound); nothing to cordon"
   exit 0
+fi
+if [ "$(kc get node "$NODE_NAME" -o 'jsonpath={.spec.unschedulable}')" = true ] \
+  && [ -z "$(kc get node "$NODE_NAME" -o "jsonpath={.metadata.annotations.$CORDON_MARK_PATH}")" ]; then
+  log "node $NODE_NAME was already cordoned (not by k3s-rancher): it stays cordoned after its upgrade"
+else
+  kc annotate --overwrite node "$NODE_NAME" "$CORDON_MARK=true" >&2 || die "could not mark node $NODE_NAME (see above)"
 fi
 kc cordon "$NODE_NAME" >&2 || die "could not cordon node $NODE_NAME (see above)"
 if [ "$DRAIN" = 1 ]; then

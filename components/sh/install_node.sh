@@ -9,7 +9,10 @@
 # service may take to become active), AIRGAP (empty, or one generation: AIRGAP_GENERATION,
 # AIRGAP_STAGE relative to the SSH user's home, AIRGAP_SHA256_INSTALLER, AIRGAP_SHA256_K3S,
 # AIRGAP_SHA256_IMAGES and AIRGAP_IMAGES, the images file name, both empty without images);
-# HTTP_PROXY_URL, HTTPS_PROXY_URL, NO_PROXY_LIST (only with k3s.proxy: URLs without
+# RESTART (defer: a rolled agent's update, which leaves the restart to its -upgrade step and
+# prints whether one is needed; else now); GENERATION (k3s-rancher's scripts generation: only
+# its change re-runs installs for a release); HTTP_PROXY_URL, HTTPS_PROXY_URL, NO_PROXY_LIST
+# (only with k3s.proxy: URLs without
 # credentials, either may be empty); PREFLIGHT (off: skip the first-install checks);
 # positional args: extra K3s flags. stdin: line 1 the cluster token, line 2 the external
 # datastore endpoint (may be empty), lines 3-4 (optional) the etcd S3 access and secret keys,
@@ -37,21 +40,20 @@ SERVER_TOKEN=/var/lib/rancher/k3s/server/token
 AIRGAP_ROOT=/var/lib/k3s-rancher/airgap
 README_TOKEN="the README's lifecycle section says how"
 if [ "$ROLE" = server ]; then
-  SERVICE=k3s OTHER_SERVICE=k3s-agent OTHER_ROLE=agent LIST=servers OTHER_LIST=agents
+  OTHER_SERVICE=k3s-agent OTHER_ROLE=agent LIST=servers OTHER_LIST=agents
 else
-  SERVICE=k3s-agent OTHER_SERVICE=k3s OTHER_ROLE=server LIST=agents OTHER_LIST=servers
+  OTHER_SERVICE=k3s OTHER_ROLE=server LIST=agents OTHER_LIST=servers
+fi
+# shellcheck source=/dev/null
+. "$K3SR_SCRIPTS/service.sh"
+choose_service "$ROLE"
+# The unit and the env file the installer writes (install.sh setup_env, create_env_file).
+if [ "$INIT" = openrc ]; then
+  UNIT=/etc/init.d/$SERVICE ENV_FILE=$CONF_DIR/$SERVICE.env
+else
+  UNIT=/etc/systemd/system/$SERVICE.service ENV_FILE=/etc/systemd/system/$SERVICE.service.env
 fi
 
-# The installer's rules (install.sh verify_system, setup_env): openrc when /sbin/openrc-run
-# exists, else systemd; binaries in /usr/local/bin unless root cannot write there and
-# /opt/bin exists. We pass the bin dir on, so the installer and we agree.
-if [ -x /sbin/openrc-run ]; then
-  INIT=openrc UNIT=/etc/init.d/$SERVICE ENV_FILE=$CONF_DIR/$SERVICE.env
-elif command -v systemctl >/dev/null 2>&1; then
-  INIT=systemd UNIT=/etc/systemd/system/$SERVICE.service ENV_FILE=/etc/systemd/system/$SERVICE.service.env
-else
-  die "neither systemd nor openrc on $NODE_NAME: K3s needs one of them to run as a service"
-fi
 BIN_DIR=/usr/local/bin
 if ! { touch "$BIN_DIR/k3s-ro-test" && rm -f "$BIN_DIR/k3s-ro-test"; } 2>/dev/null && [ -d /opt/bin ]; then
   BIN_DIR=/opt/bin
@@ -238,6 +240,15 @@ with_credentials() {
 
 umask 077
 CHANGED=0
+# Recorded before anything is written and cleared only once K3s runs what is on disk: a run
+# killed between the writes and the restart leaves it, and the next run restarts K3s even
+# though it finds every file already as desired (service.sh).
+OWED=""
+if restart_pending; then
+  OWED=1
+  log "$NODE_NAME: an earlier run changed K3s's files and did not restart it; restarting now"
+fi
+mark_restart_pending
 put_file 0600 "$TOKEN_FILE" "$TOKEN"
 put_file 0600 "$CONF_DIR/config.yaml" "$CONFIG_YAML"
 # The S3 keys only in a 0600 drop-in on servers, as single-quoted YAML ('' is a quote there).
@@ -298,7 +309,7 @@ if [ -n "${AIRGAP_GENERATION:-}" ]; then
     STAGED=$HOME_DIR/$AIRGAP_STAGE
     [ -d "$STAGED" ] || die "the airgap files of generation $AIRGAP_GENERATION are neither in $GEN_DIR nor staged in $STAGED; run pulumi refresh, then pulumi up, to copy them again"
     mkdir -p "$AIRGAP_ROOT"
-    chmod 0700 /var/lib/k3s-rancher "$AIRGAP_ROOT"
+    chmod 0700 "$AIRGAP_ROOT"
     rm -rf "$GEN_DIR.new"
     mkdir -m 0700 "$GEN_DIR.new"
     for _file in install.sh k3s ${AIRGAP_SHA256_IMAGES:+images}; do
@@ -355,82 +366,25 @@ if [ -n "$DATASTORE_ENDPOINT" ]; then
   export K3S_DATASTORE_ENDPOINT
 fi
 
-log "installing K3s $K3S_VERSION ($ROLE) on $NODE_NAME"
+log "installing K3s $K3S_VERSION ($ROLE) on $NODE_NAME (k3s-rancher scripts generation ${GENERATION:-0})"
 sh "$INSTALLER" "$@" >&2 || die "the K3s installer failed on $NODE_NAME (see its output above)"
 
 # --- start (without blocking) and wait, bounded ------------------------------------------------
 
-service_state() {
-  if [ "$INIT" = systemd ]; then
-    systemctl is-active "$SERVICE" 2>/dev/null || true
-  elif rc-service "$SERVICE" status >/dev/null 2>&1; then
-    echo active
-  else
-    echo stopped
-  fi
-}
-
-# redact: drop every line that holds a secret (K3s does not log the token; this is in case).
-redact() {
-  while IFS= read -r _line || [ -n "$_line" ]; do
-    case $_line in *"$TOKEN"*) _line="[line hidden: it contained the cluster token]" ;; esac
-    if [ -n "$DATASTORE_ENDPOINT" ]; then
-      case $_line in *"$DATASTORE_ENDPOINT"*) _line="[line hidden: it contained the datastore endpoint]" ;; esac
-    fi
-    if [ -n "$S3_SECRET_KEY" ]; then
-      case $_line in *"$S3_SECRET_KEY"*) _line="[line hidden: it contained the etcd S3 secret key]" ;; esac
-    fi
-    if [ -n "$S3_ACCESS_KEY" ]; then
-      case $_line in *"$S3_ACCESS_KEY"*) _line="[line hidden: it contained the etcd S3 access key]" ;; esac
-    fi
-    if [ -n "$PROXY_CREDENTIALS" ]; then
-      case $_line in *"$PROXY_CREDENTIALS"*) _line="[line hidden: it contained the proxy credentials]" ;; esac
-    fi
-    if [ -n "$ROTATED_FROM" ]; then
-      case $_line in *"$ROTATED_FROM"*) _line="[line hidden: it contained the previous cluster token]" ;; esac
-    fi
-    printf "%s\n" "$_line"
-  done
-}
-
-service_log() {
-  if [ "$INIT" = systemd ]; then
-    journalctl -u "$SERVICE" --no-pager -n 20 2>&1 | redact
-  else
-    tail -n 20 "/var/log/$SERVICE.log" 2>&1 | redact
-  fi
-}
-
-# When the service last became active: a queued restart has happened once this changes (right
-# after `restart --no-block` the old process may still say "active").
-entered() {
-  if [ "$INIT" = systemd ]; then
-    systemctl show "$SERVICE" -p ActiveEnterTimestampMonotonic --value 2>/dev/null || echo 0
-  else
-    echo openrc
-  fi
-}
-
 POST_HASHES=$(installed_hashes)
 STATE=$(service_state)
-if [ "$CHANGED" = 1 ] || [ "$PRE_HASHES" != "$POST_HASHES" ] || [ "$STATE" != active ]; then
-  log "starting $SERVICE on $NODE_NAME (was: ${STATE:-unknown})"
-  ENTERED=$(entered)
-  if [ "$INIT" = systemd ]; then
-    systemctl restart --no-block "$SERVICE" || die "systemctl could not queue a restart of $SERVICE on $NODE_NAME"
-  else
-    rc-service "$SERVICE" stop >/dev/null 2>&1 || true
-    rc-service "$SERVICE" start >/dev/null 2>&1 < /dev/null &
-    ENTERED=stopped
+if [ "$CHANGED" = 1 ] || [ "$PRE_HASHES" != "$POST_HASHES" ] || [ "$STATE" != active ] || [ -n "$OWED" ]; then
+  if [ "${RESTART:-now}" = defer ]; then
+    # A rolled agent: its -upgrade step restarts K3s once the agent is cordoned (and drained);
+    # the record stays until then. The graph reads this line (components/backends/ssh.py).
+    log "$NODE_NAME: files updated; K3s ($SERVICE) restarts in this agent's k3s.upgrade batch"
+    echo "k3s-rancher: restart needed"
+    exit 0
   fi
-  END=$(deadline "$TIMEOUT")
-  while STATE=$(service_state) && { [ "$STATE" != active ] || [ "$(entered)" = "$ENTERED" ]; }; do
-    if [ "$(date +%s)" -ge "$END" ]; then
-      die "K3s ($SERVICE) on $NODE_NAME did not become active within ${TIMEOUT}s (state: ${STATE:-unknown}); raise k3s.timeouts.nodeReady if the host is slow. Last lines of its log (journalctl -u $SERVICE --no-pager):
-$(service_log)"
-    fi
-    sleep 2
-  done
+  restart_service
+else
+  clear_restart_pending
+  [ "${RESTART:-now}" != defer ] || echo "k3s-rancher: restart none"
 fi
 log "K3s $K3S_VERSION installed on $NODE_NAME ($SERVICE active)"
 

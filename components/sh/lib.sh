@@ -6,7 +6,11 @@
 log() { printf "k3s-rancher: %s\n" "$*" >&2; }
 die() { printf "k3s-rancher: error: %s\n" "$*" >&2; exit 1; }
 
-[ "$(id -u)" -eq 0 ] || die "these steps need root; connect as root or give the SSH user passwordless sudo"
+# need_root: stop unless this runs as root (every step but the airgap staging, which runs as the
+# SSH user: SFTP writes there as that user).
+need_root() {
+  [ "$(id -u)" -eq 0 ] || die "these steps need root; connect as root or give the SSH user passwordless sudo"
+}
 
 # put_file MODE DEST [TEXT]: write TEXT and a newline (without TEXT: stdin) to DEST (mode
 # MODE, owner root) only when the content differs; sets CHANGED=1 when it wrote. Writes to a

@@ -1,10 +1,14 @@
 # shellcheck shell=sh
 # After an agent's K3s was upgraded or reconfigured in place: wait, bounded, until it is Ready
-# at the expected version, then uncordon it, so the next batch starts only with this one back.
+# at the expected version, then uncordon it if cordon_drain.sh cordoned it, so the next batch starts only with this one back.
 # Runs on the init server.
 # Inputs: NODE_NAME, K3S_VERSION, TIMEOUT (seconds), WAIT_FOR (the install it follows, for
 # the plan only), HINT (what to check when the wait gives up).
 : "${NODE_NAME:?}" "${K3S_VERSION:?}" "${TIMEOUT:?}" "${HINT:?}"
+# The annotation that marks a cordon of k3s-rancher's (cordon_drain.sh sets it, rejoin.sh
+# lifts only those), and its jsonpath form.
+CORDON_MARK=k3s-rancher.io/cordoned-for-upgrade
+CORDON_MARK_PATH='k3s-rancher\.io/cordoned-for-upgrade'
 need_k3s
 log "waiting up to ${TIMEOUT}s for $NODE_NAME at $K3S_VERSION (after: ${WAIT_FOR:-install})"
 END=$(deadline "$TIMEOUT")
@@ -16,5 +20,10 @@ while :; do
   fi
   sleep 5
 done
-kc uncordon "$NODE_NAME" >&2 || die "could not uncordon node $NODE_NAME (see above)"
-log "node $NODE_NAME is back: Ready at $K3S_VERSION and uncordoned"
+if [ -n "$(kc get node "$NODE_NAME" -o "jsonpath={.metadata.annotations.$CORDON_MARK_PATH}")" ]; then
+  kc uncordon "$NODE_NAME" >&2 || die "could not uncordon node $NODE_NAME (see above)"
+  kc annotate node "$NODE_NAME" "$CORDON_MARK-" >&2 || die "could not unmark node $NODE_NAME (see above)"
+  log "node $NODE_NAME is back: Ready at $K3S_VERSION and uncordoned"
+else
+  log "node $NODE_NAME is Ready at $K3S_VERSION (k3s-rancher did not cordon it: nothing to uncordon)"
+fi

@@ -47,6 +47,7 @@ done
 
 # Ours: config, token file, registration drop-in (all in /etc/rancher/k3s), node password.
 rm -rf /etc/rancher/k3s /etc/rancher/node
+rm -f /var/lib/k3s-rancher/restart-pending
 if [ -n "${AIRGAP_GENERATION:-}" ]; then
   rm -rf "/var/lib/k3s-rancher/airgap/$AIRGAP_GENERATION"
   rmdir /var/lib/k3s-rancher/airgap /var/lib/k3s-rancher 2>/dev/null || true

@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from components import scripts
+from components import bundle, scripts
 from components.config import parse_settings
 from components.settings import Settings
 
@@ -110,6 +110,9 @@ def rendered(airgap: dict[str, str]) -> dict[str, scripts.Script]:
         for i, node in enumerate(s.nodes):
             first = i == 0
             out[f"install-{variant}-{node.name}"] = scripts.install_script(node, s.k3s, first_server=first)
+            out[f"install-deferred-{variant}-{node.name}"] = scripts.install_script(
+                node, s.k3s, first_server=first, defer_restart=True
+            )
             out[f"uninstall-{variant}-{node.name}"] = scripts.uninstall_script(node, s.k3s)
             out[f"registration-{variant}-{node.name}"] = scripts.registration_script(node, s.k3s)
             if variant == "airgap":
@@ -125,9 +128,11 @@ def rendered(airgap: dict[str, str]) -> dict[str, scripts.Script]:
         out[f"drain-{user}"] = scripts.drain_script("w1", 120, user)
         out[f"forget-{user}"] = scripts.forget_script("w1", user)
         out[f"server-removal-{user}"] = scripts.server_removal_script("cp2", 120, user)
-        out[f"cordon-{user}"] = scripts.cordon_script("w1", s.k3s, user, "0123abcd")
+        out[f"cordon-{user}"] = scripts.cordon_script("w1", s.k3s, user, "0123abcd", restart="needed")
         out[f"rejoin-{user}"] = scripts.rejoin_script("w1", s.k3s, user, "0123abcd")
-        out["rolled-install"] = scripts.rolled_install_script("w1")
+        out[f"restart-pending-{user}"] = scripts.restart_pending_script(s.agents[0], s.k3s, "0123abcd")
+        out[f"scripts-{user}"] = scripts.deliver_scripts_script(user, bundle.current_bundle())
+        out[f"scripts-delete-{user}"] = scripts.remove_scripts_script(user)
         out[f"token-rotation-{user}"] = scripts.token_rotation_script("cp1", user)
         for node in s.nodes:
             out[f"node-meta-{node.name}-{user}"] = scripts.node_meta_script(node, user)
@@ -142,7 +147,7 @@ def every_file_rendered_with_awkward_values() -> dict[str, scripts.Script]:
     """Each sh/*.sh with every variable it reads set to AWKWARD (parse checks only)."""
     out = {}
     for path in sorted(SH_DIR.glob("*.sh")):
-        if path.name == "lib.sh":
+        if path.name in ("lib.sh", "service.sh"):  # helpers, sourced by the others
             continue
         variables = {name: AWKWARD for name in sh_variables(path.read_text())}
         out[f"file-{path.stem}"] = scripts.render(path.stem, variables, [AWKWARD, MULTILINE], sudo=True)

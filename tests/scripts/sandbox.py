@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from components import scripts
+from components import bundle, scripts
 from components.settings import Settings
 from policy.shell_inputs import parse as parse_inputs
 from tests.scripts.awkward import TOKEN, awkward_config, settings_for
@@ -101,6 +101,12 @@ class Sandbox:
                 raise
         return subprocess.CompletedProcess(argv, process.returncode, out, err)
 
+    def deliver_scripts(self, sh_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the `<node>-scripts` step's delivery (the bundle of `sh_dir`, default this
+        release's) as the engine would: its command text, the bundle on stdin."""
+        scripts_bundle = bundle.make_bundle(sh_dir) if sh_dir is not None else bundle.current_bundle()
+        return self.run(scripts.deliver_scripts_script("ubuntu", scripts_bundle), scripts_bundle.text)
+
     def records(self, kind: str) -> list[dict[str, Any]]:
         path = self.log / f"{kind}.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
@@ -118,7 +124,9 @@ class Sandbox:
         return [r["argv"] for r in self.records("systemctl") if verb in r["argv"]]
 
 
-def make_sandbox(root: Path) -> Sandbox:
+def make_sandbox(root: Path, *, with_scripts: bool = True) -> Sandbox:
+    """A sandbox, with this release's scripts bundle delivered (as every host has before any
+    node command runs) unless `with_scripts` is False."""
     box = Sandbox(root)
     box.stubs.mkdir(parents=True)
     box.log.mkdir()
@@ -136,6 +144,9 @@ def make_sandbox(root: Path) -> Sandbox:
     for name, text in files.items():
         (box.stubs / name).write_text(text)
         (box.stubs / name).chmod(0o755)
+    if with_scripts:
+        delivered = box.deliver_scripts()
+        assert delivered.returncode == 0, delivered.stderr
     return box
 
 
@@ -144,7 +155,7 @@ def _sandbox_works() -> str | None:
         return "unshare is not installed"
     probe = Path(f"/tmp/k3sr-sandbox-probe-{uuid.uuid4().hex}")
     try:
-        box = make_sandbox(probe)
+        box = make_sandbox(probe, with_scripts=False)
         script = scripts.Script(name="probe", body="", command="sh -c 'mkdir -p /etc/rancher && id -u'")
         result = box.run(script)
         if result.returncode != 0 or result.stdout.strip() != "0":

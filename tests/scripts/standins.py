@@ -305,15 +305,36 @@ if args[:2] == ["get", "node"] and len(args) >= 3:
         print(f'Error from server (NotFound): nodes "{name}" not found', file=sys.stderr)
         sys.exit(1)
     output = " ".join(args[3:])
-    if "annotations" in output:
+    marks = state.get("marks", {}).get(name, {})
+    if "spec.unschedulable" in output:
+        # jsonpath of an absent field prints nothing; a cordoned node has it true.
+        sys.stdout.write("true" if name in state.get("cordoned", []) else "")
+    elif "cordoned-for-upgrade" in output:
+        sys.stdout.write(marks.get("k3s-rancher.io/cordoned-for-upgrade", ""))
+    elif "annotations" in output:
         sys.stdout.write(state["annotation"])
     elif "kubeletVersion" in output:
         sys.stdout.write(state["nodes"][name])
     elif "-o name" in output:
         print(f"node/{name}")
     sys.exit(0)
-if args[:1] == ["annotate"]:
+if args[:1] == ["annotate"] and "k3s-rancher.io/cordoned-for-upgrade" in args[-1]:
+    # The cordon mark: key=value sets it, key- removes it (kubectl annotate).
+    node = args[args.index("node") + 1]
+    marks = state.setdefault("marks", {}).setdefault(node, {})
+    key, _, value = args[-1].partition("=")
+    if key.endswith("-") and not value:
+        marks.pop(key[:-1], None)
+    else:
+        marks[key] = value
+    save()
+elif args[:1] == ["annotate"]:
     state["annotation"] = args[-1].split("=", 1)[1]
+    save()
+if args[:1] in (["cordon"], ["uncordon"]):
+    cordoned = set(state.get("cordoned", []))
+    (cordoned.add if args[0] == "cordon" else cordoned.discard)(args[1])
+    state["cordoned"] = sorted(cordoned)
     save()
 if args[:2] == ["delete", "node"]:
     state["nodes"].pop(args[2], None)

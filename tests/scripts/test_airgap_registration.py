@@ -73,7 +73,11 @@ def test_a_replaced_nodes_uninstall_leaves_the_new_generation_alone(box: Sandbox
 
     removed = box.run(scripts.uninstall_script(new.node, new.settings.k3s))
     assert removed.returncode == 0, removed.stderr
-    assert not new.staged.exists() and not box.path("/var/lib/k3s-rancher").exists()
+    # What is left of ours is the scripts bundle, which the `-scripts` step's delete removes last.
+    assert not new.staged.exists() and sorted(p.name for p in box.path("/var/lib/k3s-rancher").iterdir()) == ["scripts"]
+    gone = box.run(scripts.remove_scripts_script(new.node.ssh.user))
+    assert gone.returncode == 0, gone.stderr
+    assert not box.path("/var/lib/k3s-rancher").exists()
 
 
 @needs_sandbox
@@ -93,10 +97,11 @@ def test_the_staging_directory_is_0700_under_the_ssh_users_home(tmp_path: Path) 
     sshd starts commands and the SFTP server; refuses a directory someone else planted."""
     s = settings_for(awkward_config("etcd", airgap={"installScript": __file__, "binary": __file__}))
     script = scripts.stage_airgap_script(s.servers[0], s.k3s)
-    assert not script.command.startswith("sudo") and "need root" not in script.body
+    assert not script.command.startswith("sudo") and "need_root" not in script.body
     home = tmp_path / "home"
     home.mkdir()
-    result = subprocess.run(["sh", "-c", script.body], cwd=home, capture_output=True, text=True)
+    # What the host runs once the entry point has sourced the bundle's files.
+    result = subprocess.run(["sh", "-c", script.effective], cwd=home, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     layout = scripts.airgap_layout(s.servers[0], s.k3s)
     assert layout is not None and layout.stage.startswith(".k3s-rancher/airgap/")
@@ -104,7 +109,7 @@ def test_the_staging_directory_is_0700_under_the_ssh_users_home(tmp_path: Path) 
         assert mode(home / part) == 0o700
     shutil.rmtree(home / layout.stage)
     (home / layout.stage).symlink_to(tmp_path)
-    planted = subprocess.run(["sh", "-c", script.body], cwd=home, capture_output=True, text=True)
+    planted = subprocess.run(["sh", "-c", script.effective], cwd=home, capture_output=True, text=True)
     assert planted.returncode != 0 and "is a link or not owned by" in planted.stderr
 
 

@@ -150,15 +150,50 @@ def test_cordon_drains_then_rejoin_waits_for_the_version_and_uncordons(box: Sand
     k3s = settings_for(awkward_config("etcd")).k3s
     box.put_k3s()
     box.set_state(nodes={"w1": "v1.33.5+k3s1 True"})
-    result = box.run(scripts.cordon_script("w1", k3s, "ubuntu", "0123abcd"))
+    result = box.run(scripts.cordon_script("w1", k3s, "ubuntu", "0123abcd", restart="needed"))
     assert result.returncode == 0, result.stderr
     verbs = [r["argv"][3] for r in box.records("k3s")]
-    assert verbs == ["get", "cordon", "drain"]
-    assert f"--timeout={k3s.timeouts.drain}s" in box.records("k3s")[2]["argv"]
+    # registered? already cordoned by someone else? then our mark, the cordon and the drain
+    assert verbs == ["get", "get", "annotate", "cordon", "drain"]
+    assert f"--timeout={k3s.timeouts.drain}s" in box.records("k3s")[4]["argv"]
+    assert box.state()["cordoned"] == ["w1"]
     box.set_state(nodes={"w1": f"{k3s.version} True"})
     back = box.run(scripts.rejoin_script("w1", k3s, "ubuntu", "0123abcd"))
     assert back.returncode == 0, back.stderr
-    assert [r["argv"][3] for r in box.records("k3s")][-1] == "uncordon"
+    assert [r["argv"][3] for r in box.records("k3s")][-2:] == ["uncordon", "annotate"]
+    assert box.state()["cordoned"] == [] and box.state()["marks"]["w1"] == {}
+
+
+@needs_sandbox
+def test_an_agent_whose_install_changed_nothing_is_neither_cordoned_nor_uncordoned(box: Sandbox) -> None:
+    """Issue 22: a rollout that finds the agent as desired (its install said "restart none")
+    cordons, drains and uncordons nothing, so an operator's own cordon stays too."""
+    k3s = settings_for(awkward_config("etcd")).k3s
+    box.put_k3s()
+    box.set_state(nodes={"w1": f"{k3s.version} True"}, cordoned=["w1"])  # cordoned by hand
+    quiet = box.run(scripts.cordon_script("w1", k3s, "ubuntu", "0123abcd", restart="none"))
+    assert quiet.returncode == 0, quiet.stderr
+    assert "not cordoned" in quiet.stderr and box.records("k3s") == []
+    back = box.run(scripts.rejoin_script("w1", k3s, "ubuntu", "0123abcd"))
+    assert back.returncode == 0, back.stderr
+    assert "uncordon" not in [r["argv"][3] for r in box.records("k3s")]
+    assert box.state()["cordoned"] == ["w1"]
+
+
+@needs_sandbox
+def test_an_operators_cordon_survives_an_upgrade(box: Sandbox) -> None:
+    """A node cordoned by hand before an upgrade that must restart it is drained and upgraded,
+    but rejoin leaves it cordoned: only a cordon of ours (marked) is lifted."""
+    k3s = settings_for(awkward_config("etcd")).k3s
+    box.put_k3s()
+    box.set_state(nodes={"w1": f"{k3s.version} True"}, cordoned=["w1"])
+    result = box.run(scripts.cordon_script("w1", k3s, "ubuntu", "0123abcd", restart="needed"))
+    assert result.returncode == 0, result.stderr
+    assert "already cordoned (not by k3s-rancher)" in result.stderr
+    assert "annotate" not in [r["argv"][3] for r in box.records("k3s")]
+    back = box.run(scripts.rejoin_script("w1", k3s, "ubuntu", "0123abcd"))
+    assert back.returncode == 0, back.stderr
+    assert box.state()["cordoned"] == ["w1"]
 
 
 @needs_sandbox
@@ -184,7 +219,7 @@ def test_cordon_without_drain_and_of_an_unregistered_node(box: Sandbox) -> None:
     box.put_k3s()
     box.set_state(nodes={"w1": "v1.33.5+k3s1 True"})
     assert box.run(scripts.cordon_script("w1", no_drain, "ubuntu", "x")).returncode == 0
-    assert [r["argv"][3] for r in box.records("k3s")] == ["get", "cordon"]
+    assert [r["argv"][3] for r in box.records("k3s")] == ["get", "get", "annotate", "cordon"]
     box.set_state(nodes={})
     gone = box.run(scripts.cordon_script("w1", k3s, "ubuntu", "x"))
     assert gone.returncode == 0 and "nothing to cordon" in gone.stderr

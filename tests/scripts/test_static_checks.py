@@ -63,14 +63,17 @@ IMPOSSIBLE_VALUE_CODES = "SC2089,SC2090"
 def test_every_rendered_script_passes_shellcheck_and_parses(
     all_rendered: dict[str, scripts.Script], tmp_path: Path
 ) -> None:
+    """Both the command text (an entry point into the scripts bundle, or a whole script) and
+    what the host runs once the entry point sourced the bundle's files (`effective`)."""
     paths, impossible = [], []
     for name, script in all_rendered.items():
-        path = tmp_path / f"{name}.sh"
-        path.write_text(script.body)
-        (impossible if name.startswith("file-") else paths).append(path)
-        for shell in SHELLS:
-            body = subprocess.run([shell, "-n", "-c", script.body], capture_output=True, text=True)
-            assert body.returncode == 0, f"{shell} -n {name}: {body.stderr}"
+        for form, text in (("entry", script.body), ("effective", script.effective)):
+            path = tmp_path / f"{name}.{form}.sh"
+            path.write_text(text)
+            (impossible if name.startswith("file-") else paths).append(path)
+            for shell in SHELLS:
+                body = subprocess.run([shell, "-n", "-c", text], capture_output=True, text=True)
+                assert body.returncode == 0, f"{shell} -n {name} ({form}): {body.stderr}"
             # The login shell parses the whole command text first (sshd runs `$SHELL -c COMMAND`).
             command = subprocess.run([shell, "-n", "-c", script.command], capture_output=True, text=True)
             assert command.returncode == 0, f"{shell} -n (command) {name}: {command.stderr}"
@@ -109,8 +112,11 @@ def test_awkward_values_stay_data(all_rendered: dict[str, scripts.Script]) -> No
     assert config["disable"] == ["servicelb", AWKWARD] and config["node-external-dns"] == MULTILINE
     registries = yaml.safe_load(inputs.variables["REGISTRIES_YAML"])
     assert registries == settings.k3s.registries
+    # The command text is the entry point: inputs, then the bundle's file; none of its code.
+    assert install.body.endswith('. "$K3SR_SCRIPTS/install_node.sh"\n')
+    assert "put_file" not in install.body and "installed_hashes" not in install.body
     body_file = (SH_DIR / "install_node.sh").read_text()
-    assert install.body.endswith(scripts._strip_comments(body_file).strip())
+    assert "installed_hashes" in body_file and "installed_hashes" in install.effective
     agent = parse_inputs(all_rendered["install-etcd-w1"].body)
     assert agent is not None and list(agent.args) == AGENT_ARGS
     airgap = parse_inputs(all_rendered["install-airgap-cp1"].body)
