@@ -7,7 +7,7 @@ namespace) into typed settings, with every problem named by key; the components 
 args classes built from those settings and your secrets. Every cluster (K3sCluster,
 DockerCluster) is a `KubernetesCluster`: `provider` (usable once every node is Ready),
 `kubeconfig` (secret), `api_server`, `ready`, `nodes`. See README.md, "Use the components in
-your own program", and examples/library/.
+your own program", and examples/library/. `__version__` is this release (CHANGELOG.md).
 """
 
 from components.backends.docker import DockerCluster, DockerClusterArgs
@@ -16,6 +16,7 @@ from components.cluster import KubernetesCluster
 from components.config import parse_settings
 from components.rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
 from components.rancher_container import RancherContainer, RancherContainerArgs
+from components.release import VERSION as __version__
 from components.settings import ConfigError, Node, Settings
 
 __all__ = [
@@ -32,5 +33,6 @@ __all__ = [
     "RancherDeploymentArgs",
     "RancherOutputs",
     "Settings",
+    "__version__",
     "parse_settings",
 ]

@@ -48,6 +48,7 @@ fi
 . "$K3SR_SCRIPTS/service.sh"
 choose_service "$ROLE"
 # The unit and the env file the installer writes (install.sh setup_env, create_env_file).
+# shellcheck disable=SC2153 # INIT is set by choose_service (service.sh)
 if [ "$INIT" = openrc ]; then
   UNIT=/etc/init.d/$SERVICE ENV_FILE=$CONF_DIR/$SERVICE.env
 else

@@ -149,7 +149,8 @@ def every_file_rendered_with_awkward_values() -> dict[str, scripts.Script]:
     for path in sorted(SH_DIR.glob("*.sh")):
         if path.name in ("lib.sh", "service.sh"):  # helpers, sourced by the others
             continue
-        variables = {name: AWKWARD for name in sh_variables(path.read_text())}
+        # K3SR_SCRIPTS is the entry point's own (where the bundle is), not an input.
+        variables = {name: AWKWARD for name in sh_variables(path.read_text()) if name != scripts.BUNDLE_DIR_VAR}
         out[f"file-{path.stem}"] = scripts.render(path.stem, variables, [AWKWARD, MULTILINE], sudo=True)
     return out
 

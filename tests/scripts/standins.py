@@ -194,6 +194,13 @@ if kind == "installer":
     write(unit, f"[Service]\nType=notify\nTimeoutStartSec=0\nExecStart={binary} {' '.join([cmd, *argv])}\n", 0o644)
     subprocess.run(["systemctl", "enable", unit], check=True)
     subprocess.run(["systemctl", "daemon-reload"], check=True)
+    # TEST HOOK (not the installer's): the run is killed here, once every file is written and
+    # before anything restarts K3s, as when `pulumi up` is killed (a CI timeout) in that window:
+    # SIGKILL to the whole command (the sandbox's process group), nothing after runs.
+    kill_hook = os.path.join(log, "kill-after-installer")
+    if os.path.exists(kill_hook):
+        os.remove(kill_hook)
+        os.killpg(os.getpgid(0), 9)
     if os.environ.get("INSTALL_K3S_SKIP_START") == "true":
         sys.exit(0)
     if hashes() == before and os.environ.get("INSTALL_K3S_FORCE_RESTART") != "true":

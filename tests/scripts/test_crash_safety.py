@@ -1,0 +1,144 @@
+"""A run killed inside an install's write-then-restart window converges on the next run, and a
+rolled agent's install decides on the host whether K3s must restart (issue 23 item 1, issue 22
+item 5). The kill is the installer stand-in's test hook: SIGKILL to the whole command once
+every file is written, before anything restarts K3s (as a killed `pulumi up` leaves it)."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import subprocess
+
+from components import scripts
+from components.settings import K3sSettings, Node
+from tests.scripts.awkward import TOKEN, awkward_config, settings_for
+from tests.scripts.sandbox import Sandbox, needs_sandbox, stdin
+
+PENDING = "/var/lib/k3s-rancher/restart-pending"
+NEW_TOKEN = "tok-new-0b5c2e7d41"
+
+
+def _node(role: str = "server") -> tuple[Node, K3sSettings]:
+    s = settings_for(awkward_config())
+    return (s.servers[0] if role == "server" else s.agents[0]), s.k3s
+
+
+def _killed(box: Sandbox, script: scripts.Script, secrets: str) -> subprocess.CompletedProcess[str]:
+    (box.log / "kill-after-installer").write_text("")
+    result = box.run(script, secrets)
+    assert result.returncode == -signal.SIGKILL, (result.returncode, result.stderr)
+    return result
+
+
+def _restarts(box: Sandbox) -> int:
+    return len(box.systemctl("restart"))
+
+
+def _changed(k3s: K3sSettings, what: str) -> K3sSettings:
+    if what == "upgrade":
+        return dataclasses.replace(k3s, version="v1.33.6+k3s1")
+    return dataclasses.replace(k3s, server_config={**k3s.server_config, "kube-apiserver-arg": ["v=2"]})
+
+
+@needs_sandbox
+def test_a_config_change_killed_before_the_restart_restarts_k3s_on_the_next_run(box: Sandbox) -> None:
+    node, k3s = _node()
+    first = box.run(scripts.install_script(node, k3s, first_server=True), stdin())
+    assert first.returncode == 0, first.stderr
+    assert _restarts(box) == 1 and not box.path(PENDING).exists()
+    changed = scripts.install_script(node, _changed(k3s, "config"), first_server=True)
+    _killed(box, changed, stdin())
+    assert "kube-apiserver-arg" in box.path(f"{scripts.CONF_DIR}/config.yaml").read_text()
+    assert _restarts(box) == 1 and box.path(PENDING).exists()  # written, not restarted
+    # The re-run finds every file as desired; the record says K3s does not run them yet.
+    again = box.run(changed, stdin())
+    assert again.returncode == 0, again.stderr
+    assert "did not restart it; restarting now" in again.stderr
+    assert _restarts(box) == 2 and not box.path(PENDING).exists()
+    # And a run after that has nothing owed: no restart.
+    assert box.run(changed, stdin()).returncode == 0
+    assert _restarts(box) == 2
+
+
+@needs_sandbox
+def test_an_upgrade_killed_before_the_restart_restarts_k3s_on_the_next_run(box: Sandbox) -> None:
+    node, k3s = _node()
+    assert box.run(scripts.install_script(node, k3s, first_server=True), stdin()).returncode == 0
+    upgrade = scripts.install_script(node, _changed(k3s, "upgrade"), first_server=True)
+    _killed(box, upgrade, stdin())
+    assert "v1.33.6+k3s1" in box.path("/usr/local/bin/k3s").read_text()  # the new binary is there
+    assert _restarts(box) == 1
+    again = box.run(upgrade, stdin())
+    assert again.returncode == 0, again.stderr
+    assert _restarts(box) == 2 and not box.path(PENDING).exists()
+
+
+@needs_sandbox
+def test_a_token_rotation_killed_before_the_restart_restarts_k3s_on_the_next_run(box: Sandbox) -> None:
+    node, k3s = _node()
+    script = scripts.install_script(node, k3s, first_server=True)
+    assert box.run(script, stdin()).returncode == 0
+    box.put("/var/lib/rancher/k3s/server/token", f"K10{'c' * 64}::server:{NEW_TOKEN}\n", 0o600)  # rotated
+    rotating = scripts.install_stdin(NEW_TOKEN, None, rotated_from=TOKEN)
+    _killed(box, script, rotating)
+    assert box.path(scripts.TOKEN_FILE).read_text() == NEW_TOKEN + "\n" and _restarts(box) == 1
+    again = box.run(script, rotating)
+    assert again.returncode == 0, again.stderr
+    assert _restarts(box) == 2 and not box.path(PENDING).exists()
+
+
+@needs_sandbox
+def test_a_rolled_agent_writes_its_files_and_leaves_the_restart_to_its_upgrade_step(box: Sandbox) -> None:
+    """The install update of a rolled agent (RESTART=defer) says whether a restart is owed; the
+    agent's -upgrade step (restart_pending.sh) restarts only then."""
+    agent, k3s = _node("agent")
+    created = box.run(scripts.install_script(agent, k3s, first_server=False), stdin())
+    assert created.returncode == 0, created.stderr
+    assert _restarts(box) == 1
+    # Nothing changed (a release of k3s-rancher, say): no restart owed, none done.
+    same = box.run(scripts.install_script(agent, k3s, first_server=False, defer_restart=True), stdin())
+    assert same.returncode == 0, same.stderr
+    assert scripts.restart_verdict(same.stdout) == "none" and _restarts(box) == 1
+    rollout = scripts.restart_pending_script(agent, k3s, "0123abcd")
+    assert box.run(rollout, stdin()).returncode == 0
+    assert _restarts(box) == 1
+    # A real change: the files are written, the restart is owed, and the rollout does it once.
+    upgraded = dataclasses.replace(k3s, version="v1.33.6+k3s1")
+    changed = box.run(scripts.install_script(agent, upgraded, first_server=False, defer_restart=True), stdin())
+    assert changed.returncode == 0, changed.stderr
+    assert scripts.restart_verdict(changed.stdout) == "needed"
+    assert _restarts(box) == 1 and box.path(PENDING).exists()
+    done = box.run(scripts.restart_pending_script(agent, upgraded, "4567cdef"), stdin())
+    assert done.returncode == 0, done.stderr
+    assert _restarts(box) == 2 and not box.path(PENDING).exists()
+    assert box.run(scripts.restart_pending_script(agent, upgraded, "4567cdef"), stdin()).returncode == 0
+    assert _restarts(box) == 2
+
+
+@needs_sandbox
+def test_a_host_installed_before_the_restart_record_existed_needs_no_restart(box: Sandbox) -> None:
+    """The migration from 0.1.0: a host with K3s running as desired and no record of ours
+    (that release wrote none) is found as desired: no restart, no cordon ("none")."""
+    agent, k3s = _node("agent")
+    assert box.run(scripts.install_script(agent, k3s, first_server=False), stdin()).returncode == 0
+    box.path(PENDING).unlink(missing_ok=True)
+    deferred = box.run(scripts.install_script(agent, k3s, first_server=False, defer_restart=True), stdin())
+    assert deferred.returncode == 0, deferred.stderr
+    assert scripts.restart_verdict(deferred.stdout) == "none" and _restarts(box) == 1
+
+
+@needs_sandbox
+def test_a_refused_token_is_named_not_taken_for_a_slow_host(box: Sandbox) -> None:
+    """Issue 23 item 4: K3s's journal says 401 Unauthorized when the server refuses the token;
+    the install says so instead of "raise k3s.timeouts.nodeReady"."""
+    agent, k3s = _node("agent")
+    k3s = dataclasses.replace(k3s, timeouts=dataclasses.replace(k3s.timeouts, node_ready=1))
+    box.set_state(services={"k3s-agent": {"state": "inactive", "after_restart": "activating"}})
+    (box.log / "journal.txt").write_text(
+        'level=error msg="failed to get CA certs: https://10.0.0.11:6443/cacerts: 401 Unauthorized"\n'
+    )
+    result = box.run(scripts.install_script(agent, k3s, first_server=False), stdin())
+    assert result.returncode != 0
+    assert "the server refused this node's token (401 Unauthorized" in result.stderr
+    assert "raise k3s.timeouts.nodeReady" not in result.stderr
+    assert TOKEN not in result.stderr
