@@ -68,8 +68,10 @@ def _cached(sh_dir: str, stamp: tuple[tuple[str, int, int], ...]) -> Bundle:
     return make_bundle(Path(sh_dir))
 
 
-def current_bundle(sh_dir: Path = SH_DIR) -> Bundle:
-    """The bundle of `sh_dir` as it is now (built once per content, by size and mtime)."""
+def current_bundle(sh_dir: Path | None = None) -> Bundle:
+    """The bundle of `sh_dir` (default SH_DIR) as it is now (built once per content, by size
+    and mtime)."""
+    sh_dir = sh_dir if sh_dir is not None else SH_DIR
     stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(sh_dir.glob("*.sh")))
     return _cached(str(sh_dir), stamp)
 

@@ -36,6 +36,10 @@ are the two, a few dozen lines of wiring each on top of their pure halves):
   `ssh.user` is the user commands run as on that node.
 - `identity(node)`: what a node IS; a change replaces the node (drain, uninstall, forget,
   install). How it is reached is not part of it.
+- `prepare(parent, node)`: the node's first step, before any other (SSH: `<node>-scripts`,
+  which puts the scripts bundle on the host: components/bundle.py); every command the
+  backend runs on that host depends on it. A backend may do nothing here (docker delivers
+  the bundle once the container exists).
 - `install(parent, node, first_server=, after=, forget=)`: create whatever puts K3s on the
   node (parented to `parent`, waiting for `after` and for `forget`, its first step) and
   return `Installed`.
@@ -43,9 +47,11 @@ are the two, a few dozen lines of wiring each on top of their pure halves):
   script from components/scripts.py, run as root) runs on node `on`; without `update`, create
   also serves as update; with `update` alone nothing runs on creation.
 - `rolls_agents`: whether agents take in-place changes in batches (k3s.upgrade): then
-  `install(..., rolled=True)` must leave in-place changes to `Installed.rollout`, which the
-  graph runs per agent between a cordon (and drain) and a rejoin (Ready, uncordon), one
-  batch after another; nothing of it runs on creation, so creation stays flat.
+  `install(..., rolled=True)` must leave the restart an in-place change needs to
+  `Installed.rollout`, which the graph runs per agent between a cordon (and drain) and a
+  rejoin (Ready, uncordon), one batch after another, and say in `Installed.restart` whether
+  the install left one owed ("none": no cordon); nothing of it runs on creation, so creation
+  stays flat.
 - `upgrade_command(name, on, update=, opts=)`: a command that runs nothing on creation and
   `update` whenever that text changes (the pre-upgrade etcd snapshot); None where the
   topology has none (docker: a new version replaces the containers, etcd's data stays in

@@ -120,6 +120,8 @@ class RancherContainer(pulumi.ComponentResource):
                         "wait_rancher",
                         {"CONTAINER": container_name, "TIMEOUT": str(r.timeout), "WAIT_FOR": cid[:12]},
                         sudo=False,
+                        root=False,
+                        helpers=False,
                     ),
                 )
             ),

@@ -1,13 +1,16 @@
-"""Render the shell scripts that run on the hosts.
+"""Render the shell commands that run on the hosts.
 
-Each script is a static file in components/sh/ that reads its inputs from shell variables.
-The command text is: the helpers from sh/lib.sh the script uses, a preamble of
-`NAME='quoted value'` lines (and `set -- 'arg' ...` for lists), then the script's body,
-run by `sh -c` (whatever the login shell is) and through `sudo -n` when the SSH user is
-not root. No config value is ever pasted into code, and secrets only travel on stdin.
+Each script is a static file in components/sh/ that reads its inputs from shell variables;
+the files reach each host as the scripts bundle (components/bundle.py). A node command's
+text is an entry point: a preamble of `NAME='quoted value'` lines (and `set -- 'arg' ...`
+for lists), then lib.sh and the script sourced from the bundle on the host, run by `sh -c`
+(whatever the login shell is) and through `sudo -n` when the SSH user is not root. So the
+text is what the node should be, never the code. No config value is ever pasted into code,
+and secrets only travel on stdin.
 
-(Over 400 lines: one small renderer per script, all on the same render/quote/stdin rules;
-split by script they would scatter the one contract every script's inputs follow.)
+(Over 400 lines: the two renderers (entry points into the scripts bundle, and the few
+scripts sent whole) and one small function per script, all on the same render/quote/stdin
+rules; split by script they would scatter the one contract every script's inputs follow.)
 """
 
 from __future__ import annotations
@@ -180,13 +183,15 @@ def render_inline(
     sudo: bool,
     root: bool = True,
     then: str | None = None,
+    helpers: bool = True,
 ) -> Script:
-    """sh/<name>.sh with the lib.sh helpers it calls and its inputs, all in the command text.
-    Only for what runs where no scripts bundle is: the bundle's own delivery, and Rancher's
-    container. Node commands use `render` (an entry point into the bundle)."""
+    """sh/<name>.sh with the lib.sh helpers it calls (none with `helpers` False: a script that
+    brings its own) and its inputs, all in the command text. Only for what runs where no
+    scripts bundle is: the bundle's own delivery, and Rancher's container. Node commands use
+    `render` (an entry point into the bundle)."""
     body = _inline_body(name, then)
-    helpers = _strip_comments(_helpers_for(body + ("\nneed_root" if root else "")))
-    lines = ["set -eu", helpers, *_inputs(name, variables, args)]
+    used = _strip_comments(_helpers_for(body + ("\nneed_root" if root else ""))) if helpers else ""
+    lines = ["set -eu", *([used] if used else []), *_inputs(name, variables, args)]
     if root:
         lines.append("need_root")
     script = "\n".join(lines) + "\n\n" + body

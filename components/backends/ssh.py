@@ -1,8 +1,10 @@
 """K3s on hosts reached over SSH: the `ssh` topology's backend and K3sCluster.
 
-Each node's install is a pulumi-command remote.Command running components/sh/install_node.sh
-(delete = uninstall), preceded where needed by the airgap files' staging and the
-registration drop-in (labels and taints K3s applies at a node's first registration only).
+Each node's first step, `<node>-scripts`, puts this release's scripts bundle on the host
+(components/bundle.py); every other command there is an entry point into it. The install is
+a pulumi-command remote.Command running components/sh/install_node.sh (delete = uninstall),
+preceded where needed by the airgap files' staging and the registration drop-in (labels
+and taints K3s applies at a node's first registration only).
 Secrets (token, datastore endpoint) travel on stdin, never in command text. The graph around
 the installs is components/cluster.py's.
 """

@@ -1,8 +1,9 @@
 # shellcheck shell=sh
 # Install or update K3s on this host (server or agent); idempotent and bounded.
-# Over 400 lines on purpose: it is one program sent as one command (with lib.sh's helpers),
-# so its preflight, files, airgap, proxy and restart steps share one set of inputs and one
-# place where "nothing is written before the checks pass" can be read and tested.
+# Over 400 lines on purpose: its preflight, files, airgap, proxy and restart steps share one
+# set of inputs and one place where "nothing is written before the checks pass" can be read
+# and tested (the service start and wait are in service.sh, shared with restart_pending.sh).
+# Run from the scripts bundle by the install's entry point (components/scripts.py render).
 # Inputs: ROLE (server|agent), NODE_NAME, K3S_VERSION, SERVER_URL (agents and joining
 # servers, else empty), CONFIG_YAML, REGISTRIES_YAML (may be empty), INSTALL_SCRIPT_URL,
 # INSTALL_SCRIPT_SHA256 (pin of the downloaded installer, or empty), TIMEOUT (seconds the
@@ -240,6 +241,7 @@ with_credentials() {
 # --- our files ---------------------------------------------------------------------------------
 
 umask 077
+host_lock "install of $NODE_NAME"
 CHANGED=0
 # Recorded before anything is written and cleared only once K3s runs what is on disk: a run
 # killed between the writes and the restart leaves it, and the next run restarts K3s even
@@ -298,7 +300,7 @@ if [ -n "${HTTP_PROXY_URL:-}${HTTPS_PROXY_URL:-}" ]; then
 fi
 
 INSTALLER=$(mktemp)
-trap 'rm -f "$INSTALLER"' EXIT
+at_exit 'rm -f "$INSTALLER"'
 if [ -n "${AIRGAP_GENERATION:-}" ]; then
   : "${AIRGAP_STAGE:?}" "${AIRGAP_SHA256_INSTALLER:?}" "${AIRGAP_SHA256_K3S:?}"
   STAGE_USER=$(ssh_user)

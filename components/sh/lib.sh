@@ -87,3 +87,38 @@ user_home() {
 
 # deadline SECONDS: prints the epoch second at which a bounded wait gives up.
 deadline() { echo $(( $(date +%s) + $1 )); }
+
+# host_lock STEP: one k3s-rancher step that changes this host at a time. A killed `pulumi up`
+# leaves its provider running the command it had started (it finishes it), and the next up
+# may start the same step on the same host meanwhile: the second waits, bounded, for the
+# first. A lock whose process is gone is taken over. Released on exit (the EXIT trap runs
+# on_exit, where a script adds its own clean-up with at_exit).
+HOST_LOCK=/var/lib/k3s-rancher/lock
+host_lock() {
+  mkdir -p "${HOST_LOCK%/*}"
+  _lock_end=$(deadline "${LOCK_TIMEOUT:-600}")
+  until mkdir "$HOST_LOCK" 2>/dev/null; do
+    _holder=$(cat "$HOST_LOCK/pid" 2>/dev/null || true)
+    if [ -n "$_holder" ] && ! kill -0 "$_holder" 2>/dev/null; then
+      log "taking over the lock of k3s-rancher step '$(cat "$HOST_LOCK/step" 2>/dev/null)' (process $_holder is gone)"
+      rm -rf "$HOST_LOCK"
+      continue
+    fi
+    if [ "$(date +%s)" -ge "$_lock_end" ]; then
+      die "another k3s-rancher step ('$(cat "$HOST_LOCK/step" 2>/dev/null)', process ${_holder:-unknown}) still holds $HOST_LOCK after ${LOCK_TIMEOUT:-600}s; nothing was changed. It is likely the provider of an earlier, killed pulumi up finishing its command: let it finish (or stop it on this host), then run pulumi up again"
+    fi
+    sleep 2
+  done
+  printf "%s\n" "$$" > "$HOST_LOCK/pid"
+  printf "%s\n" "$1" > "$HOST_LOCK/step"
+  at_exit 'rm -rf "$HOST_LOCK"'
+}
+
+# at_exit COMMAND: run COMMAND when the script exits (each added command runs, last first).
+AT_EXIT=""
+at_exit() {
+  AT_EXIT="$1${AT_EXIT:+; $AT_EXIT}"
+  # shellcheck disable=SC2064 # expanded now on purpose: the commands collected so far
+  trap "$AT_EXIT" EXIT
+}
+

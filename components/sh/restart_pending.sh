@@ -15,6 +15,7 @@ IFS= read -r ROTATED_FROM || true
 # shellcheck source=/dev/null
 . "$K3SR_SCRIPTS/service.sh"
 choose_service "$ROLE"
+host_lock "restart of $NODE_NAME"
 if restart_pending || [ "$(service_state)" != active ]; then
   restart_service
   log "$NODE_NAME: K3s ($SERVICE) restarted (after: ${WAIT_FOR:-install})"

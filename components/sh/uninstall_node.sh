@@ -11,6 +11,7 @@ else
   SERVICE=k3s-agent SCRIPT=k3s-agent-uninstall.sh
 fi
 
+host_lock "uninstall"
 UNINSTALL="" FAILED=""
 for _dir in /usr/local/bin /opt/bin; do
   [ -x "$_dir/$SCRIPT" ] && UNINSTALL=$_dir/$SCRIPT && break

@@ -12,7 +12,7 @@ import subprocess
 from components import scripts
 from components.settings import K3sSettings, Node
 from tests.scripts.awkward import TOKEN, awkward_config, settings_for
-from tests.scripts.sandbox import Sandbox, needs_sandbox, stdin
+from tests.scripts.sandbox import Sandbox, needs_sandbox, stdin, with_inputs
 
 PENDING = "/var/lib/k3s-rancher/restart-pending"
 NEW_TOKEN = "tok-new-0b5c2e7d41"
@@ -142,3 +142,28 @@ def test_a_refused_token_is_named_not_taken_for_a_slow_host(box: Sandbox) -> Non
     assert "the server refused this node's token (401 Unauthorized" in result.stderr
     assert "raise k3s.timeouts.nodeReady" not in result.stderr
     assert TOKEN not in result.stderr
+
+
+@needs_sandbox
+def test_two_installs_on_one_host_never_run_at_once(box: Sandbox) -> None:
+    """Issue 23 item 5: a killed `up` leaves its provider finishing the command it had started;
+    an install started meanwhile on the same host waits for it (bounded), then says why."""
+    node, k3s = _node()
+    script = with_inputs(scripts.install_script(node, k3s, first_server=True), LOCK_TIMEOUT="3")
+    holder = subprocess.Popen(["sleep", "60"])  # a live process holding the lock
+    try:
+        box.put("/var/lib/k3s-rancher/lock/pid", f"{holder.pid}\n")
+        box.put("/var/lib/k3s-rancher/lock/step", "install of cp1\n")
+        blocked = box.run(script, stdin())
+        assert blocked.returncode != 0
+        assert "another k3s-rancher step ('install of cp1', process" in blocked.stderr
+        assert "nothing was changed" in blocked.stderr
+        assert not box.path(scripts.TOKEN_FILE).exists() and box.records("installer") == []
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is gone: its lock is taken over, and released when the install ends.
+    done = box.run(script, stdin())
+    assert done.returncode == 0, done.stderr
+    assert "taking over the lock" in done.stderr
+    assert not box.path("/var/lib/k3s-rancher/lock").exists()
