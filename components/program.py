@@ -29,6 +29,7 @@ from components.rancher_container import RancherContainer, RancherContainerArgs
 from components.secrets import StackSecrets, cluster_token, read_secrets
 from components.settings import NAMESPACE, SECRET_KEYS, ConfigError, Settings
 from components.validation.quorum import previous_servers, quorum_error, servers_key
+from components.validation.roles import previous_nodes, role_change_errors
 
 
 def namespace_values() -> dict[str, Any]:
@@ -90,6 +91,16 @@ def check_quorum(settings: Settings) -> None:
     previous = previous_servers(own_previous_outputs())
     if error := quorum_error(previous, current_servers(settings), settings.k3s.datastore):
         raise ConfigError([(servers_key(settings.topology), error)])
+
+
+def check_roles(settings: Settings) -> None:
+    """Refuse, before anything runs, a node that changes role in one up
+    (components/validation/roles.py). SSH only: docker nodes are named by role and index."""
+    if settings.topology != "ssh":
+        return
+    errors = role_change_errors(previous_nodes(own_previous_outputs()), [*settings.servers, *settings.agents])
+    if errors:
+        raise ConfigError(errors)
 
 
 def build_cluster(settings: Settings, secrets: StackSecrets) -> KubernetesCluster:
@@ -187,6 +198,7 @@ def exit_quietly_on_interrupt() -> None:
 def run() -> None:
     settings, secrets = load()
     check_quorum(settings)
+    check_roles(settings)
     cluster = build_cluster(settings, secrets)
     export_rancher(deploy_rancher(settings, secrets, cluster))
     pulumi.export("apiServer", cluster.api_server)
