@@ -21,13 +21,33 @@ def run_build(
     env: Mapping[str, str] | None = None,
     error: type[Exception] = RuntimeError,
     what: str | None = None,
+    heartbeat: float = 30.0,
 ) -> Path:
     """Run `script`, bounded by `timeout` seconds; with `progress`, its lines that start with
     `[<label>-build]` go there as they come, each with the seconds since the build began (a cold
-    build takes tens of minutes). On failure, `error` saying `what` (default: `label`) failed,
-    with the last of its stderr."""
+    build takes tens of minutes), and while it prints none for `heartbeat` seconds (a Go build
+    of one module can take ten minutes), a line saying it is still at the last step. On
+    failure, `error` saying `what` (default: `label`) failed, with the last of its stderr."""
     prefix = f"[{label}-build]"
     start = time.monotonic()
+    last = {"line": f"{prefix} starting", "at": start}
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def write(text: str) -> None:
+        if progress is not None:
+            with lock:
+                progress.write(f"[+{time.monotonic() - start:5.0f}s] {text}")
+                progress.flush()
+
+    def beat() -> None:
+        while not done.wait(heartbeat / 4):
+            now = time.monotonic()
+            if now - last["at"] >= heartbeat:
+                step = last["line"].removeprefix(prefix).strip().rstrip(".").strip()
+                write(f"{prefix} still working (last: {step})\n")
+                last["at"] = now
+
     proc = subprocess.Popen(
         ["bash", str(script)],
         stdout=subprocess.PIPE,
@@ -41,14 +61,18 @@ def run_build(
     watchdog = threading.Timer(timeout, proc.kill)
     watchdog.start()
     tail: list[str] = []
+    beating = threading.Thread(target=beat, daemon=True)
+    if progress is not None:
+        beating.start()
     try:
         for line in proc.stderr or []:  # ends when the builder exits (or the watchdog kills it)
             tail = [*tail[-199:], line]
-            if progress is not None and line.startswith(prefix):
-                progress.write(f"[+{time.monotonic() - start:5.0f}s] {line}")
-                progress.flush()
+            if line.startswith(prefix):
+                last.update(line=line.strip(), at=time.monotonic())
+                write(line)
         code = proc.wait(timeout=60)
     finally:
+        done.set()
         watchdog.cancel()
     reader.join(timeout=60)
     if code != 0:
