@@ -112,8 +112,9 @@ class Installed:
     rollout: pulumi.Input[str] | None = None
     # What the rollout command gets on stdin (the install's own: its secrets).
     rollout_stdin: pulumi.Input[str] | None = None
-    # For a rolled agent: what its install's last update said about a restart ("needed",
-    # "none", "unknown"): the cordon step cordons and drains only when it is not "none".
+    # For a rolled agent: its install's output, which says whether its last update left a
+    # restart owed (scripts.restart_verdict: the cordon step cordons and drains only when it
+    # is not "none") and stamps that run (scripts.rollout_run: the rollout steps carry it).
     restart: pulumi.Input[str] | None = None
 
 
@@ -256,6 +257,12 @@ class ClusterGraph:
         return tuple(n.node for n in (*self.servers, *self.agents))
 
 
+def _after(values: Sequence[object]) -> str:
+    """A rollout step's WAIT_FOR: the install's fingerprint and the stamp of its last run."""
+    run = scripts.rollout_run(str(values[1]))
+    return str(values[0]) + (f" run {run}" if run else "")
+
+
 def membership_delete(
     node: Node, k3s: K3sSettings, user: str, check_stdin: pulumi.Input[str] | None
 ) -> tuple[str, pulumi.Input[str] | None]:
@@ -356,10 +363,12 @@ def build_graph(
         user = init.ssh.user
 
         def cordon_text(name: str) -> Callable[[list[str]], str]:
-            return lambda v: scripts.cordon_script(name, k3s, user, v[0], restart=v[1]).command
+            return lambda v: (
+                scripts.cordon_script(name, k3s, user, _after(v), restart=scripts.restart_verdict(v[1])).command
+            )
 
-        def rejoin_text(name: str) -> Callable[[str], str]:
-            return lambda waits_for: scripts.rejoin_script(name, k3s, user, waits_for).command
+        def rejoin_text(name: str) -> Callable[[list[str]], str]:
+            return lambda v: scripts.rejoin_script(name, k3s, user, _after(v)).command
 
         before: list[pulumi.Resource] = []
         for number, start in enumerate(range(0, len(agent_members), size), start=1):
@@ -369,10 +378,11 @@ def build_graph(
                 assert installed.rollout is not None, f"{agent}: a rolled install needs its rollout command"
                 marker = generations([m])
                 # With what the agent's install said about a restart: nothing to restart, no cordon.
+                said = pulumi.Output.all(marker, installed.restart or "")
                 cordon = backend.command(
                     f"{agent}-cordon",
                     init,
-                    update=pulumi.Output.all(marker, installed.restart or "unknown").apply(cordon_text(agent)),
+                    update=said.apply(cordon_text(agent)),
                     opts=pulumi.ResourceOptions(parent=m, depends_on=[*installed.resources, *before]),
                 )
                 upgrade = backend.command(
@@ -385,7 +395,7 @@ def build_graph(
                 rejoin = backend.command(
                     f"{agent}-rejoin",
                     init,
-                    update=render_text(marker, rejoin_text(agent)),
+                    update=said.apply(rejoin_text(agent)),
                     opts=pulumi.ResourceOptions(parent=m, depends_on=[upgrade]),
                 )
                 # The cluster check and the membership wait for the agent to be back.

@@ -138,8 +138,13 @@ class Script:
 
 
 def _strip_comments(text: str) -> str:
-    """Drop comment-only lines: the files keep them; the command text stays short to read."""
-    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    """Drop comment-only lines but shellcheck's directives: the files keep them; the command
+    text stays short to read."""
+    return "\n".join(
+        line
+        for line in text.splitlines()
+        if not line.lstrip().startswith("#") or line.lstrip().startswith("# shellcheck disable=")
+    )
 
 
 def _inputs(
@@ -417,6 +422,14 @@ def stage_airgap_script(node: Node, k3s: K3sSettings) -> Script:
     return render("stage_airgap", {"AIRGAP_STAGE": layout.stage}, sudo=False, root=False)
 
 
+def unstage_airgap_script(node: Node, k3s: K3sSettings) -> Script:
+    """The staging step's delete: remove the node's staging directory, as the SSH user."""
+    layout = airgap_layout(node, k3s)
+    if layout is None:
+        raise ValueError("no k3s.airgap: nothing staged")
+    return render("unstage_airgap", {"AIRGAP_STAGE": layout.stage}, sudo=False, root=False)
+
+
 def registration_yaml(node: Node) -> str:
     """The config.yaml.d drop-in with the node's labels and taints for its first registration
     (`+` appends to what serverConfig/agentConfig may hold)."""
@@ -574,21 +587,32 @@ def cordon_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str, r
     )
 
 
-# What a deferred install prints when the agent's K3s must restart in its batch (and when not).
+# What a deferred install prints (then a time stamp) when the agent's K3s must restart in its
+# batch, and when not.
 RESTART_NEEDED = "k3s-rancher: restart needed"
 RESTART_NONE = "k3s-rancher: restart none"
+
+
+def _verdict_line(stdout: str) -> tuple[str, str]:
+    for line in stdout.splitlines():
+        for verdict, prefix in (("needed", RESTART_NEEDED), ("none", RESTART_NONE)):
+            if line == prefix or line.startswith(prefix + " "):
+                return verdict, line[len(prefix) :].strip()
+    return "unknown", ""
 
 
 def restart_verdict(stdout: str) -> str:
     """What a rolled agent's install update said (sh/install_node.sh with RESTART=defer):
     "needed", "none", or "unknown" (a create, or an older release's output): the cordon step
     cordons and drains only when it is not "none"."""
-    lines = stdout.splitlines()
-    if RESTART_NONE in lines:
-        return "none"
-    if RESTART_NEEDED in lines:
-        return "needed"
-    return "unknown"
+    return _verdict_line(stdout)[0]
+
+
+def rollout_run(stdout: str) -> str:
+    """The stamp of the install run that printed the verdict ("" without one): the agent's
+    rollout steps carry it, so each run of its install is followed by one run of each of them
+    (cordon, upgrade and rejoin together: a cordon is never left without its rejoin)."""
+    return _verdict_line(stdout)[1]
 
 
 def restart_pending_script(node: Node, k3s: K3sSettings, waits_for: str) -> Script:
@@ -614,6 +638,14 @@ def deliver_scripts_script(user: str, scripts_bundle: bundle.Bundle) -> Script:
         {"BUNDLE_SHA256": scripts_bundle.sha256, "BUNDLE_VERSION": VERSION},
         sudo=needs_sudo(user),
     )
+
+
+def cleanup_script(node: Node, k3s: K3sSettings) -> Script:
+    """The `<node>-cleanup` step's delete: the uninstall, for whatever an install left on the
+    host without being in the state (a failed first install); nothing on a host that is a K3s
+    node of the other role (a refused role change must not take that node's files)."""
+    airgap = _airgap_inputs(airgap_layout(node, k3s))
+    return render("uninstall_node", {"ROLE": node.role, "LEFTOVERS": "1", **airgap}, sudo=needs_sudo(node.ssh.user))
 
 
 def rejoin_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str) -> Script:

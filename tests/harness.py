@@ -7,11 +7,12 @@ dependencies, options, and inputs with secrets still marked as secrets.
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 import pulumi
@@ -20,6 +21,9 @@ from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
+
+if TYPE_CHECKING:
+    from components.scripts import Script
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -175,6 +179,35 @@ class _Mocks(pulumi.runtime.Mocks):
             # stack's outputs, here always this stack's previous ones.
             return {"name": args.args.get("name"), "outputs": self.previous_outputs, "secretOutputNames": []}
         return {}
+
+
+_SUBSHELL_SOURCE = re.compile(r'^\(\. "\$K3SR_SCRIPTS/([a-z0-9_]+)\.sh"\) </dev/null$', re.M)
+_SOURCE = re.compile(r'^\. "\$K3SR_SCRIPTS/([a-z0-9_]+)\.sh"$', re.M)
+
+
+def node_script(command: str) -> Script:
+    """The script a node command's text runs (an entry point into the scripts bundle), rebuilt
+    from its inputs and checked to render back to exactly that text: its `.effective` is the
+    program the host runs (the code the command's text no longer carries)."""
+    from components import scripts
+    from policy.shell_inputs import parse, unwrap
+
+    body = unwrap(command)
+    assert body is not None, f"not an `sh -c` command: {command[:80]!r}"
+    inputs = parse(body)
+    assert inputs is not None, f"no inputs group: {body[:80]!r}"
+    first = _SUBSHELL_SOURCE.search(body)
+    then = _SOURCE.findall(body)[-1] if first else None
+    script = scripts.render(
+        inputs.name,
+        inputs.variables,
+        inputs.args,
+        sudo=False,  # (the body is the same either way: sudo is in the command around it)
+        root="\nneed_root\n" in body,
+        then=then,
+    )
+    assert script.body == body, f"{inputs.name}: the command is not the entry point it renders to"
+    return script
 
 
 def default_stdout(args: pulumi.runtime.MockResourceArgs) -> str | None:

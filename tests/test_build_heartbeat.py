@@ -29,7 +29,7 @@ def test_a_silent_build_step_gets_heartbeat_lines_naming_the_step(tmp_path: Path
 
 def test_a_build_that_prints_often_gets_no_heartbeat(tmp_path: Path) -> None:
     script = tmp_path / "build.sh"
-    script.write_text("for i in 1 2 3 4 5; do echo \"[demo-build] step $i\" >&2; sleep 0.1; done\necho /bin\n")
+    script.write_text('for i in 1 2 3 4 5; do echo "[demo-build] step $i" >&2; sleep 0.1; done\necho /bin\n')
     progress = io.StringIO()
     run_build(script, "demo", timeout=30, progress=progress, heartbeat=5)
     assert "still working" not in progress.getvalue()

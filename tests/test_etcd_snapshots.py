@@ -15,7 +15,7 @@ from components import scripts
 from components.config import parse_settings
 from components.settings import ConfigError
 from policy.shell_inputs import parse as parse_inputs
-from tests.harness import TEST_SSH_KEY, Run, load_stack_config, prod_config, run_program
+from tests.harness import TEST_SSH_KEY, Run, load_stack_config, node_script, prod_config, run_program
 
 SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": "a-fixed-token-for-snapshots"}
 S3_KEYS = {"etcdS3AccessKey": "AKIA-test-access", "etcdS3SecretKey": "s3-secret-'quoted'-value"}
@@ -131,7 +131,9 @@ def test_the_pre_upgrade_snapshot_runs_nothing_on_creation_and_the_init_install_
     assert "create" not in snapshot or snapshot["create"] is None  # creation keeps its critical path
     assert "delete" not in snapshot or snapshot["delete"] is None
     assert "K3S_VERSION=v1.33.5+k3s1" in snapshot["update"]
-    assert "etcd-snapshot save --name" in snapshot["update"]
+    command = node_script(snapshot["update"])
+    assert command.name == "pre_upgrade_snapshot" and "etcd-snapshot save --name" in command.effective
+    assert r.depends_on(SNAPSHOT, "prod-cp1-scripts")  # it runs the init server's bundle
     assert r.by_name(SNAPSHOT).parent.endswith("K3sCluster::prod")
     assert r.depends_on("prod-cp1-install", SNAPSHOT)
     # Only the init server's install: the other servers follow it anyway, agents stay flat.

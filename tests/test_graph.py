@@ -6,7 +6,10 @@ import itertools
 
 import pytest
 
-from tests.harness import TEST_SSH_KEY, TEST_TOKEN, Run, load_stack_config, run_program
+from components import bundle
+from policy import shell_inputs
+from policy.shell_inputs import parse as parse_inputs
+from tests.harness import TEST_SSH_KEY, TEST_TOKEN, Run, load_stack_config, node_script, run_program
 
 SSH_STACKS = ["dev", "prod"]
 
@@ -84,6 +87,76 @@ def test_cluster_ready_waits_for_every_node_and_gates_the_provider(stack: tuple[
         assert f"'{node}'" in command["create"] or f" {node}" in command["create"]
 
 
+def test_each_node_gets_the_scripts_bundle_first_and_every_command_on_its_host_waits_for_it(
+    stack: tuple[str, Run],
+) -> None:
+    """The node commands' texts are entry points into the scripts bundle: each host gets it
+    from its `<node>-scripts` step, which waits for nothing and which every other command run
+    on that host (the init server's cluster-wide ones too) waits for; it is deleted last."""
+    name, run = stack
+    servers, agents = node_names(name)
+    scripts_bundle = bundle.current_bundle()
+    steps = {}
+    for node in servers + agents:
+        step = run.by_name(f"{node}-scripts")
+        assert step.type == "command:remote:Command" and step.parent == run.urn(node)
+        assert step.dependencies == [], node  # the node's first step: nothing runs before it
+        plain = step.plain()
+        assert plain["connection"] == run.by_name(f"{node}-install").plain()["connection"]
+        delivery = parse_inputs(shell_inputs.unwrap(plain["create"]))
+        assert delivery is not None and delivery.name == "deliver_scripts"
+        assert delivery.variables["BUNDLE_SHA256"] == scripts_bundle.sha256
+        assert plain["stdin"] == scripts_bundle.text and "stdin" not in step.secret_paths()  # public code
+        removal = parse_inputs(shell_inputs.unwrap(plain["delete"]))
+        assert removal is not None and removal.name == "remove_scripts"
+        assert step.options["deleteBeforeReplace"] is True
+        steps[node] = step
+    on_hosts = 0
+    for command in run.of_type("command:remote:Command"):
+        if command.name.endswith("-scripts"):
+            continue
+        host = [n for n, s in steps.items() if s.plain()["connection"] == command.plain()["connection"]]
+        assert len(host) == 1, command.name
+        assert run.depends_on(command.name, f"{host[0]}-scripts"), command.name
+        # ... and it runs the bundle's code: each of its texts is an entry point (node_script
+        # renders it back), not the code itself.
+        texts = [command.plain()[f] for f in ("create", "update", "delete") if command.plain().get(f)]
+        assert all(node_script(text).effective for text in texts), command.name
+        on_hosts += 1
+    assert on_hosts > 3 * len(steps)
+
+
+def test_each_node_has_a_cleanup_step_in_the_state_before_anything_can_put_k3s_on_its_host(
+    stack: tuple[str, Run],
+) -> None:
+    """`<node>-cleanup` creates nothing; its delete is the node's uninstall with LEFTOVERS=1
+    (for what a failed first install left, which is not in the state). Everything that puts
+    something on the host waits for it, and it waits for the forget, so it is deleted after
+    the install's uninstall and before the Node object's delete; its triggers are the node's
+    identity (a new address replaces it, delete first)."""
+    name, run = stack
+    servers = node_names(name)[0]
+    config, _ = load_stack_config(name)
+    for node in config["servers"] + config.get("agents", []):
+        n = node["name"]
+        step = run.by_name(f"{n}-cleanup")
+        plain = step.plain()
+        assert step.type == "command:remote:Command" and step.parent == run.urn(n)
+        assert not plain.get("create") and not plain.get("update"), n  # nothing runs on creation
+        cleanup, uninstall = node_script(plain["delete"]), node_script(run.by_name(f"{n}-install").plain()["delete"])
+        assert cleanup.name == uninstall.name == "uninstall_node", n
+        variables = parse_inputs(cleanup.body).variables  # type: ignore[union-attr]
+        assert variables == {**parse_inputs(uninstall.body).variables, "LEFTOVERS": "1"}, n  # type: ignore[union-attr]
+        assert variables["ROLE"] == ("server" if n in servers else "agent")
+        assert plain["triggers"] == [n, node["address"], variables["ROLE"]]
+        assert step.options["deleteBeforeReplace"] is True
+        assert plain["connection"] == run.by_name(f"{n}-install").plain()["connection"]  # on the node's host
+        assert run.depends_on(f"{n}-cleanup", f"{n}-forget") and run.depends_on(f"{n}-cleanup", f"{n}-scripts")
+        assert run.depends_on(f"{n}-install", f"{n}-cleanup")
+        if f"{n}-registration" in run.names():
+            assert run.depends_on(f"{n}-registration", f"{n}-cleanup")
+
+
 def test_critical_path_does_not_grow_with_agents() -> None:
     from benchmarks.graph_scale import longest_chain, make_config
 
@@ -112,7 +185,10 @@ def test_a_host_change_replaces_the_node_delete_first(stack: tuple[str, Run]) ->
     assert agent_address in install.plain()["triggers"]  # the address is what the node is
     membership = run.by_name(f"{agents[0]}-membership")
     assert membership.options["deleteBeforeReplace"] is True
-    assert "drain" in membership.plain()["delete"] and "delete node" in membership.plain()["delete"]
+    drain = node_script(membership.plain()["delete"])
+    assert drain.name == "drain_delete" and parse_inputs(drain.body).variables["NODE_NAME"] == agents[0]
+    assert int(parse_inputs(drain.body).variables["DRAIN_TIMEOUT"]) > 0
+    assert "kc drain" in drain.effective and "kc delete node" in drain.effective
     assert run.depends_on(f"{agents[0]}-membership", f"{agents[0]}-install")  # drained before uninstall
     # ... and its Node object deleted only after the uninstall (else the running agent
     # registers it again): Pulumi deletes the install before what the install depends on.
@@ -122,9 +198,13 @@ def test_a_host_change_replaces_the_node_delete_first(stack: tuple[str, Run]) ->
     # The init server is never forgotten: its forget step exists (so that moving initServer
     # deletes nothing) but has no delete.
     assert not run.by_name(f"{servers[0]}-forget").plain().get("delete")
-    assert "delete node" in forget.plain()["delete"]
+    deleted = node_script(forget.plain()["delete"])
+    assert parse_inputs(deleted.body).variables == {"NODE_NAME": agents[0], "DRAIN_TIMEOUT": "0"}  # no drain
+    assert "kc delete node" in deleted.effective
     assert forget.plain()["connection"]["host"] == run.by_name(f"{name}-cluster-ready").plain()["connection"]["host"]
-    assert "k3s-agent-uninstall.sh" in install.plain()["delete"]
+    uninstall = node_script(install.plain()["delete"])
+    assert uninstall.name == "uninstall_node" and parse_inputs(uninstall.body).variables["ROLE"] == "agent"
+    assert "k3s-agent-uninstall.sh" in uninstall.effective
 
 
 def test_names_follow_nodes_not_list_positions() -> None:

@@ -21,7 +21,16 @@ from components.config import parse_settings
 from components.settings import NAMESPACE, ConfigError
 from policy.shell_inputs import parse as parse_inputs
 from tests.engine_steps import COPY, REMOTE, Step, engine_steps, node_steps
-from tests.harness import ROOT, TEST_SSH_KEY, Registration, Run, load_stack_config, prod_config, run_program
+from tests.harness import (
+    ROOT,
+    TEST_SSH_KEY,
+    Registration,
+    Run,
+    load_stack_config,
+    node_script,
+    prod_config,
+    run_program,
+)
 
 SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": "a-fixed-token-for-identity-tests"}
 
@@ -91,6 +100,45 @@ def config_yaml(command: str) -> str:
     return inputs.variables["CONFIG_YAML"]
 
 
+def drains(command: str, node: str) -> bool:
+    """`command` (a membership's delete) drains `node` and deletes its Node object."""
+    script = node_script(command)
+    inputs = parse_inputs(script.body)
+    assert inputs is not None
+    return (
+        script.name == "drain_delete"
+        and inputs.variables["NODE_NAME"] == node
+        and int(inputs.variables["DRAIN_TIMEOUT"]) > 0
+        and "kc drain" in script.effective
+        and "kc delete node" in script.effective
+    )
+
+
+def forgets(command: str, node: str) -> bool:
+    """`command` (a forget's delete) deletes `node`'s Node object, without a drain."""
+    script = node_script(command)
+    inputs = parse_inputs(script.body)
+    assert inputs is not None
+    return (
+        script.name == "drain_delete"
+        and inputs.variables == {"NODE_NAME": node, "DRAIN_TIMEOUT": "0"}
+        and "kc delete node" in script.effective
+    )
+
+
+def cleans(command: str, uninstall: str) -> bool:
+    """`command` (a cleanup's delete) is the node's uninstall (`uninstall`, its install's
+    delete) for what a failed first install left: the same inputs plus LEFTOVERS=1."""
+    script, removal = node_script(command), node_script(uninstall)
+    inputs, expected = parse_inputs(script.body), parse_inputs(removal.body)
+    assert inputs is not None and expected is not None
+    return (
+        script.name == removal.name == "uninstall_node"
+        and inputs.variables == {**expected.variables, "LEFTOVERS": "1"}
+        and "LEFTOVERS" not in expected.variables
+    )
+
+
 def test_the_init_server_is_the_one_named_wherever_it_is_in_the_list() -> None:
     config = prod_config()
     config["k3s"]["initServer"] = "prod-cp2"
@@ -99,7 +147,7 @@ def test_the_init_server_is_the_one_named_wherever_it_is_in_the_list() -> None:
     assert "cluster-init: true" in config_yaml(plain["prod-cp2-install"]["create"])
     for other in ("prod-cp1", "prod-cp3"):
         assert "cluster-init" not in config_yaml(plain[f"{other}-install"]["create"])
-        assert "server: https://10.20.0.10:6443" in plain[f"{other}-install"]["create"]
+        assert "server: https://10.20.0.10:6443" in config_yaml(plain[f"{other}-install"]["create"])
     # Join order: the init server, then the others by name.
     assert result.depends_on("prod-cp1-install", "prod-cp2-ready")
     assert result.depends_on("prod-cp3-install", "prod-cp1-ready")
@@ -111,8 +159,8 @@ def test_the_init_server_is_the_one_named_wherever_it_is_in_the_list() -> None:
         assert plain[name]["connection"]["host"] == "10.20.0.12", name
     # It is never drained nor forgotten; every other node is.
     assert not plain["prod-cp2-membership"].get("delete") and not plain["prod-cp2-forget"].get("delete")
-    assert "drain" in plain["prod-cp1-membership"]["delete"]
-    assert "delete node" in plain["prod-cp1-forget"]["delete"]
+    assert drains(plain["prod-cp1-membership"]["delete"], "prod-cp1")
+    assert forgets(plain["prod-cp1-forget"]["delete"], "prod-cp1")
 
 
 def test_moving_the_init_role_deletes_and_replaces_nothing() -> None:
@@ -126,7 +174,7 @@ def test_moving_the_init_role_deletes_and_replaces_nothing() -> None:
         assert before[name].get("triggers") == after[name].get("triggers"), name  # nothing replaced
     # The old init server becomes an ordinary server: from now on it is drained and forgotten
     # when removed (step two), and the new one never is.
-    assert "delete node" in after["prod-cp1-forget"]["delete"] and not after["prod-cp2-forget"].get("delete")
+    assert forgets(after["prod-cp1-forget"]["delete"], "prod-cp1") and not after["prod-cp2-forget"].get("delete")
     assert "cluster-init: true" in config_yaml(after["prod-cp2-install"]["create"])
     assert "cluster-init" not in config_yaml(after["prod-cp1-install"]["create"])
 
@@ -154,13 +202,18 @@ def test_the_readme_gives_the_two_step_move_of_the_init_role() -> None:
 def test_a_new_ssh_endpoint_updates_the_connection_and_replaces_nothing(airgap: dict[str, str]) -> None:
     config = prod_config()
     config["k3s"]["airgap"] = airgap
-    before = commands(run(config))
+    before_run = run(config)
     config = copy.deepcopy(config)
     config["agents"][1]["ssh"] = {"host": "w2.example.net", "port": 2222, "user": "admin"}
     config["servers"][1]["ssh"] = {"host": "cp2.example.net"}
-    after = commands(run(config))
+    after_run = run(config)
+    before, after = commands(before_run), commands(after_run)
     changed = {name for name in before if before[name] != after[name]}
     assert changed == {
+        # The scripts bundle, delivered again through the new endpoint: same bundle, same host.
+        *(f"prod-{n}-scripts" for n in ("w2", "cp2")),
+        # The cleanup keeps only the connection its delete will use: an update that runs nothing.
+        *(f"prod-{n}-cleanup" for n in ("w2", "cp2")),
         *(f"prod-{n}-install" for n in ("w2", "cp2")),
         "prod-w2-upgrade",  # an agent's k3s.upgrade step on its host: same text, new connection
         *(f"prod-{n}-airgap-{f}" for n in ("w2", "cp2") for f in ("install-sh", "k3s", "stage")),
@@ -170,10 +223,21 @@ def test_a_new_ssh_endpoint_updates_the_connection_and_replaces_nothing(airgap: 
     for name in changed:
         assert before[name].get("triggers") == after[name].get("triggers"), name
         assert before[name]["connection"] != after[name]["connection"], name
+    assert before["prod-w2-scripts"]["stdin"] == after["prod-w2-scripts"]["stdin"]
     assert after["prod-w2-install"]["connection"]["host"] == "w2.example.net"
+    assert after["prod-w2-scripts"]["connection"] == after["prod-w2-install"]["connection"]
     assert after["prod-w2-install"]["connection"]["port"] == 2222
     # Its drain and forget go through the init server: they do not need the node's endpoint.
     assert before["prod-w2-forget"] == after["prod-w2-forget"]
+    # The cleanup has nothing to run on an update (no create, so no update either): only its
+    # delete's connection moves to the new endpoint, the delete itself is the same.
+    for node in ("prod-w2", "prod-cp2"):
+        cleanup = after[f"{node}-cleanup"]
+        assert not cleanup.get("create") and not cleanup.get("update"), node
+        assert cleanup["delete"] == before[f"{node}-cleanup"]["delete"], node
+        assert cleanup["connection"] == after[f"{node}-install"]["connection"], node
+    # Nothing is replaced nor deleted.
+    assert engine_steps(before_run, after_run) == []
 
 
 def test_a_new_endpoint_for_the_init_server_moves_every_cluster_wide_command_in_place() -> None:
@@ -208,7 +272,7 @@ def test_a_new_address_replaces_the_node_drain_uninstall_forget_then_install(air
     config["agents"][1]["address"] = "10.20.0.99"
     after = run(config)
     steps = engine_steps(before, after)
-    mine = node_steps(steps, "prod-w2", ("membership", "install", "forget"))
+    mine = node_steps(steps, "prod-w2", ("membership", "install", "forget", "cleanup"))
     copies = {"prod-w2-airgap-install-sh", "prod-w2-airgap-k3s"}
     assert {name for kind, name in mine if kind == "create"} >= copies  # both, in either order
     collapsed: list[Step] = []
@@ -221,19 +285,39 @@ def test_a_new_address_replaces_the_node_drain_uninstall_forget_then_install(air
         ("delete", "prod-w2-install"),  # uninstall the old host's K3s
         ("delete", "prod-w2-forget"),  # delete its Node object: nothing can register it again
         ("create", "prod-w2-forget"),
+        # Its triggers are the identity: replaced too, delete first. The old one's delete (the
+        # uninstall again, LEFTOVERS=1, on the old host) finds nothing left; the new one runs
+        # nothing on creation.
+        ("delete", "prod-w2-cleanup"),
+        ("create", "prod-w2-cleanup"),
         ("create", "prod-w2-airgap-*"),  # staged only after the old uninstall
         ("create", "prod-w2-install"),
         ("create", "prod-w2-membership"),
         ("delete", "prod-w2-airgap-*"),  # the old copies: no delete exists, nothing runs
     ]
+    # The scripts step has no triggers: it is updated in place (the bundle goes to the new
+    # host, before the new install that waits for it) and never deleted, so the old host's
+    # uninstall still finds the bundle it runs.
+    assert not [step for step in steps if step[1] == "prod-w2-scripts"]
+    assert commands(after)["prod-w2-scripts"]["connection"]["host"] == "10.20.0.99"
+    assert after.depends_on("prod-w2-install", "prod-w2-scripts")
     # The deletes that run are the OLD ones: drain and forget from the init server, the
     # uninstall through the old connection, all saved in state before the change.
     old = commands(before)
-    assert "drain" in old["prod-w2-membership"]["delete"] and "delete node" in old["prod-w2-forget"]["delete"]
+    assert drains(old["prod-w2-membership"]["delete"], "prod-w2") and forgets(
+        old["prod-w2-forget"]["delete"], "prod-w2"
+    )
+    assert cleans(old["prod-w2-cleanup"]["delete"], old["prod-w2-install"]["delete"])
+    assert old["prod-w2-cleanup"]["connection"]["host"] == "10.20.0.22"  # the old host
+    new = after.by_name("prod-w2-cleanup")
+    assert new.options["deleteBeforeReplace"] is True
+    assert new.plain()["triggers"] == ["prod-w2", "10.20.0.99", "agent"]
+    assert not new.plain().get("create")
     # Nothing else is deleted: not the other nodes, not the cluster check (it is updated).
     assert {name for kind, name in steps if kind == "delete"} == {
         "prod-w2-membership",
         "prod-w2-install",
+        "prod-w2-cleanup",
         "prod-w2-forget",
         "prod-w2-airgap-install-sh",
         "prod-w2-airgap-k3s",
@@ -268,15 +352,87 @@ def test_removing_a_node_drains_uninstalls_then_forgets(airgap: dict[str, str]) 
         "prod-cp3",
         "prod-cp3-membership",
         "prod-cp3-install",
+        "prod-cp3-cleanup",  # the uninstall again (LEFTOVERS=1): it finds nothing left
         "prod-cp3-ready",
+        "prod-cp3-forget",
+        "prod-cp3-airgap-install-sh",  # copies: no delete (CopyToRemote), nothing runs
+        "prod-cp3-airgap-k3s",
+        "prod-cp3-airgap-stage",  # removes what was staged and never installed
+        "prod-cp3-registration",  # no delete step: the uninstall removes /etc/rancher/k3s
+        "prod-cp3-scripts",  # the bundle's removal
+    }
+    old = {name: before.by_name(name).plain() for name in names}
+    assert cleans(old["prod-cp3-cleanup"]["delete"], old["prod-cp3-install"]["delete"])
+    assert not old["prod-cp3-cleanup"].get("create")
+    # Drain, uninstall, uninstall again, then delete the Node object.
+    order = [names.index(f"prod-cp3-{step}") for step in ("membership", "install", "cleanup", "forget")]
+    assert order == sorted(order), names
+    # The bundle goes last from its host: every step there ran its delete (with the bundle's code) before.
+    host = before.by_name("prod-cp3-scripts").plain()["connection"]
+    on_host = [
+        n
+        for n in names
+        if before.by_name(n).type == REMOTE
+        and before.by_name(n).plain()["connection"] == host
+        and n != "prod-cp3-scripts"
+    ]
+    assert {"prod-cp3-install", "prod-cp3-cleanup"} <= set(on_host)
+    assert all(names.index(n) < names.index("prod-cp3-scripts") for n in on_host), names
+    assert names.index("prod-cp3-install") < names.index("prod-cp3-airgap-k3s") < names.index("prod-cp3-forget")
+
+
+def test_a_node_whose_first_install_failed_is_cleaned_from_its_host_on_removal(airgap: dict[str, str]) -> None:
+    """A first install that fails leaves no install in the state (nor what waits for it),
+    whatever it put on the host. Its cleanup step is in the state before the install runs
+    (the install, the staging and the registration wait for it), so removing the node still
+    runs the uninstall on the host, through the cleanup's delete: after the staged files'
+    and the registration's deletes, before the Node object's delete (a K3s left running could
+    have registered it) and before the bundle's removal (the uninstall runs its code)."""
+    config = prod_config()
+    config["k3s"]["airgap"] = airgap
+    without = copy.deepcopy(config)
+    without["servers"] = [s for s in without["servers"] if s["name"] != "prod-cp3"]
+    after = run(without)  # the cluster before prod-cp3 was added, and once it is removed
+    full = run(config)
+    for step in ("install", "registration", "airgap-stage"):
+        assert full.depends_on(f"prod-cp3-{step}", "prod-cp3-cleanup"), step
+    assert not full.reaches("prod-cp3-cleanup", "prod-cp3-install")
+    # The state the `up` that added prod-cp3 left when its install failed: the cluster as it
+    # was, plus the node's steps that ran before the install; not the install, nor what
+    # depends on it (its ready check and membership, created only after it).
+    install = full.urn("prod-cp3-install")
+    missing = {install}
+    for registration in full.registrations:  # dependency order
+        if set(registration.dependencies) & missing:
+            missing.add(registration.urn)
+    dropped = {r.name for r in full.registrations if r.urn in missing and r.name.startswith("prod-cp3")}
+    assert dropped == {"prod-cp3-install", "prod-cp3-ready", "prod-cp3-membership"}
+    created = [r for r in full.registrations if r.name.startswith("prod-cp3") and r.urn not in missing]
+    assert "prod-cp3-cleanup" in {r.name for r in created}
+    failed = Run(registrations=[*after.registrations, *created], outputs=after.outputs)
+    in_state = {r.urn for r in failed.registrations}
+    for registration in failed.registrations:  # a state the engine could have written
+        assert set(registration.dependencies) <= in_state, registration.name
+    names = [name for kind, name in engine_steps(failed, after) if kind == "delete"]
+    assert set(names) == {
+        "prod-cp3",
+        "prod-cp3-cleanup",
         "prod-cp3-forget",
         "prod-cp3-airgap-install-sh",
         "prod-cp3-airgap-k3s",
-        "prod-cp3-airgap-stage",  # no delete steps: the uninstall removes its generation
-        "prod-cp3-registration",  # no delete step: the uninstall removes /etc/rancher/k3s
+        "prod-cp3-airgap-stage",
+        "prod-cp3-registration",
+        "prod-cp3-scripts",
     }
-    assert names.index("prod-cp3-membership") < names.index("prod-cp3-install") < names.index("prod-cp3-forget")
-    assert names.index("prod-cp3-install") < names.index("prod-cp3-airgap-k3s") < names.index("prod-cp3-forget")
+    cleanup = failed.by_name("prod-cp3-cleanup").plain()
+    # The uninstall the install would have run, with LEFTOVERS=1, on the node's own host.
+    assert cleans(cleanup["delete"], full.by_name("prod-cp3-install").plain()["delete"])
+    assert cleanup["connection"] == failed.by_name("prod-cp3-scripts").plain()["connection"]
+    assert cleanup["connection"]["host"] == "10.20.0.13"
+    for first in ("prod-cp3-registration", "prod-cp3-airgap-stage"):
+        assert names.index(first) < names.index("prod-cp3-cleanup"), names
+    for then in ("prod-cp3-forget", "prod-cp3-scripts"):
+        assert names.index("prod-cp3-cleanup") < names.index(then), names
 
 
 # --- a host gone for good (item 13) ----------------------------------------------------------
@@ -303,29 +459,140 @@ def engine_urn(result: Run, name: str) -> str:
     return f"urn:pulumi:prod::k3s-rancher::{'$'.join(types)}::{name}"
 
 
-def test_a_gone_host_needs_only_its_install_deleted_from_state() -> None:
+def _edges(registration: Registration) -> set[str]:
+    """The URNs `registration` depends on: explicit and property dependencies, and its parent
+    (the CLI's state delete refuses a resource any of these edges point at)."""
+    edges = set(registration.dependencies) | {registration.parent}
+    for urns in registration.property_dependencies.values():
+        edges |= set(urns)
+    return edges
+
+
+def on_own_host(result: Run, node: str) -> set[str]:
+    """The commands (and copies) that run on `node`'s own host: its scripts step's connection."""
+    host = result.by_name(f"{node}-scripts").plain()["connection"]
+    return {r.name for r in result.registrations if r.type in (REMOTE, COPY) and r.plain()["connection"] == host}
+
+
+def state_after_a_failed_removal(before: Run, after: Run, node: str) -> list[Registration]:
+    """The state once the `pulumi up` that removes `node` has stopped at its uninstall (the
+    host is gone): everything still in the program, as registered now, and the node's removed
+    resources but those the engine deleted before the install (its dependents: dependents go
+    first). Those independent of the install are all kept: the worst case for what follows."""
+    kept = after.names()
+    install = before.urn(f"{node}-install")
+    deleted: set[str] = set()
+    for registration in before.registrations:  # dependency order: dependencies first
+        if registration.name not in kept and _edges(registration) & (deleted | {install}):
+            deleted.add(registration.urn)
+    removed = [r for r in before.registrations if r.name not in kept and r.urn not in deleted]
+    return [*after.registrations, *removed]
+
+
+def drop_from_state(state: list[Registration], urns: list[str]) -> list[Registration]:
+    """`pulumi state delete` each of `urns` (mock URNs) in turn, refused as the CLI refuses
+    it: a resource not in the state, or one another resource in it depends on."""
+    state = list(state)
+    for urn in urns:
+        assert urn in {r.urn for r in state}, f"{urn} is not in the state"
+        dependents = [r.name for r in state if r.urn != urn and urn in _edges(r)]
+        assert not dependents, f"the CLI refuses to delete {urn}: {dependents} depend on it"
+        state = [r for r in state if r.urn != urn]
+    return state
+
+
+def _readme_drops(before: Run) -> list[str]:
+    """The steps the README's "A host is gone for good" drops with `pulumi state delete`, in
+    its order, as names of `before` (its example is prod's w3): one quoted URN a command."""
+    section = _readme_section("**A host is gone for good")
+    assert "pulumi stack --show-urns" in section
+    names = {engine_urn(before, r.name): r.name for r in before.registrations}
+    urns = re.findall(r"pulumi state delete '([^']+)'", section)
+    unknown = [urn for urn in urns if urn not in names]
+    assert not unknown, f"the README names URNs this program does not register: {unknown}"
+    return [names[urn] for urn in urns]
+
+
+def test_a_gone_host_needs_only_its_install_cleanup_and_scripts_deleted_from_state() -> None:
     """The README's way out: remove the node from config, `pulumi up` (drain runs, then the
-    uninstall fails: the host is gone), `pulumi state delete` its install, `pulumi up` again.
-    That works only if (1) only the install's delete talks to the node's own host (its
-    k3s.upgrade step runs there only on a change, and has no delete), (2) once the node
-    is out of the program nothing still registered depends on its install (the CLI refuses to
-    delete a resource others depend on), and (3) the README names that exact URN."""
+    uninstall fails: the host is gone), `pulumi state delete` the steps whose delete talks to
+    that host, `pulumi up` again. That works only if (1) only the install's, the cleanup's and
+    the scripts step's deletes talk to the node's own host (its k3s.upgrade step runs there
+    only on a change, and has no delete), (2) once the node is out of the program nothing
+    still registered depends on them, (3) the README names those exact URNs, in an order the
+    CLI accepts (it refuses to delete a resource others in the state depend on), and (4) what
+    is left of the node then has nothing to run on the gone host."""
     config = prod_config()
     before = run(config)
     config["agents"] = [a for a in config["agents"] if a["name"] != "prod-w3"]
     after = run(config)
-    own_host = "10.20.0.23"
-    on_host = {r.name for r in before.registrations if r.plain().get("connection", {}).get("host") == own_host}
-    assert on_host == {"prod-w3-install", "prod-w3-upgrade"}
+    on_host = on_own_host(before, "prod-w3")
+    assert on_host == {"prod-w3-scripts", "prod-w3-cleanup", "prod-w3-install", "prod-w3-upgrade"}
+    assert {r.name for r in before.registrations if r.plain().get("connection", {}).get("host") == "10.20.0.23"} == (
+        on_host
+    )
     assert not before.by_name("prod-w3-upgrade").plain().get("delete")
-    install = before.urn("prod-w3-install")
-    for registration in after.registrations:
-        assert install not in registration.dependencies, registration.name
-        assert all(install not in urns for urns in registration.property_dependencies.values()), registration.name
+    # The cleanup's delete (the uninstall again) and the scripts step's (the bundle's
+    # removal) run after the uninstall: on a gone host they fail as the uninstall does.
+    talking = {name for name in on_host if before.by_name(name).plain().get("delete")}
+    assert talking == {"prod-w3-install", "prod-w3-cleanup", "prod-w3-scripts"}
+    for name in talking:
+        urn = before.urn(name)
+        for registration in after.registrations:
+            assert urn not in _edges(registration), (name, registration.name)
+    # The README drops exactly those, in the one order the CLI accepts: each before what it
+    # depends on (the install waits for the cleanup, both for the scripts step).
+    drops = _readme_drops(before)
+    assert drops == ["prod-w3-install", "prod-w3-cleanup", "prod-w3-scripts"], drops
+    state = state_after_a_failed_removal(before, after, "prod-w3")
+    left = drop_from_state(state, [before.urn(name) for name in drops])
+    # The next `pulumi up` deletes the rest of the node: its forget (on the init server) and
+    # its component; nothing there talks to the gone host.
+    rest = {r.name for r in left if r.name not in after.names()}
+    assert rest == {"prod-w3", "prod-w3-forget"}
+    assert not rest & on_host
+
+
+def test_a_gone_host_with_airgap_and_labels_needs_its_staging_and_registration_dropped_too(
+    airgap: dict[str, str],
+) -> None:
+    """Where a node has airgap files or labels/taints, more of its steps are on its host: the
+    staging step's delete talks to it, and the copies and the registration depend on the
+    cleanup (the CLI refuses to drop the cleanup while they are in the state). All go, before
+    the cleanup; the README names them for such a node."""
+    config = prod_config()
+    config["k3s"]["airgap"] = airgap
+    config["agents"][2]["labels"] = {"workload": "batch"}
+    assert config["agents"][2]["name"] == "prod-w3"
+    before = run(config)
+    config = copy.deepcopy(config)
+    config["agents"] = [a for a in config["agents"] if a["name"] != "prod-w3"]
+    after = run(config)
+    extra = ["prod-w3-registration", "prod-w3-airgap-install-sh", "prod-w3-airgap-k3s", "prod-w3-airgap-stage"]
+    on_host = on_own_host(before, "prod-w3")
+    assert on_host == {"prod-w3-scripts", "prod-w3-cleanup", "prod-w3-install", "prod-w3-upgrade", *extra}
+    talking = {name for name in on_host if before.by_name(name).plain().get("delete")}
+    assert talking == {"prod-w3-install", "prod-w3-cleanup", "prod-w3-scripts", "prod-w3-airgap-stage"}
+    drops = ["prod-w3-install", *extra, "prod-w3-cleanup", "prod-w3-scripts"]
+    state = state_after_a_failed_removal(before, after, "prod-w3")
+    # Once the install is dropped, the registration and the staging step (which the copies
+    # depend on) still depend on the cleanup: the CLI would refuse to drop it before them.
+    dropped = drop_from_state(state, [before.urn("prod-w3-install")])
+    assert {r.name for r in dropped if before.urn("prod-w3-cleanup") in _edges(r)} == {
+        "prod-w3-registration",
+        "prod-w3-airgap-stage",
+    }
+    assert {r.name for r in dropped if before.urn("prod-w3-airgap-stage") in _edges(r)} == {
+        "prod-w3-airgap-install-sh",
+        "prod-w3-airgap-k3s",
+    }
+    left = drop_from_state(state, [before.urn(name) for name in drops])
+    rest = {r.name for r in left if r.name not in after.names()}
+    assert rest == {"prod-w3", "prod-w3-forget"}
     section = _readme_section("**A host is gone for good")
-    assert "pulumi stack --show-urns" in section
-    urns = re.findall(r"pulumi state delete '([^']+)'", section)
-    assert engine_urn(before, "prod-w3-install") in urns  # the README's example is prod's w3
+    for name in extra:
+        suffix = name.removeprefix("prod-w3")
+        assert suffix in section, f"the README does not name the {suffix} step"
 
 
 def test_the_kubernetes_provider_never_deletes_unreachable_resources() -> None:

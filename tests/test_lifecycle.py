@@ -10,13 +10,21 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from tests.harness import TEST_SSH_KEY, Run, leaves, prod_config, run_program
+from components import scripts
+from policy.shell_inputs import command_inputs
+from tests.harness import TEST_SSH_KEY, Run, default_stdout, leaves, node_script, prod_config, run_program
 
 SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": "a-fixed-token-for-lifecycle"}
 
 
-def run(config: dict[str, Any]) -> Run:
-    return run_program(config, SECRETS, stack="prod")
+def run(config: dict[str, Any], **kwargs: Any) -> Run:
+    return run_program(config, SECRETS, stack="prod", **kwargs)
+
+
+def inputs(command: str) -> dict[str, str]:
+    parsed = command_inputs(command)
+    assert parsed is not None, command[:80]
+    return parsed.variables
 
 
 def commands(result: Run) -> dict[str, dict[str, Any]]:
@@ -46,9 +54,17 @@ def test_a_version_change_updates_every_node_in_place_and_reruns_ready_checks() 
         assert before[name]["triggers"] == after[name]["triggers"], "a version change must not replace a node"
         assert before[name]["create"] != after[name]["create"]
         assert "K3S_VERSION=v1.33.6+k3s1" in after[name]["create"]
-        if name.startswith("prod-w"):  # agents: the change runs in their k3s.upgrade batch
-            assert after[name.replace("-install", "-upgrade")]["update"] == after[name]["create"]
-            assert after[name]["update"] == before[name]["update"] != after[name]["create"]
+        if name.startswith("prod-w"):  # agents: the restart runs in their k3s.upgrade batch
+            # The install's update writes the new version's files and leaves the restart ...
+            assert "RESTART" not in inputs(after[name]["create"])
+            assert inputs(after[name]["update"]) == {**inputs(after[name]["create"]), "RESTART": "defer"}
+            assert before[name]["update"] != after[name]["update"]
+            # ... to the agent's -upgrade step, which restarts K3s if the host records one owed;
+            # it names the install's desired state, so it runs again (an update) now.
+            upgrade = after[name.replace("-install", "-upgrade")]["update"]
+            assert node_script(upgrade).name == "restart_pending"
+            assert inputs(upgrade)["WAIT_FOR"] == scripts.fingerprint(after[name]["create"])
+            assert before[name.replace("-install", "-upgrade")]["update"] != upgrade
         else:
             assert after[name]["update"] == after[name]["create"]
     for name in [n for n in before if n.endswith("-ready")]:
@@ -65,13 +81,43 @@ def test_changing_one_agents_settings_touches_only_that_agent_and_the_cluster_ch
     config["agents"][0]["ssh"] = {"port": 2222}
     after = commands(run(config))
     changed = {name for name in before if before[name] != after.get(name)}
-    # The install records the new endpoint; its -upgrade step runs the install through it
-    # (no cordon: the install's text is the same, so K3s does not restart).
-    assert changed == {"prod-w1-install", "prod-w1-upgrade"}
-    # A new SSH endpoint is not a new node: the install is updated in place (same triggers).
-    assert before["prod-w1-install"]["triggers"] == after["prod-w1-install"]["triggers"]
-    assert after["prod-w1-install"]["connection"]["port"] == 2222
-    assert after["prod-w1-upgrade"]["connection"]["port"] == 2222
+    # The scripts bundle is delivered again through the new endpoint, the install records it
+    # (its update runs there: it finds the files as they are), the cleanup keeps it for its
+    # delete (it has nothing to run on an update), and the -upgrade step goes through it too
+    # (nothing to restart). Under mocks the install prints nothing, so the cordon's RESTART
+    # stays "unknown" and the rollout steps' texts are the same.
+    on_host = {"prod-w1-scripts", "prod-w1-cleanup", "prod-w1-install", "prod-w1-upgrade"}
+    assert changed == on_host
+    # A new SSH endpoint is not a new node: the install and the cleanup are updated in place.
+    for step in ("install", "cleanup"):
+        assert before[f"prod-w1-{step}"]["triggers"] == after[f"prod-w1-{step}"]["triggers"], step
+    for step in ("scripts", "cleanup", "install", "upgrade"):
+        assert after[f"prod-w1-{step}"]["connection"]["port"] == 2222, step
+    assert before["prod-w1-scripts"]["stdin"] == after["prod-w1-scripts"]["stdin"]
+    assert before["prod-w1-upgrade"]["update"] == after["prod-w1-upgrade"]["update"]
+    assert before["prod-w1-cleanup"]["delete"] == after["prod-w1-cleanup"]["delete"]
+    assert not after["prod-w1-cleanup"].get("create") and not after["prod-w1-cleanup"].get("update")
+    # On a host, the install's update says so, stamped with that run ("restart none <stamp>"):
+    # the cordon then runs with RESTART=none (it cordons nothing), and all three rollout steps
+    # carry the stamp in their WAIT_FOR, so each runs once after this run of the install.
+    stamp = "1761000000"
+    said_none = commands(
+        run(
+            config,
+            stdout_for=lambda args: (
+                f"{scripts.RESTART_NONE} {stamp}\n" if args.name == "prod-w1-install" else default_stdout(args)
+            ),
+        )
+    )
+    changed = {name for name in before if before[name] != said_none.get(name)}
+    assert changed == on_host | {"prod-w1-cordon", "prod-w1-rejoin"}
+    marker = scripts.fingerprint(said_none["prod-w1-install"]["create"])
+    for step in ("cordon", "upgrade", "rejoin"):
+        assert inputs(before[f"prod-w1-{step}"]["update"])["WAIT_FOR"] == marker, step
+        assert inputs(said_none[f"prod-w1-{step}"]["update"])["WAIT_FOR"] == f"{marker} run {stamp}", step
+    old_cordon, new_cordon = inputs(before["prod-w1-cordon"]["update"]), inputs(said_none["prod-w1-cordon"]["update"])
+    assert (old_cordon["RESTART"], new_cordon["RESTART"]) == ("unknown", "none")
+    assert {**old_cordon, "RESTART": "none", "WAIT_FOR": f"{marker} run {stamp}"} == new_cordon
 
 
 def test_a_changed_host_replaces_that_node_delete_first() -> None:
@@ -94,13 +140,36 @@ def test_removing_an_agent_removes_only_that_agent() -> None:
     config["agents"] = [a for a in config["agents"] if a["name"] != "prod-w3"]
     after = commands(run(config))
     rollout = {"prod-w3-cordon", "prod-w3-upgrade", "prod-w3-rejoin"}
-    assert set(before) - set(after) == {"prod-w3-forget", "prod-w3-install", "prod-w3-membership", *rollout}
+    assert set(before) - set(after) == {
+        "prod-w3-scripts",
+        "prod-w3-forget",
+        "prod-w3-install",
+        "prod-w3-cleanup",
+        "prod-w3-membership",
+        *rollout,
+    }
     assert not any(before[name].get("delete") for name in rollout)  # nothing runs for them
-    # The removed agent's saved delete steps drain it, uninstall K3s, then delete its Node.
-    assert "drain" in before["prod-w3-membership"]["delete"]
-    assert "k3s-agent-uninstall.sh" in before["prod-w3-install"]["delete"]
-    assert "delete node" in before["prod-w3-forget"]["delete"]
+    # The removed agent's saved delete steps drain it, uninstall K3s, then delete its Node;
+    # the bundle is removed from its host (after the uninstall, which depends on it).
+    drain = node_script(before["prod-w3-membership"]["delete"])
+    assert drain.name == "drain_delete" and "kc drain" in drain.effective
+    assert inputs(before["prod-w3-membership"]["delete"])["NODE_NAME"] == "prod-w3"
+    assert "k3s-agent-uninstall.sh" in node_script(before["prod-w3-install"]["delete"]).effective
+    # Its cleanup runs the same uninstall again, for what a failed first install would have
+    # left (LEFTOVERS=1): on this host, after the install's uninstall, it finds nothing.
+    cleanup = before["prod-w3-cleanup"]
+    assert not cleanup.get("create") and not cleanup.get("update")
+    assert node_script(cleanup["delete"]).name == "uninstall_node"
+    assert "LEFTOVERS" not in inputs(before["prod-w3-install"]["delete"])
+    assert inputs(cleanup["delete"]) == {**inputs(before["prod-w3-install"]["delete"]), "LEFTOVERS": "1"}
+    assert "k3s-agent-uninstall.sh" in node_script(cleanup["delete"]).effective
+    assert cleanup["connection"] == before["prod-w3-install"]["connection"]
+    forget = before["prod-w3-forget"]["delete"]
+    assert inputs(forget) == {"NODE_NAME": "prod-w3", "DRAIN_TIMEOUT": "0"}
+    assert "kc delete node" in node_script(forget).effective
     assert not before["prod-w3-forget"].get("create")
+    assert command_inputs(before["prod-w3-scripts"]["delete"]).name == "remove_scripts"  # type: ignore[union-attr]
+    assert before["prod-w3-scripts"]["connection"] == before["prod-w3-install"]["connection"]
     unchanged = set(after) - {"prod-cluster-ready"}
     assert all(before[name] == after[name] for name in unchanged)
 
@@ -108,7 +177,9 @@ def test_removing_an_agent_removes_only_that_agent() -> None:
 def test_the_first_server_is_never_drained_by_its_own_membership() -> None:
     result = commands(run(prod_config()))
     assert "delete" not in result["prod-cp1-membership"] or not result["prod-cp1-membership"]["delete"]
-    assert "drain" in result["prod-cp2-membership"]["delete"]
+    drain = result["prod-cp2-membership"]["delete"]
+    assert inputs(drain)["NODE_NAME"] == "prod-cp2" and int(inputs(drain)["DRAIN_TIMEOUT"]) > 0
+    assert "kc drain" in node_script(drain).effective
 
 
 def test_label_changes_go_through_the_api_not_a_reinstall() -> None:

@@ -3,14 +3,17 @@ and K3s config either stop at validation with a ConfigError that names the key t
 varied, or render scripts in which they are only data.
 
 "Only data" is checked four ways on each rendered script:
-- outside its inputs group, the script is exactly the static text (helpers, body): no value
-  can appear there;
+- outside its inputs group, the command's entry point is exactly the static text (the bundle
+  check, the sources of the bundle's files), and so is the program the host runs once it has
+  sourced them (`Script.effective`: helpers, body): no value can appear there;
 - bashlex parses the group (structure only) as one assignment per input and one `set --` with one word per
   argument (a value never splits into more words or commands);
 - `sh` runs the group with `set -u` and an empty PATH and prints every input back exactly,
   with no error output (a value that ran as code would fail or print);
 - the policy pack's reader (policy/shell_inputs.py) reads back the same values.
-Shellcheck runs on batches of rendered scripts, one process per batch.
+Shellcheck runs on batches of rendered entry points, one process per batch (their inputs group
+is the same text in the effective program, whose code outside it is static; the static checks
+in tests/scripts/test_static_checks.py shellcheck that code, with awkward values).
 
 Example counts: 300 per cheap property (7 properties: 2,100 examples); 120 generated configs
 (each split into a node part and a K3s part) whose scripts shellcheck checks in one batch.
@@ -147,17 +150,38 @@ def static_body(name: str) -> str:
     return scripts._strip_comments((SH_DIR / f"{name}.sh").read_text()).strip()
 
 
+def _group(text: str, reference: str, marker: str) -> str:
+    """The `{ ... }` group of `text`, after checking that everything around it is what
+    `reference` (the same script rendered with no inputs: `{`, `set --`, `}`) has there."""
+    start = text.index(marker) + len(marker) - 2
+    ref_start = reference.index(marker) + len(marker) - 2
+    assert text[:start] == reference[:ref_start]
+    empty = "{\nset --"
+    assert reference[ref_start:].startswith(empty + "\n}\n")
+    suffix = reference[ref_start + len(empty) :]
+    assert text.endswith(suffix)
+    return text[start : len(text) - len(suffix) + 2]
+
+
 def inputs_group(script: scripts.Script) -> str:
     """The `{ ... }` group of a rendered script, after checking that everything around it is
-    the script's static text."""
-    body, name = script.body, script.name
-    marker = f"# {name}: inputs\n{scripts.INPUTS_DIRECTIVE}\n{{\n"
-    start = body.index(marker) + len(marker) - 2
-    reference = scripts.render(name, {}, sudo=False).body
-    assert body[:start] == reference[: reference.index(marker) + len(marker) - 2]
-    suffix = "\n}\n\n" + static_body(name)
-    assert body.endswith(suffix)
-    return body[start : len(body) - len(suffix) + 2]
+    static text, both in the command's entry point (`body`) and in what the host runs once
+    that has sourced the bundle's files (`effective`)."""
+    assert script.source is not None, f"{script.name}: not an entry point"
+    name, _, _, sudo, root, then = script.source
+    assert then is None  # (none of the scripts these properties render)
+    entry = _group(
+        script.body,
+        scripts.render(name, {}, sudo=sudo, root=root).body,
+        f"# {name}: inputs\n{scripts.ENTRY_DIRECTIVE}\n{{\n",
+    )
+    assert script.body.endswith(f'. "$K3SR_SCRIPTS/{name}.sh"\n')
+    reference = scripts.render_inline(name, {}, sudo=sudo, root=root).body
+    # The program's code is the script file (with the bundle files it sources in their place).
+    assert reference.endswith("\n\n" + scripts._with_sourced(static_body(name)))
+    effective = _group(script.effective, reference, f"# {name}: inputs\n{scripts.INPUTS_DIRECTIVE}\n{{\n")
+    assert effective == entry
+    return entry
 
 
 Check = tuple[scripts.Script, Mapping[str, str], "list[str] | None"]

@@ -10,7 +10,8 @@ import pytest
 
 from components.settings import ConfigError
 from components.validation.quorum import previous_servers, quorum_error
-from tests.harness import SECRET_SIG, TEST_SSH_KEY, Run, prod_config, run_program
+from policy.shell_inputs import command_inputs
+from tests.harness import SECRET_SIG, TEST_SSH_KEY, Run, node_script, prod_config, run_program
 
 SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": "a-fixed-token-for-removal"}
 THREE = ["cp1", "cp2", "cp3"]
@@ -124,13 +125,17 @@ def test_server_memberships_carry_the_member_check_and_the_token_on_stdin_agents
     result = run(prod_config())
     server = result.by_name("prod-cp2-membership")
     delete = server.plain()["delete"]
-    assert "drain" in delete and "/db/info" in delete and "MEMBER_TIMEOUT=60" in delete
+    removal = node_script(delete)
+    # drain_delete.sh, then etcd_member_gone.sh (the /db/info member check), in one command
+    assert (removal.name, removal.source[5]) == ("drain_delete", "etcd_member_gone")  # type: ignore[index]
+    assert "kc drain" in removal.effective and "/db/info" in removal.effective
+    assert command_inputs(delete).variables["MEMBER_TIMEOUT"] == "60"  # type: ignore[union-attr]
     assert "stdin" in server.secret_paths()  # the token travels as a secret, on stdin
     assert SECRETS["token"] not in delete
     stdin = server.inputs["stdin"]
     assert SECRET_SIG in stdin and stdin["value"].startswith(SECRETS["token"] + "\n")
     agent = result.by_name("prod-w1-membership").plain()
-    assert "/db/info" not in agent["delete"] and "stdin" not in agent
+    assert "/db/info" not in node_script(agent["delete"]).effective and "stdin" not in agent
     init = result.by_name("prod-cp1-membership").plain()
     assert not init.get("delete") and "stdin" not in init
 
@@ -140,7 +145,9 @@ def test_docker_servers_rely_on_the_node_delete_alone() -> None:
     config = {"topology": "docker", "k3s": {"version": "v1.33.5+k3s1", "datastore": "etcd"}, "docker": {"servers": 3}}
     result = run_program({**config, "rancher": {"enabled": False}})
     membership = result.by_name("dev-server-1-membership").plain()
-    assert "delete node" in membership["delete"] and "/db/info" not in membership["delete"]
+    removal = node_script(membership["delete"])
+    assert "kc delete node" in removal.effective and "/db/info" not in removal.effective
+    assert membership["delete"].startswith("docker exec dev-server-0 ") and "stdin" not in membership
 
 
 def test_sqlite_and_external_servers_have_no_member_check() -> None:
@@ -148,7 +155,7 @@ def test_sqlite_and_external_servers_have_no_member_check() -> None:
     config["k3s"]["datastore"] = "external"
     result = run_program(config, {**SECRETS, "datastoreEndpoint": "postgres://db/k3s"}, stack="prod")
     server = result.by_name("prod-cp2-membership").plain()
-    assert "/db/info" not in server["delete"] and "stdin" not in server
+    assert "/db/info" not in node_script(server["delete"]).effective and "stdin" not in server
 
 
 def test_the_previous_outputs_read_is_retried_while_the_checkpoint_is_being_written(

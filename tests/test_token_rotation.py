@@ -19,6 +19,7 @@ from tests.harness import (
     Run,
     leaves,
     load_stack_config,
+    node_script,
     prod_config,
     run_program,
 )
@@ -56,7 +57,9 @@ def test_the_rotation_runs_on_the_init_server_before_its_install_and_nothing_els
     rotation = r.by_name(ROTATION)
     assert rotation.parent.endswith("K3sCluster::prod")
     assert rotation.plain()["connection"]["host"] == "10.20.0.11"  # prod-cp1, the init server
-    assert "token rotate --new-token" in rotation.plain()["create"]
+    command = node_script(rotation.plain()["create"])
+    assert command.name == "token_rotation" and "token rotate --new-token" in command.effective
+    assert r.depends_on(ROTATION, "prod-cp1-scripts")  # it runs the init server's bundle
     assert not rotation.plain().get("delete")  # the tidy-up deletes it: nothing runs then
     assert r.depends_on("prod-cp1-install", ROTATION)
     # Only the init server's install: the other servers follow it, the agents the last server.

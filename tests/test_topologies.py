@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from policy.shell_inputs import command_inputs
 from tests.engine_steps import engine_steps
-from tests.harness import TEST_SSH_KEY, TEST_TOKEN, Run, load_stack_config, prod_config, run_program
+from tests.harness import TEST_SSH_KEY, TEST_TOKEN, Run, load_stack_config, node_script, prod_config, run_program
 
 # topology -> (config, secrets, stack, the removed agent, the name of its install step)
 Case = tuple[dict[str, Any], dict[str, str], str, str, str]
@@ -50,8 +51,30 @@ def test_removing_an_agent_drains_then_uninstalls_then_forgets_its_node(topology
     order = [deletes.index(f"{agent}-{step}") for step in ("membership", install, "forget")]
     assert order == sorted(order), deletes
     old = {r.name: r.plain() for r in before.registrations}
-    assert "drain" in old[f"{agent}-membership"]["delete"]
-    assert "delete node" in old[f"{agent}-forget"]["delete"]
+    # Its scripts step goes too: on an SSH host after the uninstall (which runs the bundle's
+    # code; the step's delete then removes the bundle); in a container it has no delete, and
+    # goes before the container it was put in.
+    assert f"{agent}-scripts" in deletes
+    if topology == "ssh":
+        assert deletes.index(f"{agent}-{install}") < deletes.index(f"{agent}-scripts")
+        assert command_inputs(old[f"{agent}-scripts"]["delete"]).name == "remove_scripts"  # type: ignore[union-attr]
+        # On an SSH host, the cleanup (the uninstall again, LEFTOVERS=1: it finds nothing)
+        # goes after the install's uninstall, before the forget and the bundle's removal.
+        cleanup = deletes.index(f"{agent}-cleanup")
+        assert deletes.index(f"{agent}-{install}") < cleanup < deletes.index(f"{agent}-forget")
+        assert cleanup < deletes.index(f"{agent}-scripts")
+        assert command_inputs(old[f"{agent}-cleanup"]["delete"]).variables["LEFTOVERS"] == "1"  # type: ignore[union-attr]
+    else:
+        assert deletes.index(f"{agent}-scripts") < deletes.index(f"{agent}-{install}")
+        assert not old[f"{agent}-scripts"].get("delete")
+        # A container's removal takes all it had: there is no cleanup step.
+        assert not [r.name for r in before.registrations if r.name.endswith("-cleanup")]
+    drain = node_script(old[f"{agent}-membership"]["delete"])
+    assert drain.name == "drain_delete" and "kc drain" in drain.effective
+    assert command_inputs(old[f"{agent}-membership"]["delete"]).variables["NODE_NAME"] == agent  # type: ignore[union-attr]
+    forget = old[f"{agent}-forget"]["delete"]
+    assert command_inputs(forget).variables == {"NODE_NAME": agent, "DRAIN_TIMEOUT": "0"}  # type: ignore[union-attr]
+    assert "kc delete node" in node_script(forget).effective
     # Both run on the init server, where the admin kubeconfig is.
     init = "prod-cp1" if topology == "ssh" else "local-server-0"
     if topology == "ssh":

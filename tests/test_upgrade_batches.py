@@ -11,8 +11,19 @@ from typing import Any
 import pytest
 
 from benchmarks.graph_scale import longest_chain, make_config
+from components import scripts
 from components.settings import ConfigError
-from tests.harness import TEST_SSH_KEY, TEST_TOKEN, Run, load_stack_config, prod_config, run_program
+from policy.shell_inputs import command_inputs
+from tests.harness import (
+    TEST_SSH_KEY,
+    TEST_TOKEN,
+    Run,
+    default_stdout,
+    load_stack_config,
+    node_script,
+    prod_config,
+    run_program,
+)
 
 SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": TEST_TOKEN}
 STEPS = ("cordon", "upgrade", "rejoin")
@@ -26,8 +37,14 @@ def variable(command: str, name: str) -> str:
     return match.group(1).replace("'\"'\"'", "")
 
 
-def run(config: dict[str, Any]) -> Run:
-    return run_program(config, SECRETS, stack="prod")
+def run(config: dict[str, Any], **kwargs: Any) -> Run:
+    return run_program(config, SECRETS, stack="prod", **kwargs)
+
+
+def inputs(command: str) -> dict[str, str]:
+    parsed = command_inputs(command)
+    assert parsed is not None, command[:80]
+    return parsed.variables
 
 
 def four_agents(**upgrade: Any) -> dict[str, Any]:
@@ -50,17 +67,31 @@ def test_each_agent_gets_steps_that_run_only_on_change(batches_of_two: Run) -> N
             command = batches_of_two.by_name(f"{agent}-{step}").plain()
             assert "create" not in command, f"{agent}-{step} would run on creation"
             assert "update" in command
+        marker = scripts.fingerprint(install["create"])  # the install's desired state
         upgrade = batches_of_two.by_name(f"{agent}-upgrade").plain()
-        # The upgrade applies exactly the agent's install, on the agent, with its stdin.
-        assert upgrade["update"] == install["create"]
-        assert upgrade["connection"]["host"] == install["connection"]["host"]
+        # The upgrade restarts K3s on the agent if its install left a restart owed, with the
+        # install's stdin (to keep its secrets out of the log it may show).
+        restart = node_script(upgrade["update"])
+        assert restart.name == "restart_pending" and "restart_service" in restart.effective
+        assert inputs(upgrade["update"])["NODE_NAME"] == agent and inputs(upgrade["update"])["ROLE"] == "agent"
+        assert inputs(upgrade["update"])["WAIT_FOR"] == marker
+        assert upgrade["connection"] == install["connection"]
         assert upgrade["stdin"] == install["stdin"]  # the token, secret (a new one re-runs it)
         assert "stdin" in batches_of_two.by_name(f"{agent}-upgrade").secret_paths()
-        # The install itself no longer changes the agent in place.
-        assert install["update"] != install["create"] and "-upgrade, in its k3s.upgrade batch" in install["update"]
+        # The install's in-place change writes the files and leaves the restart to the batch
+        # (RESTART=defer); its creation installs and starts K3s as any node's does.
+        assert "RESTART" not in inputs(install["create"])
+        assert inputs(install["update"]) == {**inputs(install["create"]), "RESTART": "defer"}
+        assert command_inputs(install["update"]).args == command_inputs(install["create"]).args  # type: ignore[union-attr]
         cordon = batches_of_two.by_name(f"{agent}-cordon").plain()
-        assert "cordon" in cordon["update"] and variable(cordon["update"], "DRAIN") == "1"
-        assert "uncordon" in batches_of_two.by_name(f"{agent}-rejoin").plain()["update"]
+        drain = node_script(cordon["update"])
+        assert drain.name == "cordon_drain" and "kc cordon" in drain.effective
+        assert variable(cordon["update"], "DRAIN") == "1" and inputs(cordon["update"])["NODE_NAME"] == agent
+        assert inputs(cordon["update"])["WAIT_FOR"] == marker
+        # What the install's update said about a restart: under mocks it printed nothing.
+        assert inputs(cordon["update"])["RESTART"] == "unknown"
+        rejoin = batches_of_two.by_name(f"{agent}-rejoin").plain()["update"]
+        assert "kc uncordon" in node_script(rejoin).effective and inputs(rejoin)["WAIT_FOR"] == marker
 
 
 def test_batches_follow_one_another_in_name_order(batches_of_two: Run) -> None:
@@ -107,15 +138,41 @@ def test_a_version_change_rolls_out_and_replaces_nothing(batches_of_two: Run) ->
     before = {r.name: r.plain() for r in batches_of_two.registrations}
     now = {r.name: r.plain() for r in after.registrations}
     for agent in ("prod-w1", "prod-w4"):
-        # Every step of the rollout changes (and so runs, as an update); the install's own
-        # update does not (it only records the new text for a replacement).
+        # Every step of the rollout changes (and so runs, as an update), and so does the
+        # install's own update: it writes the new version's files now, and leaves the
+        # restart to the -upgrade step in the agent's batch.
         for step in STEPS:
             assert before[f"{agent}-{step}"]["update"] != now[f"{agent}-{step}"]["update"], step
-        assert before[f"{agent}-install"]["update"] == now[f"{agent}-install"]["update"]
+        assert before[f"{agent}-install"]["update"] != now[f"{agent}-install"]["update"]
+        assert inputs(now[f"{agent}-install"]["update"])["K3S_VERSION"] == "v1.34.1+k3s1"
+        assert inputs(now[f"{agent}-install"]["update"])["RESTART"] == "defer"
         assert before[f"{agent}-install"]["create"] != now[f"{agent}-install"]["create"]
-    for name, inputs in now.items():  # triggers replace: none changes
-        if name in before and "triggers" in inputs:
-            assert before[name]["triggers"] == inputs["triggers"], name
+        assert node_script(now[f"{agent}-upgrade"]["update"]).name == "restart_pending"
+    for name, plain in now.items():  # triggers replace: none changes
+        if name in before and "triggers" in plain:
+            assert before[name]["triggers"] == plain["triggers"], name
+
+
+def test_the_cordon_follows_what_each_install_said_about_a_restart() -> None:
+    """The cordon step's RESTART is what the agent's install update printed: "needed" (the
+    agent is cordoned and drained before its restart), "none" (no restart: nothing is
+    cordoned), or "unknown" (nothing said, e.g. after a creation: cordoned, to be safe)."""
+    said = {"prod-w1-install": scripts.RESTART_NEEDED, "prod-w2-install": scripts.RESTART_NONE}
+
+    def stdout(args: Any) -> str | None:
+        if args.name in said:
+            return f"k3s-rancher: some log line\n{said[args.name]}\n"
+        return default_stdout(args)
+
+    r = run(four_agents(agentsAtOnce=2), stdout_for=stdout)
+    restart = {
+        agent: inputs(r.by_name(f"{agent}-cordon").plain()["update"])["RESTART"]
+        for agent in ("prod-w1", "prod-w2", "prod-w3")
+    }
+    assert restart == {"prod-w1": "needed", "prod-w2": "none", "prod-w3": "unknown"}
+    # It comes from the install's output: the cordon waits for the install.
+    assert r.depends_on("prod-w1-cordon", "prod-w1-install")
+    assert r.property_depends_on("prod-w1-cordon", "update", "prod-w1-install")
 
 
 def test_drain_false_cordons_only() -> None:

@@ -247,9 +247,20 @@ class SshBackend:
     ) -> Installed:
         assert isinstance(forget, remote.Command)  # forget_init: every node has one
         script = scripts.install_script(node, self.k3s, first_server=first_server)
+        # In the state before anything can put K3s on the host, with nothing to create: its
+        # delete uninstalls whatever a failed first install left (that install is not in the
+        # state), so destroy and removal always clean the host. On a normal removal it runs
+        # after the install's own uninstall and finds nothing left.
+        cleanup = self.command(
+            f"{node.name}-cleanup",
+            node,
+            delete=scripts.cleanup_script(node, self.k3s).command,
+            triggers=identity(node),
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[forget], delete_before_replace=True),
+        )
         # Whatever is put on the host before the install depends on `forget`: on a
         # replacement it is created only once the old generation is uninstalled.
-        staged = self._stage_airgap(parent, node, forget) if self.k3s.airgap else []
+        staged = self._stage_airgap(parent, node, cleanup) if self.k3s.airgap else []
         # K3s applies labels and taints only at a node's first registration: the drop-in must
         # be there before the install first starts K3s. Later changes go through membership.
         if node.labels or node.taints:
@@ -261,7 +272,7 @@ class SshBackend:
                     triggers=identity(node),
                     # Delete before replace: a replaced node's uninstall (which removes
                     # /etc/rancher/node) runs before this writes again.
-                    opts=pulumi.ResourceOptions(parent=parent, depends_on=[forget], delete_before_replace=True),
+                    opts=pulumi.ResourceOptions(parent=parent, depends_on=[cleanup], delete_before_replace=True),
                 )
             )
         stdin = self.check_stdin if node.role == "server" else self._agent_stdin
@@ -278,33 +289,42 @@ class SshBackend:
             # The forget's id: a replaced forget replaces the install (see components/cluster.py).
             triggers=[*identity(node), forget.id],
             opts=pulumi.ResourceOptions(
-                parent=parent, depends_on=[*after, *staged, forget], delete_before_replace=True
+                parent=parent, depends_on=[*after, *staged, forget, cleanup], delete_before_replace=True
             ),
         )
         marker = scripts.fingerprint(script.command)
+        k3s = self.k3s
+
+        def rollout(stdout: str) -> str:
+            run = scripts.rollout_run(stdout)
+            return scripts.restart_pending_script(node, k3s, marker + (f" run {run}" if run else "")).command
+
         return Installed(
             resources=[install],
             generation=script.command,
             replaced_with=[install.id],
-            rollout=scripts.restart_pending_script(node, self.k3s, marker).command if rolled else None,
+            rollout=install.stdout.apply(rollout) if rolled else None,
             rollout_stdin=stdin,
-            restart=install.stdout.apply(scripts.restart_verdict) if rolled else None,
+            restart=install.stdout if rolled else None,
         )
 
-    def _stage_airgap(self, parent: pulumi.Resource, node: Node, forget: pulumi.Resource) -> list[pulumi.Resource]:
+    def _stage_airgap(self, parent: pulumi.Resource, node: Node, first: pulumi.Resource) -> list[pulumi.Resource]:
         """Stage this generation's airgap files in a 0700 directory under the SSH user's home:
         CopyToRemote runs as that user over SFTP, without sudo, and creates no directories for
         a file, so a command (as the same user) makes the directory first. A relative
         remote_path resolves in the home directory, where sshd starts the SFTP server. The
-        install copies the files to a root-owned place and checks their sha256 there before
-        running anything; the uninstall removes this generation only."""
+        install copies the files to a root-owned place, checks their sha256 there before
+        running anything and removes the staged copies; the staging step's delete removes
+        what was staged and never installed, the uninstall every root-owned generation."""
         layout = scripts.airgap_layout(node, self.k3s)
         assert layout is not None
         prepare = self.command(
             f"{node.name}-airgap-stage",
             node,
             create=scripts.stage_airgap_script(node, self.k3s).command,
-            opts=pulumi.ResourceOptions(parent=parent, depends_on=[forget]),
+            # Whatever was staged and never installed goes with the step.
+            delete=scripts.unstage_airgap_script(node, self.k3s).command,
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[first]),
         )
         copies: list[pulumi.Resource] = [
             remote.CopyToRemote(

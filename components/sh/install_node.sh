@@ -299,7 +299,17 @@ if [ -n "${HTTP_PROXY_URL:-}${HTTPS_PROXY_URL:-}" ]; then
   export NO_PROXY no_proxy
 fi
 
+# remove_staged GENERATION: the SSH user's staging directory of GENERATION, never through a
+# symlink the user could have planted on the way (this runs as root).
+remove_staged() {
+  _home=$(user_home "$(ssh_user)") || return 0
+  _parent=$_home/${AIRGAP_STAGE%/*}
+  [ ! -L "$_home/${AIRGAP_STAGE%%/*}" ] && [ ! -L "$_parent" ] || return 0
+  rm -rf "${_parent:?}/$1"
+}
+
 INSTALLER=$(mktemp)
+# shellcheck disable=SC2016 # expanded when the script exits
 at_exit 'rm -f "$INSTALLER"'
 if [ -n "${AIRGAP_GENERATION:-}" ]; then
   : "${AIRGAP_STAGE:?}" "${AIRGAP_SHA256_INSTALLER:?}" "${AIRGAP_SHA256_K3S:?}"
@@ -326,6 +336,9 @@ if [ -n "${AIRGAP_GENERATION:-}" ]; then
     rm -rf "$GEN_DIR"
     mv "$GEN_DIR.new" "$GEN_DIR"
   fi
+  # The staged copies are not needed once the root-owned ones are checked: every staged file
+  # is removed here, so a failed or refused run later leaves none behind in the home.
+  remove_staged "$AIRGAP_GENERATION"
   cp "$GEN_DIR/install.sh" "$INSTALLER"
   if ! cmp -s "$GEN_DIR/k3s" "$BIN_DIR/k3s"; then
     install -m 0755 "$GEN_DIR/k3s" "$BIN_DIR/k3s.k3s-rancher-new"
@@ -379,15 +392,17 @@ STATE=$(service_state)
 if [ "$CHANGED" = 1 ] || [ "$PRE_HASHES" != "$POST_HASHES" ] || [ "$STATE" != active ] || [ -n "$OWED" ]; then
   if [ "${RESTART:-now}" = defer ]; then
     # A rolled agent: its -upgrade step restarts K3s once the agent is cordoned (and drained);
-    # the record stays until then. The graph reads this line (components/backends/ssh.py).
+    # the record stays until then. The graph reads this line (components/scripts.py
+    # restart_verdict); the time in it makes each run's line new, so that the agent's
+    # -cordon, -upgrade and -rejoin run once after every run of this install.
     log "$NODE_NAME: files updated; K3s ($SERVICE) restarts in this agent's k3s.upgrade batch"
-    echo "k3s-rancher: restart needed"
+    echo "k3s-rancher: restart needed $(date +%s)"
     exit 0
   fi
   restart_service
 else
   clear_restart_pending
-  [ "${RESTART:-now}" != defer ] || echo "k3s-rancher: restart none"
+  [ "${RESTART:-now}" != defer ] || echo "k3s-rancher: restart none $(date +%s)"
 fi
 log "K3s $K3S_VERSION installed on $NODE_NAME ($SERVICE active)"
 

@@ -111,6 +111,7 @@ host_lock() {
   done
   printf "%s\n" "$$" > "$HOST_LOCK/pid"
   printf "%s\n" "$1" > "$HOST_LOCK/step"
+  # shellcheck disable=SC2016 # expanded when the script exits
   at_exit 'rm -rf "$HOST_LOCK"'
 }
 

@@ -3,12 +3,22 @@
 # (nothing installed, binary gone, uninstall or killall script gone) and is safe to run twice.
 # What is already gone is fine; anything else that fails stops it with the reason.
 # Inputs: ROLE (server|agent); AIRGAP_GENERATION and AIRGAP_STAGE (relative to the SSH
-# user's home): this node's airgap generation to remove, or empty.
+# user's home): this node's airgap generation to remove, or empty; LEFTOVERS (1: the
+# `<node>-cleanup` step, for what a failed first install left: nothing is done on a host that
+# is a K3s node of the other role, whose files are not this node's).
 : "${ROLE:?}"
 if [ "$ROLE" = server ]; then
-  SERVICE=k3s SCRIPT=k3s-uninstall.sh
+  SERVICE=k3s SCRIPT=k3s-uninstall.sh OTHER_SERVICE=k3s-agent
 else
-  SERVICE=k3s-agent SCRIPT=k3s-agent-uninstall.sh
+  SERVICE=k3s-agent SCRIPT=k3s-agent-uninstall.sh OTHER_SERVICE=k3s
+fi
+if [ "${LEFTOVERS:-}" = 1 ]; then
+  for _unit in "/etc/systemd/system/$OTHER_SERVICE.service" "/etc/init.d/$OTHER_SERVICE"; do
+    if [ -e "$_unit" ]; then
+      log "this host runs K3s as the other role ($_unit): nothing of this $ROLE to clean up"
+      exit 0
+    fi
+  done
 fi
 
 host_lock "uninstall"
@@ -49,9 +59,11 @@ done
 # Ours: config, token file, registration drop-in (all in /etc/rancher/k3s), node password.
 rm -rf /etc/rancher/k3s /etc/rancher/node
 rm -f /var/lib/k3s-rancher/restart-pending
+# Every airgap generation's root-owned copy (a failed upgrade may have left a newer one): the
+# install of a replacement makes its own after this ran.
+rm -rf /var/lib/k3s-rancher/airgap
+rmdir /var/lib/k3s-rancher 2>/dev/null || true
 if [ -n "${AIRGAP_GENERATION:-}" ]; then
-  rm -rf "/var/lib/k3s-rancher/airgap/$AIRGAP_GENERATION"
-  rmdir /var/lib/k3s-rancher/airgap /var/lib/k3s-rancher 2>/dev/null || true
   STAGE_USER=$(ssh_user)
   if HOME_DIR=$(user_home "$STAGE_USER"); then
     rm -rf "${HOME_DIR:?}/${AIRGAP_STAGE:?}"

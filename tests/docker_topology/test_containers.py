@@ -12,8 +12,9 @@ import yaml
 
 from components.backends import docker_spec
 from components.config import parse_settings
+from policy.shell_inputs import command_inputs
 from tests.docker_topology.local import CONTAINER, STACK, VOLUME, local_config, local_run, names
-from tests.harness import GENERATED_PASSWORD, TEST_TOKEN, Run, leaves
+from tests.harness import GENERATED_PASSWORD, TEST_TOKEN, Run, leaves, node_script
 
 
 def _strings_outside_secrets(value: Any) -> Iterator[str]:
@@ -141,20 +142,22 @@ def test_adding_an_agent_changes_nothing_about_the_others_and_removing_removes_t
     more = inputs(local_run({"token": TEST_TOKEN}, docker={"agents": 3}, rancher={"enabled": False}))
     fewer = inputs(local_run({"token": TEST_TOKEN}, docker={"agents": 1}, rancher={"enabled": False}))
     added = set(more) - set(base)
-    assert {n for n in added if n.startswith(f"{STACK}-agent-2")} == {
-        f"{STACK}-agent-2-{c}" for c in ("container", "data", "identity", "membership", "forget")
-    }
+    steps = ("container", "scripts", "data", "identity", "membership", "forget")
+    assert {n for n in added if n.startswith(f"{STACK}-agent-2")} == {f"{STACK}-agent-2-{c}" for c in steps}
     for name in base:
         if name.startswith(f"{STACK}-agent") or name.startswith(f"{STACK}-server"):
             assert more[name] == base[name], name
-    assert set(base) - set(fewer) == {
-        f"{STACK}-agent-1-{c}" for c in ("container", "data", "identity", "membership", "forget")
-    }
+    assert set(base) - set(fewer) == {f"{STACK}-agent-1-{c}" for c in steps}
     # A removed node leaves the cluster: its membership's delete drains and deletes the Node,
     # and its forget deletes the Node again once the container is gone (on the first server).
     for step in ("membership", "forget"):
         delete = base[f"{STACK}-agent-1-{step}"]["delete"]
-        assert delete.startswith(f"docker exec {STACK}-server-0 ") and "delete node" in delete
+        assert delete.startswith(f"docker exec {STACK}-server-0 ")
+        assert "kc delete node" in node_script(delete).effective
+        assert command_inputs(delete).variables["NODE_NAME"] == f"{STACK}-agent-1"  # type: ignore[union-attr]
+    drain = base[f"{STACK}-agent-1-membership"]["delete"]
+    assert "kc drain" in node_script(drain).effective and int(command_inputs(drain).variables["DRAIN_TIMEOUT"]) > 0  # type: ignore[union-attr]
+    assert not base[f"{STACK}-agent-1-scripts"].get("delete")  # the container's removal takes the bundle
     assert not base[f"{STACK}-agent-1-forget"].get("create")
     assert "delete" not in base[f"{STACK}-server-0-membership"]
     assert f"{STACK}-server-0-forget" not in base

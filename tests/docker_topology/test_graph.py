@@ -7,8 +7,10 @@ import itertools
 
 import yaml
 
+from components import bundle
+from policy.shell_inputs import command_inputs
 from tests.docker_topology.local import LOCAL_COMMAND, STACK, local_run, names
-from tests.harness import TEST_TOKEN, Run
+from tests.harness import TEST_TOKEN, Run, node_script
 
 
 def test_every_node_is_a_component_with_its_container_and_volumes(local: Run) -> None:
@@ -24,6 +26,38 @@ def test_every_node_is_a_component_with_its_container_and_volumes(local: Run) ->
             assert local.by_name(f"{node}-{child}").parent == component.urn
     assert local.by_name(f"{STACK}-server-0-ready").parent == local.urn(f"{STACK}-server-0")
     assert not any(r.name.startswith(f"{STACK}-agent") and r.name.endswith("-ready") for r in local.registrations)
+
+
+def test_each_container_gets_the_scripts_bundle_before_any_command_runs_in_it(ha: Run) -> None:
+    """The node commands' texts are entry points into the scripts bundle: each container gets
+    it from its `<node>-scripts` step (`docker exec -i`, the bundle on stdin), right after the
+    container and again for a new one (its id is the trigger); every other command run in
+    that container waits for it. It has no delete: the container's removal takes it."""
+    scripts_bundle = bundle.current_bundle()
+    nodes = names("server", 3) + names("agent", 3)
+    for node in nodes:
+        step = ha.by_name(f"{node}-scripts")
+        assert step.type == LOCAL_COMMAND and step.parent == ha.urn(node)
+        assert step.dependencies == [ha.urn(f"{node}-container")], node  # first after its container
+        plain = step.plain()
+        assert plain["create"].startswith(f"docker exec -i {node} sh -c ")
+        delivery = command_inputs(plain["create"])
+        assert delivery is not None and delivery.name == "deliver_scripts"
+        assert delivery.variables["BUNDLE_SHA256"] == scripts_bundle.sha256
+        assert plain["stdin"] == scripts_bundle.text and "stdin" not in step.secret_paths()  # public code
+        assert ha.property_depends_on(f"{node}-scripts", "triggers", f"{node}-container")
+        assert not plain.get("delete") and step.options["deleteBeforeReplace"] is True
+    in_containers = 0
+    for command in ha.of_type(LOCAL_COMMAND):
+        if command.name.endswith("-scripts"):
+            continue
+        for text in (command.plain()[f] for f in ("create", "update", "delete") if command.plain().get(f)):
+            target = text.split()[2]  # docker exec <container> sh -c ...
+            assert target in nodes, command.name
+            assert ha.depends_on(command.name, f"{target}-scripts"), command.name
+            assert node_script(text).effective, command.name  # an entry point, not the code
+            in_containers += 1
+    assert in_containers > 2 * len(nodes)
 
 
 def test_servers_are_replaced_one_after_another_each_after_the_previous_is_ready(ha: Run) -> None:
@@ -80,8 +114,11 @@ def test_every_docker_resource_uses_the_stacks_docker_provider(local: Run) -> No
 def test_local_commands_reach_the_configured_engine_and_run_as_root_without_sudo() -> None:
     run = local_run(docker={"host": "tcp://127.0.0.1:2375"}, rancher={"enabled": False})
     commands = run.of_type(LOCAL_COMMAND)
-    # server ready, cluster ready, memberships, forgets (not the first server's), kubeconfig
-    assert len(commands) == 1 + 1 + 3 + 2 + 1
+    # scripts steps, server ready, cluster ready, memberships, forgets (not the first
+    # server's), kubeconfig
+    assert len(commands) == 3 + 1 + 1 + 3 + 2 + 1
+    nodes = names("server", 1) + names("agent", 2)
+    assert {c.name for c in commands if c.name.endswith("-scripts")} == {f"{n}-scripts" for n in nodes}
     for command in commands:
         plain = command.plain()
         assert plain["environment"] == {"DOCKER_HOST": "tcp://127.0.0.1:2375"}, command.name
@@ -121,7 +158,8 @@ def test_the_critical_path_grows_with_servers_not_agents() -> None:
         return longest_chain(run.registrations)
 
     assert chain(1, 1) == chain(1, 20)
-    assert chain(3, 2) == chain(3, 20) == chain(1, 2) + 4  # each server adds its container and its wait
+    # each server adds its container, its scripts step (the bundle, before its wait) and its wait
+    assert chain(3, 2) == chain(3, 20) == chain(1, 2) + 6
 
 
 def test_a_removed_node_is_forgotten_after_its_container_is_gone(ha: Run) -> None:
@@ -131,7 +169,9 @@ def test_a_removed_node_is_forgotten_after_its_container_is_gone(ha: Run) -> Non
     assert f"{first}-forget" not in ha.names()  # the first server goes last, with the cluster
     for node in names("server", 3)[1:] + names("agent", 3):
         forget = ha.by_name(f"{node}-forget").plain()
-        assert forget["delete"].startswith(f"docker exec {first} ") and "delete node" in forget["delete"]
+        assert forget["delete"].startswith(f"docker exec {first} ")
+        assert "kc delete node" in node_script(forget["delete"]).effective
+        assert command_inputs(forget["delete"]).variables == {"NODE_NAME": node, "DRAIN_TIMEOUT": "0"}  # type: ignore[union-attr]
         assert not forget.get("create")
         assert ha.depends_on(f"{node}-container", f"{node}-forget")  # deleted after the container
         assert ha.depends_on(f"{node}-membership", f"{node}-container")  # drained before it

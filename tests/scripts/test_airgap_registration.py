@@ -32,7 +32,9 @@ def test_an_airgap_install_runs_only_verified_root_owned_copies(box: Sandbox, tm
     assert env["INSTALL_K3S_SKIP_DOWNLOAD"] == "true"
     assert not (box.log / "curl.log").exists()
 
-    shutil.rmtree(a.staged)  # staging gone (a cleaned home): the root-owned copy still serves
+    # The staged copies are consumed once the root-owned ones are checked: none stay behind,
+    # and the root-owned copy serves a re-run.
+    assert not a.staged.exists()
     again = box.run(scripts.install_script(a.node, a.settings.k3s, first_server=True), stdin())
     assert again.returncode == 0, again.stderr
 
@@ -70,6 +72,7 @@ def test_a_replaced_nodes_uninstall_leaves_the_new_generation_alone(box: Sandbox
     result = box.run(new_install, stdin())
     assert result.returncode == 0, result.stderr
     assert box.path("/usr/local/bin/k3s").read_text() == "#!/bin/sh\necho k3s rebuilt\n"
+    assert not new.staged.exists()  # consumed by the install
 
     removed = box.run(scripts.uninstall_script(new.node, new.settings.k3s))
     assert removed.returncode == 0, removed.stderr
@@ -89,7 +92,32 @@ def test_an_update_to_a_new_airgap_generation_prunes_the_old_one(box: Sandbox, t
     assert result.returncode == 0, result.stderr
     assert len(box.systemctl("restart")) == 2  # the binary changed: restarted
     assert sorted(p.name for p in box.path(scripts.AIRGAP_ROOT).iterdir()) == [new.layout.generation]
-    assert not old.staged.exists() and new.staged.is_dir()
+    assert not old.staged.exists() and not new.staged.exists()
+
+
+@needs_sandbox
+def test_what_a_failed_upgrade_or_a_refused_install_staged_is_removed(box: Sandbox, tmp_path: Path) -> None:
+    """Issue 23 item 3: every path that stages has one that removes. A generation staged and
+    never installed goes with the staging step's delete (as the SSH user); a newer root-owned
+    generation left by a failed upgrade goes with the uninstall."""
+    _, old = airgap_setup(box, tmp_path)
+    assert box.run(scripts.install_script(old.node, old.settings.k3s, first_server=True), stdin()).returncode == 0
+    _, new = airgap_setup(box, tmp_path, binary="#!/bin/sh\necho k3s rebuilt\n")
+    (box.log / "installer-fails").write_text("")  # the upgrade fails after the copy
+    failed = box.run(scripts.install_script(new.node, new.settings.k3s, first_server=True), stdin())
+    assert failed.returncode != 0
+    assert box.path(f"{scripts.AIRGAP_ROOT}/{new.layout.generation}").is_dir() and not new.staged.exists()
+    # A generation staged for an install that never ran (refused, or the node removed first).
+    _, never = airgap_setup(box, tmp_path, binary="#!/bin/sh\necho k3s never\n")
+    unstage = scripts.unstage_airgap_script(never.node, never.settings.k3s)
+    assert not unstage.command.startswith("sudo")  # as the SSH user, like the staging
+    home = box.home(never.node.ssh.user)
+    done = subprocess.run(["sh", "-c", unstage.effective], cwd=home, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not never.staged.exists()
+    removed = box.run(scripts.uninstall_script(old.node, old.settings.k3s))
+    assert removed.returncode == 0, removed.stderr
+    assert not box.path(scripts.AIRGAP_ROOT).exists()
 
 
 def test_the_staging_directory_is_0700_under_the_ssh_users_home(tmp_path: Path) -> None:

@@ -167,3 +167,35 @@ def test_two_installs_on_one_host_never_run_at_once(box: Sandbox) -> None:
     assert done.returncode == 0, done.stderr
     assert "taking over the lock" in done.stderr
     assert not box.path("/var/lib/k3s-rancher/lock").exists()
+
+
+@needs_sandbox
+def test_the_cleanup_step_uninstalls_what_a_failed_first_install_left(box: Sandbox) -> None:
+    """Issue 23 item 2: a first install that failed is not in the state, so its own delete never
+    runs; the node's `-cleanup` step (in the state before it) uninstalls what it left."""
+    agent, k3s = _node("agent")
+    k3s = dataclasses.replace(k3s, timeouts=dataclasses.replace(k3s.timeouts, node_ready=1))
+    box.set_state(services={"k3s-agent": {"state": "inactive", "after_restart": "activating"}})
+    failed = box.run(scripts.install_script(agent, k3s, first_server=False), stdin())
+    assert failed.returncode != 0
+    assert box.path("/etc/systemd/system/k3s-agent.service").exists()
+    assert box.path(f"{scripts.CONF_DIR}/config.yaml").exists()
+    cleaned = box.run(scripts.cleanup_script(agent, k3s))
+    assert cleaned.returncode == 0, cleaned.stderr
+    assert not box.path("/etc/systemd/system/k3s-agent.service").exists()
+    assert not box.path("/usr/local/bin/k3s").exists() and not box.path("/etc/rancher").exists()
+    assert not box.path(PENDING).exists()
+
+
+@needs_sandbox
+def test_the_cleanup_step_leaves_a_node_of_the_other_role_alone(box: Sandbox) -> None:
+    """A refused role change (an agent's host listed as a server) leaves a `-cleanup` of the
+    server that never installed: its delete must not take the running agent's files."""
+    agent, k3s = _node("agent")
+    assert box.run(scripts.install_script(agent, k3s, first_server=False), stdin()).returncode == 0
+    server = dataclasses.replace(agent, role="server")
+    result = box.run(scripts.cleanup_script(server, k3s))
+    assert result.returncode == 0, result.stderr
+    assert "runs K3s as the other role" in result.stderr
+    assert box.path("/etc/systemd/system/k3s-agent.service").exists()
+    assert box.path(scripts.TOKEN_FILE).read_text() == TOKEN + "\n"
