@@ -210,6 +210,15 @@ def node_script(command: str) -> Script:
     return script
 
 
+def command_variables(command: str) -> dict[str, str]:
+    """The input variables a node command's text sets (its entry point's inputs group)."""
+    from policy.shell_inputs import command_inputs
+
+    parsed = command_inputs(command)
+    assert parsed is not None, command[:80]
+    return parsed.variables
+
+
 def default_stdout(args: pulumi.runtime.MockResourceArgs) -> str | None:
     if args.name.endswith("-kubeconfig"):
         return K3S_KUBECONFIG

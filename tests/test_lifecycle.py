@@ -12,7 +12,16 @@ from typing import Any
 
 from components import scripts
 from policy.shell_inputs import command_inputs
-from tests.harness import TEST_SSH_KEY, Run, default_stdout, leaves, node_script, prod_config, run_program
+from tests.harness import (
+    TEST_SSH_KEY,
+    Run,
+    command_variables,
+    default_stdout,
+    leaves,
+    node_script,
+    prod_config,
+    run_program,
+)
 
 SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": "a-fixed-token-for-lifecycle"}
 
@@ -21,10 +30,7 @@ def run(config: dict[str, Any], **kwargs: Any) -> Run:
     return run_program(config, SECRETS, stack="prod", **kwargs)
 
 
-def inputs(command: str) -> dict[str, str]:
-    parsed = command_inputs(command)
-    assert parsed is not None, command[:80]
-    return parsed.variables
+inputs = command_variables
 
 
 def commands(result: Run) -> dict[str, dict[str, Any]]:

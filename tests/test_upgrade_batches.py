@@ -18,6 +18,7 @@ from tests.harness import (
     TEST_SSH_KEY,
     TEST_TOKEN,
     Run,
+    command_variables,
     default_stdout,
     load_stack_config,
     node_script,
@@ -41,10 +42,7 @@ def run(config: dict[str, Any], **kwargs: Any) -> Run:
     return run_program(config, SECRETS, stack="prod", **kwargs)
 
 
-def inputs(command: str) -> dict[str, str]:
-    parsed = command_inputs(command)
-    assert parsed is not None, command[:80]
-    return parsed.variables
+inputs = command_variables
 
 
 def four_agents(**upgrade: Any) -> dict[str, Any]:

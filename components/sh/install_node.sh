@@ -23,16 +23,12 @@
 # changes go through the API (node_meta.sh), so changing them never re-runs an install.
 : "${ROLE:?}" "${NODE_NAME:?}" "${K3S_VERSION:?}" "${CONFIG_YAML:?}" "${INSTALL_SCRIPT_URL:?}" "${TIMEOUT:?}"
 
-IFS= read -r TOKEN || true
-IFS= read -r DATASTORE_ENDPOINT || true
-# Lines 3-4, only when k3s.etcdSnapshots.s3 has keys: the etcd S3 access and secret keys.
-IFS= read -r S3_ACCESS_KEY || true
-IFS= read -r S3_SECRET_KEY || true
-# Line 5, only with k3s.proxy credentials (proxyCredentials).
-IFS= read -r PROXY_CREDENTIALS || true
-# Line 6, only while newToken rotates the cluster token (token_rotation.sh ran on the init
-# server first): the token being rotated from. A node holding that one takes the new token.
-IFS= read -r ROTATED_FROM || true
+# shellcheck source=/dev/null
+. "$K3SR_SCRIPTS/service.sh"
+# Lines 3-4 only when k3s.etcdSnapshots.s3 has keys, line 5 only with proxyCredentials, line 6
+# only while newToken rotates the cluster token (token_rotation.sh ran on the init server
+# first): a node whose token file holds that one takes the new token.
+read_node_secrets
 [ -n "$TOKEN" ] || die "no cluster token arrived on stdin"
 
 CONF_DIR=/etc/rancher/k3s
@@ -45,8 +41,6 @@ if [ "$ROLE" = server ]; then
 else
   OTHER_SERVICE=k3s OTHER_ROLE=server LIST=agents OTHER_LIST=servers
 fi
-# shellcheck source=/dev/null
-. "$K3SR_SCRIPTS/service.sh"
 choose_service "$ROLE"
 # The unit and the env file the installer writes (install.sh setup_env, create_env_file).
 # shellcheck disable=SC2153 # INIT is set by choose_service (service.sh)

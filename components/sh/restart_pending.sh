@@ -1,19 +1,13 @@
 # shellcheck shell=sh
-# shellcheck disable=SC2034 # the secrets read here are for service.sh's redact
 # A rolled agent's `-upgrade` step, in its k3s.upgrade batch, after the agent is cordoned (and
 # drained): restart K3s if its install left a restart owed (service.sh), or if it is not
 # running; else nothing. Bounded by TIMEOUT.
 # Inputs: NODE_NAME, ROLE, TIMEOUT, WAIT_FOR (the install's desired state, for the plan only).
 # stdin: the install's own (its secrets), read only to keep them out of the log it may show.
 : "${NODE_NAME:?}" "${ROLE:?}" "${TIMEOUT:?}"
-IFS= read -r TOKEN || true
-IFS= read -r DATASTORE_ENDPOINT || true
-IFS= read -r S3_ACCESS_KEY || true
-IFS= read -r S3_SECRET_KEY || true
-IFS= read -r PROXY_CREDENTIALS || true
-IFS= read -r ROTATED_FROM || true
 # shellcheck source=/dev/null
 . "$K3SR_SCRIPTS/service.sh"
+read_node_secrets
 choose_service "$ROLE"
 host_lock "restart of $NODE_NAME"
 if restart_pending || [ "$(service_state)" != active ]; then

@@ -4,6 +4,19 @@
 # Needs (from the script that sources it): NODE_NAME, TIMEOUT (seconds), choose_service called; TOKEN and the other secrets read from stdin, which
 # the log must never show (any may be empty).
 
+# read_node_secrets: the node's secrets from stdin, one a line (components/scripts.py
+# install_stdin): the cluster token, the external datastore endpoint, the etcd S3 access and
+# secret keys, the proxy's user:password, and (while newToken rotates it) the token rotated
+# from; any line may be empty or absent.
+read_node_secrets() {
+  IFS= read -r TOKEN || true
+  IFS= read -r DATASTORE_ENDPOINT || true
+  IFS= read -r S3_ACCESS_KEY || true
+  IFS= read -r S3_SECRET_KEY || true
+  IFS= read -r PROXY_CREDENTIALS || true
+  IFS= read -r ROTATED_FROM || true
+}
+
 # choose_service ROLE: SERVICE and INIT for this host, by the installer's rules (install.sh
 # verify_system): openrc when /sbin/openrc-run exists, else systemd.
 choose_service() {
