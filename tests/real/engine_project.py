@@ -195,28 +195,45 @@ class EngineProject:
         return time.perf_counter() - start
 
 
-def make_project(tmp: Path, bin_dir: Path, program: str | None = None) -> EngineProject:
-    """A project with a copy of this repository's program, or with `program` as its
-    __main__.py (a bare project named `contract`, for checks of the providers)."""
+def copy_program(source: Path, directory: Path) -> None:
+    """The program of the tree `source` (this repository, or another release's files): its
+    __main__.py, components/, schema/ and Pulumi.yaml (run with this repository's .venv)
+    into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("__main__.py", "components", "schema"):
+        path = source / name
+        if path.is_dir():
+            shutil.copytree(path, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif path.exists():
+            shutil.copy(path, directory / name)
+    project = yaml.safe_load((source / "Pulumi.yaml").read_text())
+    project["runtime"]["options"]["virtualenv"] = str(ROOT / ".venv")
+    (directory / "Pulumi.yaml").write_text(yaml.safe_dump(project))
+
+
+def program_copy(project: EngineProject, source: Path, directory: Path) -> EngineProject:
+    """The same stack (its config directory, state backend, PULUMI_HOME and passphrase) run
+    with the program of the tree `source` from `directory`: e.g. a previous release's."""
+    copy_program(source, directory)
+    (directory / "stacks").symlink_to(project.directory / "stacks")
+    return EngineProject(directory, project.env, project.stack)
+
+
+def make_project(tmp: Path, bin_dir: Path, program: str | None = None, source: Path = ROOT) -> EngineProject:
+    """A project with a copy of the program of `source` (default this repository), or with
+    `program` as its __main__.py (a bare project named `contract`, for checks of the providers)."""
     directory = tmp / "project"
-    directory.mkdir()
     if program is None:
-        for name in ("__main__.py", "components", "schema"):
-            source = ROOT / name
-            if source.is_dir():
-                shutil.copytree(source, directory / name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy(source, directory / name)
-        project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
-        project["runtime"]["options"]["virtualenv"] = str(ROOT / ".venv")
+        copy_program(source, directory)
     else:
+        directory.mkdir()
         (directory / "__main__.py").write_text(program)
         project = {
             "name": "contract",
             "runtime": {"name": "python", "options": {"virtualenv": str(ROOT / ".venv")}},
             "stackConfigDir": "stacks",
         }
-    (directory / "Pulumi.yaml").write_text(yaml.safe_dump(project))
+        (directory / "Pulumi.yaml").write_text(yaml.safe_dump(project))
     (directory / "stacks").mkdir()
     (tmp / "state").mkdir()
     (tmp / "home").mkdir()
@@ -244,17 +261,23 @@ def make_project(tmp: Path, bin_dir: Path, program: str | None = None) -> Engine
 
 @contextlib.contextmanager
 def stand_in_cluster(
-    tmp: Path, hosts: int, servers: int, version: str, k3s: Mapping[str, Any] | None = None
+    tmp: Path,
+    hosts: int,
+    servers: int,
+    version: str,
+    k3s: Mapping[str, Any] | None = None,
+    source: Path = ROOT,
 ) -> Iterator[tuple[EngineProject, list[Any], Path]]:
     """`hosts` test hosts (the first `servers` of them servers) made a cluster of the STAND-IN
-    k3s at `version` by `pulumi up`: (the project, the hosts, the stand-in binary). On leaving
-    the block, whatever the tests did, the stack is destroyed; the hosts are removed in any
-    case (a failed first up is not destroyed: its hosts go with it)."""
+    k3s at `version` by `pulumi up` of the program of `source` (default this repository's; a
+    previous release's tree for an upgrade test): (the project, the hosts, the stand-in
+    binary). On leaving the block, whatever the tests did, the stack is destroyed; the hosts
+    are removed in any case (a failed first up is not destroyed: its hosts go with it)."""
     from tests.real.hosts import test_hosts
     from tests.real.standin_k3s import standin_binary
 
     with test_hosts(hosts) as started:
-        project = make_project(tmp, engine_bin())
+        project = make_project(tmp, engine_bin(), source=source)
         project.set_secret("token", TOKEN)
         project.set_secret("sshPrivateKey", started[0].private_key)
         binary = standin_binary(tmp, version)

@@ -99,11 +99,13 @@ class Command:
 
 
 def run_local(command: dict[str, Any], text: str | None = None, timeout: float = 300) -> Command:
-    """A registered command.local.Command's create text, as the provider runs it."""
+    """A registered command.local.Command's create text (or `text`), as the provider runs it:
+    with the command's stdin, if it has one."""
     started = time.monotonic()
     proc = subprocess.run(
         ["/bin/sh", "-c", text if text is not None else command["create"]],
-        env={**os.environ, **command["environment"]},
+        input=command.get("stdin") or "",
+        env={**os.environ, **command.get("environment", {})},
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -214,6 +216,14 @@ def _require(result: Command, what: str) -> Command:
     return result
 
 
+def deliver_scripts(run: Run, node: str) -> Command:
+    """The node's `<node>-scripts` step (after its container, before any command there): the
+    scripts bundle into the container by `docker exec -i`, on stdin."""
+    step = run.by_name(f"{node}-scripts").plain()
+    assert step.get("stdin"), f"{node}-scripts has no stdin"
+    return _require(run_local(step), f"{node}-scripts")
+
+
 @pytest.fixture(scope="module")
 def plumbing(testhost_image: str) -> Iterator[Plumbing]:
     """`pulumi up` of a 2-server, 1-agent docker stack, step by step in the program's order."""
@@ -254,9 +264,11 @@ def plumbing(testhost_image: str) -> Iterator[Plumbing]:
             engine.volume(f"{node}-identity")
         for server in servers:  # one at a time, each after the previous is Ready
             engine.container(f"{server}-container")
+            deliver_scripts(run, server)
             ready[server] = _require(run_local(run.by_name(f"{server}-ready").plain()), f"{server}-ready")
         for agent in agents:
             engine.container(f"{agent}-container")
+            deliver_scripts(run, agent)
         ready["cluster"] = _require(run_local(run.by_name(f"{stack}-cluster-ready").plain()), "cluster-ready")
         for node in servers + agents:
             _require(run_local(run.by_name(f"{node}-membership").plain()), f"{node}-membership")
@@ -347,6 +359,9 @@ def test_plumbing_a_replaced_server_keeps_its_data_identity_and_address(plumbing
     # delete_before_replace: the old container goes, then the new one is created and waited for.
     plumbing.engine.remove_container(f"{first}-container")
     plumbing.engine.container(f"{first}-container")
+    # A new container has none of the old one's filesystem: its scripts step runs again (its
+    # trigger is the container's id).
+    assert "delivered to" in deliver_scripts(plumbing.run, first).stderr
     again = _require(run_local(plumbing.command(f"{first}-ready")), "ready after replacement")
     assert f"Ready at {VERSION}: {first}" in again.stderr
     assert inspect(first)["Id"] != old_id

@@ -17,7 +17,7 @@ from components import scripts
 from components.config import parse_settings
 from components.settings import Settings
 from tests.real.standin_k3s import INSTALL_SCRIPT, standin_binary
-from tests.real.test_scripts_on_hosts import NODE_READY, TOKEN, V1, ssh, stage
+from tests.real.test_scripts_on_hosts import NODE_READY, TOKEN, V1, deliver_all, ssh, stage
 
 pytestmark = [pytest.mark.real, pytest.mark.filterwarnings("ignore:.*etcd servers tolerate")]
 
@@ -58,6 +58,7 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Any],
     from tests.real.hosts import test_hosts
 
     with test_hosts(2) as started:
+        deliver_all(started)  # what each host's `-scripts` step does before any node command
         yield list(started), tmp_path_factory.mktemp("first-install")
 
 

@@ -490,6 +490,47 @@ def test_kubectl_answers_like_kubectl(hosts: Callable[[str], Host]) -> None:
     )
 
 
+def test_cordon_marks_and_the_unschedulable_field_answer_like_kubectl(hosts: Callable[[str], Host]) -> None:
+    """What cordon_drain.sh and rejoin.sh ask (kubectl v1.33: NodeSpec.unschedulable is
+    omitempty; annotate --overwrite / k- as pkg/cmd/annotate), and the stand-in's record of
+    every cordon, uncordon and drain in its datastore."""
+    srv = hosts("srv")
+    server_config(srv, "srv-1")
+    srv.start("server")
+    until(lambda: srv.ready("srv-1"), 20, "server up")
+    mark, path = "k3s-rancher.io/cordoned-for-upgrade", r"k3s-rancher\.io/cordoned-for-upgrade"
+
+    def get(template: str) -> str:
+        result = srv.kubectl("get", "node", "srv-1", "-o", f"jsonpath={template}")
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    assert get("{.spec.unschedulable}") == ""  # never cordoned: no field
+    assert get(f"{{.metadata.annotations.{path}}}") == ""
+    assert srv.kubectl("annotate", "--overwrite", "node", "srv-1", f"{mark}=true").stdout == "node/srv-1 annotated\n"
+    assert get(f"{{.metadata.annotations.{path}}}") == "true"
+    refused = srv.kubectl("annotate", "node", "srv-1", f"{mark}=other")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "error: --overwrite is false but found the following declared annotation(s): "
+        f"'{mark}' already has a value (true)"
+    )
+    assert srv.kubectl("cordon", "srv-1").stdout == "node/srv-1 cordoned\n"
+    assert srv.kubectl("cordon", "srv-1").stdout == "node/srv-1 already cordoned\n"
+    assert get("{.spec.unschedulable}") == "true"
+    listed = srv.kubectl("get", "nodes", "-o", "jsonpath={range .items[*]}{.metadata.name}={.spec.unschedulable} {end}")
+    assert listed.stdout == "srv-1=true "  # {range}: paths relative to each item
+    assert srv.kubectl("uncordon", "srv-1").stdout == "node/srv-1 uncordoned\n"
+    assert get("{.spec.unschedulable}") == ""  # uncordoned: the field is gone again
+    for _ in range(2):  # removing a missing annotation is no error and says nothing more
+        gone = srv.kubectl("annotate", "node", "srv-1", f"{mark}-")
+        assert (gone.returncode, gone.stdout, gone.stderr) == (0, "node/srv-1 annotated\n", "")
+    assert get(f"{{.metadata.annotations.{path}}}") == ""
+    state = json.loads((srv.root / "var/lib/rancher/k3s/server/db/standin-state.json").read_text())
+    log = [(r["node"], r["verb"], r["was"]) for r in state["standin_cordon_log"]]
+    assert log == [("srv-1", "cordon", False), ("srv-1", "cordon", True), ("srv-1", "uncordon", True)]
+
+
 def test_version_is_the_installed_version(hosts: Callable[[str], Host]) -> None:
     srv = hosts("srv")
     out = subprocess.run([sys.executable, str(srv.binary), "--version"], capture_output=True, text=True, check=True)

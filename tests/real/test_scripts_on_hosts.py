@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from components import scripts
+from components import bundle, scripts
 from components.config import parse_settings
 from components.kubeconfig import rewrite_kubeconfig
 from components.settings import Node, Settings
@@ -66,6 +66,22 @@ def settings_for(hosts: list[Any], tmp: Path, version: str, **k3s: Any) -> Setti
 def ssh(host: Any, script: scripts.Script, stdin: str | None = None) -> tuple[int, str, str]:
     result: tuple[int, str, str] = host.run(script.command, stdin=stdin)
     return result
+
+
+def deliver(host: Any, text: str | None = None) -> tuple[int, str, str]:
+    """The `<node>-scripts` step, as the engine runs it: the delivery's command text (for this
+    release's bundle) over SSH as the host's user, the bundle's text on stdin (`text` sends
+    another stream instead, e.g. a tampered one)."""
+    current = bundle.current_bundle()
+    return ssh(host, scripts.deliver_scripts_script(host.user, current), current.text if text is None else text)
+
+
+def deliver_all(hosts: list[Any]) -> None:
+    """Every host gets the bundle before any node command runs there (each node command
+    depends on its host's `-scripts` step)."""
+    for host in hosts:
+        rc, _, err = deliver(host)
+        assert rc == 0, f"{host.name}: {err}"
 
 
 def stage(host: Any, node: Node, settings: Settings, *, registration: bool = True) -> None:
@@ -135,7 +151,86 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Any
     from tests.real.hosts import test_hosts
 
     with test_hosts(4, secure_path=[0, 2]) as hosts:
+        deliver_all(hosts)
         yield list(hosts), tmp_path_factory.mktemp("tier1")
+
+
+def bundle_state(host: Any) -> str:
+    """Everything about the delivered scripts a change would touch: what the scripts directory
+    holds, each entry of current/ with its mode, owner, group, inode and mtime, and the files'
+    sha256 (not the scripts directory's own mtime: every delivery makes and removes its
+    temporary stream file there)."""
+    root, current = bundle.HOST_ROOT, bundle.CURRENT
+    return host.exec(
+        f"ls -A {root}; stat -c '%n %a %U %G %i' {root}; find {current} -printf '%p %m %U %G %i %T@\\n' | sort; "
+        f"cd {current} && sha256sum * | sort"
+    )
+
+
+def test_the_scripts_step_delivers_a_root_owned_bundle_once_and_refuses_another_stream(
+    cluster: tuple[list[Any], Path],
+) -> None:
+    """The `<node>-scripts` step's create (deliver_scripts.sh) and delete (remove_scripts.sh)
+    on a real host, as the SSH user through sudo; and an entry point where no bundle is."""
+    hosts, tmp = cluster
+    host = hosts[3]  # agt-2: nothing installed yet
+    current = bundle.current_bundle()
+    settings = settings_for(hosts, tmp, V1)
+    # The step's delete (after every other step on the host): the bundle is gone, and so is
+    # k3s-rancher's directory (nothing else is in it yet).
+    rc, _, err = ssh(host, scripts.remove_scripts_script(host.user))
+    assert rc == 0, err
+    assert host.exec("ls -d /var/lib/k3s-rancher 2>/dev/null || true").strip() == ""
+    # A node command (a create, a delete) on a host without the bundle: exit 3, what to do,
+    # and nothing ran.
+    agent = settings.agents[1]
+    for script in (
+        scripts.install_script(agent, settings.k3s, first_server=False),
+        scripts.uninstall_script(agent, settings.k3s),
+    ):
+        rc, out, err = ssh(host, script, scripts.install_stdin(TOKEN, None))
+        assert rc == 3, (script.name, rc, err)
+        assert err == f"k3s-rancher: error: {scripts.MISSING_BUNDLE}\n" and out == ""
+        assert "not on this host" in err
+    assert host.exec("ls -d /etc/rancher/k3s /var/lib/k3s-rancher /usr/local/bin/k3s 2>/dev/null || true") == ""
+
+    # Delivered: root-owned, directories 0755, files 0644, exactly the bundle's files (plus its
+    # MANIFEST and digest), no temporary file left.
+    rc, _, err = deliver(host)
+    assert rc == 0, err
+    assert "delivered to /var/lib/k3s-rancher/scripts/current" in err
+    dirs = ("/var/lib/k3s-rancher", bundle.HOST_ROOT, bundle.CURRENT)
+    assert host.exec(f"stat -c '%a %U %G' {' '.join(dirs)}").split("\n")[:3] == ["755 root root"] * 3
+    listing = host.exec(f"cd {bundle.CURRENT} && stat -c '%n %a %U %G' *").splitlines()
+    assert sorted(listing) == sorted(f"{name} 644 root root" for name in (*current.names, "BUNDLE_SHA256", "MANIFEST"))
+    assert host.exec(f"ls -A {bundle.HOST_ROOT}").split() == ["current"]
+    assert host.exec(f"cat {bundle.CURRENT}/BUNDLE_SHA256").strip() == current.sha256
+    for name, text in current.files:
+        assert host.exec(f"cat {bundle.CURRENT}/{name}") == text, name
+    # The SSH user can read and run the code but not change it.
+    rc, _, _ = host.run(f"touch {bundle.CURRENT}/lib.sh")
+    assert rc != 0
+
+    # Again: "already", nothing touched (same inodes and mtimes).
+    before = bundle_state(host)
+    rc, _, err = deliver(host)
+    assert rc == 0, err
+    assert "already in /var/lib/k3s-rancher/scripts/current" in err and "delivered" not in err
+    assert bundle_state(host) == before
+
+    # A stream that is not the one the program computed (one byte more, one line changed):
+    # refused with both digests, nothing changed, no temporary file left.
+    for tampered in (current.text + "\n", current.text.replace("log()", "log ()", 1)):
+        assert tampered != current.text
+        rc, _, err = deliver(host, tampered)
+        assert rc == 1, err
+        assert f"not {current.sha256}; nothing was changed" in err
+        assert bundle_state(host) == before
+
+    # And an entry point now finds its code: it runs, and stops for its own reason (no K3s
+    # here yet; the install runs later in this module).
+    rc, _, err = wait(host, ["nobody"], settings, timeout=1)
+    assert rc == 1 and "K3s is not installed on this host" in err, err
 
 
 def test_first_server_installs_as_a_sudo_user_and_becomes_ready(cluster: tuple[list[Any], Path]) -> None:
@@ -212,7 +307,10 @@ def test_a_wrong_token_fails_the_install_within_the_timeout_showing_the_journal(
     elapsed = time.monotonic() - started
     assert rc != 0, err
     assert elapsed < NODE_READY + 15, f"took {elapsed:.0f}s"
-    assert f"K3s (k3s-agent) on {agent.name} did not become active within {NODE_READY}s" in err
+    # The journal says why (the server's 401), so the error names the refused token instead of
+    # "did not become active within 25s" (service.sh why_not_active).
+    assert f"{agent.name}: the server refused this node's token (401 Unauthorized in the K3s log)" in err
+    assert "did not become active" not in err
     assert "journalctl -u k3s-agent" in err
     # The journal's last lines, where the user sees why: the server refuses the token.
     journal = err.split("Last lines of its log", 1)[1]
@@ -334,12 +432,13 @@ def test_upgrade_restarts_each_node_once_onto_the_new_version(cluster: tuple[lis
     rc, _, err = wait(hosts[0], [n.name for n in settings.nodes], settings)
     assert rc == 0, err
     assert "Ready at v1.33.6+k3s1" in err
-    # The previous generation is gone from the root-owned place and from the staging area.
+    # The previous generation is gone from the root-owned place, and the staging area is empty:
+    # the install removes the staged copies once it has checked the root-owned ones.
     layout = scripts.airgap_layout(settings.agents[1], settings.k3s)
     assert layout is not None
     assert hosts[3].exec(f"ls {scripts.AIRGAP_ROOT}").split() == [layout.generation]
     staged = hosts[3].exec(f"ls ~ubuntu/{scripts.AIRGAP_STAGE_PARENT} 2>/dev/null || true").split()
-    assert staged == [layout.generation]
+    assert staged == []
 
 
 def test_removing_an_agent_drains_deletes_and_leaves_the_host_clean(cluster: tuple[list[Any], Path]) -> None:
@@ -356,6 +455,9 @@ def test_removing_an_agent_drains_deletes_and_leaves_the_host_clean(cluster: tup
     rc, _, err = ssh(hosts[0], scripts.forget_script(agent.name, "ubuntu"))
     assert rc == 0, err
     assert "not registered (NotFound)" in err
+    # Last on the host: its `-scripts` step's delete removes the bundle (and our directory).
+    rc, _, err = ssh(host, scripts.remove_scripts_script(host.user))
+    assert rc == 0, err
     rc, _, err = hosts[0].run(f"sudo -n {K3S} kubectl get node {agent.name}")
     assert rc != 0 and "NotFound" in err  # and stays gone: nothing runs there
     leftovers = host.exec(
