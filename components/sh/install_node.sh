@@ -259,6 +259,16 @@ etcd-s3-secret-key: '$S3_SECRET_YAML'"
 else
   remove_managed "$ETCD_S3_FILE"
 fi
+# The external datastore's endpoint (a secret, with its password) in a 0600 drop-in, as
+# single-quoted YAML: K3s reads it verbatim (backslashes, spaces, $ ' " #).
+DATASTORE_FILE=$CONF_DIR/config.yaml.d/60-k3s-rancher-datastore.yaml
+if [ "$ROLE" = server ] && [ -n "$DATASTORE_ENDPOINT" ]; then
+  DATASTORE_YAML=$(printf "%s\n" "$DATASTORE_ENDPOINT" | sed "s/'/''/g")
+  put_file 0600 "$DATASTORE_FILE" "# managed by k3s-rancher
+datastore-endpoint: '$DATASTORE_YAML'"
+else
+  remove_managed "$DATASTORE_FILE"
+fi
 if [ -n "${REGISTRIES_YAML:-}" ]; then
   put_file 0600 "$CONF_DIR/registries.yaml" "$REGISTRIES_YAML"
 else
@@ -371,10 +381,11 @@ if [ -n "${SERVER_URL:-}" ] && [ "$ROLE" = agent ]; then
   K3S_TOKEN_FILE=$TOKEN_FILE
   export K3S_URL K3S_TOKEN_FILE
 fi
-if [ -n "$DATASTORE_ENDPOINT" ]; then
-  K3S_DATASTORE_ENDPOINT=$DATASTORE_ENDPOINT
-  export K3S_DATASTORE_ENDPOINT
-fi
+# The datastore endpoint is not given to the installer: it copies K3S_* variables into the
+# service's env file through `read` without -r and an unquoted `echo` (install.sh
+# create_env_file), which drops backslashes and squeezes spaces in a password. K3s reads it
+# from the drop-in written above, as it is.
+unset K3S_DATASTORE_ENDPOINT
 
 log "installing K3s $K3S_VERSION ($ROLE) on $NODE_NAME (k3s-rancher scripts generation ${GENERATION:-0})"
 sh "$INSTALLER" "$@" >&2 || die "the K3s installer failed on $NODE_NAME (see its output above)"

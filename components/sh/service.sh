@@ -69,9 +69,17 @@ _hide() {
   case $_line in *"$1"*) _line="[line hidden: it contained $2]" ;; esac
 }
 
+# service_log: the last lines of the service's log, from its current start only where systemd
+# says which that is (an older start's lines, say a refused token before an uninstall, would
+# otherwise be taken for this one's).
 service_log() {
   if [ "$INIT" = systemd ]; then
-    journalctl -u "$SERVICE" --no-pager -n 20 2>&1 | redact
+    _invocation=$(systemctl show "$SERVICE" -p InvocationID --value 2>/dev/null || true)
+    if [ -n "$_invocation" ]; then
+      journalctl --no-pager -n 20 "_SYSTEMD_INVOCATION_ID=$_invocation" 2>&1 | redact
+    else
+      journalctl -u "$SERVICE" --no-pager -n 20 2>&1 | redact
+    fi
   else
     tail -n 20 "/var/log/$SERVICE.log" 2>&1 | redact
   fi

@@ -184,12 +184,15 @@ if kind == "installer":
         f"rm -f {binary} {killall} {uninstall}",
         "",
     ]), 0o755)
-    # create_env_file (install.sh l. 968-974): K3S_* and CONTAINERD_*, then the proxy
-    # variables in any case (grep -Ei '^(NO|HTTP|HTTPS)_PROXY'), into the 0600 env file.
-    exports = "".join(f"{k}={v}\n" for k, v in sorted(os.environ.items()) if k.startswith(("K3S_", "CONTAINERD_")))
-    exports += "".join(
-        f"{k}={v}\n" for k, v in sorted(os.environ.items()) if k.upper() in ("NO_PROXY", "HTTP_PROXY", "HTTPS_PROXY")
+    # create_env_file (install.sh l. 968-974), run as the installer runs it (under
+    # `set -o noglob`): `sh -c export | while read x v; do echo $v; done`, grepped for K3S_* and
+    # CONTAINERD_*, then the proxy variables, into the 0600 env file. `read` without -r drops
+    # backslashes and the unquoted `echo $v` squeezes runs of spaces: values arrive changed.
+    pipeline = (
+        "set -o noglob; sh -c export | while read x v; do echo $v; done | grep -E '^(K3S|CONTAINERD)_'; "
+        "sh -c export | while read x v; do echo $v; done | grep -Ei '^(NO|HTTP|HTTPS)_PROXY'; true"
     )
+    exports = subprocess.run(["sh", "-c", pipeline], capture_output=True, text=True, env=dict(os.environ)).stdout
     write(env_file, exports, 0o600)
     write(unit, f"[Service]\nType=notify\nTimeoutStartSec=0\nExecStart={binary} {' '.join([cmd, *argv])}\n", 0o644)
     subprocess.run(["systemctl", "enable", unit], check=True)

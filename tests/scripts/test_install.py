@@ -11,10 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from components import scripts
 from policy.shell_inputs import parse as parse_inputs
 from tests.scripts.awkward import AGENT_ARGS, ENDPOINT, SERVER_ARGS, TOKEN, awkward_config, settings_for
-from tests.scripts.sandbox import Sandbox, install, mode, needs_sandbox, stdin
+from tests.scripts.sandbox import Sandbox, install, mode, needs_sandbox, stdin, with_inputs
 from tests.scripts.standins import INSTALLER
 
 
@@ -72,15 +74,41 @@ def test_an_agent_joins_with_the_token_file_and_the_server_url(box: Sandbox) -> 
 
 
 @needs_sandbox
-def test_the_external_datastore_endpoint_goes_to_the_installer_environment_only(box: Sandbox) -> None:
+def test_the_external_datastore_endpoint_reaches_k3s_verbatim_in_a_0600_drop_in(box: Sandbox) -> None:
+    """Issue 24 item 1: the installer copies K3S_* variables into the service's env file
+    through `read` without -r and an unquoted `echo` (its stand-in runs that very pipeline),
+    which drops backslashes and squeezes spaces. The endpoint goes into a 0600 config.yaml.d
+    drop-in instead, which K3s reads verbatim, and never through the installer."""
+    awkward = "postgres://k3s:pa\\ss  w0rd$x'q\"#@db.example.com:5432/k3s?sslmode=require"
     s = settings_for(awkward_config("external"), {"datastoreEndpoint"})
-    result = box.run(scripts.install_script(s.servers[0], s.k3s, first_server=True), stdin(ENDPOINT))
+    result = box.run(scripts.install_script(s.servers[0], s.k3s, first_server=True), stdin(awkward))
     assert result.returncode == 0, result.stderr
+    drop_in = box.path(f"{scripts.CONF_DIR}/config.yaml.d/60-k3s-rancher-datastore.yaml")
+    assert mode(drop_in) == 0o600
+    assert yaml.safe_load(drop_in.read_text()) == {"datastore-endpoint": awkward}
     (installed,) = box.records("installer")
-    assert installed["env"]["K3S_DATASTORE_ENDPOINT"] == ENDPOINT
-    assert ENDPOINT not in json.dumps(installed["argv"])
-    assert ENDPOINT not in result.stdout + result.stderr
-    assert ENDPOINT not in box.path(f"{scripts.CONF_DIR}/config.yaml").read_text()
+    assert "K3S_DATASTORE_ENDPOINT" not in installed["env"]
+    env_file = box.path("/etc/systemd/system/k3s.service.env").read_text()
+    assert "DATASTORE" not in env_file and "w0rd" not in env_file
+    assert awkward not in json.dumps(installed["argv"]) + result.stdout + result.stderr
+    assert "w0rd" not in box.path(f"{scripts.CONF_DIR}/config.yaml").read_text()
+    # Without the endpoint (another datastore), the drop-in of ours goes.
+    sqlite = settings_for(awkward_config("sqlite"))
+    again = box.run(scripts.install_script(sqlite.servers[0], sqlite.k3s, first_server=True), stdin())
+    assert again.returncode == 0, again.stderr
+    assert not drop_in.exists()
+
+
+@needs_sandbox
+def test_the_installer_stand_in_mangles_the_env_file_as_install_sh_does(box: Sandbox) -> None:
+    """The reason for the drop-in, shown on the stand-in: a value the installer passes on
+    (K3S_URL here) loses its backslash and its double space in the env file."""
+    s = settings_for(awkward_config())
+    agent = s.agents[0]
+    script = with_inputs(scripts.install_script(agent, s.k3s, first_server=False), SERVER_URL="https://h:6443/a\\b  c")
+    assert box.run(script, stdin()).returncode == 0
+    env_file = box.path("/etc/systemd/system/k3s-agent.service.env").read_text()
+    assert "K3S_URL='https://h:6443/ab c'" in env_file, env_file
 
 
 @needs_sandbox

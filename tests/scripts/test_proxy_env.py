@@ -5,6 +5,7 @@ the installer's env file) K3s; its credentials come from stdin line 5 and land o
 from __future__ import annotations
 
 import copy
+import shlex
 from typing import Any
 
 from components import scripts
@@ -27,8 +28,11 @@ def server(config: dict[str, Any]) -> tuple[Settings, Node]:
 
 
 def env_file(box: Sandbox) -> dict[str, str]:
+    """The env file as systemd reads it (EnvironmentFile=: a value may be quoted; the
+    installer writes `export`'s quoted form)."""
     lines = box.path(ENV_FILE).read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines)
+    pairs = (line.split("=", 1) for line in lines)
+    return {name: (shlex.split(value) or [""])[0] for name, value in pairs}
 
 
 def run(box: Sandbox, config: dict[str, Any], credentials: str | None = CREDENTIALS) -> str:

@@ -309,6 +309,18 @@ enable_and_start() {
     info "systemd: Enabling ${UNIT_NAME} unit"
     $SUDO systemctl enable "$UNIT_FILE" >/dev/null
     $SUDO systemctl daemon-reload >/dev/null
+    # STAND-IN test hook, not K3s behaviour: at this point the real script has written every
+    # file and enabled the unit (systemd_enable, l. 1078-1082) and has not started K3s yet
+    # (service_enable_and_start, l. 1124-1130). A one-shot /run/k3sr-kill-after-installer
+    # SIGKILLs this script's process group (over SSH that is the session's whole command: sudo,
+    # the calling k3s-rancher script, this script), as a killed SSH session or CI job would;
+    # /run/k3sr-killed-after-installer lists what was killed (tests/real/test_engine_crash_safety.py).
+    if [ -e /run/k3sr-kill-after-installer ]; then
+        $SUDO rm -f /run/k3sr-kill-after-installer
+        PGID=$(ps -o pgid= -p $$ | tr -d ' ')
+        ps -e -o pid=,pgid=,args= | awk -v g="$PGID" '$2 == g' | $SUDO tee /run/k3sr-killed-after-installer >/dev/null
+        $SUDO kill -s KILL -- "-$PGID"
+    fi
     [ "${INSTALL_K3S_SKIP_START:-}" = true ] && return 0
     AFTER=$(fingerprint)
     if [ "$BEFORE" = "$AFTER" ] && [ "${INSTALL_K3S_FORCE_RESTART:-}" != true ]; then
