@@ -1,5 +1,5 @@
-"""Tier 2, upgrading k3s-rancher itself (issue 22 items 5 and 6): a cluster made by the
-previous release's program (the commit releases.toml lists, else 35e7bbc) is taken over by
+"""Tier 2, upgrading k3s-rancher itself (issue 22 items 5 and 6): a cluster made by the last
+release from before the scripts bundle (releases.toml: 0.1.0, commit 35e7bbc) is taken over by
 this checkout's program, on the same stack, state backend and test hosts (1 server, 2 agents,
 k3s.upgrade one agent at a time), through the real engine with the STAND-IN k3s.
 
@@ -58,11 +58,19 @@ def releases() -> list[dict[str, Any]]:
 
 
 def previous_release() -> tuple[str, str]:
-    """(version, commit) of the newest release with a commit in releases.toml (the release
-    being made has none yet), else the first release."""
+    """(version, commit) of the newest release in releases.toml from before the scripts bundle
+    (its commit has no components/bundle.py): the migration this file proves is the one from
+    such a release. Else the first release. Releases made since go through the same graph
+    checks under mocks (tests/test_releases.py) and through (d) here."""
     for release in releases():
-        if release.get("commit"):
-            return str(release["version"]), str(release["commit"])
+        commit = str(release.get("commit") or "")
+        if not commit:
+            continue
+        has_bundle = subprocess.run(
+            ["git", "-C", str(ROOT), "cat-file", "-e", f"{commit}:components/bundle.py"], capture_output=True
+        )
+        if has_bundle.returncode != 0:
+            return str(release["version"]), commit
     return FIRST_RELEASE
 
 
