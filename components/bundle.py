@@ -26,7 +26,7 @@ HOST_ROOT = "/var/lib/k3s-rancher/scripts"
 CURRENT = f"{HOST_ROOT}/current"
 # Not in the bundle: the scripts step's own create and delete (they run where the bundle is not,
 # yet or any more) and what runs in Rancher's container; each is rendered into its command text.
-DELIVERY = ("deliver_scripts.sh", "remove_scripts.sh", "wait_rancher.sh")
+NOT_BUNDLED = ("deliver_scripts.sh", "remove_scripts.sh", "wait_rancher.sh")
 FILE_MARK = "=== "
 _NAME = re.compile(r"^[a-z0-9_]+\.sh$")
 
@@ -41,14 +41,15 @@ class Bundle:
 
     @property
     def names(self) -> tuple[str, ...]:
+        """The files' names (tier 1 compares a host's copy with them)."""
         return tuple(name for name, _ in self.files)
 
 
 def make_bundle(sh_dir: Path) -> Bundle:
-    """The bundle of every script in `sh_dir` but the delivery script, in name order."""
+    """The bundle of every script in `sh_dir` but NOT_BUNDLED, in name order."""
     files = []
     for path in sorted(sh_dir.glob("*.sh")):
-        if path.name in DELIVERY:
+        if path.name in NOT_BUNDLED:
             continue
         if not _NAME.match(path.name):
             raise ValueError(f"{path.name}: bundle file names are lower-case words ending in .sh")

@@ -114,7 +114,7 @@ class Installed:
     rollout_stdin: pulumi.Input[str] | None = None
     # For a rolled agent: its install's output, which says whether its last update left a
     # restart owed (scripts.restart_verdict: the cordon step cordons and drains only when it
-    # is not "none") and stamps that run (scripts.rollout_run: the rollout steps carry it).
+    # is not "none") and stamps that run (scripts.rollout_wait_for: the rollout steps carry it).
     restart: pulumi.Input[str] | None = None
 
 
@@ -257,12 +257,6 @@ class ClusterGraph:
         return tuple(n.node for n in (*self.servers, *self.agents))
 
 
-def _after(values: Sequence[object]) -> str:
-    """A rollout step's WAIT_FOR: the install's fingerprint and the stamp of its last run."""
-    run = scripts.rollout_run(str(values[1]))
-    return str(values[0]) + (f" run {run}" if run else "")
-
-
 def membership_delete(
     node: Node, k3s: K3sSettings, user: str, check_stdin: pulumi.Input[str] | None
 ) -> tuple[str, pulumi.Input[str] | None]:
@@ -364,11 +358,13 @@ def build_graph(
 
         def cordon_text(name: str) -> Callable[[list[str]], str]:
             return lambda v: (
-                scripts.cordon_script(name, k3s, user, _after(v), restart=scripts.restart_verdict(v[1])).command
+                scripts.cordon_script(
+                    name, k3s, user, scripts.rollout_wait_for(v[0], v[1]), restart=scripts.restart_verdict(v[1])
+                ).command
             )
 
         def rejoin_text(name: str) -> Callable[[list[str]], str]:
-            return lambda v: scripts.rejoin_script(name, k3s, user, _after(v)).command
+            return lambda v: scripts.rejoin_script(name, k3s, user, scripts.rollout_wait_for(v[0], v[1])).command
 
         before: list[pulumi.Resource] = []
         for number, start in enumerate(range(0, len(agent_members), size), start=1):

@@ -608,11 +608,13 @@ def restart_verdict(stdout: str) -> str:
     return _verdict_line(stdout)[0]
 
 
-def rollout_run(stdout: str) -> str:
-    """The stamp of the install run that printed the verdict ("" without one): the agent's
-    rollout steps carry it, so each run of its install is followed by one run of each of them
-    (cordon, upgrade and rejoin together: a cordon is never left without its rejoin)."""
-    return _verdict_line(stdout)[1]
+def rollout_wait_for(marker: str, stdout: str) -> str:
+    """The WAIT_FOR of an agent's rollout steps (cordon, upgrade, rejoin): its install's
+    fingerprint and the stamp of the install run that printed the verdict (none without one).
+    With the stamp, each run of the install is followed by one run of each of them, together:
+    a cordon is never left without its rejoin."""
+    run = _verdict_line(stdout)[1]
+    return marker + (f" run {run}" if run else "")
 
 
 def restart_pending_script(node: Node, k3s: K3sSettings, waits_for: str) -> Script:

@@ -296,8 +296,7 @@ class SshBackend:
         k3s = self.k3s
 
         def rollout(stdout: str) -> str:
-            run = scripts.rollout_run(stdout)
-            return scripts.restart_pending_script(node, k3s, marker + (f" run {run}" if run else "")).command
+            return scripts.restart_pending_script(node, k3s, scripts.rollout_wait_for(marker, stdout)).command
 
         return Installed(
             resources=[install],

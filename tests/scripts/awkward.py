@@ -149,7 +149,7 @@ def every_file_rendered_with_awkward_values() -> dict[str, scripts.Script]:
     for path in sorted(SH_DIR.glob("*.sh")):
         if path.name in ("lib.sh", "service.sh"):  # helpers, sourced by the others
             continue
-        if path.name in bundle.DELIVERY:  # sent whole, never through an entry point
+        if path.name in bundle.NOT_BUNDLED:  # sent whole, never through an entry point
             variables = {name: AWKWARD for name in sh_variables(path.read_text())}
             helpers = path.name != "wait_rancher.sh"
             out[f"file-{path.stem}"] = scripts.render_inline(
