@@ -7,5 +7,5 @@ changes what is on the hosts). Nothing else in the scripts' code reaches a node 
 text: the code travels in the scripts bundle (components/bundle.py).
 """
 
-VERSION = "0.2.0"
+VERSION = "0.3.0"
 SCRIPTS_GENERATION = 1

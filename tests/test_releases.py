@@ -47,6 +47,10 @@ RELEASES_FILE = ROOT / "releases.toml"
 CHANGELOG = ROOT / "CHANGELOG.md"
 SNAPSHOTS_IN_COMMIT = "tests/graph_snapshots"
 SCRIPTS_SUFFIX = "-scripts"
+# What a `-scripts` step's bundle changes (its text on stdin, its digest in create and, on
+# Docker, update): a code
+# change to the host scripts may always change them.
+SCRIPTS_STEP_DELIVERY = frozenset({"create", "update", "stdin"})
 
 
 # -- releases.toml ---------------------------------------------------------------------------
@@ -401,6 +405,9 @@ def upgrade_problems(
                 problems.append(f"{urn}: input {prop} changed ({was!r} -> {now!r}): {b['type']} updated or replaced")
             elif prop == "triggers":
                 problems.append(f"{urn}: input triggers changed ({was!r} -> {now!r}): the command would be replaced")
+            elif _is_scripts_step(urn) and prop in SCRIPTS_STEP_DELIVERY:
+                # A new bundle: the step re-delivers the scripts, nothing else runs (issue 22).
+                continue
             elif not nodes_declared:
                 problems.append(
                     f"{urn}: input {prop} changed: the command would run again on existing nodes, "
@@ -466,7 +473,16 @@ def test_the_upgrade_check_names_the_urn_and_the_property() -> None:
     del urns[gone]
     urns["urn:pulumi:dev::k3s-rancher::command:remote:Command::dev-w1-extra"] = urns[install]
     urns["urn:pulumi:dev::k3s-rancher::command:remote:Command::dev-w9-scripts"] = urns[install]
+    scripts_step = next(u for u in urns if u.endswith("::dev-w1-scripts"))
+    urns[scripts_step] = copy.deepcopy(urns[scripts_step])
+    urns[scripts_step]["inputs"]["stdin"] = "k3s-rancher scripts 9.9.9 generation 1\n"
+    urns[scripts_step]["inputs"]["create"] = "a new digest"
+    scripts_trigger = next(u for u in urns if u.endswith("::dev-w2-scripts"))
+    urns[scripts_trigger] = copy.deepcopy(urns[scripts_trigger])
+    urns[scripts_trigger]["inputs"]["triggers"] = ["changed"]
     strict = upgrade_problems(before, after, nodes_declared=False)
+    assert not any(line.startswith(scripts_step) for line in strict), "a new bundle is never a node change"
+    assert any(line.startswith(f"{scripts_trigger}: input triggers changed") for line in strict)
     assert any(line.startswith(f"{install}: input create changed") for line in strict)
     assert any(line.startswith(f"{ready}: input triggers changed") for line in strict)
     assert any(line.startswith(f"{provider}: input changed changed") for line in strict)
