@@ -7,9 +7,11 @@
 // the project's tests: it launches the upstream pulumi-language-python-exec script (taken
 // from the github.com/pulumi/pulumi/sdk/v3 module at build time and placed next to this
 // binary) with the project's Python interpreter, exactly as the real host does for a plain
-// `pulumi up/preview/destroy`. It does not implement dependency installation, plugin
-// discovery from installed packages, typecheckers, toolchains (uv/poetry) or codegen:
-// the test programs use a pre-built virtualenv and resource plugins found on PATH.
+// `pulumi up/preview/destroy`, and runs a policy pack (`pulumi preview --policy-pack DIR`)
+// with the pack's own virtualenv, as the real host's RunPlugin does (see RunPlugin below).
+// It does not implement dependency installation, plugin discovery from installed packages,
+// typecheckers, toolchains (uv/poetry) or codegen: the test programs use a pre-built
+// virtualenv and resource plugins found on PATH.
 package main
 
 import (
@@ -32,6 +34,7 @@ import (
 
 	"github.com/pulumi/pulumi/sdk/v3/go/common/util/rpcutil"
 	pulumirpc "github.com/pulumi/pulumi/sdk/v3/proto/go"
+	"github.com/pulumi/pulumi/sdk/v3/python/toolchain"
 )
 
 // Version is set with -ldflags "-X main.Version=...".
@@ -276,6 +279,115 @@ func (h *host) Run(ctx context.Context, req *pulumirpc.RunRequest) (*pulumirpc.R
 		}, nil
 	}
 	return &pulumirpc.RunResponse{}, nil
+}
+
+// RunPlugin runs a plugin written in Python: for this project, the policy pack of `pulumi
+// preview --policy-pack DIR`. How the CLI gets here (pulumi/pulumi pkg/v3 v3.274.1,
+// resource/plugin/analyzer_plugin.go:134-143 and plugin.go:530-590): a policy pack path is a
+// directory, so ExecPlugin reads DIR/PulumiPolicy.yaml, makes DIR absolute and calls RunPlugin
+// of the language host its `runtime` names with Info{RootDirectory: DIR, ProgramDirectory:
+// DIR, EntryPoint: ".", Options: runtime.options}, Pwd = the project's directory, Args = the
+// engine's address (after --logtostderr/-v/--tracing when set), Env = the CLI's environment;
+// then it reads the pack's gRPC port from the first stdout line the stream carries. The CLI
+// does not install a local pack's dependencies on preview/up: the pack's virtualenv must exist.
+//
+// What the real Python host does (pulumi/pulumi sdk/python/cmd/pulumi-language-python/main.go,
+// func RunPlugin and parseOptions, in the releases that know the pulumi.run.plugin entry point,
+// which the PyPI pulumi 3.272.0 of .venv ships):
+//   - options: `virtualenv` (a string, relative to RootDirectory) and `toolchain` (pip, poetry
+//     or uv); with toolchain pip and no virtualenv, the virtualenv is "venv" (plugins are not
+//     run with the ambient Python); no toolchain and no virtualenv: python3 from PATH (the
+//     stand-in resolves a missing toolchain as pip: it does not look for uv.lock/poetry.lock);
+//   - a root holding __main__.py runs `<venv>/bin/python <ProgramDirectory> <Args...>`
+//     (without __main__.py: `python -m pulumi.run.plugin <pyproject name> <Args...>`, which
+//     this stand-in does not implement);
+//   - the command's environment is the host's own, "activated" for the virtualenv
+//     (sdk/v3 v3.274.1 python/toolchain/pip.go:202-216 and toolchain.go:180-211, the
+//     package this stand-in calls: VIRTUAL_ENV set,
+//     <venv>/bin first on PATH, PYTHONHOME removed), followed by the request's Env; its
+//     directory is Pwd; stdout and stderr go back as RunPluginResponse messages
+//     (rpcutil.MakeRunPluginStreams, not a terminal);
+//   - a non-zero exit is sent as the Exitcode message; a python that cannot be started is the
+//     error "problem executing plugin program (could not run language executor): ..."; a
+//     normal exit ends the stream (the CLI reads that as exit code 0).
+func (h *host) RunPlugin(req *pulumirpc.RunPluginRequest,
+	server grpc.ServerStreamingServer[pulumirpc.RunPluginResponse],
+) error {
+	info := req.GetInfo()
+	if info == nil {
+		return status.Error(codes.InvalidArgument,
+			"this stand-in language host runs plugins described by a ProgramInfo only")
+	}
+	opts := info.GetOptions().AsMap()
+	virtualenv := ""
+	if v, ok := opts["virtualenv"]; ok {
+		s, isString := v.(string)
+		if !isString {
+			return errors.New("virtualenv option must be a string")
+		}
+		virtualenv = s
+	}
+	tc := toolchain.Auto
+	if v, ok := opts["toolchain"]; ok {
+		s, isString := v.(string)
+		if !isString {
+			return errors.New("toolchain option must be a string")
+		}
+		switch s {
+		case "pip":
+			tc = toolchain.Pip
+		case "poetry", "uv":
+			return status.Errorf(codes.Unimplemented,
+				"this stand-in language host supports only toolchain pip, not %q", s)
+		default:
+			return fmt.Errorf("unsupported toolchain option: %s", s)
+		}
+	}
+	if tc == toolchain.Pip && virtualenv == "" {
+		virtualenv = "venv"
+	}
+	root := info.GetRootDirectory()
+	if _, err := os.Stat(filepath.Join(root, "__main__.py")); err != nil {
+		if !os.IsNotExist(err) {
+			return fmt.Errorf("looking for __main__.py: %w", err)
+		}
+		return status.Errorf(codes.Unimplemented, "this stand-in language host runs a Python plugin "+
+			"from its __main__.py only, and %s has none (the real host would try `python -m pulumi.run.plugin`)", root)
+	}
+	python, err := toolchain.ResolveToolchain(toolchain.PythonOptions{
+		Root: root, ProgramDir: info.GetProgramDirectory(), Virtualenv: virtualenv, Toolchain: toolchain.Pip,
+	})
+	if err != nil {
+		return err
+	}
+	args := append([]string{info.GetProgramDirectory()}, req.GetArgs()...)
+	cmd, err := python.Command(server.Context(), args...)
+	if err != nil {
+		return err
+	}
+
+	closer, stdout, stderr, err := rpcutil.MakeRunPluginStreams(server, false)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	cmd.Dir = req.GetPwd()
+	cmd.Env = append(cmd.Env, req.GetEnv()...)
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Run(); err != nil {
+		var exitErr *exec.ExitError
+		if errors.As(err, &exitErr) {
+			if ws, ok := exitErr.Sys().(syscall.WaitStatus); ok {
+				return server.Send(&pulumirpc.RunPluginResponse{
+					//nolint:gosec // an exit status fits in 8 bits
+					Output: &pulumirpc.RunPluginResponse_Exitcode{Exitcode: int32(ws.ExitStatus())},
+				})
+			}
+			return fmt.Errorf("program exited unexpectedly: %w", exitErr)
+		}
+		return fmt.Errorf("problem executing plugin program (could not run language executor): %w", err)
+	}
+	return closer.Close()
 }
 
 func dropEnv(env []string, name string) []string {
