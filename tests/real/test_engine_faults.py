@@ -71,13 +71,14 @@ def unit_state(host: Any, unit: str) -> tuple[str, str, str]:
     return enabled, active, invocation
 
 
-def assert_whole(host: Any, name: str) -> None:
-    """One K3s service, the one of the node's role, enabled and running; config.yaml
-    complete and no temporary copy of it left behind."""
+def assert_whole(host: Any, name: str, unit: str | None = None) -> None:
+    """One K3s service, the one of the node's role (`unit`, else this module's UNITS),
+    enabled and running; config.yaml complete and no temporary copy of it left behind."""
+    unit = unit or UNITS[name]
     units = host.exec("ls /etc/systemd/system | grep -E '^k3s(-agent)?\\.service$' || true").split()
-    assert units == [f"{UNITS[name]}.service"], f"{name}: K3s units {units}"
-    enabled, active, _ = unit_state(host, UNITS[name])
-    assert (enabled, active) == ("enabled", "active"), f"{name}: {UNITS[name]} is {enabled}/{active}"
+    assert units == [f"{unit}.service"], f"{name}: K3s units {units}"
+    enabled, active, _ = unit_state(host, unit)
+    assert (enabled, active) == ("enabled", "active"), f"{name}: {unit} is {enabled}/{active}"
     files = host.exec("ls -A /etc/rancher/k3s").split()
     assert "config.yaml" in files, f"{name}: no config.yaml"
     # put_file's temporary copies (mktemp DEST.XXXXXX) of config.yaml or a drop-in

@@ -230,10 +230,12 @@ func (p *provider) Create(ctx context.Context, req *pulumirpc.CreateRequest) (*p
 	}
 	typ := resourceType(req.GetUrn())
 	log := logger{ctx, req.GetUrn()}
+	killPoint("before", req.GetUrn(), "create")
 	stdout, stderr, err := execute(ctx, log, typ, inputs, stepCommand(typ, inputs, false))
 	if err != nil {
 		return nil, err
 	}
+	killPoint("after", req.GetUrn(), "create")
 	return respond(id, inputs, stdout, stderr)
 }
 
@@ -282,23 +284,27 @@ func (p *provider) Update(ctx context.Context, req *pulumirpc.UpdateRequest) (*p
 		command = ""
 	}
 	stdout, stderr := str(olds["stdout"]), str(olds["stderr"])
+	killPoint("before", req.GetUrn(), "update")
 	if command != "" {
 		var err error
 		if stdout, stderr, err = execute(ctx, logger{ctx, req.GetUrn()}, typ, state, command); err != nil {
 			return nil, err
 		}
 	}
+	killPoint("after", req.GetUrn(), "update")
 	props, err := outputs(news, stdout, stderr)
 	return &pulumirpc.UpdateResponse{Properties: props}, err
 }
 
 func (p *provider) Delete(ctx context.Context, req *pulumirpc.DeleteRequest) (*emptypb.Empty, error) {
 	state := req.GetProperties().AsMap()
+	killPoint("before", req.GetUrn(), "delete")
 	if command := str(state["delete"]); command != "" && resourceType(req.GetUrn()) != copyToRemote {
 		if _, _, err := execute(ctx, logger{ctx, req.GetUrn()}, resourceType(req.GetUrn()), state, command); err != nil {
 			return nil, err
 		}
 	}
+	killPoint("after", req.GetUrn(), "delete")
 	return &emptypb.Empty{}, nil
 }
 
