@@ -28,6 +28,7 @@ from components.rancher import RancherDeployment, RancherDeploymentArgs, Rancher
 from components.rancher_container import RancherContainer, RancherContainerArgs
 from components.secrets import StackSecrets, cluster_token, read_secrets
 from components.settings import NAMESPACE, SECRET_KEYS, ConfigError, Settings
+from components.validation import bootstrap_password
 from components.validation.quorum import previous_servers, quorum_error, servers_key
 from components.validation.roles import previous_nodes, role_change_errors
 
@@ -103,6 +104,25 @@ def check_roles(settings: Settings) -> None:
         raise ConfigError(errors)
 
 
+def given_bootstrap_password(settings: Settings) -> str | None:
+    """The rancherBootstrapPassword secret as set (None: unset, Rancher's is generated)."""
+    if "rancherBootstrapPassword" not in settings.secrets_set:
+        return None
+    return pulumi.Config(NAMESPACE).get("rancherBootstrapPassword")
+
+
+def check_bootstrap_password(settings: Settings) -> bootstrap_password.Previous:
+    """Refuse, before anything runs, a bootstrap password that differs from the one Rancher was
+    installed with (components/validation/bootstrap_password.py); what the last run recorded."""
+    r = settings.rancher
+    if not r.enabled:
+        return bootstrap_password.Previous()
+    previous = bootstrap_password.previous(own_previous_outputs(), r.mode)
+    if error := bootstrap_password.change_error(previous, given_bootstrap_password(settings), r.mode):
+        raise ConfigError([(bootstrap_password.KEY, error)])
+    return previous
+
+
 def build_cluster(settings: Settings, secrets: StackSecrets) -> KubernetesCluster:
     """The cluster for the configured topology, named after the stack."""
     if settings.topology == "kubeconfig":
@@ -174,16 +194,45 @@ def deploy_rancher(settings: Settings, secrets: StackSecrets, cluster: Kubernete
     ).outputs
 
 
-def export_rancher(outputs: RancherOutputs | None) -> None:
+def export_rancher(
+    outputs: RancherOutputs | None,
+    settings: Settings,
+    previous: bootstrap_password.Previous | None = None,
+) -> None:
     if outputs is None:
         return
+    previous = previous or bootstrap_password.Previous()
+    mode = settings.rancher.mode
+    source = "generated" if given_bootstrap_password(settings) is None else "config"
+    password = outputs.bootstrap_password
+    if source == "generated" and previous.password is not None:
+        password = password.apply(lambda generated: _installed_password(generated, previous))
     pulumi.export("rancherUrl", outputs.url)
-    pulumi.export("rancherBootstrapPassword", pulumi.Output.secret(outputs.bootstrap_password))
+    pulumi.export("rancherBootstrapPassword", pulumi.Output.secret(password))
+    # What the next run compares with (bootstrap_password.DIGEST_OUTPUT, as a literal for tests/test_docs.py).
+    salt = bootstrap_password.stack_salt(f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}")
+    record = password.apply(lambda p: previous.next_record(p, source, mode, salt).output())
+    pulumi.export("rancherBootstrapPasswordDigest", pulumi.Output.secret(record))
     pulumi.export("rancherVersion", outputs.version)
     if outputs.cert_manager_version is not None:
         pulumi.export("certManagerVersion", outputs.cert_manager_version)
     if outputs.admin_password is not None:
         pulumi.export("rancherAdminPassword", pulumi.Output.secret(outputs.admin_password))
+
+
+def _installed_password(generated: str, previous: bootstrap_password.Previous) -> str:
+    """A stack last updated by 0.2.0 recorded no source: a generated password that is not the
+    one it exported replaced a given one (rancherBootstrapPassword removed in the same up as
+    the upgrade), too late to refuse. Rancher keeps the one it was installed with: name that."""
+    if previous.knows(generated):
+        return generated
+    pulumi.log.warn(
+        f"{bootstrap_password.KEY} was removed: Rancher keeps the bootstrap password it was installed with, and the "
+        "output rancherBootstrapPassword stays that one. Set the secret back to it (pulumi config set --secret "
+        'rancherBootstrapPassword "$(pulumi stack output rancherBootstrapPassword --show-secrets)")'
+    )
+    assert previous.password is not None  # only called for a 0.2.0 stack's password
+    return previous.password
 
 
 def exit_quietly_on_interrupt() -> None:
@@ -199,8 +248,9 @@ def run() -> None:
     settings, secrets = load()
     check_quorum(settings)
     check_roles(settings)
+    bootstrap = check_bootstrap_password(settings)
     cluster = build_cluster(settings, secrets)
-    export_rancher(deploy_rancher(settings, secrets, cluster))
+    export_rancher(deploy_rancher(settings, secrets, cluster), settings, bootstrap)
     pulumi.export("apiServer", cluster.api_server)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("nodes", [{"name": n.name, "role": n.role, "address": n.address} for n in cluster.nodes])

@@ -76,6 +76,15 @@ def publicly_trusted(r: RancherSettings) -> bool:
     return r.tls == "secret" and not r.private_ca
 
 
+def clears_cacerts(r: RancherSettings) -> bool:
+    """Whether Rancher's chart starts Rancher with `--no-cacerts` for these settings: every TLS
+    source but Rancher's own CA (tls rancher) and a private CA (privateCA), so for letsEncrypt in
+    both environments and for tls secret without privateCa (rancher/rancher
+    chart/templates/deployment.yaml, the "Public trusted CA - clear ca certs" branch). Rancher's
+    `cacerts` setting is then empty."""
+    return r.tls == "letsEncrypt" or (r.tls == "secret" and not r.private_ca)
+
+
 def rancher_values(r: RancherSettings, bootstrap_password: pulumi.Input[str]) -> dict[str, Any]:
     """The Rancher chart's values for these settings, rancher.values deep-merged over them."""
     tls: dict[str, Any] = {"source": r.tls}
@@ -95,9 +104,14 @@ def rancher_values(r: RancherSettings, bootstrap_password: pulumi.Input[str]) ->
         tls["secretName"] = TLS_SECRET
         if r.private_ca:
             values["privateCA"] = True
-    if publicly_trusted(r):
-        # Fresh installs default to agentTLSMode strict, where agents trust only the CA
-        # Rancher was configured with; a public CA is not configured there.
+    if clears_cacerts(r):
+        # Fresh installs of Rancher >= 2.9 default to agent-tls-mode strict, where downstream
+        # agents trust only the CA in the `cacerts` setting, which --no-cacerts leaves empty: no
+        # agent could connect. system-store makes them use their trust store, which holds the
+        # public CAs (Rancher docs, TLS settings, "Agent TLS Enforcement"; rancher/rancher#45909:
+        # "--no-cacerts and agent-tls-mode=strict -- as expected, nothing works"). Let's Encrypt
+        # staging chains to a root no trust store holds: agents cannot connect either way
+        # (RancherDeployment warns), and system-store keeps the switch to production to one key.
         values["agentTLSMode"] = "system-store"
     if r.system_default_registry:
         values["systemDefaultRegistry"] = r.system_default_registry
@@ -185,6 +199,15 @@ class RancherDeployment(pulumi.ComponentResource):
             values=rancher_values(r, self.bootstrap_password),
             after=after,
         )
+        if r.tls == "letsEncrypt" and r.lets_encrypt_environment == "staging":
+            pulumi.log.warn(
+                f"{NAMESPACE}:rancher.letsEncryptEnvironment staging: Let's Encrypt's staging certificates chain to a "
+                "root that no trust store holds, and Rancher's chart runs Rancher without a CA (--no-cacerts) for "
+                "letsEncrypt: agents of downstream clusters cannot verify Rancher in either agent-tls-mode, so no "
+                "cluster can be imported or created. Use staging to try the install (the browser warns), then set "
+                "production before adding clusters.",
+                resource=self.release,
+            )
         if not pulumi.runtime.is_dry_run():
             pulumi.log.info(
                 f"Helm waits up to {r.timeout} s for Rancher ({RANCHER_NAMESPACE}/{RANCHER_RELEASE}) to be "

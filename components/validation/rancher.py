@@ -6,6 +6,7 @@ docker topology are docker.py's."""
 from __future__ import annotations
 
 from components import checks, compat
+from components.rancher import clears_cacerts
 from components.settings import NAMESPACE, RancherSettings, Settings
 from components.validation.facts import Facts
 from components.validation.k3s import server_flag_values, supported_minor
@@ -81,6 +82,15 @@ def _chart_problems(r: RancherSettings) -> list[tuple[str, str]]:
     for value, instead in _OWNED_VALUES.items():
         if value in r.values:
             problems.append((f"{KEY}.values.{value}", f"set by k3s-rancher: use {instead} instead"))
+    if r.values.get("agentTLSMode") == "strict" and clears_cacerts(r):
+        problems.append(
+            (
+                f"{KEY}.values.agentTLSMode",
+                f"strict with tls {r.tls}{'' if r.tls == 'letsEncrypt' else ' without privateCa'}: Rancher's chart "
+                "then runs Rancher without a CA (--no-cacerts), and strict agents trust only that CA, so no "
+                "downstream cluster could connect; leave it unset (k3s-rancher sets system-store)",
+            )
+        )
     cm = r.cert_manager
     if tuple(int(n) for n in cm.version[1:].split(".")[:2]) < (1, 15):
         problems.append((f"{KEY}.certManager.version", f"{cm.version} predates crds.enabled: use v1.15.0 or newer"))

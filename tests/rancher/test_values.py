@@ -4,10 +4,15 @@ airgap registry, values deep-merged over the computed ones."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
 
 from components import charts
 from components.config import parse_settings
-from components.rancher import publicly_trusted, rancher_values
+from components.rancher import clears_cacerts, publicly_trusted, rancher_values
+from components.settings import ConfigError
 from tests.harness import TEST_SSH_KEY, run_program
 from tests.rancher.runs import CA, CERT, TLS_KEY, custom_run, one_server, plain_text_outside_secrets, values
 
@@ -76,7 +81,9 @@ def test_ingress_class_and_registry_for_airgap() -> None:
     assert v["ingress"]["ingressClassName"] == "nginx"
     assert v["letsEncrypt"]["ingress"] == {"class": "nginx"}
     assert v["letsEncrypt"]["environment"] == "staging"
-    assert "agentTLSMode" not in v  # staging certificates are not publicly trusted
+    # The chart clears Rancher's CA for letsEncrypt in both environments (--no-cacerts): strict
+    # agents would trust nothing, so the mode is system-store (see the staging test below).
+    assert v["agentTLSMode"] == "system-store"
     assert v["systemDefaultRegistry"] == "registry.internal:5000"
     assert v["useBundledSystemChart"] is True
 
@@ -113,3 +120,48 @@ def test_rancher_values_pure() -> None:
     assert v["bootstrapPassword"] == "pw"
     assert v["letsEncrypt"]["email"] == "ops@example.com"
     assert v["agentTLSMode"] == "system-store"
+
+
+@pytest.mark.parametrize(
+    ("rancher", "secrets", "mode"),
+    [
+        ({}, {}, None),  # Rancher's own CA: cacerts holds it, strict (the default) works
+        ({"tls": "letsEncrypt", "letsEncryptEmail": "ops@example.com"}, {}, "system-store"),
+        (
+            {"tls": "letsEncrypt", "letsEncryptEmail": "ops@example.com", "letsEncryptEnvironment": "staging"},
+            {},
+            "system-store",
+        ),
+        ({"tls": "secret", "tlsCert": CERT}, {"rancherTlsKey": TLS_KEY}, "system-store"),
+        ({"tls": "secret", "tlsCert": CERT, "privateCa": CA}, {"rancherTlsKey": TLS_KEY}, None),
+    ],
+    ids=["rancher", "letsEncrypt", "letsEncrypt-staging", "secret", "secret-private-ca"],
+)
+def test_agents_never_get_strict_where_the_chart_clears_rancher_ca(
+    rancher: dict[str, Any], secrets: dict[str, str], mode: str | None
+) -> None:
+    """Issue 24 item 4: the chart runs Rancher with --no-cacerts for letsEncrypt (both
+    environments) and for tls secret without a private CA; strict agents (the default of a
+    fresh Rancher >= 2.9) then trust no CA at all."""
+    settings = parse_settings(one_server(rancher), {"sshPrivateKey", *secrets}).rancher
+    assert clears_cacerts(settings) == (mode is not None)
+    assert rancher_values(settings, "pw").get("agentTLSMode") == mode
+
+
+def test_letsencrypt_staging_says_downstream_agents_cannot_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    messages: list[str] = []
+    monkeypatch.setattr(pulumi.log, "warn", lambda msg, *a, **k: messages.append(msg))
+    custom_run({"tls": "letsEncrypt", "letsEncryptEmail": "ops@example.com", "letsEncryptEnvironment": "staging"})
+    custom_run({"tls": "letsEncrypt", "letsEncryptEmail": "ops@example.com"})
+    (warning,) = [m for m in messages if "letsEncryptEnvironment staging" in m]
+    assert "no cluster can be imported or created" in warning and "production before adding clusters" in warning
+
+
+def test_strict_agents_where_the_chart_clears_rancher_ca_are_refused_by_key() -> None:
+    staging = {"tls": "letsEncrypt", "letsEncryptEmail": "ops@example.com", "letsEncryptEnvironment": "staging"}
+    with pytest.raises(ConfigError) as caught:
+        custom_run({**staging, "values": {"agentTLSMode": "strict"}})
+    assert caught.value.keys == ["k3s-rancher:rancher.values.agentTLSMode"]
+    assert "--no-cacerts" in str(caught.value)
+    # With Rancher's own CA, strict is what a fresh install does anyway: accepted.
+    assert values(custom_run({"values": {"agentTLSMode": "strict"}}))["agentTLSMode"] == "strict"

@@ -84,3 +84,23 @@ def controlplane(controlplane_bin: Path) -> Iterator[ControlPlane]:
 
     with control_plane(controlplane_bin) as cp:
         yield cp
+
+
+@pytest.fixture(scope="session")
+def cert_manager_chart(controlplane_bin: Path, request: pytest.FixtureRequest) -> Path:
+    """The REAL cert-manager chart archive at the program's pinned version, assembled from its
+    Go module (tests/real/cert_manager_chart.py; seconds, cached beside the control plane). A
+    failed assembly fails the tests that need it."""
+    from tests.real.cert_manager_chart import ChartBuildError, build_cert_manager_chart, cached_cert_manager_chart
+
+    helm = controlplane_bin / "helm"
+    cached = cached_cert_manager_chart(helm)
+    if cached is not None:
+        return cached
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        sys.stderr.write("\n== the real cert-manager chart: tests/real/controlplane/cert-manager-chart.sh\n")
+        try:
+            return build_cert_manager_chart(helm, progress=sys.stderr)
+        except ChartBuildError as exc:
+            pytest.fail(str(exc), pytrace=False)

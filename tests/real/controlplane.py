@@ -529,6 +529,11 @@ def _has_default_sa(cp: ControlPlane) -> bool:
 
 if __name__ == "__main__":
     # bin/test builds the binaries here, between the engine and the real tiers, with its
-    # progress on the terminal. The last line is the bin directory.
+    # progress on the terminal, then assembles the real cert-manager chart (seconds). The
+    # last line is the bin directory.
+    from tests.real.cert_manager_chart import build_cert_manager_chart
+
     install_etcd()
-    print(build_controlplane(progress=sys.stderr))
+    built = build_controlplane(progress=sys.stderr)
+    build_cert_manager_chart(built / "helm", progress=sys.stderr)
+    print(built)

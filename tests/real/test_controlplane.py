@@ -1,5 +1,6 @@
 """Test tier 3's infrastructure: the control plane in its private network namespace, kwok
-nodes, and the chart STAND-INs (tests/real/charts) against the program's values."""
+nodes, and the Rancher chart STAND-IN (tests/real/charts) against the program's values. The
+real cert-manager chart is tested in test_cert_manager_chart.py."""
 
 from __future__ import annotations
 
@@ -61,10 +62,9 @@ def schema_errors(name: str, values: Mapping[str, Any]) -> list[str]:
 # --- the chart stand-ins, pure ----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("chart", "key"), [("rancher", "rancher"), ("cert-manager", "certManager")])
-def test_stand_in_is_the_chart_and_version_the_program_pins(chart: str, key: str) -> None:
-    props = load_schema()["properties"]["rancher"]["properties"]
-    pinned = (props if key == "rancher" else props[key]["properties"])["version"]["default"]
+@pytest.mark.parametrize("chart", ["rancher"])
+def test_stand_in_is_the_chart_and_version_the_program_pins(chart: str) -> None:
+    pinned = load_schema()["properties"]["rancher"]["properties"]["version"]["default"]
     # The program's own check of a local chart source (rancher.chartRepo = a path).
     assert local_chart_error(str(CHARTS / chart), chart, pinned) is None
     meta = yaml.safe_load((CHARTS / chart / "Chart.yaml").read_text())
@@ -104,13 +104,6 @@ def test_rancher_schema_refuses_unknown_keys_and_values(bad: dict[str, Any], whe
 
     errors = schema_errors("rancher", deep_merge(values, bad))
     assert len(errors) == 1 and errors[0].startswith(f"{where}:"), errors
-
-
-def test_cert_manager_schema_accepts_the_program_values_and_refuses_unknown_keys() -> None:
-    r = settings({"certManager": {"values": {"image": {"registry": "registry.internal"}}}})
-    assert schema_errors("cert-manager", cert_manager_values(r)) == []
-    assert schema_errors("cert-manager", {"crds": {"enabled": True, "keepp": True}}) != []
-    assert schema_errors("cert-manager", {"installCRD": True}) != []
 
 
 # --- the charts rendered by the real helm (no cluster) ------------------------------------
@@ -179,20 +172,6 @@ def test_rancher_chart_renders_what_each_tls_mode_needs(controlplane_bin: Path, 
             "name": "CATTLE_BOOTSTRAP_PASSWORD",
             "valueFrom": {"secretKeyRef": {"name": "bootstrap-secret", "key": "bootstrapPassword"}},
         } in env
-
-
-def test_cert_manager_chart_installs_crds_only_when_asked(controlplane_bin: Path, tmp_path: Path) -> None:
-    with_crds = helm_template(controlplane_bin, "cert-manager", cert_manager_values(settings({})), tmp_path)
-    assert with_crds.returncode == 0, with_crds.stderr
-    crds = by_kind(with_crds.stdout)["CustomResourceDefinition"]
-    assert sorted(c["metadata"]["name"] for c in crds) == [
-        "certificates.cert-manager.io",
-        "clusterissuers.cert-manager.io",
-        "issuers.cert-manager.io",
-    ]
-    assert all(c["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"} for c in crds)
-    without = helm_template(controlplane_bin, "cert-manager", {}, tmp_path)
-    assert "CustomResourceDefinition" not in by_kind(without.stdout)
 
 
 # --- the control plane ------------------------------------------------------------------
@@ -265,26 +244,27 @@ def test_a_kwok_node_becomes_ready_and_a_deployment_available(controlplane: Cont
     cp.kubectl("-n", "default", "delete", "deployment", "web", "--wait=false")
 
 
-def test_stand_in_charts_install_and_their_deployments_become_available(
-    controlplane: ControlPlane, tmp_path: Path
+def test_the_charts_install_and_their_deployments_become_available(
+    controlplane: ControlPlane, cert_manager_chart: Path, tmp_path: Path
 ) -> None:
+    """The real cert-manager chart (its CRDs with the release) and the Rancher stand-in on it."""
     cp = controlplane
     cp.add_nodes(2, prefix="charts-node")
     env = helm_env(tmp_path)
     r = settings({"hostname": "rancher.tier3.example", "replicas": 2})
 
-    def install(release: str, namespace: str, values: Mapping[str, Any]) -> None:
+    def install(release: str, namespace: str, values: Mapping[str, Any], chart: Path) -> None:
         values_file = tmp_path / f"{release}.yaml"
         values_file.write_text(yaml.safe_dump(dict(values)))
         values_file.chmod(0o600)
         cp.run(
-            ["helm", "install", release, str(CHARTS / release), "-n", namespace, "--create-namespace",
+            ["helm", "install", release, str(chart), "-n", namespace, "--create-namespace",
              "-f", str(values_file), "--wait", "--wait-for-jobs", "--timeout=120s"],
             env=env, timeout=180,
         )  # fmt: skip
 
-    install("cert-manager", "cert-manager", cert_manager_values(r))
-    install("rancher", "cattle-system", rancher_values(r, "tier3-bootstrap-pw"))
+    install("cert-manager", "cert-manager", cert_manager_values(r), cert_manager_chart)
+    install("rancher", "cattle-system", rancher_values(r, "tier3-bootstrap-pw"), CHARTS / "rancher")
 
     def available(namespace: str, name: str) -> bool:
         conditions = cp.get_json("-n", namespace, "deployment", name)["status"]["conditions"]
@@ -299,7 +279,7 @@ def test_stand_in_charts_install_and_their_deployments_become_available(
     assert ingress["tls"][0]["secretName"] == "tls-rancher-ingress"
     issuer = cp.get_json("-n", "cattle-system", "issuers.cert-manager.io", "rancher")
     assert issuer["spec"] == {"ca": {"secretName": "tls-rancher"}}
-    # The CRDs validate like the real ones: a Certificate without issuerRef is refused.
+    # The real CRDs validate: a Certificate without issuerRef is refused.
     bad = {"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": {"name": "x", "namespace": "default"},
            "spec": {"secretName": "x"}}  # fmt: skip
     refused = cp.run(["kubectl", "apply", "-f", "-"], input=json.dumps(bad), check=False)
@@ -310,8 +290,8 @@ def test_stand_in_charts_install_and_their_deployments_become_available(
     assert cp.kubectl("get", "crd", "issuers.cert-manager.io", "-o", "name").strip()
     assert "rancher" not in cp.kubectl("-n", "cattle-system", "get", "deployments", "-o", "name")
     # The session's cluster is shared with later tests (one per xdist worker): leave it as found.
-    cp.kubectl("delete", "crd", "certificates.cert-manager.io", "clusterissuers.cert-manager.io",
-               "issuers.cert-manager.io", "--wait=true", timeout=90)  # fmt: skip
+    crds = [c["metadata"]["name"] for c in cp.get_json("crd")["items"]]
+    cp.kubectl("delete", "crd", *(c for c in crds if c.endswith("cert-manager.io")), "--wait=true", timeout=120)
     cp.kubectl("delete", "namespace", "cert-manager", "cattle-system", "--wait=false")
 
 

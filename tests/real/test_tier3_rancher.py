@@ -1,8 +1,10 @@
 """Tier 3: the program's cluster-side half for real. The real Pulumi CLI and the real
 pulumi-kubernetes provider (tests/real/engine) run the program with topology kubeconfig
 against a real API server with real controllers and kwok nodes (tests/real/controlplane.py),
-all inside one private network namespace; the cert-manager and Rancher charts are the
-STAND-INs in tests/real/charts. Every step is asserted on the objects in the API.
+all inside one private network namespace. cert-manager is the REAL chart at the pinned
+version, assembled from its Go module (tests/real/cert_manager_chart.py); Rancher is the
+STAND-IN in tests/real/charts (its module is not served). Every step is asserted on the objects
+in the API.
 
 On a machine with internet, K3SR_REAL_CHARTS=1 runs the same tests on the real charts: they
 are pulled (helm pull, outside the namespace: nothing inside it reaches beyond loopback) from
@@ -15,6 +17,7 @@ secret, rancher.enabled false, destroy.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -25,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.real.cert_manager_chart import pinned_version
 from tests.real.controlplane import ControlPlane
 from tests.real.engine_project import EngineProject, engine_bin, make_project
 
@@ -37,14 +41,26 @@ HOSTNAME = "rancher.tier3.test"
 BOOTSTRAP = "tier3-bootstrap-password-0123"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NAMESPACE = "kubernetes:core/v1:Namespace"
+CERT_MANAGER_CRDS = [  # deploy/crds of cert-manager, all in the chart's templates/crds.yaml
+    f"{plural}.{group}"
+    for plural, group in [
+        ("certificaterequests", "cert-manager.io"),
+        ("certificates", "cert-manager.io"),
+        ("challenges", "acme.cert-manager.io"),
+        ("clusterissuers", "cert-manager.io"),
+        ("issuers", "cert-manager.io"),
+        ("orders", "acme.cert-manager.io"),
+    ]
+]
 DEPLOYMENTS = {
     "cert-manager": ["cert-manager", "cert-manager-cainjector", "cert-manager-webhook"],
     "cattle-system": ["rancher"],
 }
 
 
-# Where the charts come from: the STAND-INs, or the real charts pulled by `real_charts`.
-chart_paths = {"rancher": CHARTS / "rancher", "cert-manager": CHARTS / "cert-manager"}
+# Where the charts come from: Rancher's STAND-IN and the real cert-manager chart assembled from
+# its module (set by the `tier3` fixture), or the published charts pulled by `real_charts`.
+chart_paths = {"rancher": CHARTS / "rancher"}
 
 
 def real_charts(helm: Path, directory: Path) -> dict[str, Path]:
@@ -127,9 +143,21 @@ class Tier3:
     def namespaces(self) -> set[str]:
         return {n["metadata"]["name"] for n in self.cp.get_json("namespaces")["items"]}
 
+    def bootstrap_secret(self) -> str:
+        data = self.cp.get_json("secret", "bootstrap-secret", "-n", "cattle-system")["data"]["bootstrapPassword"]
+        return base64.b64decode(data).decode()
+
+
+def rancher_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    first: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return first
+
 
 @pytest.fixture(scope="module")
-def tier3(controlplane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tier3]:
+def tier3(
+    controlplane: ControlPlane, cert_manager_chart: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Tier3]:
+    chart_paths["cert-manager"] = cert_manager_chart
     if REAL_CHARTS:
         chart_paths.update(real_charts(controlplane.bin_dir / "helm", tmp_path_factory.mktemp("charts")))
     project = make_project(tmp_path_factory.mktemp("tier3"), engine_bin())
@@ -166,11 +194,23 @@ def test_up_deploys_cert_manager_and_rancher_available_behind_the_ingress(tier3:
     assert [rule["host"] for rule in ingress["spec"]["rules"]] == [HOSTNAME]
     assert ingress["spec"]["tls"] == [{"hosts": [HOSTNAME], "secretName": "tls-rancher-ingress"}]
     assert ingress["spec"].get("ingressClassName") == "traefik"
-    # cert-manager's CRDs came with its release, and Rancher's chart made its Issuer (tls rancher).
-    crds = {c["metadata"]["name"] for c in tier3.cp.get_json("crd")["items"]}
-    assert {"certificates.cert-manager.io", "issuers.cert-manager.io", "clusterissuers.cert-manager.io"} <= crds
+    # The real cert-manager chart at the pinned version; all six of its CRDs came with its
+    # release (crds.enabled), and Rancher's chart made its Issuer (tls rancher).
+    listed = tier3.cp.run(["helm", "list", "-n", "cert-manager", "--output", "json"]).stdout
+    (release,) = json.loads(listed)
+    assert (release["chart"], release["app_version"]) == (f"cert-manager-{pinned_version()}", pinned_version())
+    crds = {c["metadata"]["name"]: c["metadata"] for c in tier3.cp.get_json("crd")["items"]}
+    assert set(CERT_MANAGER_CRDS) <= set(crds)
+    assert {crds[name]["annotations"]["meta.helm.sh/release-name"] for name in CERT_MANAGER_CRDS} == {"cert-manager"}
     assert tier3.cp.get_json("issuers.cert-manager.io", "-n", "cattle-system")["items"]
+    # The chart's bootstrap Secret holds the password; Rancher's own CA (tls rancher): no
+    # --no-cacerts, agents keep the default strict mode; one replica: maxUnavailable 0.
+    assert tier3.bootstrap_secret() == BOOTSTRAP
+    deployment = tier3.cp.get_json("deployment", "rancher", "-n", "cattle-system")
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert "--no-cacerts" not in rancher_container(deployment)["args"]
     outputs = json.loads(tier3.pulumi("stack", "output", "--json").stdout)
+    assert outputs["rancherBootstrapPassword"] == outputs["rancherBootstrapPasswordDigest"] == "[secret]"
     assert outputs["rancherUrl"] == f"https://{HOSTNAME}"
     assert outputs["apiServer"] == tier3.cp.server
     assert outputs["nodes"] == []
@@ -181,6 +221,22 @@ def test_a_second_up_with_nothing_changed_changes_nothing(tier3: Tier3) -> None:
     tier3.pulumi("up", "--yes", "--skip-preview", "--expect-no-changes")
 
 
+def test_a_new_bootstrap_password_is_refused_in_preview_by_key(tier3: Tier3) -> None:
+    """Issue 24 item 3, through the real engine: the program reads the record of the last
+    run (a secret output) back with readStackOutputs and refuses before planning anything."""
+    tier3.project.set_secret("rancherBootstrapPassword", "a-new-bootstrap-password-4567")
+    try:
+        refused = tier3.pulumi("preview", check=False)
+        assert refused.returncode != 0
+        text = refused.stdout + refused.stderr
+        assert "k3s-rancher:rancherBootstrapPassword" in text and "changed after Rancher was installed" in text
+        assert "a-new-bootstrap-password-4567" not in text and BOOTSTRAP not in text
+    finally:
+        tier3.project.set_secret("rancherBootstrapPassword", BOOTSTRAP)
+    assert tier3.changes() == set()
+    assert tier3.bootstrap_secret() == BOOTSTRAP
+
+
 def test_a_values_change_updates_the_rancher_release_in_place(tier3: Tier3) -> None:
     before = tier3.cp.get_json("deployment", "rancher", "-n", "cattle-system")["metadata"]["uid"]
     tier3.configure(rancher_config(replicas=2))
@@ -189,7 +245,30 @@ def test_a_values_change_updates_the_rancher_release_in_place(tier3: Tier3) -> N
     after = tier3.cp.get_json("deployment", "rancher", "-n", "cattle-system")
     assert after["metadata"]["uid"] == before  # upgraded, not reinstalled
     assert after["spec"]["replicas"] == 2
+    assert after["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 1
+    # The chart's pre-upgrade hook Job ran (and the upgrade waited for it).
+    job = "involvedObject.name=rancher-pre-upgrade"
+    events = tier3.cp.get_json("events", "-n", "cattle-system", "--field-selector", job)["items"]
+    assert "Completed" in {e["reason"] for e in events}
     assert tier3.available("cattle-system", "rancher")
+
+
+def test_a_key_the_real_cert_manager_chart_lacks_fails_the_update_and_changes_nothing(tier3: Tier3) -> None:
+    """rancher.certManager.values reaches the chart as given; the real chart's values.schema.json
+    refuses a key it does not have (here webhook.replicas; the key is replicaCount), so the
+    update fails with the key named, and the release stays as it was."""
+    wrong = {"chartRepo": str(chart_paths["cert-manager"]), "values": {"webhook": {"replicas": 2}}}
+    tier3.configure(rancher_config(replicas=2, certManager=wrong))
+    done = tier3.pulumi("up", "--yes", "--skip-preview", check=False, timeout=900)
+    assert done.returncode != 0
+    assert "additional properties 'replicas' not allowed" in done.stdout + done.stderr, done.stdout[-5000:]
+    webhook = tier3.cp.get_json("deployment", "cert-manager-webhook", "-n", "cert-manager")
+    assert webhook["metadata"]["generation"] == 1 and webhook["spec"]["replicas"] == 1
+    listed = json.loads(tier3.cp.run(["helm", "list", "-n", "cert-manager", "--output", "json"]).stdout)
+    assert [(r["revision"], r["status"]) for r in listed] == [("1", "deployed")]
+    # The failed update left the release's state as it was: back to valid values, nothing to do.
+    tier3.configure(rancher_config(replicas=2))
+    assert ("update", "cert-manager-release") not in tier3.changes()
 
 
 def test_tls_secret_mode_uses_our_certificate_and_drops_cert_manager(tier3: Tier3, tmp_path: Path) -> None:
@@ -213,6 +292,11 @@ def test_tls_secret_mode_uses_our_certificate_and_drops_cert_manager(tier3: Tier
     assert "cert-manager" not in tier3.namespaces()
     ingress = tier3.cp.get_json("ingress", "rancher", "-n", "cattle-system")
     assert ingress["spec"]["tls"] == [{"hosts": [HOSTNAME], "secretName": "tls-rancher-ingress"}]
+    # Our certificate without a private CA: the chart clears Rancher's CA (--no-cacerts), so
+    # the program makes agents use their trust store (issue 24 item 4).
+    c = rancher_container(tier3.cp.get_json("deployment", "rancher", "-n", "cattle-system"))
+    assert "--no-cacerts" in c["args"]
+    assert {"name": "CATTLE_AGENT_TLS_MODE", "value": "system-store"} in c["env"]
 
 
 def test_rancher_disabled_uninstalls_the_releases_and_their_namespaces(tier3: Tier3) -> None:
@@ -222,7 +306,7 @@ def test_rancher_disabled_uninstalls_the_releases_and_their_namespaces(tier3: Ti
     assert not {"cattle-system", "cert-manager"} & tier3.namespaces()
     # cert-manager's CRDs stay (crds.keep): the README says how to remove them.
     crds = {c["metadata"]["name"] for c in tier3.cp.get_json("crd")["items"]}
-    assert "certificates.cert-manager.io" in crds
+    assert set(CERT_MANAGER_CRDS) <= crds
 
 
 def test_destroy_leaves_an_empty_stack_and_the_cluster_running(tier3: Tier3) -> None:
