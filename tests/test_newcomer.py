@@ -237,3 +237,33 @@ def test_up_local_uses_the_empty_passphrase_whatever_the_environment_says(tmp_pa
     ]
     assert "ignoring PULUMI_CONFIG_PASSPHRASE" in result.stderr
     assert git_status() == before  # .pulumi-state/ is git-ignored; nothing tracked changes
+
+
+@pytest.mark.parametrize("pulumi_exit", [0, 1])
+def test_up_local_gives_pulumi_a_private_tmpdir_and_removes_it(tmp_path: Path, pulumi_exit: int) -> None:
+    """The kubernetes provider leaves a copy of the admin kubeconfig in $TMPDIR at every
+    configure (README, Secrets): bin/up-local runs pulumi with a TMPDIR of its own (0700, in
+    the caller's) and removes it afterwards, whether the up succeeds or fails. A STAND-IN
+    pulumi writes such a copy."""
+    stubs, caller = tmp_path / "stubs", tmp_path / "caller-tmp"
+    stubs.mkdir()
+    caller.mkdir()
+    log = tmp_path / "pulumi.log"
+    stub(stubs, "docker", "exit 0")
+    stub(
+        stubs,
+        "pulumi",
+        f'printf "%s|%s|%s\\n" "$1" "$TMPDIR" "$(stat -c %a "$TMPDIR")" >> {log}\n'
+        '(umask 077; echo admin-client-key > "$TMPDIR/kubeconfig1234567")\n'
+        f'[ "$1" = up ] && exit {pulumi_exit}\nexit 0',
+    )
+    env = {**os.environ, "PATH": f"{stubs}:{os.environ['PATH']}", "TMPDIR": str(caller)}
+    result = subprocess.run(
+        [str(BIN / "up-local"), "--yes"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == pulumi_exit, result.stderr
+    calls = [line.split("|") for line in log.read_text().splitlines()]
+    assert [call[0] for call in calls] == ["stack", "up"]
+    (private,) = {call[1] for call in calls}
+    assert Path(private).parent == caller and {call[2] for call in calls} == {"700"}
+    assert sorted(os.listdir(caller)) == []  # the copy went with the private directory

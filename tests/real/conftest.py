@@ -21,11 +21,31 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from tests.real import private_tmp  # noqa: E402
 from tests.real.engine_project import engine_bin  # noqa: E402
 from tests.real.hosts import remove_stale, run_setup_script  # noqa: E402
 
 if TYPE_CHECKING:
     from tests.real.controlplane import ControlPlane
+
+
+_private_tmp: tuple[Path, str | None] | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """This run's own TMPDIR for every process the tests start (tests/real/private_tmp.py:
+    the kubernetes provider leaves admin kubeconfig copies in $TMPDIR)."""
+    global _private_tmp
+    if _private_tmp is None:
+        _private_tmp = private_tmp.enter()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove this run's TMPDIR, with whatever the processes left in it."""
+    global _private_tmp
+    if _private_tmp is not None:
+        private_tmp.leave(*_private_tmp)
+        _private_tmp = None
 
 
 @pytest.fixture(scope="session", autouse=True)
