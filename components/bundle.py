@@ -26,7 +26,7 @@ HOST_ROOT = "/var/lib/k3s-rancher/scripts"
 CURRENT = f"{HOST_ROOT}/current"
 # Not in the bundle: the scripts step's own create and delete (they run where the bundle is not,
 # yet or any more) and what runs in Rancher's container; each is rendered into its command text.
-NOT_BUNDLED = ("deliver_scripts.sh", "remove_scripts.sh", "wait_rancher.sh")
+NOT_BUNDLED = ("deliver_scripts.sh", "remove_scripts.sh", "wait_rancher.sh", "drift_probe.sh")
 FILE_MARK = "=== "
 _NAME = re.compile(r"^[a-z0-9_]+\.sh$")
 

@@ -150,6 +150,7 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
             install_script_sha256=k3s_raw.get("installScriptSha256"),
             proxy=_proxy(k3s_raw, servers, agents, api_address),
             preflight=k3s_raw["preflight"],
+            drift_check=k3s_raw["driftCheck"],
             init_server=init_server,
             airgap=airgap,
             etcd_snapshots=_etcd_snapshots(k3s_raw.get("etcdSnapshots")),
@@ -157,6 +158,7 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
                 node_ready=k3s_raw["timeouts"]["nodeReady"],
                 cluster_ready=k3s_raw["timeouts"]["clusterReady"],
                 drain=k3s_raw["timeouts"]["drain"],
+                drift_check=k3s_raw["timeouts"]["driftCheck"],
             ),
             upgrade=UpgradeSettings(
                 agents_at_once=k3s_raw["upgrade"]["agentsAtOnce"], drain=k3s_raw["upgrade"]["drain"]

@@ -15,6 +15,7 @@ from typing import Any
 
 import pulumi
 
+from components import drift, drift_ssh, registry_auth
 from components.backends.docker import DockerCluster, DockerClusterArgs
 from components.backends.docker_engine import check_engine
 from components.backends.docker_spec import docker_nodes
@@ -69,6 +70,11 @@ def load() -> tuple[Settings, StackSecrets]:
         for name in sorted(secrets_set())
         if not pulumi.runtime.config.is_config_secret(f"{NAMESPACE}:{name}")
     ]
+    # The registryAuth secret's shape, by key (no value shown): its value is only here.
+    values = namespace_values()
+    if registry_auth.SECRET in values:
+        registries = values.get("k3s", {}).get("registries") if isinstance(values.get("k3s"), dict) else None
+        plaintext += registry_auth.problems(values[registry_auth.SECRET], registries)
     try:
         settings = parse_settings(raw_config(), secrets_set(), pulumi.get_stack())
     except ConfigError as error:
@@ -123,7 +129,36 @@ def check_bootstrap_password(settings: Settings) -> bootstrap_password.Previous:
     return previous
 
 
-def build_cluster(settings: Settings, secrets: StackSecrets) -> KubernetesCluster:
+def check_drift(settings: Settings) -> dict[str, int]:
+    """The nodes' repair markers (components/drift.py): the previous run's, bumped for each node
+    that k3s.driftCheck finds drifted, each named with its reasons in a warning. Kept (never
+    dropped) with the check off, so that turning it off changes no install."""
+    if settings.topology != "ssh":
+        return {}
+    outputs = own_previous_outputs()
+    previous = drift.previous_repairs(outputs)
+    nodes = [*settings.servers, *settings.agents]
+    if not settings.k3s.drift_check:
+        return drift.next_repairs(previous, (), (n.name for n in nodes))
+    checked = drift.checked_nodes(nodes, previous_nodes(outputs))
+    config = pulumi.Config(NAMESPACE)
+    creds = drift_ssh.Credentials(config.get("sshPrivateKey"), config.get("sshPrivateKeyPassword"))
+    init = settings.k3s.init_server
+    answers = drift_ssh.read_hosts(
+        [(n, n.name == init) for n in checked], settings.ssh, creds, settings.k3s.timeouts.drift_check
+    )
+    applied = outputs.get("k3sVersion")
+    verdict = drift.classify(checked, answers, init, applied if isinstance(applied, str) else None)
+    for warning in verdict.warnings:
+        pulumi.log.warn(warning)
+    for name, reasons in verdict.reasons.items():
+        pulumi.log.warn(f"drift: {name}: {'; '.join(reasons)} (up re-runs its install to repair it)")
+    return drift.next_repairs(previous, verdict.reasons, (n.name for n in nodes))
+
+
+def build_cluster(
+    settings: Settings, secrets: StackSecrets, repairs: dict[str, int] | None = None
+) -> KubernetesCluster:
     """The cluster for the configured topology, named after the stack."""
     if settings.topology == "kubeconfig":
         assert secrets.kubeconfig is not None  # config requires it
@@ -155,6 +190,8 @@ def build_cluster(settings: Settings, secrets: StackSecrets) -> KubernetesCluste
             etcd_s3_secret_key=secrets.etcd_s3_secret_key,
             proxy_credentials=secrets.proxy_credentials,
             new_token=secrets.new_token,
+            registry_auth=secrets.registry_auth,
+            repairs=repairs or {},
         ),
     )
 
@@ -249,7 +286,10 @@ def run() -> None:
     check_quorum(settings)
     check_roles(settings)
     bootstrap = check_bootstrap_password(settings)
-    cluster = build_cluster(settings, secrets)
+    repairs = check_drift(settings)
+    cluster = build_cluster(settings, secrets, repairs)
+    if repairs:
+        pulumi.export("driftRepairs", repairs)  # drift.REPAIRS_OUTPUT, a literal for tests/test_docs.py
     export_rancher(deploy_rancher(settings, secrets, cluster), settings, bootstrap)
     pulumi.export("apiServer", cluster.api_server)
     pulumi.export("kubeconfig", cluster.kubeconfig)

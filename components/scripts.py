@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from components import bundle, proxy
+from components import bundle, checks, k3s_flags, proxy
 from components.checks import is_ip
 from components.release import SCRIPTS_GENERATION, VERSION
 from components.settings import K3sSettings, Node
@@ -309,6 +309,48 @@ def node_config(node: Node, k3s: K3sSettings, *, first_server: bool) -> dict[str
     return config
 
 
+def args_config(args: Sequence[str], k3s: K3sSettings) -> dict[str, list[str]]:
+    """serverArgs/agentArgs as config.yaml keys: each flag (its long name) as `<flag>+`, with its
+    values in order (`--flag=v` and `--flag v` give v, a bare `--flag` gives "true").
+
+    Not on the installer's command line: install.sh re-splits its arguments (`eval set --
+    $(escape "${INSTALL_K3S_EXEC}") $(quote "$@")`, unquoted), so a run of spaces inside a value
+    arrives as one. K3s reads config.yaml into `--flag=value` arguments placed before the
+    command line's (k3s-io/k3s pkg/configfilearg/parser.go, Parse and readConfigFile), and a key
+    ending in `+` appends to what came before: a single-valued flag's last value wins, a
+    repeatable one collects them all, exactly as these flags on the command line would, and
+    every value arrives byte for byte."""
+    parsed = checks.parse_k3s_version(k3s.version)
+    flags = k3s_flags.flag_set(parsed[1]) if parsed else None
+    found: dict[str, list[str]] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if not arg.startswith("-") or arg == "-":
+            continue  # validation refuses a value without its flag
+        name, has_value, value = arg.lstrip("-").partition("=")
+        if not has_value:
+            if i < len(args) and not (args[i].startswith("-") and args[i] != "-"):
+                value = args[i]
+                i += 1
+            else:
+                value = "true"
+        long = flags.long_name(name) if flags else name
+        found.setdefault(f"{long}+", []).append(value)
+    return found
+
+
+def install_config(node: Node, k3s: K3sSettings, *, first_server: bool) -> dict[str, Any]:
+    """The node's config.yaml on an SSH host: node_config, then its role's extra args
+    (args_config), appended to any `<flag>+` key of serverConfig/agentConfig."""
+    config = node_config(node, k3s, first_server=first_server)
+    for key, values in args_config(k3s.server_args if node.role == "server" else k3s.agent_args, k3s).items():
+        before = config.get(key)
+        config[key] = [*(before if isinstance(before, list) else [] if before is None else [before]), *values]
+    return config
+
+
 @dataclass(frozen=True)
 class AirgapLayout:
     """One airgap generation of a node: `files` maps the staged name (install.sh, k3s,
@@ -363,10 +405,13 @@ def _airgap_inputs(layout: AirgapLayout | None) -> dict[str, str]:
     return {"AIRGAP_GENERATION": layout.generation, "AIRGAP_STAGE": layout.stage}
 
 
-def install_script(node: Node, k3s: K3sSettings, *, first_server: bool, defer_restart: bool = False) -> Script:
+def install_script(
+    node: Node, k3s: K3sSettings, *, first_server: bool, defer_restart: bool = False, repair: int = 0
+) -> Script:
     """The node's install: what it should be (role, version, files, flags) as inputs of
     sh/install_node.sh. `defer_restart` for a rolled agent's update: it writes the files and
-    leaves the restart, if one is needed, to the agent's -upgrade step (sh/restart_pending.sh)."""
+    leaves the restart, if one is needed, to the agent's -upgrade step (sh/restart_pending.sh).
+    `repair`: the node's k3s.driftCheck marker (components/drift.py), an input only when not 0."""
     layout = airgap_layout(node, k3s)
     images = Path(k3s.airgap.images).name if k3s.airgap and k3s.airgap.images else ""
     sums = {name: digest for name, (_, digest) in layout.files.items()} if layout else {}
@@ -386,7 +431,7 @@ def install_script(node: Node, k3s: K3sSettings, *, first_server: bool, defer_re
             "NODE_NAME": node.name,
             "K3S_VERSION": k3s.version,
             "SERVER_URL": k3s.server_url if joins else "",
-            "CONFIG_YAML": managed_yaml(node_config(node, k3s, first_server=first_server)),
+            "CONFIG_YAML": managed_yaml(install_config(node, k3s, first_server=first_server)),
             "REGISTRIES_YAML": managed_yaml(k3s.registries) if k3s.registries else "",
             "INSTALL_SCRIPT_URL": k3s.install_script_url,
             "INSTALL_SCRIPT_SHA256": k3s.install_script_sha256 or "",
@@ -396,10 +441,16 @@ def install_script(node: Node, k3s: K3sSettings, *, first_server: bool, defer_re
             **airgap,
             **_proxy_inputs(k3s),
             **({} if k3s.preflight else {"PREFLIGHT": "off"}),
+            **_repair_input(repair),
         },
-        k3s.server_args if node.role == "server" else k3s.agent_args,
         sudo=needs_sudo(node.ssh.user),
     )
+
+
+def _repair_input(repair: int) -> dict[str, str]:
+    """k3s.driftCheck's marker (components/drift.py REPAIR_INPUT): a new number re-runs the
+    step; absent while 0, so that stacks without drift keep their command text."""
+    return {"DRIFT_REPAIR": str(repair)} if repair else {}
 
 
 def _proxy_inputs(k3s: K3sSettings) -> dict[str, str]:
@@ -414,12 +465,12 @@ def _proxy_inputs(k3s: K3sSettings) -> dict[str, str]:
     }
 
 
-def stage_airgap_script(node: Node, k3s: K3sSettings) -> Script:
+def stage_airgap_script(node: Node, k3s: K3sSettings, repair: int = 0) -> Script:
     """Make the node's 0700 staging directory, as the SSH user (no sudo): SFTP writes there."""
     layout = airgap_layout(node, k3s)
     if layout is None:
         raise ValueError("no k3s.airgap: nothing to stage")
-    return render("stage_airgap", {"AIRGAP_STAGE": layout.stage}, sudo=False, root=False)
+    return render("stage_airgap", {"AIRGAP_STAGE": layout.stage, **_repair_input(repair)}, sudo=False, root=False)
 
 
 def unstage_airgap_script(node: Node, k3s: K3sSettings) -> Script:
@@ -459,12 +510,15 @@ def install_stdin(
     s3_secret_key: str | None = None,
     proxy_credentials: str | None = None,
     rotated_from: str | None = None,
+    registries: str | None = None,
 ) -> str:
     """What the install script reads on stdin: the token, then the datastore endpoint, then
     the etcd S3 access and secret keys (lines 3-4), then the proxy's user:password (line 5),
     then, while newToken rotates the cluster token, the token it rotates from (line 6: a node
-    whose token file holds that one takes the new token). Lines are sent up to the last one
-    that is set, so that stacks without the later ones send what they always sent."""
+    whose token file holds that one takes the new token), then, with the registryAuth secret,
+    the whole registries.yaml as one JSON line (line 7, components/registry_auth.py). Lines
+    are sent up to the last one that is set, so that stacks without the later ones send what
+    they always sent."""
     lines = [
         token,
         datastore_endpoint or "",
@@ -472,6 +526,7 @@ def install_stdin(
         s3_secret_key or "",
         proxy_credentials or "",
         rotated_from or "",
+        registries or "",
     ]
     for value in lines:
         if "\n" in value or "\r" in value:
@@ -632,12 +687,13 @@ def remove_scripts_script(user: str) -> Script:
     return render_inline("remove_scripts", {}, sudo=needs_sudo(user))
 
 
-def deliver_scripts_script(user: str, scripts_bundle: bundle.Bundle) -> Script:
+def deliver_scripts_script(user: str, scripts_bundle: bundle.Bundle, repair: int = 0) -> Script:
     """The `<node>-scripts` step: check and unpack the bundle that arrives on stdin. Its own
-    code is in its text (no bundle is on the host before it runs)."""
+    code is in its text (no bundle is on the host before it runs). `repair` as for the install:
+    a drifted (perhaps wiped) host gets the bundle again."""
     return render_inline(
         "deliver_scripts",
-        {"BUNDLE_SHA256": scripts_bundle.sha256, "BUNDLE_VERSION": VERSION},
+        {"BUNDLE_SHA256": scripts_bundle.sha256, "BUNDLE_VERSION": VERSION, **_repair_input(repair)},
         sudo=needs_sudo(user),
     )
 

@@ -26,6 +26,8 @@ class StackSecrets:
     proxy_credentials: pulumi.Output[str] | None = None
     # The token to rotate the cluster to (components/sh/token_rotation.sh); None: no rotation.
     new_token: pulumi.Output[str] | None = None
+    # Registry credentials, JSON (components/registry_auth.py), for the install's stdin line 7.
+    registry_auth: pulumi.Output[str] | None = None
 
 
 def read_secrets(config: pulumi.Config, present: Collection[str]) -> StackSecrets:
@@ -43,6 +45,7 @@ def read_secrets(config: pulumi.Config, present: Collection[str]) -> StackSecret
         etcd_s3_secret_key=values["etcdS3SecretKey"],
         proxy_credentials=values["proxyCredentials"],
         new_token=values["newToken"],
+        registry_auth=values["registryAuth"],
     )
 
 

@@ -26,6 +26,7 @@ SECRET_KEYS = (
     "kubeconfig",
     "etcdS3AccessKey",
     "etcdS3SecretKey",
+    "registryAuth",
 )
 API_PORT = 6443
 # Addresses of docker nodes in docker.subnet: server i at host SERVER_HOST + i, agent i at
@@ -70,6 +71,8 @@ class Timeouts:
     node_ready: int
     cluster_ready: int
     drain: int
+    # k3s.timeouts.driftCheck: seconds to read one host (components/drift.py).
+    drift_check: int = 10
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,8 @@ class K3sSettings:
     proxy: Proxy | None = None
     # k3s.preflight: the host checks before a first install (components/sh/install_node.sh).
     preflight: bool = True
+    # k3s.driftCheck: read every SSH host at program start (components/drift.py).
+    drift_check: bool = False
 
     @property
     def minor(self) -> int:

@@ -292,10 +292,23 @@ def test_args(server_args: list[str], agent_args: list[str]) -> None:
     s = accepted(config, ["k3s.serverArgs", "k3s.agentArgs"])
     if s is None:
         return
-    assert_only_data(
-        (scripts.install_script(s.servers[0], s.k3s, first_server=True), {}, server_args),
-        (scripts.install_script(s.agents[0], s.k3s, first_server=False), {}, agent_args),
-    )
+    server = scripts.install_script(s.servers[0], s.k3s, first_server=True)
+    agent = scripts.install_script(s.agents[0], s.k3s, first_server=False)
+    # The args are not the installer's arguments (install.sh splits those again): they are
+    # data in CONFIG_YAML, where every value comes back byte for byte as a `<flag>+` item.
+    assert_only_data((server, {}, []), (agent, {}, []))
+    for script, args in ((server, server_args), (agent, agent_args)):
+        parsed = parse_inputs(script.body)
+        assert parsed is not None
+        config = managed_yaml_data(parsed.variables["CONFIG_YAML"])
+        appended = [value for key, values in config.items() if key.endswith("+") for value in values]
+        values, rest = [], list(args)
+        while rest:  # --flag=value, --flag value, or a bare --flag (true)
+            _, has_value, value = rest.pop(0).partition("=")
+            if not has_value:
+                value = rest.pop(0) if rest and not (rest[0].startswith("-") and rest[0] != "-") else "true"
+            values.append(value)
+        assert sorted(appended) == sorted(values)
 
 
 @CHEAP

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from components import bundle
 from components.settings import SECRET_KEYS, ConfigError
@@ -52,6 +53,7 @@ SECRETS = {
     "etcdS3AccessKey": "s3access-SECRET-6a1f",
     "etcdS3SecretKey": "s3secret-SECRET-90be",
     "proxyCredentials": "proxy-user:proxypass-SECRET-6a3e",
+    "registryAuth": '{"registry.example.com:5000": {"username": "ci-SECRET-user", "password": "regpass-SECRET-31d7"}}',
 }
 assert set(SECRETS) == set(SECRET_KEYS)
 # What must never show: each secret's distinctive part, what the mocks generate (tokens,
@@ -68,6 +70,8 @@ NEEDLES = [
     "s3access-SECRET-6a1f",
     "s3secret-SECRET-90be",
     "proxypass-SECRET-6a3e",
+    "regpass-SECRET-31d7",
+    "ci-SECRET-user",
     GENERATED_PASSWORD,
     "Q0xJRU5ULUtFWS1TRUNSRVQ=",
 ]
@@ -190,6 +194,7 @@ def test_the_secrets_were_really_used(stack_run: tuple[str, Run]) -> None:
         expected = ["kubecfg-SECRET-41c9e0", "bootstrap-SECRET-5e6f12"]
     if name == "dev-every-secret":
         expected += ["sshkey-SECRET-b3e1f0aa", "dbpass-SECRET-77aa", "bootstrap-SECRET-5e6f12", "tlskey-SECRET-0d0d4c"]
+        expected += ["regpass-SECRET-31d7"]  # in every install's stdin
     if name == "local-external-datastore":
         expected += ["dbpass-SECRET-77aa"]
     if name == "prod-etcd-s3":
@@ -244,6 +249,70 @@ def test_the_kubernetes_provider_gets_the_kubeconfig_as_a_secret(stack_run: tupl
     _, run = stack_run
     (provider,) = run.of_type("pulumi:providers:kubernetes")
     assert "kubeconfig" in provider.secret_paths()
+
+
+def test_registry_credentials_reach_every_install_only_on_its_secret_stdin() -> None:
+    """Issue 24 item 6: the registryAuth secret becomes the whole registries.yaml (with
+    k3s.registries), on every node install's stdin (line 7), and nowhere else."""
+    config, _ = load_stack_config("dev")
+    config["k3s"]["registries"] = {"mirrors": {"docker.io": {"endpoint": ["https://registry.example.com:5000"]}}}
+    run = run_program(config, {"sshPrivateKey": TEST_SSH_KEY, "registryAuth": SECRETS["registryAuth"]}, stack="dev")
+    installs = [r for r in run.registrations if r.type == COMMANDS[0] and r.name.endswith("-install")]
+    assert installs
+    for r in installs:
+        assert "stdin" in r.secret_paths(), r.name
+        line7 = str(r.plain()["stdin"]).split("\n")[6]
+        assert yaml.safe_load(line7) == {
+            "mirrors": {"docker.io": {"endpoint": ["https://registry.example.com:5000"]}},
+            "configs": {
+                "registry.example.com:5000": {"auth": {"username": "ci-SECRET-user", "password": "regpass-SECRET-31d7"}}
+            },
+        }, r.name
+    assert leaks(run) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "words"),
+    [
+        ("not json", "k3s-rancher:registryAuth", "JSON object"),
+        ('{"bad host!": {"username": "u", "password": "p-SECRET"}}', "k3s-rancher:registryAuth.bad host!", "host"),
+        ('{"r.example.com": {"token": "t-SECRET"}}', "k3s-rancher:registryAuth.r.example.com.token", "identity_token"),
+        ('{"r.example.com": {"password": "p-SECRET"}}', "k3s-rancher:registryAuth.r.example.com.password", "username"),
+        (
+            '{"r.example.com": {"username": "u", "password": "p\\nSECRET"}}',
+            "k3s-rancher:registryAuth.r.example.com.password",
+            "one",
+        ),
+    ],
+)
+def test_a_registry_auth_secret_of_the_wrong_shape_is_refused_by_key_without_its_value(
+    value: str, key: str, words: str
+) -> None:
+    config, _ = load_stack_config("dev")
+    with pytest.raises(ConfigError) as caught:
+        run_program(config, {"sshPrivateKey": TEST_SSH_KEY, "registryAuth": value})
+    assert caught.value.keys == [key]
+    assert words in str(caught.value) and "SECRET" not in str(caught.value)
+
+
+def test_registry_auth_and_a_plain_field_for_the_same_host_are_refused() -> None:
+    config, _ = load_stack_config("dev")
+    config["k3s"]["registries"] = {"configs": {"r.example.com": {"auth": {"username": "ci"}}}}
+    secret = '{"r.example.com": {"username": "ci", "password": "p-SECRET"}}'
+    with pytest.raises(ConfigError) as caught:
+        run_program(config, {"sshPrivateKey": TEST_SSH_KEY, "registryAuth": secret})
+    assert caught.value.keys == ["k3s-rancher:registryAuth.r.example.com.username"]
+    # The username in config, the password in the secret: accepted.
+    run_program(config, {"sshPrivateKey": TEST_SSH_KEY, "registryAuth": '{"r.example.com": {"password": "p"}}'})
+
+
+def test_a_registry_password_in_plain_config_names_the_secret_to_use() -> None:
+    config, _ = load_stack_config("dev")
+    config["k3s"]["registries"] = {"configs": {"r.example.com": {"auth": {"username": "ci", "password": "plain-pw"}}}}
+    with pytest.raises(ConfigError) as caught:
+        run_program(config, {"sshPrivateKey": TEST_SSH_KEY})
+    assert caught.value.keys == ["k3s-rancher:k3s.registries.configs.r.example.com.auth.password"]
+    assert "pulumi config set --secret registryAuth" in str(caught.value)
 
 
 def test_a_secret_stored_as_plain_text_is_refused_naming_its_key() -> None:

@@ -11,13 +11,13 @@ the installs is components/cluster.py's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_command.remote as remote
 
-from components import bundle, scripts
+from components import bundle, registry_auth, scripts
 from components.cluster import GraphCluster, Installed, render_text
 from components.settings import K3sSettings, Node, SshSettings
 
@@ -49,9 +49,15 @@ class K3sClusterArgs:
     # A token to rotate the cluster to (the newToken secret): `k3s token rotate` on the init
     # server from `token` to it, before the init server's install; then every node uses it.
     new_token: pulumi.Input[str] | None = None
+    # Registry credentials (the registryAuth secret, JSON: components/registry_auth.py): the
+    # installs then get the whole registries.yaml on stdin.
+    registry_auth: pulumi.Input[str] | None = None
     # Names the kubeconfig's context (k3s-rancher-<name>) and the provider's cluster
     # identifier; the component's name when unset.
     cluster_name: str | None = None
+    # k3s.driftCheck's marker per node (components/drift.py): not 0 re-runs the node's scripts
+    # step, airgap staging and install when it changes.
+    repairs: Mapping[str, int] = field(default_factory=dict)
 
 
 def identity(node: Node) -> list[str]:
@@ -126,19 +132,33 @@ class SshBackend:
         proxy = pulumi.Output.from_input(args.proxy_credentials or "")
         # With newToken: every node joins with it, and stdin line 6 is the token rotated from.
         token, rotated_from = self._tokens(args)
+        # With registryAuth: line 7, the whole registries.yaml (every node pulls images).
+        registries = pulumi.Output.from_input(args.registry_auth or "").apply(
+            lambda auth: registry_auth.registries_file(self.k3s.registries, auth) if auth else ""
+        )
         self.check_stdin: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.all(token, endpoint, *s3, proxy, rotated_from).apply(
+            pulumi.Output.all(token, endpoint, *s3, proxy, rotated_from, registries).apply(
                 lambda v: scripts.install_stdin(
-                    str(v[0]), str(v[1]) or None, str(v[2]), str(v[3]), str(v[4]) or None, str(v[5]) or None
+                    str(v[0]),
+                    str(v[1]) or None,
+                    str(v[2]),
+                    str(v[3]),
+                    str(v[4]) or None,
+                    str(v[5]) or None,
+                    str(v[6]) or None,
                 )
             )
         )
-        # Agents get the token, the endpoint and the proxy's credentials: the S3 keys stay on
-        # the servers.
+        # Agents get the token, the endpoint, the proxy's credentials and the registries: the
+        # S3 keys stay on the servers.
         self._agent_stdin: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.all(token, endpoint, proxy, rotated_from).apply(
+            pulumi.Output.all(token, endpoint, proxy, rotated_from, registries).apply(
                 lambda v: scripts.install_stdin(
-                    str(v[0]), str(v[1]) or None, proxy_credentials=str(v[2]) or None, rotated_from=str(v[3]) or None
+                    str(v[0]),
+                    str(v[1]) or None,
+                    proxy_credentials=str(v[2]) or None,
+                    rotated_from=str(v[3]) or None,
+                    registries=str(v[4]) or None,
                 )
             )
         )
@@ -167,7 +187,9 @@ class SshBackend:
         self._scripts[node.name] = remote.Command(
             f"{node.name}-scripts",
             connection=self._connections[node.name],
-            create=scripts.deliver_scripts_script(node.ssh.user, scripts_bundle).command,
+            create=scripts.deliver_scripts_script(
+                node.ssh.user, scripts_bundle, self.args.repairs.get(node.name, 0)
+            ).command,
             delete=scripts.remove_scripts_script(node.ssh.user).command,
             stdin=scripts_bundle.text,
             add_previous_output_in_env=False,
@@ -246,7 +268,8 @@ class SshBackend:
         rolled: bool = False,
     ) -> Installed:
         assert isinstance(forget, remote.Command)  # forget_init: every node has one
-        script = scripts.install_script(node, self.k3s, first_server=first_server)
+        repair = self.args.repairs.get(node.name, 0)
+        script = scripts.install_script(node, self.k3s, first_server=first_server, repair=repair)
         # In the state before anything can put K3s on the host, with nothing to create: its
         # delete uninstalls whatever a failed first install left (that install is not in the
         # state), so destroy and removal always clean the host. On a normal removal it runs
@@ -278,7 +301,7 @@ class SshBackend:
         stdin = self.check_stdin if node.role == "server" else self._agent_stdin
         # Rolled: an in-place change writes the files here and leaves the restart, if one is
         # needed, to the agent's `-upgrade` step in its batch (after the cordon and drain).
-        deferred = scripts.install_script(node, self.k3s, first_server=first_server, defer_restart=True)
+        deferred = scripts.install_script(node, self.k3s, first_server=first_server, defer_restart=True, repair=repair)
         install = self.command(
             f"{node.name}-install",
             node,
@@ -320,7 +343,7 @@ class SshBackend:
         prepare = self.command(
             f"{node.name}-airgap-stage",
             node,
-            create=scripts.stage_airgap_script(node, self.k3s).command,
+            create=scripts.stage_airgap_script(node, self.k3s, self.args.repairs.get(node.name, 0)).command,
             # Whatever was staged and never installed goes with the step.
             delete=scripts.unstage_airgap_script(node, self.k3s).command,
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[first]),
@@ -331,7 +354,8 @@ class SshBackend:
                 connection=self._connections[node.name],
                 source=pulumi.FileAsset(path),
                 remote_path=f"{layout.stage}/{target}",
-                triggers=identity(node),
+                # A drifted (wiped) host gets its files copied again.
+                triggers=[*identity(node), *_repair_trigger(self.args.repairs.get(node.name, 0))],
                 opts=pulumi.ResourceOptions(parent=parent, depends_on=[prepare]),
             )
             for target, (path, _) in layout.files.items()
@@ -358,6 +382,10 @@ class SshBackend:
             ),
         )
         return read.stdout
+
+
+def _repair_trigger(repair: int) -> list[str]:
+    return [f"drift-repair {repair}"] if repair else []
 
 
 class K3sCluster(GraphCluster):

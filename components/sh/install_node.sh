@@ -15,10 +15,15 @@
 # its change re-runs installs for a release); HTTP_PROXY_URL, HTTPS_PROXY_URL, NO_PROXY_LIST
 # (only with k3s.proxy: URLs without
 # credentials, either may be empty); PREFLIGHT (off: skip the first-install checks);
-# positional args: extra K3s flags. stdin: line 1 the cluster token, line 2 the external
+# DRIFT_REPAIR (only for a node k3s.driftCheck found drifted: its new number re-runs this
+# install, which rewrites the files, restarts K3s as needed and records them again). No
+# positional args: serverArgs/agentArgs are in CONFIG_YAML (components/scripts.py args_config),
+# which K3s reads verbatim, never through the installer's arguments, which it re-splits
+# (install.sh: `eval set -- $(escape ...) $(quote "$@")`). stdin: line 1 the cluster token, line 2 the external
 # datastore endpoint (may be empty), lines 3-4 (optional) the etcd S3 access and secret keys,
 # line 5 (optional) the proxy's user:password, line 6 (only while newToken rotates the token)
-# the token it rotates from; any line may be empty or absent.
+# the token it rotates from, line 7 (only with the registryAuth secret) the whole
+# registries.yaml as one JSON line; any line may be empty or absent.
 # Labels and taints are not here: a first registration gets them from registration.sh, later
 # changes go through the API (node_meta.sh), so changing them never re-runs an install.
 : "${ROLE:?}" "${NODE_NAME:?}" "${K3S_VERSION:?}" "${CONFIG_YAML:?}" "${INSTALL_SCRIPT_URL:?}" "${TIMEOUT:?}"
@@ -49,6 +54,10 @@ if [ "$INIT" = openrc ]; then
 else
   UNIT=/etc/systemd/system/$SERVICE.service ENV_FILE=/etc/systemd/system/$SERVICE.service.env
 fi
+# shellcheck source=/dev/null
+. "$K3SR_SCRIPTS/proxy_env.sh"
+# shellcheck source=/dev/null
+. "$K3SR_SCRIPTS/applied.sh"
 
 BIN_DIR=/usr/local/bin
 if ! { touch "$BIN_DIR/k3s-ro-test" && rm -f "$BIN_DIR/k3s-ro-test"; } 2>/dev/null && [ -d /opt/bin ]; then
@@ -221,16 +230,7 @@ if [ "${PREFLIGHT:-on}" != off ] && ! ours; then
 fi
 
 # The proxy's credentials go into the URLs here, on the host: they arrived on stdin.
-case $PROXY_CREDENTIALS in
-  *[@/?#\ ]*) die "the proxyCredentials secret must be user:password with @ / ? # and spaces percent-encoded (%40 %2F %3F %23 %20)" ;;
-esac
-with_credentials() {
-  if [ -n "$1" ] && [ -n "$PROXY_CREDENTIALS" ]; then
-    printf "%s://%s@%s\n" "${1%%://*}" "$PROXY_CREDENTIALS" "${1#*://}"
-  else
-    printf "%s\n" "$1"
-  fi
-}
+check_proxy_credentials
 
 # --- our files ---------------------------------------------------------------------------------
 
@@ -269,11 +269,18 @@ datastore-endpoint: '$DATASTORE_YAML'"
 else
   remove_managed "$DATASTORE_FILE"
 fi
-if [ -n "${REGISTRIES_YAML:-}" ]; then
+# With registry credentials (stdin line 7) the whole file came on stdin, as one JSON line
+# (JSON is YAML to K3s); REGISTRIES_YAML, in the command text, is the same without them.
+if [ -n "$REGISTRIES_WITH_AUTH" ]; then
+  put_file 0600 "$CONF_DIR/registries.yaml" "# managed by k3s-rancher (with the registryAuth secret)
+$REGISTRIES_WITH_AUTH"
+elif [ -n "${REGISTRIES_YAML:-}" ]; then
   put_file 0600 "$CONF_DIR/registries.yaml" "$REGISTRIES_YAML"
 else
   remove_managed "$CONF_DIR/registries.yaml"
 fi
+# k3s.proxy for K3s and containerd: our own 0600 env file and its systemd drop-in (proxy_env.sh).
+write_proxy_files
 
 # What the installer compares to decide on a restart (install.sh get_installed_hashes).
 installed_hashes() { sha256sum "$BIN_DIR/k3s" "$UNIT" "$ENV_FILE" 2>&1 || true; }
@@ -287,9 +294,10 @@ airgap_ok() {
 }
 
 # With k3s.proxy: exactly the configured proxy for our download and the installer's (curl
-# and wget read the lower-case names), and the installer copies these into the service's
-# env file, 0600 (install.sh create_env_file), where K3s and containerd read them.
-if [ -n "${HTTP_PROXY_URL:-}${HTTPS_PROXY_URL:-}" ]; then
+# and wget read the lower-case names). The installer copies these into its env file, changed
+# (proxy_env.sh says how); drop_installer_proxy removes its copies after it ran: K3s and
+# containerd read ours.
+if proxy_configured; then
   unset HTTP_PROXY HTTPS_PROXY NO_PROXY http_proxy https_proxy no_proxy
   if [ -n "${HTTP_PROXY_URL:-}" ]; then
     HTTP_PROXY=$(with_credentials "$HTTP_PROXY_URL") && http_proxy=$HTTP_PROXY
@@ -388,7 +396,10 @@ fi
 unset K3S_DATASTORE_ENDPOINT
 
 log "installing K3s $K3S_VERSION ($ROLE) on $NODE_NAME (k3s-rancher scripts generation ${GENERATION:-0})"
-sh "$INSTALLER" "$@" >&2 || die "the K3s installer failed on $NODE_NAME (see its output above)"
+sh "$INSTALLER" >&2 || die "the K3s installer failed on $NODE_NAME (see its output above)"
+drop_installer_proxy
+# Our files are final now: what the drift check (k3s.driftCheck) compares them with.
+record_applied
 
 # --- start (without blocking) and wait, bounded ------------------------------------------------
 

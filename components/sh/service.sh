@@ -6,8 +6,9 @@
 
 # read_node_secrets: the node's secrets from stdin, one a line (components/scripts.py
 # install_stdin): the cluster token, the external datastore endpoint, the etcd S3 access and
-# secret keys, the proxy's user:password, and (while newToken rotates it) the token rotated
-# from; any line may be empty or absent.
+# secret keys, the proxy's user:password, (while newToken rotates it) the token rotated from,
+# and (with the registryAuth secret) the whole registries.yaml as one JSON line; any line may
+# be empty or absent.
 read_node_secrets() {
   IFS= read -r TOKEN || true
   IFS= read -r DATASTORE_ENDPOINT || true
@@ -15,6 +16,7 @@ read_node_secrets() {
   IFS= read -r S3_SECRET_KEY || true
   IFS= read -r PROXY_CREDENTIALS || true
   IFS= read -r ROTATED_FROM || true
+  IFS= read -r REGISTRIES_WITH_AUTH || true
 }
 
 # choose_service ROLE: SERVICE and INIT for this host, by the installer's rules (install.sh
@@ -60,6 +62,7 @@ redact() {
     _hide "${S3_ACCESS_KEY:-}" "the etcd S3 access key"
     _hide "${PROXY_CREDENTIALS:-}" "the proxy credentials"
     _hide "${ROTATED_FROM:-}" "the previous cluster token"
+    _hide "${REGISTRIES_WITH_AUTH:-}" "the registry credentials"
     printf "%s\n" "$_line"
   done
 }

@@ -23,6 +23,13 @@ fi
 
 host_lock "uninstall"
 UNINSTALL="" FAILED=""
+# Our systemd drop-in for k3s.proxy (proxy_env.sh) goes first: K3s's uninstall script reloads
+# systemd once the unit is gone (its env file is in /etc/rancher/k3s, removed below).
+PROXY_DROP_IN=/etc/systemd/system/$SERVICE.service.d/50-k3s-rancher-proxy.conf
+if [ -f "$PROXY_DROP_IN" ]; then
+  rm -f "$PROXY_DROP_IN"
+  rmdir "${PROXY_DROP_IN%/*}" 2>/dev/null || true
+fi
 for _dir in /usr/local/bin /opt/bin; do
   [ -x "$_dir/$SCRIPT" ] && UNINSTALL=$_dir/$SCRIPT && break
 done
@@ -58,7 +65,8 @@ done
 
 # Ours: config, token file, registration drop-in (all in /etc/rancher/k3s), node password.
 rm -rf /etc/rancher/k3s /etc/rancher/node
-rm -f /var/lib/k3s-rancher/restart-pending
+# The restart owed and the drift check's record of what the install wrote (applied.sh).
+rm -f /var/lib/k3s-rancher/restart-pending /var/lib/k3s-rancher/applied
 # Every airgap generation's root-owned copy (a failed upgrade may have left a newer one): the
 # install of a replacement makes its own after this ran.
 rm -rf /var/lib/k3s-rancher/airgap

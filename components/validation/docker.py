@@ -75,6 +75,14 @@ def _refused(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
                 "then the agents); remove it",
             )
         )
+    if settings.k3s.drift_check:
+        problems.append(
+            (
+                f"{NAMESPACE}:k3s.driftCheck",
+                "for SSH hosts (it reads each host over SSH); the docker topology's containers are in the state: "
+                "remove it",
+            )
+        )
     if "k3s.apiAddress" in facts.given:
         problems.append(
             (

@@ -6,15 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from components import checks, compat, k3s_flags, proxy
+from components import checks, compat, k3s_flags, proxy, registry_auth
 from components.scripts import etcd_snapshot_flags
 from components.settings import NAMESPACE, K3sSettings, Settings
 from components.validation.facts import Facts
 
 KEY = f"{NAMESPACE}:k3s"
-# Registry auth fields that carry a credential: the registries file travels in the command
-# text (shown by `pulumi preview --diff`) and is kept in plain text in the state.
-_REGISTRY_SECRETS = ("password", "auth", "identitytoken")
+# Registry auth fields that carry a credential: k3s.registries travels in the command text
+# (shown by `pulumi preview --diff`) and is kept in plain text in the state; credentials are
+# the registryAuth secret (components/registry_auth.py).
+_REGISTRY_SECRETS = ("password", "auth", "identitytoken", "identity_token", "token")
 
 
 def supported_minor(version: str) -> int:
@@ -54,6 +55,18 @@ def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
     if error := checks.url_error(k3s.install_script_url):
         problems.append((f"{KEY}.installScriptUrl", error))
     problems += _registries_problems(k3s.registries or {})
+    if registry_auth.SECRET in settings.secrets_set and settings.topology != "ssh":
+        problems.append(
+            (
+                registry_auth.KEY,
+                f"registry credentials reach SSH hosts only (topology {settings.topology}: "
+                + (
+                    "give the Docker engine's nodes a mirror that needs none, or use topology ssh)"
+                    if settings.topology == "docker"
+                    else "nothing is installed; configure the cluster's registries where it runs)"
+                ),
+            )
+        )
     problems += etcd_snapshot_problems(settings)
     problems += proxy_problems(settings)
     return problems
@@ -167,8 +180,8 @@ def _registries_problems(registries: Mapping[str, Any]) -> list[tuple[str, str]]
                     (
                         f"{key}.configs.{name}.auth.{field_name}",
                         "a registry credential here would be plain text in the command (and `pulumi preview "
-                        "--diff`) and in the state: use a mirror that needs no credential, or put the "
-                        "credential on the hosts yourself",
+                        f"--diff`) and in the state: set it in the {registry_auth.SECRET} secret instead "
+                        f"({registry_auth.EXAMPLE})",
                     )
                 )
         for field_name, path in config.get("tls", {}).items():

@@ -43,7 +43,6 @@ UPGRADE = {"upgrade": {"agentsAtOnce": 1}}  # two batches: agt-1, then agt-2
 AGENT_FLAG = "--kubelet-arg=max-pods=120"
 NODES = ("srv-1", "agt-1", "agt-2")  # hosts[0..2]
 UNITS = ("k3s", "k3s-agent", "k3s-agent")
-STATE = "/var/lib/rancher/k3s/server/db/standin-state.json"  # the stand-in's datastore, on srv-1
 CORDON_MARK = "k3s-rancher.io/cordoned-for-upgrade"
 # Operations that would touch a node beyond running a command again.
 FORBIDDEN = {"replace", "create-replacement", "delete-replaced", "delete", "discard", "read-replacement"}
@@ -132,8 +131,9 @@ def starts(hosts: list[Any]) -> list[int]:
 
 
 def cordon_log(hosts: list[Any]) -> list[dict[str, Any]]:
-    """Every kubectl cordon, uncordon and drain the cluster has seen (the stand-in's record)."""
-    log: list[dict[str, Any]] = json.loads(hosts[0].exec(f"cat {STATE}")).get("standin_cordon_log", [])
+    """Every kubectl cordon, uncordon and drain the cluster's real API server has seen (its
+    audit log, tests/real/host_api.py cordon_log)."""
+    log: list[dict[str, Any]] = hosts[0].api.cordon_log()
     return log
 
 
@@ -318,7 +318,9 @@ def test_e_a_real_change_runs_the_new_code_one_agent_batch_at_a_time(upgrade: Up
     assert all(now[i] != upgrade.invocations[i] for i in (1, 2)), now
     assert starts(hosts) == [upgrade.starts[0], upgrade.starts[1] + 1, upgrade.starts[2] + 1]  # once each
     for host in hosts[1:]:
-        assert AGENT_FLAG in host.exec("cat /etc/systemd/system/k3s-agent.service")
+        # In config.yaml, as `kubelet-arg+: [max-pods=120]` (not the installer's arguments).
+        assert "max-pods=120" in host.exec("cat /etc/rancher/k3s/config.yaml")
+        assert "max-pods" not in host.exec("cat /etc/systemd/system/k3s-agent.service")
         assert host.exec("ls /var/lib/k3s-rancher/restart-pending 2>/dev/null || true").strip() == ""
     log = cordon_log(hosts)[len(before) :]
     assert [(r["node"], r["verb"]) for r in log] == [

@@ -6,10 +6,10 @@ HTTPS request gets no Date and it logs that clocks were not compared (sandbox te
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
@@ -21,9 +21,13 @@ from tests.real.test_scripts_on_hosts import NODE_READY, TOKEN, V1, deliver_all,
 
 pytestmark = [pytest.mark.real, pytest.mark.filterwarnings("ignore:.*etcd servers tolerate")]
 
-CREDENTIALS = "proxy-user:pw%40tier1-77c"
+# A password with a backslash, two spaces, $, ', " and #, percent-encoded as in any URL.
+RAW_PASSWORD = "pw\\t1  x$y'z\"#@77c"
+CREDENTIALS = "proxy-user:" + quote(RAW_PASSWORD, safe="$'")
 PROXY = {"httpProxy": "http://proxy.invalid:3128", "httpsProxy": "http://proxy.invalid:3129", "noProxy": [".corp"]}
-ENV_FILE = "/etc/systemd/system/k3s.service.env"
+ENV_FILE = "/etc/systemd/system/k3s.service.env"  # the installer's
+OUR_ENV_FILE = "/etc/rancher/k3s/k3s-rancher-proxy.env"
+DROP_IN = "/etc/systemd/system/k3s.service.d/50-k3s-rancher-proxy.conf"
 
 
 def settings_for(hosts: list[Any], tmp: Path, **k3s: Any) -> Settings:
@@ -57,30 +61,36 @@ def install(host: Any, settings: Settings, index: int, credentials: str | None =
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Any], Path]]:
     from tests.real.hosts import test_hosts
 
-    with test_hosts(2) as started:
+    with test_hosts(2, kubernetes=True) as started:
         deliver_all(started)  # what each host's `-scripts` step does before any node command
         yield list(started), tmp_path_factory.mktemp("first-install")
 
 
-def test_the_proxy_variables_land_in_the_service_env_file_and_reach_k3s(hosts: tuple[list[Any], Path]) -> None:
+def test_the_proxy_reaches_k3s_from_our_env_file_through_a_drop_in(hosts: tuple[list[Any], Path]) -> None:
+    """Issue 24 item 1, on real systemd: K3s's environment comes from our 0600 env file, named
+    by a drop-in, read by systemd as written (the password holds a backslash, two spaces, $,
+    ', " and #, percent-encoded as a URL needs them); the installer's env file, which its
+    stand-in writes with install.sh's own `read`/`echo` pipeline, keeps no copy."""
     machines, tmp = hosts
     settings = settings_for(machines, tmp, proxy=PROXY)
     rc, out, err = install(machines[0], settings, 0, CREDENTIALS)
     assert rc == 0, err
     host = machines[0]
-    assert host.exec(f"stat -c '%a %U' {ENV_FILE}").strip() == "600 root"
-    env = dict(line.split("=", 1) for line in host.exec(f"cat {ENV_FILE}").splitlines() if "=" in line)
-    unquote = {k: shlex.split(v)[0] if v else "" for k, v in env.items()}
-    assert unquote["HTTPS_PROXY"] == f"http://{CREDENTIALS}@proxy.invalid:3129"
-    assert unquote["HTTP_PROXY"] == f"http://{CREDENTIALS}@proxy.invalid:3128"
-    no_proxy = unquote["NO_PROXY"].split(",")
-    assert {machines[0].address, machines[1].address, "10.42.0.0/16", "10.43.0.0/16", ".svc", ".corp"} <= set(no_proxy)
-    # systemd hands the env file to K3s: the running service has the proxy in its environment
+    assert host.exec(f"stat -c '%a %U' {OUR_ENV_FILE}").strip() == "600 root"
+    assert host.exec("systemctl show -p DropInPaths --value k3s").split() == [DROP_IN]
+    # systemd hands our file to K3s: the running service has the proxy in its environment.
     pid = host.exec("systemctl show -p MainPID --value k3s").strip()
-    environ = host.exec(f"tr '\\0' '\\n' < /proc/{pid}/environ").splitlines()
-    assert f"HTTPS_PROXY=http://{CREDENTIALS}@proxy.invalid:3129" in environ
+    environ = dict(line.split("=", 1) for line in host.exec(f"tr '\\0' '\\n' < /proc/{pid}/environ").splitlines())
+    assert environ["HTTPS_PROXY"] == environ["https_proxy"] == f"http://{CREDENTIALS}@proxy.invalid:3129"
+    assert environ["HTTP_PROXY"] == f"http://{CREDENTIALS}@proxy.invalid:3128"
+    password = urlsplit(environ["HTTPS_PROXY"]).password
+    assert password is not None and unquote(password) == RAW_PASSWORD
+    no_proxy = environ["NO_PROXY"].split(",")
+    assert {machines[0].address, machines[1].address, "10.42.0.0/16", "10.43.0.0/16", ".svc", ".corp"} <= set(no_proxy)
+    assert host.exec(f"stat -c '%a %U' {ENV_FILE}").strip() == "600 root"
+    assert "proxy" not in host.exec(f"cat {ENV_FILE}").lower()
     assert CREDENTIALS not in out + err
-    assert CREDENTIALS not in host.exec("cat /etc/rancher/k3s/config.yaml /etc/systemd/system/k3s.service")
+    assert "proxy-user" not in host.exec("cat /etc/rancher/k3s/config.yaml /etc/systemd/system/k3s.service")
 
 
 def test_preflight_refuses_a_busy_etcd_port_and_writes_nothing(hosts: tuple[list[Any], Path]) -> None:

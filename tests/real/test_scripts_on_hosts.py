@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from components import bundle, scripts
+from components import bundle, registry_auth, scripts
 from components.config import parse_settings
 from components.kubeconfig import rewrite_kubeconfig
 from components.settings import Node, Settings
@@ -395,25 +396,122 @@ def test_label_and_taint_changes_go_through_the_api_and_survive_a_restart(cluste
     check()
 
 
+def config_args(host: Any) -> list[str]:
+    """The flags K3s reads from /etc/rancher/k3s/config.yaml and its drop-ins, as the K3s
+    stand-in on the host computes them (its port of k3s-io/k3s pkg/configfilearg/parser.go
+    readConfigFile, which puts them before the command line's own)."""
+    code = (
+        "import importlib.machinery as m, importlib.util as u, json; "
+        f"loader = m.SourceFileLoader('k3s_standin', {K3S!r}); "
+        "module = u.module_from_spec(u.spec_from_loader(loader.name, loader)); loader.exec_module(module); "
+        "print(json.dumps(module.config_file_args('/etc/rancher/k3s/config.yaml')))"
+    )
+    found: list[str] = json.loads(host.exec(f"python3 -c {shlex.quote(code)}"))
+    return found
+
+
 def test_hostile_values_stay_data(cluster: tuple[list[Any], Path]) -> None:
+    """serverArgs reach K3s through config.yaml, each value byte for byte (issue 24 item 2:
+    through the installer's arguments, which it re-splits, `a  b` arrived as `a b`)."""
     hosts, tmp = cluster
     hostile = [
-        "--kubelet-arg=note=a b",
+        "--kubelet-arg=note=a  b",
         "--kube-apiserver-arg=$(touch /tmp/pwned)",
         "--etcd-arg=`touch /tmp/pwned2`",
         "--kube-proxy-arg=x'; touch /tmp/pwned3; '",
         '--kube-controller-manager-arg=quote="x" \\ y',
     ]
     settings = settings_for(hosts, tmp, V1, serverArgs=hostile)
+    starts = hosts[0].unit_starts("k3s")
     rc, _, err = install(hosts[0], settings.servers[0], settings, first=True)
     assert rc == 0, err
-    assert main_argv(hosts[0], "k3s") == ["server", *hostile]
+    assert hosts[0].unit_starts("k3s") == starts + 1
+    assert main_argv(hosts[0], "k3s") == ["server"]
+    assert set(hostile) <= set(config_args(hosts[0]))
     assert hosts[0].exec("ls /tmp/pwned /tmp/pwned2 /tmp/pwned3 2>/dev/null || true").strip() == ""
-    # Back to the plain config (a changed unit restarts the service).
+    # Back to the plain config (a changed config.yaml restarts the service).
     settings = settings_for(hosts, tmp, V1)
     rc, _, err = install(hosts[0], settings.servers[0], settings, first=True)
     assert rc == 0, err
     assert main_argv(hosts[0], "k3s") == ["server"]
+    assert not set(hostile) & set(config_args(hosts[0]))
+    assert hosts[0].unit_starts("k3s") == starts + 2
+
+
+def test_registry_credentials_land_in_a_0600_registries_file(cluster: tuple[list[Any], Path]) -> None:
+    """Issue 24 item 6: the registryAuth secret's credentials, with k3s.registries, reach the
+    host only on stdin and land in the 0600 /etc/rancher/k3s/registries.yaml; without them the
+    file is k3s.registries alone again."""
+    hosts, tmp = cluster
+    host, password = hosts[0], "reg-pa\\ss  w$r'd\"x#1"
+    registries = {
+        "mirrors": {"docker.io": {"endpoint": ["https://registry.example.com:5000"]}},
+        "configs": {"registry.example.com:5000": {"auth": {"username": "ci"}, "tls": {"insecure_skip_verify": True}}},
+    }
+    auth = json.dumps({"registry.example.com:5000": {"password": password}, "ghcr.io": {"identity_token": "tok-77"}})
+    settings = settings_for(hosts, tmp, V1, registries=registries)
+    node = settings.servers[0]
+    stage(host, node, settings, registration=False)
+    script = scripts.install_script(node, settings.k3s, first_server=True)
+    starts = host.unit_starts("k3s")
+    line = registry_auth.registries_file(settings.k3s.registries, auth)
+    rc, out, err = ssh(host, script, scripts.install_stdin(TOKEN, None, registries=line))
+    assert rc == 0, err
+    assert host.unit_starts("k3s") == starts + 1  # K3s reads registries.yaml at its start
+    path = "/etc/rancher/k3s/registries.yaml"
+    assert host.exec(f"stat -c '%a %U' {path}").strip() == "600 root"
+    written = yaml.safe_load(host.exec(f"cat {path}"))
+    assert written == {
+        "mirrors": registries["mirrors"],
+        "configs": {
+            "registry.example.com:5000": {
+                "auth": {"username": "ci", "password": password},
+                "tls": {"insecure_skip_verify": True},
+            },
+            "ghcr.io": {"auth": {"identity_token": "tok-77"}},
+        },
+    }
+    for secret in (password, "tok-77"):
+        assert secret not in script.command and secret not in out + err
+    # The secret removed: the file is k3s.registries alone (no credential left), K3s restarts.
+    rc, _, err = install(host, node, settings, first=True, registration=False)
+    assert rc == 0, err
+    assert yaml.safe_load(host.exec(f"cat {path}")) == registries
+    assert host.exec(f"stat -c '%a' {path}").strip() == "600"
+    assert host.unit_starts("k3s") == starts + 2
+    # Back to the plain config for the tests after this one.
+    settings = settings_for(hosts, tmp, V1)
+    rc, _, err = install(host, node, settings, first=True, registration=False)
+    assert rc == 0, err
+    assert host.exec(f"ls {path} 2>/dev/null || true").strip() == ""
+    assert wait(host, ["srv-1"], settings)[0] == 0
+
+
+def test_the_pre_upgrade_snapshot_needs_the_running_k3s_and_then_saves_one(cluster: tuple[list[Any], Path]) -> None:
+    """`k3s etcd-snapshot save` posts to the running server's /db/snapshot (k3s-io/k3s
+    pkg/cli/etcdsnapshot/etcd_snapshot.go save): with K3s stopped on the init server the
+    snapshot fails, the script says why and nothing is upgraded; with K3s back it saves one."""
+    hosts, tmp = cluster
+    settings = settings_for(hosts, tmp, V2)
+    init, snapshots = hosts[0], "/var/lib/rancher/k3s/server/db/snapshots"
+    listed = f"ls {snapshots} 2>/dev/null || true"
+    before = init.exec(listed).split()
+    init.exec("systemctl stop k3s", timeout=60)
+    try:
+        rc, _, err = ssh(init, scripts.pre_upgrade_snapshot_script(settings.k3s, "ubuntu"))
+        assert rc != 0
+        assert "K3s is not running on this server (k3s inactive)" in err, err
+        assert "connection refused" in err and "nothing was upgraded" in err
+        assert init.exec(listed).split() == before
+        assert init.exec(f"{K3S} --version").startswith(f"k3s version {V1}")
+    finally:
+        init.exec("systemctl start k3s", timeout=60)
+    assert wait(init, ["srv-1"], settings_for(hosts, tmp, V1))[0] == 0
+    rc, _, err = ssh(init, scripts.pre_upgrade_snapshot_script(settings.k3s, "ubuntu"))
+    assert rc == 0, err
+    (taken,) = set(init.exec(listed).split()) - set(before)
+    assert taken.rpartition("-")[0] == "pre-upgrade-v1.33.5-k3s1-to-v1.33.6-k3s1-srv-1"
+    assert init.exec(f"stat -c '%a %U' {snapshots}/{taken}").strip() == "600 root"
 
 
 def test_upgrade_restarts_each_node_once_onto_the_new_version(cluster: tuple[list[Any], Path]) -> None:

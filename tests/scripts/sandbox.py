@@ -3,9 +3,12 @@ to install into it."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 import os
+import shlex
 import shutil
 import signal
 import stat
@@ -13,10 +16,12 @@ import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
+from importlib.machinery import SourceFileLoader
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from components import bundle, scripts
 from components.settings import Settings
@@ -169,6 +174,33 @@ def _sandbox_works() -> str | None:
 
 SANDBOX_PROBLEM = _sandbox_works()
 needs_sandbox = pytest.mark.skipif(SANDBOX_PROBLEM is not None, reason=f"sandbox: {SANDBOX_PROBLEM}")
+
+
+@functools.cache
+def _k3s_standin() -> Any:
+    """The tier-2 K3s stand-in (tests/real/standin/k3s) as a module, for its port of K3s's
+    config-file reading, with YAML read by PyYAML (K3s reads it with yaml.v2; the stand-in's
+    own small reader has no multi-line quoted scalars)."""
+    path = Path(__file__).resolve().parents[1] / "real" / "standin" / "k3s"
+    loader = SourceFileLoader("k3s_standin_for_sandbox", str(path))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    module.parse_yaml = yaml.safe_load
+    return module
+
+
+def k3s_command_line(box: Sandbox, service: str = "k3s") -> list[str]:
+    """The arguments K3s would run with after its command word: the flags of config.yaml and its
+    drop-ins (k3s-io/k3s pkg/configfilearg/parser.go: readConfigFile, placed before the command
+    line's by Parse), then the unit's ExecStart arguments (the installer quotes each one)."""
+    unit = box.path(f"/etc/systemd/system/{service}.service").read_text()
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    argv = shlex.split(exec_start.removeprefix("ExecStart="))
+    config = box.path(f"{scripts.CONF_DIR}/config.yaml")
+    from_file: list[str] = _k3s_standin().config_file_args(str(config))
+    return [*from_file, *argv[2:]]
 
 
 def mode(path: Path) -> int:

@@ -92,8 +92,25 @@ while read -r port; do
 done < "$K3SR_TEST_LOG/listening"
 """
 
-INSTALLER = """#!/bin/sh
+INSTALLER = r"""#!/bin/sh
 # STAND-IN for the K3s installer (get.k3s.io): the install script runs it with `sh`.
+# First, as install.sh does before its main block (k3s-io/k3s install.sh, the line
+# `eval set -- $(escape "${{INSTALL_K3S_EXEC}}") $(quote "$@")`, under `set -o noglob`): each
+# argument is single-quoted, the quoted words are expanded unquoted, so split again at spaces,
+# tabs and newlines, and eval joins the pieces with one space. A run of blanks inside an
+# argument arrives as one space (`cpu=100m,  memory=100Mi` as `cpu=100m, memory=100Mi`).
+# INSTALL_K3S_EXEC's words come first, with shell punctuation made literal (its `escape`).
+set -o noglob
+each_quoted() {{
+  for word in "$@"; do
+    printf "'%s'\n" "$(printf '%s' "$word" | sed "s/'/'\\\\''/g")"
+  done
+}}
+punctuation_literal() {{
+  printf '%s' "$1" | sed 's/\([][!#$%&()*;<=>?\_`{{|}}]\)/\\\1/g'
+}}
+# shellcheck disable=SC2046 # unquoted on purpose: the installer's own re-splitting
+eval set -- $(punctuation_literal "${{INSTALL_K3S_EXEC:-}}") $(each_quoted "$@")
 exec "{python}" "$K3SR_TEST_STUBS/record.py" installer "$@"
 """
 
@@ -106,7 +123,7 @@ TOOL = '#!/bin/sh\nexec "{python}" "$K3SR_TEST_STUBS/record.py" {kind} "$@"\n'
 
 # The stand-ins, in one Python file. Each notes the real behaviour it imitates.
 RECORD = r"""
-import hashlib, json, os, stat, subprocess, sys, time
+import hashlib, json, os, shlex, stat, subprocess, sys, time
 
 log = os.environ["K3SR_TEST_LOG"]
 stubs = os.environ["K3SR_TEST_STUBS"]
@@ -148,7 +165,12 @@ if kind == "installer":
         print("[ERROR] stand-in installer failure", file=sys.stderr)
         sys.exit(1)
     bin_dir = os.environ.get("INSTALL_K3S_BIN_DIR") or "/usr/local/bin"
-    cmd = (os.environ.get("INSTALL_K3S_EXEC") or ("agent" if os.environ.get("K3S_URL") else "server")).split()[0]
+    # setup_env: the first argument (after the re-split above, INSTALL_K3S_EXEC's first word)
+    # is the command unless it is a flag; then agent with K3S_URL, else server.
+    if argv and not argv[0].startswith("-"):
+        cmd, argv = argv[0], argv[1:]
+    else:
+        cmd = "agent" if os.environ.get("K3S_URL") else "server"
     name = "k3s" if cmd == "server" else "k3s-" + cmd
     unit, env_file = f"/etc/systemd/system/{name}.service", f"/etc/systemd/system/{name}.service.env"
     binary = os.path.join(bin_dir, "k3s")
@@ -164,13 +186,19 @@ if kind == "installer":
         if sha(binary) != hashlib.sha256(text.encode()).hexdigest():
             write(binary, text, 0o755)
     killall = os.path.join(bin_dir, "k3s-killall.sh")
-    # k3s-killall.sh: stops every k3s*.service, then kills what is left.
+    # k3s-killall.sh (install.sh create_killall): stops every k3s*.service, then kills what is
+    # left. It has no `set -e` and ends with `ip6tables-save | ... | ip6tables-restore`, so on
+    # a host without iptables (no $K3SR_TEST_LOG/iptables here) that last pipeline's "not found"
+    # is its exit status: 127, after it did all the rest.
     write(killall, "\n".join([
         "#!/bin/sh",
         f'"{sys.executable}" "$K3SR_TEST_STUBS/record.py" killall',
         "for service in /etc/systemd/system/k3s*.service; do",
         '  [ -s "$service" ] && systemctl stop "$(basename "$service")"',
         "done",
+        '[ -e "$K3SR_TEST_LOG/iptables" ] && exit 0',
+        'echo "$0: ip6tables-restore: not found" >&2',
+        "exit 127",
         "",
     ]), 0o755)
     # k3s-uninstall.sh: no `set -e`; it calls the killall script first, whatever happens.
@@ -194,7 +222,10 @@ if kind == "installer":
     )
     exports = subprocess.run(["sh", "-c", pipeline], capture_output=True, text=True, env=dict(os.environ)).stdout
     write(env_file, exports, 0o600)
-    write(unit, f"[Service]\nType=notify\nTimeoutStartSec=0\nExecStart={binary} {' '.join([cmd, *argv])}\n", 0o644)
+    # ExecStart: each argument quoted (install.sh quote_indent), here as shlex quotes it.
+    exec_start = shlex.join([binary, cmd, *argv])
+    service = f"[Service]\nType=notify\nEnvironmentFile=-{env_file}\nTimeoutStartSec=0\nExecStart={exec_start}\n"
+    write(unit, service, 0o644)
     subprocess.run(["systemctl", "enable", unit], check=True)
     subprocess.run(["systemctl", "daemon-reload"], check=True)
     # TEST HOOK (not the installer's): the run is killed here, once every file is written and

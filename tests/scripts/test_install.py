@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 import sys
 import time
@@ -15,8 +16,8 @@ import yaml
 
 from components import scripts
 from policy.shell_inputs import parse as parse_inputs
-from tests.scripts.awkward import AGENT_ARGS, ENDPOINT, SERVER_ARGS, TOKEN, awkward_config, settings_for
-from tests.scripts.sandbox import Sandbox, install, mode, needs_sandbox, stdin, with_inputs
+from tests.scripts.awkward import AWKWARD, ENDPOINT, TOKEN, awkward_config, settings_for
+from tests.scripts.sandbox import Sandbox, install, k3s_command_line, mode, needs_sandbox, stdin, with_inputs
 from tests.scripts.standins import INSTALLER
 
 
@@ -42,7 +43,9 @@ def test_install_keeps_the_token_in_a_0600_file_and_passes_args_as_given(box: Sa
     assert mode(box.path(f"{scripts.CONF_DIR}/registries.yaml")) == 0o600
 
     (installed,) = box.records("installer")
-    assert installed["argv"] == SERVER_ARGS  # every extra arg arrives as one argv item, as written
+    assert installed["argv"] == ["server"]  # the extra args are in config.yaml, not the installer's
+    expected = {f"--kube-apiserver-arg={AWKWARD}", f"--kubelet-arg={AWKWARD}", "--node-external-ip=203.0.113.5"}
+    assert expected <= set(k3s_command_line(box))  # every extra arg reaches K3s as written
     env = installed["env"]
     assert env["INSTALL_K3S_VERSION"] == "v1.33.5+k3s1" and env["INSTALL_K3S_EXEC"] == "server"
     assert env["INSTALL_K3S_SKIP_START"] == "true" and env["INSTALL_K3S_BIN_DIR"] == "/usr/local/bin"
@@ -64,13 +67,67 @@ def test_an_agent_joins_with_the_token_file_and_the_server_url(box: Sandbox) -> 
     result = box.run(scripts.install_script(agent, s.k3s, first_server=False), stdin())
     assert result.returncode == 0, result.stderr
     (installed,) = box.records("installer")
-    assert installed["argv"] == AGENT_ARGS
+    assert installed["argv"] == ["agent"]
+    assert {f"--node-external-ip={AWKWARD}", "--lb-server-port=6445"} <= set(k3s_command_line(box, "k3s-agent"))
     env = installed["env"]
     assert env["INSTALL_K3S_EXEC"] == "agent"
     assert env["K3S_URL"] == "https://10.0.0.11:6443"
     assert env["K3S_TOKEN_FILE"] == scripts.TOKEN_FILE and "K3S_TOKEN" not in env
     assert box.path(scripts.TOKEN_FILE).read_text() == TOKEN + "\n"
     assert box.systemctl("restart") == [["restart", "--no-block", "k3s-agent"]]
+
+
+@needs_sandbox
+def test_extra_args_reach_k3s_byte_for_byte_and_after_the_config_values(box: Sandbox) -> None:
+    """Issue 24 item 2: install.sh re-splits its arguments (its stand-in as the real one does),
+    so a run of spaces inside a value arrived as one. serverArgs now reach K3s through
+    config.yaml: every value as written, after serverConfig's, as on a command line (a
+    single-valued flag's last value wins, a repeatable one keeps both)."""
+    reserved = "kube-reserved=cpu=100m,  memory=100Mi"
+    config = awkward_config(
+        serverArgs=[
+            f"--kubelet-arg={reserved}",
+            "--kube-apiserver-arg",
+            "audit-log-path=/var/log/a   b.log",
+            "--etcd-snapshot-retention=7",
+            "--disable-network-policy",
+            "-l",
+            "/var/log/k3s  x.log",
+        ]
+    )
+    config["k3s"]["serverConfig"] |= {"kubelet-arg": ["max-pods=150"], "etcd-snapshot-retention": 3}
+    del config["k3s"]["serverConfig"]["etcd-snapshot-schedule-cron"]
+    result = install(box, config)
+    assert result.returncode == 0, result.stderr
+    (installed,) = box.records("installer")
+    assert installed["argv"] == ["server"]
+    line = k3s_command_line(box)
+    assert f"--kubelet-arg={reserved}" in line
+    assert "--kube-apiserver-arg=audit-log-path=/var/log/a   b.log" in line
+    assert "--log=/var/log/k3s  x.log" in line  # a short name becomes its long one
+    assert "--disable-network-policy=true" in line
+    # After serverConfig's values: the arg's retention wins, both kubelet args count.
+    assert line.index("--etcd-snapshot-retention=3") < line.index("--etcd-snapshot-retention=7")
+    assert line.index("--kubelet-arg=max-pods=150") < line.index(f"--kubelet-arg={reserved}")
+
+
+@needs_sandbox
+def test_the_installer_stand_in_squeezes_blanks_in_its_arguments_as_install_sh_does(box: Sandbox) -> None:
+    """Why the extra args no longer go to the installer, shown on its stand-in: install.sh
+    re-splits its arguments (`eval set -- $(escape "${INSTALL_K3S_EXEC}") $(quote "$@")`,
+    unquoted), so a run of blanks inside one arrives as one space; the install passes none."""
+    s = settings_for(awkward_config())
+    parsed = parse_inputs(scripts.install_script(s.servers[0], s.k3s, first_server=True).body)
+    assert parsed is not None and parsed.args == ()
+    args = ["--kubelet-arg=cpu=100m,  memory=100Mi", f"--kube-proxy-arg={AWKWARD}"]
+    run = (
+        "INSTALL_K3S_VERSION=v1.33.5+k3s1 INSTALL_K3S_EXEC='server --debug' sh \"$K3SR_TEST_STUBS/installer.sh\" "
+        + shlex.join(args)
+    )
+    result = box.run(scripts.Script(name="installer", body=run, command="sh -c " + shlex.quote(run)))
+    assert result.returncode == 0, result.stderr
+    (installed,) = box.records("installer")
+    assert installed["argv"] == ["server", "--debug", "--kubelet-arg=cpu=100m, memory=100Mi", args[1]]
 
 
 @needs_sandbox

@@ -106,10 +106,12 @@ def test_awkward_values_stay_data(all_rendered: dict[str, scripts.Script]) -> No
     install = all_rendered["install-etcd-cp1"]
     inputs = parse_inputs(install.body)
     assert inputs is not None and inputs.name == "install_node"
-    assert list(inputs.args) == SERVER_ARGS
+    assert list(inputs.args) == []  # extra args are in CONFIG_YAML, never the installer's arguments
     assert inputs.variables["INSTALL_SCRIPT_URL"] == settings.k3s.install_script_url
     config = yaml.safe_load(inputs.variables["CONFIG_YAML"])
     assert config["disable"] == ["servicelb", AWKWARD] and config["node-external-dns"] == MULTILINE
+    assert config["kube-apiserver-arg+"] == [SERVER_ARGS[1]] and config["kubelet-arg+"] == [AWKWARD]
+    assert config["node-external-ip+"] == ["203.0.113.5"]
     registries = yaml.safe_load(inputs.variables["REGISTRIES_YAML"])
     assert registries == settings.k3s.registries
     # The command text is the entry point: inputs, then the bundle's file; none of its code.
@@ -118,7 +120,10 @@ def test_awkward_values_stay_data(all_rendered: dict[str, scripts.Script]) -> No
     body_file = (SH_DIR / "install_node.sh").read_text()
     assert "installed_hashes" in body_file and "installed_hashes" in install.effective
     agent = parse_inputs(all_rendered["install-etcd-w1"].body)
-    assert agent is not None and list(agent.args) == AGENT_ARGS
+    assert agent is not None and list(agent.args) == []
+    agent_config = yaml.safe_load(agent.variables["CONFIG_YAML"])
+    assert agent_config["node-external-ip+"] == [AGENT_ARGS[0].partition("=")[2]]
+    assert agent_config["lb-server-port+"] == [AGENT_ARGS[2]]
     airgap = parse_inputs(all_rendered["install-airgap-cp1"].body)
     assert airgap is not None and airgap.variables["AIRGAP_IMAGES"] == "k3s airgap 'images' $(x).tar.zst"
     hint = parse_inputs(all_rendered["wait-hint-root"].body)

@@ -15,7 +15,9 @@
 # a restart only when the sha256 of binary, unit or env file changed (or forced), and
 # `systemctl restart`, which blocks until the service sends READY=1; kubectl/crictl/ctr
 # symlinks; k3s-killall.sh and <name>-uninstall.sh.
-# Not imitated: downloads and checksums, SELinux RPMs, OpenRC (refused), iptables cleanup.
+# k3s-killall.sh ends with the real one's iptables/ip6tables save-filter-restore lines (exit
+# 127 where they are not installed).
+# Not imitated: downloads and checksums, SELinux RPMs, OpenRC (refused).
 set -e
 set -o noglob
 
@@ -48,13 +50,17 @@ sq() {
     done
 }
 
-# --- INSTALL_K3S_EXEC is split like shell words (quotes count, other punctuation is
-# literal), then the script's own arguments follow unchanged (real: the `eval set --`
-# line before the main block) ---
+# --- the arguments are split again (real: the `eval set -- $(escape "${INSTALL_K3S_EXEC}")
+# $(quote "$@")` line before the main block, under `set -o noglob`): INSTALL_K3S_EXEC's words
+# with shell punctuation made literal, then each argument single-quoted; both expansions are
+# unquoted, so the quoted words are split at spaces, tabs and newlines and eval joins the
+# pieces with one space. A run of blanks inside an argument arrives as one space
+# (`cpu=100m,  memory=100Mi` as `cpu=100m, memory=100Mi`), as with the real script. ---
 literal_punct() {
     printf '%s' "$1" | sed -e 's/\([][!#$%&()*;<=>?\_`{|}]\)/\\\1/g'
 }
-eval set -- "$(literal_punct "${INSTALL_K3S_EXEC:-}")" "$(sq "$@" | tr '\n' ' ')"
+# shellcheck disable=SC2046 # unquoted on purpose: the real script's re-splitting
+eval set -- $(literal_punct "${INSTALL_K3S_EXEC:-}") $(sq "$@")
 
 resolve_command() {
     case "${1:-}" in
@@ -179,7 +185,10 @@ for top in /run/k3s /var/lib/kubelet/pods /var/lib/kubelet/plugins /run/netns/cn
     done
 done
 rm -rf /var/lib/cni/
-exit 0
+# The real script's last lines, as they are: no `set -e` anywhere, so its exit status is the
+# last pipeline's, 127 ("not found") on a host without ip6tables-restore, after all the rest.
+iptables-save | grep -v KUBE- | grep -v CNI- | grep -iv flannel | iptables-restore
+ip6tables-save | grep -v KUBE- | grep -v CNI- | grep -iv flannel | ip6tables-restore
 KILLALL
     $SUDO chmod 755 "$KILLALL"
     $SUDO chown root:root "$KILLALL"
@@ -254,15 +263,19 @@ remove_old_unit() {
     $SUDO rm -f "/etc/systemd/system/${UNIT_NAME}.service.env" || true
 }
 
-# --- the variables the service keeps, from this script's environment, one NAME='value'
-# per line, created 0600 before anything is written (real: create_env_file) ---
+# --- the variables the service keeps, from this script's environment, created 0600 before
+# anything is written (real: create_env_file). The same pipeline as the real one: `export`'s
+# NAME='value' lines read by `read` without -r (backslashes dropped) and echoed unquoted (runs
+# of blanks squeezed): values with either arrive changed. ---
 write_env_file() {
     info "env: Creating environment file ${ENV_FILE}"
     $SUDO touch "$ENV_FILE"
     $SUDO chmod 0600 "$ENV_FILE"
     {
-        sh -c 'export -p' | sed -n 's/^export //p' | grep -E '^(K3S|CONTAINERD)_' || true
-        sh -c 'export -p' | sed -n 's/^export //p' | grep -Ei '^(NO|HTTP|HTTPS)_PROXY' || true
+        # shellcheck disable=SC2034,SC2162,SC2086 # the real script's `read` and unquoted echo, on purpose
+        sh -c export | while read x v; do echo $v; done | grep -E '^(K3S|CONTAINERD)_' || true
+        # shellcheck disable=SC2034,SC2162,SC2086
+        sh -c export | while read x v; do echo $v; done | grep -Ei '^(NO|HTTP|HTTPS)_PROXY' || true
     } | $SUDO tee "$ENV_FILE" >/dev/null
 }
 

@@ -1,0 +1,158 @@
+"""k3s.driftCheck under mocks: what the preview shows for each kind of drift, the no-drift
+no-op, the sticky repair marker, unreachable hosts, and the docker topology's refusal. The
+hosts' reads are faked at the edge (components/drift_ssh.read_hosts)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from unittest import mock
+
+import pulumi
+import pytest
+
+from components import drift, drift_ssh
+from components.settings import ConfigError, Node
+from tests.harness import Run, minimal_ssh_config, run_program
+
+SECRETS = {"token": "t0ken-SECRET", "sshPrivateKey": "KEY-SECRET"}
+PREVIOUS = {
+    "nodes": [
+        {"name": "cp1", "role": "server", "address": "10.0.0.11"},
+        {"name": "w1", "role": "agent", "address": "10.0.0.21"},
+    ],
+    "k3sVersion": "v1.33.5+k3s1",
+}
+HEALTHY = "unit=yes\nstate=active\nversion=v1.33.5+k3s1\nbundle=yes\napplied=yes\n"
+API = "api=yes\nnode=cp1 True\nnode=w1 True\n"
+
+
+def config(on: bool = True) -> dict[str, Any]:
+    c = minimal_ssh_config()
+    c["rancher"] = {"enabled": False}
+    c["k3s"] = {**c["k3s"], "driftCheck": on}
+    return c
+
+
+def answers(**reads: str) -> Any:
+    """A fake read_hosts: each node's probe output (HEALTHY unless given; "" = no answer)."""
+
+    def fake(
+        targets: Sequence[tuple[Node, bool]], ssh: Any, creds: Any, timeout: int
+    ) -> Mapping[str, drift.Probe | str]:
+        result: dict[str, drift.Probe | str] = {}
+        for node, init in targets:
+            text = reads.get(node.name, HEALTHY + (API if init else ""))
+            parsed = drift.parse(text + "end=1\n") if text else None
+            result[node.name] = parsed or f"no answer within {timeout}s (k3s.timeouts.driftCheck)"
+        return result
+
+    return fake
+
+
+def preview(
+    cfg: dict[str, Any], previous: Mapping[str, Any] = PREVIOUS, reads: Mapping[str, str] | None = None
+) -> tuple[Run, list[str], mock.MagicMock]:
+    warned: list[str] = []
+    fake = mock.MagicMock(side_effect=answers(**(reads or {})))
+    with (
+        mock.patch.object(drift_ssh, "read_hosts", fake),
+        mock.patch.object(pulumi.log, "warn", side_effect=lambda msg, *a, **k: warned.append(msg)),
+    ):
+        run = run_program(cfg, SECRETS, preview=True, previous_outputs=previous)
+    return run, warned, fake
+
+
+def commands(run: Run) -> dict[str, Any]:
+    return {r.name: r.plain().get("create") for r in run.of_type("command:remote:Command")}
+
+
+def test_nothing_drifted_changes_no_input_and_reads_each_host_once() -> None:
+    on, warned, fake = preview(config(True))
+    off, _, _ = preview(config(False))
+    assert commands(on) == commands(off)
+    assert {r.name: r.plain() for r in on.registrations} == {r.name: r.plain() for r in off.registrations}
+    assert drift.REPAIRS_OUTPUT not in on.outputs
+    assert not [w for w in warned if "drift" in w]
+    fake.assert_called_once()
+    assert sorted(n.name for n, _ in fake.call_args.args[0]) == ["cp1", "w1"]
+
+
+def test_check_off_reads_no_host() -> None:
+    _, _, fake = preview(config(False))
+    fake.assert_not_called()
+
+
+@pytest.mark.parametrize(
+    ("node", "read", "reason"),
+    [
+        ("w1", HEALTHY.replace("state=active", "state=inactive"), "w1: k3s-agent inactive"),
+        ("cp1", HEALTHY.replace("state=active", "state=failed") + API, "cp1: k3s failed"),
+        ("w1", HEALTHY + "differs=/etc/rancher/k3s/config.yaml\n", "w1: config.yaml differs from the applied one"),
+        ("w1", "unit=no\nstate=inactive\nversion=\nbundle=no\napplied=no\n", "w1: no K3s (reimaged?)"),
+    ],
+)
+def test_a_drifted_node_is_named_and_its_install_and_scripts_step_change(node: str, read: str, reason: str) -> None:
+    clean, _, _ = preview(config(True))
+    run, warned, _ = preview(config(True), reads={node: read})
+    assert [w for w in warned if w.startswith("drift: ")] == [f"drift: {reason} (up re-runs its install to repair it)"]
+    before, after = commands(clean), commands(run)
+    changed = sorted(name for name in after if after[name] != before.get(name))
+    assert f"{node}-install" in changed and f"{node}-scripts" in changed
+    assert "DRIFT_REPAIR=1" in after[f"{node}-install"]
+    other = "w1" if node == "cp1" else "cp1"
+    assert f"{other}-install" not in changed
+    assert run.outputs[drift.REPAIRS_OUTPUT] == {node: 1}
+
+
+def test_the_marker_is_sticky_while_nothing_drifts_and_bumps_on_new_drift() -> None:
+    previous = {**PREVIOUS, drift.REPAIRS_OUTPUT: {"w1": 1}}
+    repaired, warned, _ = preview(config(True), previous)
+    assert "DRIFT_REPAIR=1" in commands(repaired)["w1-install"]
+    assert repaired.outputs[drift.REPAIRS_OUTPUT] == {"w1": 1}
+    assert not [w for w in warned if w.startswith("drift: ")]
+    # Turning the check off keeps the marker: no install changes.
+    off, _, _ = preview(config(False), previous)
+    assert commands(off) == commands(repaired)
+    again, _, _ = preview(config(True), previous, {"w1": HEALTHY.replace("state=active", "state=inactive")})
+    assert "DRIFT_REPAIR=2" in commands(again)["w1-install"]
+
+
+def test_an_unreachable_host_is_a_warning_not_drift() -> None:
+    clean, _, _ = preview(config(True))
+    run, warned, _ = preview(config(True), reads={"w1": ""})
+    assert commands(run) == commands(clean)
+    assert any(w.startswith("k3s.driftCheck: w1 not checked: no answer within 10s") for w in warned)
+    assert drift.REPAIRS_OUTPUT not in run.outputs
+
+
+def test_a_host_installed_before_the_record_is_unknown_not_drift() -> None:
+    run, warned, _ = preview(
+        config(True), reads={"w1": HEALTHY.replace("applied=yes", "applied=no").replace("bundle=yes", "")}
+    )
+    assert not [w for w in warned if w.startswith("drift: ")]
+    assert drift.REPAIRS_OUTPUT not in run.outputs
+
+
+def test_a_new_node_is_not_read() -> None:
+    _, _, fake = preview(config(True), {**PREVIOUS, "nodes": PREVIOUS["nodes"][:1]})
+    assert [n.name for n, _ in fake.call_args.args[0]] == ["cp1"]
+
+
+def test_docker_topology_refuses_the_check_by_key() -> None:
+    with pytest.raises(ConfigError) as error:
+        run_program({"topology": "docker", "k3s": {"version": "v1.33.5+k3s1", "driftCheck": True}}, {"token": "t"})
+    assert any(key == "k3s-rancher:k3s.driftCheck" for key, _ in error.value.problems)
+
+
+def test_the_probe_carries_no_secret_and_needs_no_bundle() -> None:
+    node = Node("cp1", "server", "10.0.0.11", drift_ssh_endpoint())
+    text = drift.probe_script(node, init=True).command
+    assert "K3SR_SCRIPTS" not in text and "t0ken" not in text
+    assert text.startswith("sudo -n sh -c ")
+
+
+def drift_ssh_endpoint() -> Any:
+    from components.settings import SshEndpoint
+
+    return SshEndpoint("10.0.0.11", 22, "ubuntu")
