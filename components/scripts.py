@@ -441,10 +441,21 @@ def install_script(
             **airgap,
             **_proxy_inputs(k3s),
             **({} if k3s.preflight else {"PREFLIGHT": "off"}),
+            **_snapshot_dir_input(node, k3s),
             **_repair_input(repair),
         },
         sudo=needs_sudo(node.ssh.user),
     )
+
+
+def _snapshot_dir_input(node: Node, k3s: K3sSettings) -> dict[str, str]:
+    """k3s.etcdSnapshots.directory for a server's install to create: K3s makes only its
+    default snapshot directory (k3s-io/k3s pkg/etcd/snapshot.go snapshotDir), and snapshots to
+    a missing one fail, the scheduled ones included. Absent without it (no change for others)."""
+    snap = k3s.etcd_snapshots
+    if node.role != "server" or snap is None or snap.directory is None:
+        return {}
+    return {"ETCD_SNAPSHOT_DIR": snap.directory}
 
 
 def _repair_input(repair: int) -> dict[str, str]:

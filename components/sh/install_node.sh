@@ -15,6 +15,7 @@
 # its change re-runs installs for a release); HTTP_PROXY_URL, HTTPS_PROXY_URL, NO_PROXY_LIST
 # (only with k3s.proxy: URLs without
 # credentials, either may be empty); PREFLIGHT (off: skip the first-install checks);
+# ETCD_SNAPSHOT_DIR (servers, only with k3s.etcdSnapshots.directory: created if missing);
 # DRIFT_REPAIR (only for a node k3s.driftCheck found drifted: its new number re-runs this
 # install, which rewrites the files, restarts K3s as needed and records them again). No
 # positional args: serverArgs/agentArgs are in CONFIG_YAML (components/scripts.py args_config),
@@ -248,6 +249,12 @@ fi
 mark_restart_pending
 put_file 0600 "$TOKEN_FILE" "$TOKEN"
 put_file 0600 "$CONF_DIR/config.yaml" "$CONFIG_YAML"
+# k3s.etcdSnapshots.directory: K3s creates only its default snapshot directory (pkg/etcd
+# snapshotDir, 0700), and every snapshot to a missing one fails. Made as K3s makes its own.
+if [ -n "${ETCD_SNAPSHOT_DIR:-}" ] && [ ! -d "$ETCD_SNAPSHOT_DIR" ]; then
+  mkdir -p "$ETCD_SNAPSHOT_DIR"
+  chmod 0700 "$ETCD_SNAPSHOT_DIR"
+fi
 # The S3 keys only in a 0600 drop-in on servers, as single-quoted YAML ('' is a quote there).
 ETCD_S3_FILE=$CONF_DIR/config.yaml.d/50-k3s-rancher-etcd-s3.yaml
 if [ "$ROLE" = server ] && [ -n "$S3_ACCESS_KEY" ]; then
