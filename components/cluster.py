@@ -262,7 +262,8 @@ def membership_delete(
 ) -> tuple[str, pulumi.Input[str] | None]:
     """What a (non-init) node's membership runs when the node leaves, and its stdin: drain and
     delete the Node; for a server of embedded etcd, then wait until K3s has removed its etcd
-    member (which needs the token: the readiness checks' stdin, line 1). A backend without
+    member (/db/info from 127.0.0.1 needs no credentials; the readiness checks' stdin is still
+    given, unread, so that existing stacks see no change of this command). A backend without
     that stdin (docker: the rancher/k3s image has no curl to ask /db/info with) relies on the
     Node delete alone: `kubectl delete node --wait` returns once K3s's finalizer has removed
     the member (pkg/etcd/member_controller.go, OnRemove)."""

@@ -628,7 +628,8 @@ def drain_script(node_name: str, drain_timeout: int, user: str) -> Script:
 
 def server_removal_script(node_name: str, drain_timeout: int, user: str, member_timeout: int = 60) -> Script:
     """A server of embedded etcd leaving: drain_delete.sh, then etcd_member_gone.sh (wait until
-    K3s has removed its etcd member); the cluster token on stdin line 1."""
+    K3s has removed its etcd member, read from /db/info at 127.0.0.1, which K3s serves there
+    without credentials: neither script reads the command's stdin)."""
     return render(
         "drain_delete",
         {"NODE_NAME": node_name, "DRAIN_TIMEOUT": str(drain_timeout), "MEMBER_TIMEOUT": str(member_timeout)},

@@ -1,6 +1,7 @@
 # shellcheck shell=sh
 # Before an agent's K3s is upgraded or reconfigured in place: cordon it and, with DRAIN=1,
-# drain it (bounded; a drain that cannot finish is reported, not fatal, as in drain_delete.sh).
+# drain it (bounded by DRAIN_TIMEOUT; a drain that cannot finish stops the upgrade here, unlike
+# drain_delete.sh's removal drain, which is reported, not fatal).
 # Runs on the init server. A node that is not registered has nothing to move: skipped.
 # Nothing is cordoned when the agent's install found nothing to restart (RESTART none): an
 # agent already as desired is left in service. A cordon of ours is marked with an annotation,
@@ -29,9 +30,13 @@ else
   kc annotate --overwrite node "$NODE_NAME" "$CORDON_MARK=true" >&2 || die "could not mark node $NODE_NAME (see above)"
 fi
 kc cordon "$NODE_NAME" >&2 || die "could not cordon node $NODE_NAME (see above)"
-if [ "$DRAIN" = 1 ]; then
-  kc drain "$NODE_NAME" --ignore-daemonsets --delete-emptydir-data --force \
-    --timeout="${DRAIN_TIMEOUT}s" >&2 \
-    || log "warning: drain of $NODE_NAME did not finish within ${DRAIN_TIMEOUT}s; upgrading it anyway"
+if [ "$DRAIN" = 1 ] && ! kc drain "$NODE_NAME" --ignore-daemonsets --delete-emptydir-data --force \
+  --timeout="${DRAIN_TIMEOUT}s" >&2; then
+  # kubectl drain has printed each pod it could not evict (and why) above. An upgrade does
+  # not take the node down with workloads still on it: stop here, the node stays cordoned,
+  # and nothing after this batch runs. Budgets that allow no disruption now are named.
+  _pdbs=$(kc get pdb -A -o 'jsonpath={range .items[?(@.status.disruptionsAllowed==0)]}{.metadata.namespace}/{.metadata.name} {end}' 2>/dev/null || true)
+  _pdbs=${_pdbs% }
+  die "drain of $NODE_NAME did not finish within ${DRAIN_TIMEOUT}s (k3s.timeouts.drain): the pods named above are still on it; PodDisruptionBudgets allowing no disruption now: ${_pdbs:-none}. $NODE_NAME stays cordoned and was not upgraded, nor was any agent after it. Let the pods go (e.g. relax the PodDisruptionBudget), or set k3s.upgrade.drain to false, then run pulumi up again"
 fi
 log "node $NODE_NAME cordoned for its upgrade (${WAIT_FOR:-})"

@@ -1,7 +1,10 @@
 # shellcheck shell=sh
 # Labels and taints for a node's first registration: K3s applies --node-label/--node-taint
 # only when a node registers, so a NoSchedule taint must be in its config before K3s first
-# starts. Written only while the node has not registered (no /etc/rancher/node/password).
+# starts. Written only while the node has not joined: K3s makes /etc/rancher/node/password
+# once a server accepted the token, just before it asks for the kubelet certificates and the
+# Node registers (k3s-io/k3s pkg/agent/config/config.go get: getConfig, then getNodeNamedCrt
+# -> ensureNodePassword), so a node whose token was refused has none and keeps this file.
 # This runs again only when the labels or taints change; by then the node has registered, so
 # the file is removed: K3s merges --node-label into the Node at EVERY start
 # (pkg/agent/run.go updateMutableLabels), and a stale file would bring back a label that

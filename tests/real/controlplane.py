@@ -346,6 +346,30 @@ def node_manifest(name: str) -> dict[str, object]:
     }
 
 
+#: What the audit log keeps (control_plane(audit=True)): who changed a Node (with the patch),
+#: who listed pods (kubectl drain lists a Node's pods) and evicted them; nothing else.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Request
+  verbs: ["patch", "update"]
+  resources: [{group: "", resources: ["nodes"]}]
+- level: Metadata
+  verbs: ["list", "create"]
+  resources: [{group: "", resources: ["pods", "pods/eviction"]}]
+- level: None
+"""
+
+
+def _audit_flags(workdir: Path) -> list[str]:
+    return [
+        f"--audit-policy-file={workdir / 'audit-policy.yaml'}",
+        f"--audit-log-path={workdir / 'logs' / 'audit.log'}",
+        "--audit-log-format=json",
+    ]
+
+
 ROOTLESS = os.geteuid() != 0
 
 
@@ -399,6 +423,8 @@ def control_plane(
     etcd: Path | None = None,
     start_timeout: float = 90,
     progress: TextIO | None = None,
+    kwok_managed: str = "all",
+    audit: bool = False,
 ) -> Iterator[ControlPlane]:
     """Start etcd, the API server (serving certificate with `sans` besides the usual
     names), the controller manager, the scheduler and kwok in a new private network
@@ -406,7 +432,17 @@ def control_plane(
 
     `addresses`: IPv4 addresses given to the namespace's loopback device, on which the API
     server then answers too (it binds 0.0.0.0 of the namespace), e.g. a K3s apiAddress for a
-    kubeconfig rewritten to it. They exist inside the namespace only."""
+    kubeconfig rewritten to it. They exist inside the namespace only.
+
+    `kwok_managed`: "all" (every Node is kwok's, Ready for ever) or "annotation" (tiers 1
+    and 2, tests/real/host_api.py: only Nodes annotated kwok.x-k8s.io/node=fake, which the
+    K3s stand-in sets while it runs and removes when it stops; kwok heartbeats them through
+    node leases and the node lifecycle controller marks the others NotReady after the
+    default 40 s, as it does for a stopped kubelet).
+
+    `audit`: the API server writes `logs/audit.log` (AUDIT_POLICY: Node patches with their
+    bodies, pod lists and evictions), so tests can tell what kubectl did to a Node, even
+    briefly (tests/real/host_api.py cordon_log)."""
     etcd_bin = etcd or install_etcd()
     workdir = Path(tempfile.mkdtemp(prefix="k3sr-tier3-"))
     cp: ControlPlane | None = None
@@ -427,6 +463,8 @@ def control_plane(
             "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "KUBECONFIG": str(cp.kubeconfig),
         }
+        if audit:
+            (workdir / "audit-policy.yaml").write_text(AUDIT_POLICY)
         started = time.monotonic()
 
         def step(message: str) -> None:
@@ -476,6 +514,7 @@ def control_plane(
                 "--disable-admission-plugins=ValidatingAdmissionWebhook,MutatingAdmissionWebhook",
                 # The kubernetes Service's Endpoints would be 127.0.0.1, which validation refuses.
                 "--endpoint-reconciler-type=none",
+                *(_audit_flags(workdir) if audit else []),
             ],
         )
         ready = cp._wait("kube-apiserver", lambda: _api_ready(cp), start_timeout)
@@ -493,8 +532,9 @@ def control_plane(
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 # kwok's node heartbeat (its node-heartbeat stage: every 20 s plus up to 25 s
                 # of jitter) can miss the default 40 s grace; a Node going NotReady mid-test
-                # makes its pods unready and Helm's wait time out. Tests never need it.
-                "--node-monitor-grace-period=1h",
+                # makes its pods unready and Helm's wait time out. Tier 3 never needs it;
+                # tiers 1-2 heartbeat through node leases (below) and keep the 40 s.
+                *(["--node-monitor-grace-period=1h"] if kwok_managed == "all" else []),
             ],
         )
         cp._start("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common])
@@ -503,7 +543,14 @@ def control_plane(
             [
                 str(bin_dir / "kwok"),
                 f"--kubeconfig={cp.kubeconfig}",
-                "--manage-all-nodes=true",
+                *(
+                    ["--manage-all-nodes=true"]
+                    if kwok_managed == "all"
+                    else [
+                        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                        "--node-lease-duration-seconds=40",
+                    ]
+                ),
             ],
             env={"HOME": str(workdir / "home")},
         )

@@ -276,7 +276,7 @@ def stand_in_cluster(
     from tests.real.hosts import test_hosts
     from tests.real.standin_k3s import standin_binary
 
-    with test_hosts(hosts) as started:
+    with test_hosts(hosts, kubernetes=True) as started:
         project = make_project(tmp, engine_bin(), source=source)
         project.set_secret("token", TOKEN)
         project.set_secret("sshPrivateKey", started[0].private_key)

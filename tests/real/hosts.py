@@ -40,6 +40,7 @@ from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SETUP_SCRIPT = HERE / "setup_docker.sh"
@@ -210,6 +211,9 @@ class TestHost:
     ssh_host: str = "127.0.0.1"
     #: True when sudo has RHEL's secure_path (no /usr/local/bin), see ``RHEL_SECURE_PATH``.
     secure_path: bool = False
+    #: The group's real Kubernetes API (tests/real/host_api.py) when started with
+    #: ``kubernetes=True``: ``host.api.kubectl(...)`` asks it from the test machine.
+    api: Any = None
     _known: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -550,6 +554,7 @@ def test_hosts(
     ready_timeout: float = 90,
     name_prefix: str = "k3sr",
     secure_path: Collection[int] = (),
+    kubernetes: bool = False,
 ) -> Iterator[list[TestHost]]:
     """Start ``count`` SSH test hosts on a fresh Docker network; yield them; remove everything.
 
@@ -557,6 +562,8 @@ def test_hosts(
     ``secure_path``: indexes of the hosts whose sudo gets RHEL's secure_path (no /usr/local/bin).
     Waits at most ``ready_timeout`` seconds for every host to boot systemd to ``running``
     and answer SSH.
+    ``kubernetes``: one real control plane for the group (tests/real/host_api.py), its socket
+    directory mounted on every host, where the K3s stand-in finds it; ``host.api`` is it.
     """
     if count < 1:
         raise ValueError("count must be >= 1")
@@ -565,13 +572,19 @@ def test_hosts(
     network = f"{name_prefix}-{group}"
     labels = [f"{LABEL_GROUP}={group}", f"{LABEL_PID}={os.getpid()}"]
     keydir = Path(tempfile.mkdtemp(prefix=f"{name_prefix}-keys-"))
+    stack = contextlib.ExitStack()
     try:
+        api = None
+        if kubernetes:
+            from tests.real.host_api import host_api
+
+            api = stack.enter_context(host_api())
         key = KeyPair.generate(keydir)
         subnet = _create_network(network, labels)
         names = [f"{name_prefix}-{group}-{i}" for i in range(count)]
         # .1 is the gateway; hosts from .10 on.
         addresses = [str(subnet.network_address + 10 + i) for i in range(count)]
-        run_args = systemd_run_args()
+        run_args = (*systemd_run_args(), *(api.volume_args() if api else ()))
         with ThreadPoolExecutor(max_workers=min(count, 8)) as pool:
             ids = list(
                 pool.map(
@@ -592,6 +605,7 @@ def test_hosts(
                     key=key,
                     user=user,
                     secure_path=i in secure_path,
+                    api=api,
                 )
             )
         for host in hosts:
@@ -606,6 +620,7 @@ def test_hosts(
             remove_group(group)
         finally:
             shutil.rmtree(keydir, ignore_errors=True)
+            stack.close()
 
 
 # Keep pytest from collecting the helper when a test module imports it.

@@ -122,6 +122,9 @@ class Engine:
     image: str  # the stand-in image, for the RemoteImage's id the mocks made up
     privileged: bool
     created: dict[str, list[str]] = field(default_factory=lambda: {"containers": [], "volumes": [], "networks": []})
+    #: Test-only `docker create` arguments: the real Kubernetes API's socket directory
+    #: (tests/real/host_api.py), where the K3s stand-in in the node image finds it.
+    extra_args: list[str] = field(default_factory=list)
 
     def plain(self, name: str) -> dict[str, Any]:
         return self.run.by_name(name).plain()
@@ -163,7 +166,7 @@ class Engine:
             args += ["--network", net["name"], "--ip", net["ipv4Address"]]
             for alias in net.get("aliases", []):
                 args += ["--network-alias", alias]
-        cid = docker(*args, self.image, *plain.get("command", []))
+        cid = docker(*args, *self.extra_args, self.image, *plain.get("command", []))
         self.created["containers"].append(plain["name"])
         # The provider's uploads: a tar of each file, copied to / before the container starts.
         buffer = io.BytesIO()
@@ -248,12 +251,16 @@ def plumbing(testhost_image: str) -> Iterator[Plumbing]:
         "rancher": {"enabled": False},
     }
     run = run_program(config, {"token": token}, stack=stack)
+    from tests.real.host_api import host_api
+
+    api_context = host_api()
+    api = api_context.__enter__()
     allowed = privileged_allowed(image)
     if not allowed:
         warnings.warn(
             "this Docker engine refuses privileged containers: node containers run unprivileged", stacklevel=1
         )
-    engine = Engine(run, image, allowed)
+    engine = Engine(run, image, allowed, extra_args=api.volume_args())
     servers = [f"{stack}-server-{i}" for i in range(2)]
     agents = [f"{stack}-agent-0"]
     ready: dict[str, Command] = {}
@@ -275,6 +282,7 @@ def plumbing(testhost_image: str) -> Iterator[Plumbing]:
         yield Plumbing(stack, token, api_port, engine, servers, agents, ready)
     finally:
         engine.cleanup()
+        api_context.__exit__(None, None, None)
 
 
 def test_plumbing_servers_come_up_one_at_a_time_and_the_cluster_wait_sees_every_node(plumbing: Plumbing) -> None:
@@ -354,8 +362,8 @@ def test_plumbing_a_replaced_server_keeps_its_data_identity_and_address(plumbing
     address = inspect(first)["NetworkSettings"]["Networks"][network]["IPAddress"]
     old_id = inspect(first)["Id"]
     docker("exec", first, "sh", "-c", "echo kept > /etc/rancher/node/plumbing-marker")
-    state = "/var/lib/rancher/k3s/server/db/standin-state.json"  # the stand-in's datastore
-    nodes_before = set(json.loads(docker("exec", first, "cat", state))["nodes"])
+    listing = ("exec", first, "k3s", "kubectl", "get", "nodes", "-o", "jsonpath={.items[*].metadata.name}")
+    nodes_before = set(docker(*listing).split())
     # delete_before_replace: the old container goes, then the new one is created and waited for.
     plumbing.engine.remove_container(f"{first}-container")
     plumbing.engine.container(f"{first}-container")
@@ -367,7 +375,7 @@ def test_plumbing_a_replaced_server_keeps_its_data_identity_and_address(plumbing
     assert inspect(first)["Id"] != old_id
     assert inspect(first)["NetworkSettings"]["Networks"][network]["IPAddress"] == address
     assert docker("exec", first, "cat", "/etc/rancher/node/plumbing-marker") == "kept"
-    assert set(json.loads(docker("exec", first, "cat", state))["nodes"]) == nodes_before
+    assert set(docker(*listing).split()) == nodes_before
     _require(run_local(plumbing.command(f"{plumbing.stack}-cluster-ready")), "cluster ready after replacement")
 
 

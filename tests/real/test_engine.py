@@ -43,7 +43,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EnginePro
     bin_dir = engine_bin()
     tmp = tmp_path_factory.mktemp("tier2")
     # agt-1 has RHEL's sudo secure_path (no /usr/local/bin): K3s must be called by path.
-    with test_hosts(3, secure_path=(1,)) as hosts:
+    with test_hosts(3, secure_path=(1,), kubernetes=True) as hosts:
         project = make_project(tmp, bin_dir)
         project.set_secret("token", TOKEN)
         project.set_secret("sshPrivateKey", hosts[0].private_key)
@@ -74,8 +74,9 @@ def test_preview_then_up_builds_the_cluster(engine: tuple[EngineProject, list[An
     outputs = project.pulumi("stack", "output", "--json").stdout
     assert f'"apiServer": "https://{hosts[0].address}:6443"' in outputs
     assert '"kubeconfig": "[secret]"' in outputs
-    # The stand-in's client certificate lasts 365 days: its notAfter, in plain text.
-    cert = (tmp / "standin-cert.pem").read_text()
+    # k3s.yaml's admin client certificate (the real API's, tests/real/host_api.py) lasts 365
+    # days, as K3s's: its notAfter, in plain text.
+    cert = (hosts[0].api.directory / "admin.crt").read_text()
     end = subprocess.run(["openssl", "x509", "-noout", "-enddate"], input=cert, capture_output=True, text=True)
     expected = datetime.strptime(end.stdout.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z")
     assert f'"kubeconfigExpiry": "{expected.strftime("%Y-%m-%dT%H:%M:%SZ")}"' in outputs
@@ -158,7 +159,7 @@ def test_the_command_standin_keeps_pulumi_commands_contract(tmp_path: Path) -> N
 
     bin_dir = engine_bin()
     (tmp_path / "file.txt").write_text("copied\n")
-    with test_hosts(1) as (host,):
+    with test_hosts(1, kubernetes=True) as (host,):
         project = make_project(tmp_path, bin_dir, program=CONTRACT)
         for key, value in {"port": str(host.ssh_port), "run": "1", "file": str(tmp_path / "file.txt")}.items():
             project.set_config(f"contract:{key}", value)

@@ -85,7 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
     bin_dir = engine_bin()
     tmp = tmp_path_factory.mktemp("crash")
-    with test_hosts(2) as hosts:
+    with test_hosts(2, kubernetes=True) as hosts:
         project = make_project(tmp, bin_dir)
         project.set_secret("token", TOKEN)
         project.set_secret("sshPrivateKey", hosts[0].private_key)

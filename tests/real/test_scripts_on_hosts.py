@@ -151,7 +151,7 @@ def snapshot(host: Any, unit: str) -> str:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Any], Path]]:
     from tests.real.hosts import test_hosts
 
-    with test_hosts(4, secure_path=[0, 2]) as hosts:
+    with test_hosts(4, secure_path=[0, 2], kubernetes=True) as hosts:
         deliver_all(hosts)
         yield list(hosts), tmp_path_factory.mktemp("tier1")
 
@@ -318,6 +318,14 @@ def test_a_wrong_token_fails_the_install_within_the_timeout_showing_the_journal(
     assert "401 Unauthorized" in journal, err
     assert "installed on" not in err and "not-the-cluster-token" not in out + err
     assert host.unit_starts("k3s-agent") == 0
+    # K3s makes the node password only once the server accepted the token (k3s-io/k3s
+    # pkg/agent/config/config.go get: getConfig, then getNodeNamedCrt -> ensureNodePassword),
+    # so registration.sh still sees a node that never joined: the taints of its first
+    # registration are written for the install that will join it.
+    assert host.exec("ls /etc/rancher/node/password 2>/dev/null || true").strip() == ""
+    tainted = Node(**{**agent.__dict__, "taints": ("dedicated=x:NoSchedule",)})
+    rc, _, err = ssh(host, scripts.registration_script(tainted, settings.k3s))
+    assert rc == 0 and f"first registration of {agent.name}: {scripts.REGISTRATION_FILE} written" in err, err
     # Never registered: the cluster does not know it; uninstalling leaves the host ready for
     # a clean install with the right token (test below).
     assert wait(hosts[0], [agent.name], settings, timeout=1)[0] != 0

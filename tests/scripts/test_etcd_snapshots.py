@@ -84,3 +84,17 @@ def test_no_k3s_means_no_upgrade_goes_ahead(box: Sandbox) -> None:
     result = box.run(scripts.pre_upgrade_snapshot_script(s.k3s, "root"))
     assert result.returncode != 0
     assert "K3s is not installed" in result.stderr
+
+
+@needs_sandbox
+def test_the_pre_upgrade_snapshot_needs_k3s_running_and_says_so(box: Sandbox) -> None:
+    """`k3s etcd-snapshot save` asks the running server (POST /db/snapshot, pkg/cli/etcdsnapshot):
+    with K3s stopped it fails, and the script says K3s must be running; nothing is upgraded."""
+    box.put_k3s("v1.33.5+k3s1")
+    box.set_state(api_down=True, services={"k3s": {"state": "inactive"}})
+    upgrade = settings_for({**awkward_config(), "k3s": {**awkward_config()["k3s"], "version": "v1.34.1+k3s1"}})
+    result = box.run(scripts.pre_upgrade_snapshot_script(upgrade.k3s, "ubuntu"))
+    assert result.returncode != 0
+    assert "connection refused" in result.stderr  # K3s's own error, shown
+    assert "K3s is not running on this server (k3s inactive)" in result.stderr, result.stderr
+    assert "systemctl start k3s" in result.stderr and "nothing was upgraded" in result.stderr

@@ -3,11 +3,11 @@
 Images cannot be pulled on the test machine, so this makes one locally: the test host image
 (Debian with python3, from setup_docker.sh) plus the stand-in k3s of tests/real/standin/
 as its entrypoint, like rancher/k3s (ENTRYPOINT /bin/k3s, `k3s server|agent` as command).
-The stand-in reads /etc/rancher/k3s/config.yaml (node-name, server, token-file), registers
-nodes over plain HTTP on :6443 with the token, writes /etc/rancher/k3s/k3s.yaml and
-answers `k3s kubectl get --raw /readyz` and `get node NAME -o jsonpath=...` the way the
-scripts read K3s. It checks how containers, files, addresses and commands are wired; it
-says nothing about K3s itself.
+The stand-in reads /etc/rancher/k3s/config.yaml (node-name, server, token-file), joins
+over plain HTTP on :6443 with the token, registers its Node in the real Kubernetes API whose
+socket directory the plumbing test mounts into each container (tests/real/host_api.py),
+writes /etc/rancher/k3s/k3s.yaml, and `k3s kubectl` is the real kubectl. It checks how
+containers, files, addresses and commands are wired; it says nothing about K3s itself.
 """
 
 from __future__ import annotations

@@ -1,0 +1,235 @@
+"""Tier 2 against a REAL Kubernetes API (issue 26): what drain does when the API server is real.
+
+One server and two agents of the K3s stand-in through the real engine; their cluster's API is a
+real kube-apiserver with its controllers and kwok (tests/real/host_api.py), so `kubectl drain`
+on the init server evicts real pods (kwok runs them) through the real Eviction API, which
+refuses what a PodDisruptionBudget forbids."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.real.engine_project import EngineProject, stand_in_cluster
+from tests.real.standin_k3s import standin_binary
+
+pytestmark = pytest.mark.real
+
+V1, V2, V3 = "v1.33.5+k3s1", "v1.33.6+k3s1", "v1.33.7+k3s1"
+DRAIN = 15
+K3S = {"upgrade": {"agentsAtOnce": 1}, "timeouts": {"nodeReady": 90, "clusterReady": 120, "drain": DRAIN}}
+AGENTS = ["agt-1", "agt-2"]
+
+
+def web(replicas: int, min_available: int) -> str:
+    """A Deployment spread over the agents and its PDB. The spread is ScheduleAnyway: with
+    DoNotSchedule a pod evicted from one of two agents finds no place (the other would hold
+    too many), stays Pending, and the PDB then refuses every further eviction: a drain that
+    can never finish, as on a real cluster."""
+    labels = {"app": "web"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "affinity": {
+                        "nodeAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": {
+                                "nodeSelectorTerms": [
+                                    {
+                                        "matchExpressions": [
+                                            {"key": "kubernetes.io/hostname", "operator": "In", "values": AGENTS}
+                                        ]
+                                    }
+                                ]
+                            }
+                        },
+                    },
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                            "labelSelector": {"matchLabels": labels},
+                        }
+                    ],
+                    "containers": [{"name": "web", "image": "nginx"}],
+                },
+            },
+        },
+    }
+    pdb = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web-pdb", "namespace": "default"},
+        "spec": {"minAvailable": min_available, "selector": {"matchLabels": labels}},
+    }
+    return yaml.safe_dump_all([deployment, pdb])
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EngineProject, list[Any], Path]]:
+    tmp = tmp_path_factory.mktemp("realapi")
+    with stand_in_cluster(tmp, 3, 1, V1, K3S) as (project, hosts, _binary):
+        yield project, hosts, tmp
+
+
+def pods_by_node(api: Any) -> dict[str, str]:
+    items = json.loads(api.kubectl("get", "pods", "-l", "app=web", "-o", "json"))["items"]
+    live = [p for p in items if not p["metadata"].get("deletionTimestamp")]
+    return {p["metadata"]["name"]: p["spec"].get("nodeName", "") for p in live}
+
+
+def evictions(api: Any) -> list[tuple[str, int]]:
+    """(pod, HTTP status) of every eviction the API server answered, in order (its audit log)."""
+    out = []
+    for event in api.audit_events():
+        ref = event.get("objectRef") or {}
+        if ref.get("subresource") == "eviction" and event.get("stage") == "ResponseComplete":
+            out.append((ref.get("name", ""), event.get("responseStatus", {}).get("code", 0)))
+    return out
+
+
+def wait_available(api: Any, replicas: int, timeout: float = 90) -> None:
+    api.kubectl("rollout", "status", "deployment/web", f"--timeout={int(timeout)}s", timeout=timeout + 15)
+    end = time.monotonic() + timeout
+    while len(pods_by_node(api)) != replicas and time.monotonic() < end:
+        time.sleep(1)
+
+
+def node_version(api: Any, name: str) -> str:
+    return str(api.kubectl("get", "node", name, "-o", "jsonpath={.status.nodeInfo.kubeletVersion}"))
+
+
+def unschedulable(api: Any) -> dict[str, bool]:
+    items = json.loads(api.kubectl("get", "nodes", "-o", "json"))["items"]
+    return {n["metadata"]["name"]: bool(n["spec"].get("unschedulable")) for n in items}
+
+
+def test_an_agent_upgrade_evicts_pods_within_the_pdb_and_agents_come_back_uncordoned(
+    cluster: tuple[EngineProject, list[Any], Path],
+) -> None:
+    project, hosts, tmp = cluster
+    api = hosts[0].api
+    api.kubectl("apply", "-f", "-", input=web(4, 3))  # at most one pod may be down at a time
+    wait_available(api, 4)
+    before = pods_by_node(api)
+    assert sorted(set(before.values())) == AGENTS, before  # spread over both agents
+    project.configure(hosts, 1, V2, standin_binary(tmp, V2), k3s=K3S)
+    project.pulumi("up", "--yes", "--skip-preview", timeout=900)
+    for host in hosts:
+        assert V2 in host.exec("k3s --version")
+    evicted = evictions(api)
+    print("evictions (pod, status):", evicted)
+    # Every pod that was on an agent was evicted through the Eviction API (201; a pod that
+    # moved to agt-2 during agt-1's drain is evicted again in agt-2's), each refusal (429)
+    # being the PDB holding a second pod back while one was down.
+    assert set(before) <= {pod for pod, code in evicted if code == 201}, evicted
+    assert unschedulable(api) == {"srv-1": False, "agt-1": False, "agt-2": False}
+    wait_available(api, 4)
+
+
+def test_a_pdb_that_can_never_be_satisfied_fails_the_upgrade_within_the_drain_timeout(
+    cluster: tuple[EngineProject, list[Any], Path],
+) -> None:
+    project, hosts, tmp = cluster
+    api = hosts[0].api
+    api.kubectl("apply", "-f", "-", input=web(4, 4))  # no pod may ever go
+    wait_available(api, 4)
+    old = node_version(api, "agt-2")
+    seen = len(api.cordon_log())
+    project.configure(hosts, 1, V3, standin_binary(tmp, V3), k3s=K3S)
+    started = time.monotonic()
+    result = project.pulumi("up", "--yes", "--skip-preview", check=False, timeout=900)
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    print(f"up with an unsatisfiable PDB: exit {result.returncode} after {elapsed:.0f}s")
+    print(output[-3000:])
+    assert result.returncode != 0
+    assert "drain of agt-1 did not finish" in output, output[-4000:]
+    assert "web-pdb" in output and 'pods/"web-' in output, output[-4000:]
+    # Nothing after the first batch ran: agt-2's K3s still runs the old version (its install
+    # already put the new binary in place, as for every changed agent) and was never cordoned.
+    assert node_version(api, "agt-2") == old != V3
+    # (kubectl drain lists the Node's pods more than once: each listing is a `drain` record)
+    assert {(r["node"], r["verb"]) for r in api.cordon_log()[seen:]} == {("agt-1", "cordon"), ("agt-1", "drain")}
+    assert unschedulable(api)["agt-2"] is False
+    # Fixed (the budget allows one pod down): the next up finishes the upgrade.
+    api.kubectl("apply", "-f", "-", input=web(4, 3))
+    project.pulumi("up", "--yes", "--skip-preview", timeout=900)
+    for host in hosts:
+        assert V3 in host.exec("k3s --version")
+    assert unschedulable(api) == {"srv-1": False, "agt-1": False, "agt-2": False}
+
+
+def test_drain_keeps_daemonset_pods_and_evicts_pods_with_emptydir_volumes(
+    cluster: tuple[EngineProject, list[Any], Path],
+) -> None:
+    """What README.md says of an agent's drain (cordon_drain.sh: --ignore-daemonsets
+    --delete-emptydir-data --force): DaemonSet pods stay on the node, a pod with an emptyDir
+    volume is evicted (its data is lost), and the upgrade goes on."""
+    project, hosts, tmp = cluster
+    api = hosts[0].api
+    api.kubectl("delete", "deployment/web", "pdb/web-pdb", "--ignore-not-found")
+    labels = {"app": "agentd"}
+    daemonset = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "agentd", "namespace": "default"},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "d", "image": "busybox"}]}},
+        },
+    }
+    scratch = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "scratch", "namespace": "default"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "scratch"}},
+            "template": {
+                "metadata": {"labels": {"app": "scratch"}},
+                "spec": {
+                    "nodeSelector": {"kubernetes.io/hostname": "agt-1"},
+                    "containers": [
+                        {"name": "s", "image": "busybox", "volumeMounts": [{"name": "tmp", "mountPath": "/x"}]}
+                    ],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+    api.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([daemonset, scratch]))
+    api.kubectl("rollout", "status", "daemonset/agentd", "--timeout=90s", timeout=105)
+    api.kubectl("rollout", "status", "deployment/scratch", "--timeout=90s", timeout=105)
+
+    def pods(app: str) -> dict[str, str]:
+        items = json.loads(api.kubectl("get", "pods", "-l", f"app={app}", "-o", "json"))["items"]
+        return {p["metadata"]["name"]: p["spec"].get("nodeName", "") for p in items}
+
+    daemon_before, scratch_before = pods("agentd"), pods("scratch")
+    assert set(scratch_before.values()) == {"agt-1"}, scratch_before
+    seen = len(evictions(api))
+    old = node_version(api, "agt-1")
+    new = "v1.33.8+k3s1"
+    project.configure(hosts, 1, new, standin_binary(tmp, new), k3s=K3S)
+    project.pulumi("up", "--yes", "--skip-preview", timeout=900)
+    assert node_version(api, "agt-1") == new != old
+    evicted = {pod for pod, code in evictions(api)[seen:] if code == 201}
+    print("evicted:", sorted(evicted))
+    assert set(scratch_before) <= evicted  # the emptyDir pods were evicted (their data gone)
+    assert not set(daemon_before) & evicted  # DaemonSet pods were left alone
+    assert pods("agentd") == daemon_before  # the same DaemonSet pods, still there
+    assert unschedulable(api) == {"srv-1": False, "agt-1": False, "agt-2": False}
