@@ -376,3 +376,24 @@ def run_function(
         _sync_await(run_pulumi_func(lambda: _run_and_finish(body)))
     run.warnings = [str(w.message) for w in caught if "is deprecated" not in str(w.message)]
     return run
+
+
+def registered_names(run: Callable[[], Any], tolerated: type[BaseException] = Exception) -> list[str]:
+    """The names of the resources `run` (a run_program call) sends to the engine, in order,
+    counted even when the run fails with `tolerated` (a refusal must register nothing)."""
+    original = _RecordingMonitor.RegisterResource
+    calls: list[str] = []
+
+    def counting(self: Any, request: Any) -> Any:
+        if request.type != "pulumi:pulumi:Stack":
+            calls.append(request.name)
+        return original(self, request)
+
+    _RecordingMonitor.RegisterResource = counting  # type: ignore[method-assign]
+    try:
+        run()
+    except tolerated:
+        pass
+    finally:
+        _RecordingMonitor.RegisterResource = original  # type: ignore[method-assign]
+    return calls

@@ -11,6 +11,7 @@ import pytest
 from components.settings import ConfigError
 from components.validation.quorum import previous_servers, quorum_error
 from policy.shell_inputs import command_inputs
+from tests import harness
 from tests.harness import SECRET_SIG, TEST_SSH_KEY, Run, node_script, prod_config, run_program
 
 SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": "a-fixed-token-for-removal"}
@@ -77,24 +78,7 @@ def test_three_to_one_server_is_refused_by_key_before_any_resource() -> None:
 
 def registered_names(config: dict[str, Any], previous: dict[str, Any]) -> list[str]:
     """The resources a run sends to the engine, counted even when the run fails."""
-    from tests import harness
-
-    original = harness._RecordingMonitor.RegisterResource
-    calls: list[str] = []
-
-    def counting(self: Any, request: Any) -> Any:
-        if request.type != "pulumi:pulumi:Stack":
-            calls.append(request.name)
-        return original(self, request)
-
-    harness._RecordingMonitor.RegisterResource = counting  # type: ignore[method-assign]
-    try:
-        run(config, previous)
-    except ConfigError:
-        pass
-    finally:
-        harness._RecordingMonitor.RegisterResource = original  # type: ignore[method-assign]
-    return calls
+    return harness.registered_names(lambda: run(config, previous), ConfigError)
 
 
 def test_a_refused_run_registers_nothing() -> None:

@@ -47,22 +47,7 @@ def refusal(password: str | None, previous: dict[str, Any], config: dict[str, An
 
 def registered(password: str | None, previous: dict[str, Any]) -> list[str]:
     """The resources a run sends to the engine, counted even when the run fails."""
-    original = harness._RecordingMonitor.RegisterResource
-    calls: list[str] = []
-
-    def counting(self: Any, request: Any) -> Any:
-        if request.type != "pulumi:pulumi:Stack":
-            calls.append(request.name)
-        return original(self, request)
-
-    harness._RecordingMonitor.RegisterResource = counting  # type: ignore[method-assign]
-    try:
-        run(password, previous)
-    except ConfigError:
-        pass
-    finally:
-        harness._RecordingMonitor.RegisterResource = original  # type: ignore[method-assign]
-    return calls
+    return harness.registered_names(lambda: run(password, previous), ConfigError)
 
 
 def test_a_changed_password_is_refused_by_key_with_the_reason_and_what_to_do_instead() -> None:
