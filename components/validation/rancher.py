@@ -5,6 +5,9 @@ docker topology are docker.py's."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from components import checks, compat
 from components.rancher import clears_cacerts
 from components.settings import NAMESPACE, RancherSettings, Settings
@@ -94,6 +97,34 @@ def _chart_problems(r: RancherSettings) -> list[tuple[str, str]]:
     cm = r.cert_manager
     if tuple(int(n) for n in cm.version[1:].split(".")[:2]) < (1, 15):
         problems.append((f"{KEY}.certManager.version", f"{cm.version} predates crds.enabled: use v1.15.0 or newer"))
+    problems += _cert_manager_value_problems(cm.values)
+    return problems
+
+
+def _cert_manager_value_problems(values: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """cert-manager's CRDs come with its chart here (crds.enabled): without them Rancher's
+    Issuer and Certificate cannot be created, and Helm would only say so after the cluster
+    was built. installCRDs is the chart's older switch for the same thing: one switch."""
+    crds = values.get("crds")
+    problems: list[tuple[str, str]] = []
+    if crds is not None and not isinstance(crds, dict):
+        problems.append((f"{KEY}.certManager.values.crds", "must be a mapping (enabled, keep)"))
+    elif isinstance(crds, dict) and crds.get("enabled", True) is not True:
+        problems.append(
+            (
+                f"{KEY}.certManager.values.crds.enabled",
+                "k3s-rancher installs cert-manager's CRDs with its chart: Rancher's Issuer and Certificate "
+                "need them; leave it unset (to keep the CRDs when the release is removed, crds.keep is "
+                "already true)",
+            )
+        )
+    if "installCRDs" in values:
+        problems.append(
+            (
+                f"{KEY}.certManager.values.installCRDs",
+                "cert-manager's deprecated switch for what k3s-rancher already sets (crds.enabled: true): remove it",
+            )
+        )
     return problems
 
 

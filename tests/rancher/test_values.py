@@ -165,3 +165,19 @@ def test_strict_agents_where_the_chart_clears_rancher_ca_are_refused_by_key() ->
     assert "--no-cacerts" in str(caught.value)
     # With Rancher's own CA, strict is what a fresh install does anyway: accepted.
     assert values(custom_run({"values": {"agentTLSMode": "strict"}}))["agentTLSMode"] == "strict"
+
+
+@pytest.mark.parametrize(
+    ("cert_manager_values", "key"),
+    [
+        ({"crds": {"enabled": False}}, "k3s-rancher:rancher.certManager.values.crds.enabled"),
+        ({"crds": "yes"}, "k3s-rancher:rancher.certManager.values.crds"),
+        ({"installCRDs": True}, "k3s-rancher:rancher.certManager.values.installCRDs"),
+    ],
+)
+def test_cert_manager_values_that_would_drop_or_double_its_crds_are_refused_by_key(
+    cert_manager_values: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        custom_run({"certManager": {"values": cert_manager_values}})
+    assert caught.value.keys == [key]
