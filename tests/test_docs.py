@@ -1,12 +1,12 @@
-"""README.md, Pulumi.yaml and the stack files say what the code does.
+"""README.md, docs/, Pulumi.yaml and the stack files say what the code does.
 
 - every stack file loads and validates (with test values for the secrets it needs);
-- every key a stack file uses is in the schema and in the README's config table;
-- the README's config and secrets tables are the ones rendered from the schema/Pulumi.yaml;
+- every key a stack file uses is in the schema and in the config table (docs/configuration.md);
+- the config and secrets tables are the ones rendered from the schema/Pulumi.yaml;
 - every top-level key and secret is declared in Pulumi.yaml with a description, and the
   description of each object setting lists exactly the keys the schema has for it;
 - the README starts with the two set-up commands, bin/up-local and bin/test;
-- the README names every output the program exports.
+- docs/configuration.md names every output the program exports.
 """
 
 from __future__ import annotations
@@ -28,11 +28,18 @@ from tools import docs_table
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+CONFIG_DOC = DOCS / "configuration.md"  # the generated tables and the outputs
+CI_DOC = DOCS / "ci.md"  # previews, the stacks, CI and the policy pack
 STACK_FILES = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
 
 
 def readme() -> str:
     return README.read_text()
+
+
+def doc(path: Path) -> str:
+    return path.read_text()
 
 
 def stack_name(path: Path) -> str:
@@ -102,16 +109,16 @@ def schema_keys(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any], 
 
 
 @pytest.mark.parametrize("path", STACK_FILES, ids=stack_name)
-def test_every_key_a_stack_uses_is_in_the_schema_and_the_readme(path: Path) -> None:
+def test_every_key_a_stack_uses_is_in_the_schema_and_the_config_table(path: Path) -> None:
     raw, secrets = stack_config(path)
     documented = {row.key for row in docs_table.config_rows(load_schema())}
     used = set(schema_keys(raw, load_schema(), load_schema(), ""))
     assert used, f"{path.name} sets no keys"
-    assert not used - documented, f"{path.name}: keys not in the schema/README: {sorted(used - documented)}"
-    table = docs_table.between(readme(), docs_table.CONFIG_MARKERS)
+    assert not used - documented, f"{path.name}: keys not in the schema/docs: {sorted(used - documented)}"
+    table = docs_table.between(doc(CONFIG_DOC), docs_table.CONFIG_MARKERS)
     for key in used:
         assert f"| `{key}` |" in table
-    secrets_table = docs_table.between(readme(), docs_table.SECRETS_MARKERS)
+    secrets_table = docs_table.between(doc(CONFIG_DOC), docs_table.SECRETS_MARKERS)
     for key in secrets:
         assert f"| `{key}` |" in secrets_table
 
@@ -119,18 +126,31 @@ def test_every_key_a_stack_uses_is_in_the_schema_and_the_readme(path: Path) -> N
 # --- the generated tables ----------------------------------------------------------------
 
 
-def test_readme_config_table_is_the_one_rendered_from_the_schema() -> None:
+def test_config_table_is_the_one_rendered_from_the_schema() -> None:
     wanted = docs_table.render_config_table(load_schema())
-    assert docs_table.between(readme(), docs_table.CONFIG_MARKERS) == wanted, (
-        "README.md's config table is stale: run `.venv/bin/python -m tools.docs_table`"
+    assert docs_table.between(doc(CONFIG_DOC), docs_table.CONFIG_MARKERS) == wanted, (
+        "docs/configuration.md's config table is stale: run `.venv/bin/python -m tools.docs_table`"
     )
 
 
-def test_readme_secrets_table_is_the_one_rendered_from_pulumi_yaml() -> None:
+def test_secrets_table_is_the_one_rendered_from_pulumi_yaml() -> None:
     wanted = docs_table.render_secrets_table(yaml.safe_load((ROOT / "Pulumi.yaml").read_text()), SECRET_KEYS)
-    assert docs_table.between(readme(), docs_table.SECRETS_MARKERS) == wanted, (
-        "README.md's secrets table is stale: run `.venv/bin/python -m tools.docs_table`"
+    assert docs_table.between(doc(CONFIG_DOC), docs_table.SECRETS_MARKERS) == wanted, (
+        "docs/configuration.md's secrets table is stale: run `.venv/bin/python -m tools.docs_table`"
     )
+
+
+def test_the_tables_are_generated_where_the_docs_map_says() -> None:
+    """tools/docs_table.py writes the file the README links as the config reference, and that
+    file is the only one holding the generated tables."""
+    assert docs_table.CONFIG_DOC == CONFIG_DOC
+    assert "docs/configuration.md#config-reference" in readme()
+    holding = [
+        path.name
+        for path in [README, *sorted(DOCS.glob("*.md"))]
+        if any(marker in path.read_text() for marker in (*docs_table.CONFIG_MARKERS, *docs_table.SECRETS_MARKERS))
+    ]
+    assert holding == ["configuration.md"]
 
 
 def test_the_table_has_every_key_of_the_schema_with_a_description() -> None:
@@ -278,18 +298,18 @@ def exported_outputs() -> list[str]:
     return names
 
 
-def test_readme_mentions_every_output() -> None:
+def test_the_config_doc_mentions_every_output() -> None:
     outputs = exported_outputs()
     assert {"apiServer", "kubeconfig", "nodes", "k3sVersion"} <= set(outputs)
-    text = readme()
+    text = doc(CONFIG_DOC)
     missing = [name for name in outputs if f"`{name}`" not in text]
-    assert not missing, f"README.md does not mention the outputs {missing}"
+    assert not missing, f"docs/configuration.md does not mention the outputs {missing}"
 
 
-def test_readme_names_every_stack_file() -> None:
-    text = readme()
+def test_the_ci_doc_names_every_stack_file() -> None:
+    text = doc(CI_DOC)
     for path in STACK_FILES:
-        assert f"stacks/{path.name}" in text, f"README.md does not mention stacks/{path.name}"
+        assert f"stacks/{path.name}" in text, f"docs/ci.md does not mention stacks/{path.name}"
 
 
 def policy_names() -> list[str]:
@@ -307,11 +327,11 @@ def policy_names() -> list[str]:
     return names
 
 
-def test_readme_names_every_policy() -> None:
+def test_the_ci_doc_names_every_policy() -> None:
     names = policy_names()
     assert len(names) >= 5
-    missing = [name for name in names if f"`{name}`" not in readme()]
-    assert not missing, f"README.md does not describe the policies {missing}"
+    missing = [name for name in names if f"`{name}`" not in doc(CI_DOC)]
+    assert not missing, f"docs/ci.md does not describe the policies {missing}"
 
 
 def test_the_readmes_example_stack_validates() -> None:
@@ -327,9 +347,9 @@ def test_the_readmes_example_stack_validates() -> None:
 # --- a newcomer's first hour (issue 15) ----------------------------------------------------
 
 
-def section(title: str) -> str:
-    """The README's `## title` section, up to the next `## `."""
-    text = readme()
+def section(title: str, path: Path = README) -> str:
+    """The `## title` section of README.md (or of `path`), up to the next `## `."""
+    text = path.read_text()
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else len(text)]
@@ -346,11 +366,12 @@ def test_setup_section_gives_time_and_disk_of_both_commands_and_the_fast_tier_sw
     assert "empty passphrase" in up_local and "encryptionsalt" in up_local
     # The builder command given is the one that reuses the tests' engine (same cache entry).
     assert "K3SR_ENGINE_COMMAND_STANDIN=1 tests/real/engine/build.sh" in up_local
-    assert "$(tests/real/engine/build.sh" not in readme()
+    for path in [README, *DOCS.glob("*.md")]:
+        assert "$(tests/real/engine/build.sh" not in path.read_text(), path
 
 
 def test_preview_section_gives_the_commands_a_real_run_and_says_no_secret_appears() -> None:
-    text = section("Preview a stack without hosts")
+    text = section("Preview a stack without hosts", CI_DOC)
     assert re.search(r"^bin/preview dev\b", text, re.M)
     assert 'PATH="$(K3SR_ENGINE_COMMAND_STANDIN=1 tests/real/engine/build.sh | tail -1):$PATH" bin/preview dev' in text
     run = re.search(r"^```text\n(.*?)^```", text, re.M | re.S)
