@@ -6,7 +6,8 @@
 - every top-level key and secret is declared in Pulumi.yaml with a description, and the
   description of each object setting lists exactly the keys the schema has for it;
 - the README starts with the two set-up commands, bin/up-local and bin/test;
-- docs/configuration.md names every output the program exports.
+- docs/configuration.md names every output the program exports;
+- every section of docs/ is linked from the README, and every link between them resolves.
 """
 
 from __future__ import annotations
@@ -383,3 +384,73 @@ def test_preview_section_gives_the_commands_a_real_run_and_says_no_secret_appear
     assert "commit" in text and "encryptionsalt" in text
     path = ROOT / "bin" / "preview"
     assert path.is_file() and os.access(path, os.X_OK)
+
+
+# --- the README and docs/ as one set of pages ------------------------------------------------
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)  # no headings in code
+    return {anchor(m.group(1)) for m in re.finditer(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def test_anchor_is_githubs() -> None:
+    assert anchor("Set up: two commands") == "set-up-two-commands"
+    assert anchor("Proxies (k3s.proxy)") == "proxies-k3sproxy"
+    assert anchor("What `bin/up-local` does") == "what-binup-local-does"
+    assert anchor("On GitHub's runners") == "on-githubs-runners"
+    assert anchor("1. Prerequisites") == "1-prerequisites"
+
+
+def test_every_link_between_the_readme_and_docs_resolves() -> None:
+    pages = [README, *sorted(DOCS.glob("*.md"))]
+    checked = 0
+    for page in pages:
+        for target in LINK.findall(page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # https://, mailto:
+            file, _, fragment = target.partition("#")
+            path = (page.parent / file).resolve() if file else page
+            assert path.exists(), f"{page.name}: link to a missing file: {target}"
+            if fragment and path.suffix == ".md":
+                assert fragment in anchors(path), f"{page.name}: no heading for {target}"
+            checked += 1
+    assert checked > 40
+
+
+def test_every_section_of_docs_is_linked_from_the_readme() -> None:
+    """Nothing moved out of the README is lost: every page of docs/ and each of its sections
+    is one link away from the README."""
+    text = readme()
+    pages = sorted(DOCS.glob("*.md"))
+    assert {page.name for page in pages} >= {
+        "ARCHITECTURE.md",
+        "ci.md",
+        "configuration.md",
+        "operations.md",
+        "security.md",
+        "testing.md",
+        "troubleshooting.md",
+    }
+    for page in pages:
+        assert f"](docs/{page.name})" in text, f"the README does not link docs/{page.name}"
+        body = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
+        for heading in re.findall(r"^#{2,3} (.+)$", body, re.M):
+            assert f"](docs/{page.name}#{anchor(heading)})" in text, (
+                f"the README does not link {page.name}'s section {heading!r}"
+            )
+
+
+def test_the_readme_is_short() -> None:
+    """A newcomer reads it in minutes: set-up, what it is, the first hour, the library, a map."""
+    assert len(readme().splitlines()) <= 250
+    titles = re.findall(r"^## (.+)$", readme(), re.M)
+    assert titles[0] == "Set up: two commands"
+    assert titles[1].startswith("What it is")
