@@ -1,12 +1,13 @@
-"""README.md, Pulumi.yaml and the stack files say what the code does.
+"""README.md, docs/, Pulumi.yaml and the stack files say what the code does.
 
 - every stack file loads and validates (with test values for the secrets it needs);
-- every key a stack file uses is in the schema and in the README's config table;
-- the README's config and secrets tables are the ones rendered from the schema/Pulumi.yaml;
+- every key a stack file uses is in the schema and in the config table (docs/configuration.md);
+- the config and secrets tables are the ones rendered from the schema/Pulumi.yaml;
 - every top-level key and secret is declared in Pulumi.yaml with a description, and the
   description of each object setting lists exactly the keys the schema has for it;
 - the README starts with the two set-up commands, bin/up-local and bin/test;
-- the README names every output the program exports.
+- docs/configuration.md names every output the program exports;
+- every section of docs/ is linked from the README, and every link between them resolves.
 """
 
 from __future__ import annotations
@@ -28,11 +29,18 @@ from tools import docs_table
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+CONFIG_DOC = DOCS / "configuration.md"  # the generated tables and the outputs
+CI_DOC = DOCS / "ci.md"  # previews, the stacks, CI and the policy pack
 STACK_FILES = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
 
 
 def readme() -> str:
     return README.read_text()
+
+
+def doc(path: Path) -> str:
+    return path.read_text()
 
 
 def stack_name(path: Path) -> str:
@@ -102,16 +110,16 @@ def schema_keys(value: Any, schema: Mapping[str, Any], root: Mapping[str, Any], 
 
 
 @pytest.mark.parametrize("path", STACK_FILES, ids=stack_name)
-def test_every_key_a_stack_uses_is_in_the_schema_and_the_readme(path: Path) -> None:
+def test_every_key_a_stack_uses_is_in_the_schema_and_the_config_table(path: Path) -> None:
     raw, secrets = stack_config(path)
     documented = {row.key for row in docs_table.config_rows(load_schema())}
     used = set(schema_keys(raw, load_schema(), load_schema(), ""))
     assert used, f"{path.name} sets no keys"
-    assert not used - documented, f"{path.name}: keys not in the schema/README: {sorted(used - documented)}"
-    table = docs_table.between(readme(), docs_table.CONFIG_MARKERS)
+    assert not used - documented, f"{path.name}: keys not in the schema/docs: {sorted(used - documented)}"
+    table = docs_table.between(doc(CONFIG_DOC), docs_table.CONFIG_MARKERS)
     for key in used:
         assert f"| `{key}` |" in table
-    secrets_table = docs_table.between(readme(), docs_table.SECRETS_MARKERS)
+    secrets_table = docs_table.between(doc(CONFIG_DOC), docs_table.SECRETS_MARKERS)
     for key in secrets:
         assert f"| `{key}` |" in secrets_table
 
@@ -119,18 +127,31 @@ def test_every_key_a_stack_uses_is_in_the_schema_and_the_readme(path: Path) -> N
 # --- the generated tables ----------------------------------------------------------------
 
 
-def test_readme_config_table_is_the_one_rendered_from_the_schema() -> None:
+def test_config_table_is_the_one_rendered_from_the_schema() -> None:
     wanted = docs_table.render_config_table(load_schema())
-    assert docs_table.between(readme(), docs_table.CONFIG_MARKERS) == wanted, (
-        "README.md's config table is stale: run `.venv/bin/python -m tools.docs_table`"
+    assert docs_table.between(doc(CONFIG_DOC), docs_table.CONFIG_MARKERS) == wanted, (
+        "docs/configuration.md's config table is stale: run `.venv/bin/python -m tools.docs_table`"
     )
 
 
-def test_readme_secrets_table_is_the_one_rendered_from_pulumi_yaml() -> None:
+def test_secrets_table_is_the_one_rendered_from_pulumi_yaml() -> None:
     wanted = docs_table.render_secrets_table(yaml.safe_load((ROOT / "Pulumi.yaml").read_text()), SECRET_KEYS)
-    assert docs_table.between(readme(), docs_table.SECRETS_MARKERS) == wanted, (
-        "README.md's secrets table is stale: run `.venv/bin/python -m tools.docs_table`"
+    assert docs_table.between(doc(CONFIG_DOC), docs_table.SECRETS_MARKERS) == wanted, (
+        "docs/configuration.md's secrets table is stale: run `.venv/bin/python -m tools.docs_table`"
     )
+
+
+def test_the_tables_are_generated_where_the_docs_map_says() -> None:
+    """tools/docs_table.py writes the file the README links as the config reference, and that
+    file is the only one holding the generated tables."""
+    assert docs_table.CONFIG_DOC == CONFIG_DOC
+    assert "docs/configuration.md#config-reference" in readme()
+    holding = [
+        path.name
+        for path in [README, *sorted(DOCS.glob("*.md"))]
+        if any(marker in path.read_text() for marker in (*docs_table.CONFIG_MARKERS, *docs_table.SECRETS_MARKERS))
+    ]
+    assert holding == ["configuration.md"]
 
 
 def test_the_table_has_every_key_of_the_schema_with_a_description() -> None:
@@ -278,18 +299,18 @@ def exported_outputs() -> list[str]:
     return names
 
 
-def test_readme_mentions_every_output() -> None:
+def test_the_config_doc_mentions_every_output() -> None:
     outputs = exported_outputs()
     assert {"apiServer", "kubeconfig", "nodes", "k3sVersion"} <= set(outputs)
-    text = readme()
+    text = doc(CONFIG_DOC)
     missing = [name for name in outputs if f"`{name}`" not in text]
-    assert not missing, f"README.md does not mention the outputs {missing}"
+    assert not missing, f"docs/configuration.md does not mention the outputs {missing}"
 
 
-def test_readme_names_every_stack_file() -> None:
-    text = readme()
+def test_the_ci_doc_names_every_stack_file() -> None:
+    text = doc(CI_DOC)
     for path in STACK_FILES:
-        assert f"stacks/{path.name}" in text, f"README.md does not mention stacks/{path.name}"
+        assert f"stacks/{path.name}" in text, f"docs/ci.md does not mention stacks/{path.name}"
 
 
 def policy_names() -> list[str]:
@@ -307,11 +328,11 @@ def policy_names() -> list[str]:
     return names
 
 
-def test_readme_names_every_policy() -> None:
+def test_the_ci_doc_names_every_policy() -> None:
     names = policy_names()
     assert len(names) >= 5
-    missing = [name for name in names if f"`{name}`" not in readme()]
-    assert not missing, f"README.md does not describe the policies {missing}"
+    missing = [name for name in names if f"`{name}`" not in doc(CI_DOC)]
+    assert not missing, f"docs/ci.md does not describe the policies {missing}"
 
 
 def test_the_readmes_example_stack_validates() -> None:
@@ -327,9 +348,9 @@ def test_the_readmes_example_stack_validates() -> None:
 # --- a newcomer's first hour (issue 15) ----------------------------------------------------
 
 
-def section(title: str) -> str:
-    """The README's `## title` section, up to the next `## `."""
-    text = readme()
+def section(title: str, path: Path = README) -> str:
+    """The `## title` section of README.md (or of `path`), up to the next `## `."""
+    text = path.read_text()
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start : end if end != -1 else len(text)]
@@ -346,11 +367,12 @@ def test_setup_section_gives_time_and_disk_of_both_commands_and_the_fast_tier_sw
     assert "empty passphrase" in up_local and "encryptionsalt" in up_local
     # The builder command given is the one that reuses the tests' engine (same cache entry).
     assert "K3SR_ENGINE_COMMAND_STANDIN=1 tests/real/engine/build.sh" in up_local
-    assert "$(tests/real/engine/build.sh" not in readme()
+    for path in [README, *DOCS.glob("*.md")]:
+        assert "$(tests/real/engine/build.sh" not in path.read_text(), path
 
 
 def test_preview_section_gives_the_commands_a_real_run_and_says_no_secret_appears() -> None:
-    text = section("Preview a stack without hosts")
+    text = section("Preview a stack without hosts", CI_DOC)
     assert re.search(r"^bin/preview dev\b", text, re.M)
     assert 'PATH="$(K3SR_ENGINE_COMMAND_STANDIN=1 tests/real/engine/build.sh | tail -1):$PATH" bin/preview dev' in text
     run = re.search(r"^```text\n(.*?)^```", text, re.M | re.S)
@@ -362,3 +384,73 @@ def test_preview_section_gives_the_commands_a_real_run_and_says_no_secret_appear
     assert "commit" in text and "encryptionsalt" in text
     path = ROOT / "bin" / "preview"
     assert path.is_file() and os.access(path, os.X_OK)
+
+
+# --- the README and docs/ as one set of pages ------------------------------------------------
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    text = re.sub(r"^```.*?^```", "", path.read_text(), flags=re.M | re.S)  # no headings in code
+    return {anchor(m.group(1)) for m in re.finditer(r"^#{1,6} (.+)$", text, re.M)}
+
+
+def test_anchor_is_githubs() -> None:
+    assert anchor("Set up: two commands") == "set-up-two-commands"
+    assert anchor("Proxies (k3s.proxy)") == "proxies-k3sproxy"
+    assert anchor("What `bin/up-local` does") == "what-binup-local-does"
+    assert anchor("On GitHub's runners") == "on-githubs-runners"
+    assert anchor("1. Prerequisites") == "1-prerequisites"
+
+
+def test_every_link_between_the_readme_and_docs_resolves() -> None:
+    pages = [README, *sorted(DOCS.glob("*.md"))]
+    checked = 0
+    for page in pages:
+        for target in LINK.findall(page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # https://, mailto:
+            file, _, fragment = target.partition("#")
+            path = (page.parent / file).resolve() if file else page
+            assert path.exists(), f"{page.name}: link to a missing file: {target}"
+            if fragment and path.suffix == ".md":
+                assert fragment in anchors(path), f"{page.name}: no heading for {target}"
+            checked += 1
+    assert checked > 40
+
+
+def test_every_section_of_docs_is_linked_from_the_readme() -> None:
+    """Nothing moved out of the README is lost: every page of docs/ and each of its sections
+    is one link away from the README."""
+    text = readme()
+    pages = sorted(DOCS.glob("*.md"))
+    assert {page.name for page in pages} >= {
+        "ARCHITECTURE.md",
+        "ci.md",
+        "configuration.md",
+        "operations.md",
+        "security.md",
+        "testing.md",
+        "troubleshooting.md",
+    }
+    for page in pages:
+        assert f"](docs/{page.name})" in text, f"the README does not link docs/{page.name}"
+        body = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
+        for heading in re.findall(r"^#{2,3} (.+)$", body, re.M):
+            assert f"](docs/{page.name}#{anchor(heading)})" in text, (
+                f"the README does not link {page.name}'s section {heading!r}"
+            )
+
+
+def test_the_readme_is_short() -> None:
+    """A newcomer reads it in minutes: set-up, what it is, the first hour, the library, a map."""
+    assert len(readme().splitlines()) <= 250
+    titles = re.findall(r"^## (.+)$", readme(), re.M)
+    assert titles[0] == "Set up: two commands"
+    assert titles[1].startswith("What it is")

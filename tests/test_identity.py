@@ -164,7 +164,7 @@ def test_the_init_server_is_the_one_named_wherever_it_is_in_the_list() -> None:
 
 
 def test_moving_the_init_role_deletes_and_replaces_nothing() -> None:
-    """Step one of the README's two-step move: set initServer to another server."""
+    """Step one of the two-step move in docs/operations.md: set initServer to another server."""
     config = prod_config()
     before = commands(run(config))
     config["k3s"]["initServer"] = "prod-cp2"
@@ -189,9 +189,15 @@ def test_removing_the_init_server_is_refused_while_it_is_named() -> None:
     assert "'prod-cp1' is not one of the servers" in str(caught.value)
 
 
-def test_the_readme_gives_the_two_step_move_of_the_init_role() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Lifecycle rules") : readme.index("## Secrets")]
+def lifecycle_rules() -> str:
+    """docs/operations.md's "Lifecycle rules" section (with its subsections), to the next `## `."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    start = text.index("## Lifecycle rules")
+    return text[start : text.index("\n## ", start)]
+
+
+def test_the_docs_give_the_two_step_move_of_the_init_role() -> None:
+    section = lifecycle_rules()
     assert "initServer" in section
     assert re.search(r"set `k3s\.initServer` to\s+another\s+server.*?`pulumi up`.*?then\s+remove", section, re.S)
 
@@ -438,11 +444,12 @@ def test_a_node_whose_first_install_failed_is_cleaned_from_its_host_on_removal(a
 # --- a host gone for good (item 13) ----------------------------------------------------------
 
 
-def _readme_section(title: str) -> str:
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index(title)
-    end = readme.find("\n**", start + len(title))
-    return readme[start : end if end != -1 else None]
+def _troubleshooting(title: str) -> str:
+    """One bold-titled entry of docs/troubleshooting.md, to the next bold title."""
+    text = (ROOT / "docs" / "troubleshooting.md").read_text()
+    start = text.index(title)
+    end = text.find("\n**", start + len(title))
+    return text[start : end if end != -1 else None]
 
 
 def engine_urn(result: Run, name: str) -> str:
@@ -501,25 +508,25 @@ def drop_from_state(state: list[Registration], urns: list[str]) -> list[Registra
     return state
 
 
-def _readme_drops(before: Run) -> list[str]:
-    """The steps the README's "A host is gone for good" drops with `pulumi state delete`, in
+def _documented_drops(before: Run) -> list[str]:
+    """The steps docs/troubleshooting.md's "A host is gone for good" drops with `pulumi state delete`, in
     its order, as names of `before` (its example is prod's w3): one quoted URN a command."""
-    section = _readme_section("**A host is gone for good")
+    section = _troubleshooting("**A host is gone for good")
     assert "pulumi stack --show-urns" in section
     names = {engine_urn(before, r.name): r.name for r in before.registrations}
     urns = re.findall(r"pulumi state delete '([^']+)'", section)
     unknown = [urn for urn in urns if urn not in names]
-    assert not unknown, f"the README names URNs this program does not register: {unknown}"
+    assert not unknown, f"docs/troubleshooting.md names URNs this program does not register: {unknown}"
     return [names[urn] for urn in urns]
 
 
 def test_a_gone_host_needs_only_its_install_cleanup_and_scripts_deleted_from_state() -> None:
-    """The README's way out: remove the node from config, `pulumi up` (drain runs, then the
+    """The documented way out (docs/troubleshooting.md): remove the node from config, `pulumi up` (drain runs, then the
     uninstall fails: the host is gone), `pulumi state delete` the steps whose delete talks to
     that host, `pulumi up` again. That works only if (1) only the install's, the cleanup's and
     the scripts step's deletes talk to the node's own host (its k3s.upgrade step runs there
     only on a change, and has no delete), (2) once the node is out of the program nothing
-    still registered depends on them, (3) the README names those exact URNs, in an order the
+    still registered depends on them, (3) the docs name those exact URNs, in an order the
     CLI accepts (it refuses to delete a resource others in the state depend on), and (4) what
     is left of the node then has nothing to run on the gone host."""
     config = prod_config()
@@ -540,9 +547,9 @@ def test_a_gone_host_needs_only_its_install_cleanup_and_scripts_deleted_from_sta
         urn = before.urn(name)
         for registration in after.registrations:
             assert urn not in _edges(registration), (name, registration.name)
-    # The README drops exactly those, in the one order the CLI accepts: each before what it
+    # The docs drop exactly those, in the one order the CLI accepts: each before what it
     # depends on (the install waits for the cleanup, both for the scripts step).
-    drops = _readme_drops(before)
+    drops = _documented_drops(before)
     assert drops == ["prod-w3-install", "prod-w3-cleanup", "prod-w3-scripts"], drops
     state = state_after_a_failed_removal(before, after, "prod-w3")
     left = drop_from_state(state, [before.urn(name) for name in drops])
@@ -559,7 +566,7 @@ def test_a_gone_host_with_airgap_and_labels_needs_its_staging_and_registration_d
     """Where a node has airgap files or labels/taints, more of its steps are on its host: the
     staging step's delete talks to it, and the copies and the registration depend on the
     cleanup (the CLI refuses to drop the cleanup while they are in the state). All go, before
-    the cleanup; the README names them for such a node."""
+    the cleanup; the docs name them for such a node."""
     config = prod_config()
     config["k3s"]["airgap"] = airgap
     config["agents"][2]["labels"] = {"workload": "batch"}
@@ -589,10 +596,10 @@ def test_a_gone_host_with_airgap_and_labels_needs_its_staging_and_registration_d
     left = drop_from_state(state, [before.urn(name) for name in drops])
     rest = {r.name for r in left if r.name not in after.names()}
     assert rest == {"prod-w3", "prod-w3-forget"}
-    section = _readme_section("**A host is gone for good")
+    section = _troubleshooting("**A host is gone for good")
     for name in extra:
         suffix = name.removeprefix("prod-w3")
-        assert suffix in section, f"the README does not name the {suffix} step"
+        assert suffix in section, f"docs/troubleshooting.md does not name the {suffix} step"
 
 
 def test_the_kubernetes_provider_never_deletes_unreachable_resources() -> None:
@@ -609,17 +616,19 @@ def test_the_kubernetes_provider_never_deletes_unreachable_resources() -> None:
         assert "deleteUnreachable" not in provider.plain()
         # ... and it is the provider the Helm releases use.
         assert result.by_name("rancher-release").options["provider"].startswith(provider.urn)
-    section = _readme_section("**The cluster is gone")
+    section = _troubleshooting("**The cluster is gone")
     assert "PULUMI_K8S_DELETE_UNREACHABLE=true pulumi refresh" in section
 
 
-def test_the_readme_never_invites_a_token_change() -> None:
+def test_the_docs_never_invite_a_token_change() -> None:
     """Item 5: a token change on a live cluster is refused (by the install, host-side); the
-    README says so, gives the rotation procedure, and sets `token` only before the first up."""
-    readme = (ROOT / "README.md").read_text()
-    lifecycle = readme[readme.index("## Lifecycle rules") : readme.index("## Secrets")]
+    docs say so, give the rotation procedure, and set `token` only before the first up."""
+    lifecycle = lifecycle_rules()
     assert "**refused** by the install" in lifecycle and "k3s token rotate" in lifecycle
-    for line in readme.splitlines():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    lines = [line for page in pages for line in page.read_text().splitlines()]
+    assert any("config set --secret token" in line for line in lines)
+    for line in lines:
         if "config set --secret token" not in line:
             continue
         if line in lifecycle:  # only as the last step of the rotation

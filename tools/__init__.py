@@ -1,1 +1,1 @@
-"""Tooling that is not part of the Pulumi program: README generation."""
+"""Tooling that is not part of the Pulumi program: the generated tables of docs/configuration.md."""
