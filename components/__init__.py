@@ -1,6 +1,6 @@
 """k3s-rancher's components, usable from any Pulumi Python program.
 
-    from components import K3sCluster, K3sClusterArgs, RancherDeployment, RancherDeploymentArgs, parse_settings
+    from . import K3sCluster, K3sClusterArgs, RancherDeployment, RancherDeploymentArgs, parse_settings
 
 `parse_settings` validates a config dict (the same keys as the stack config, without the
 namespace) into typed settings, with every problem named by key; the components take typed
@@ -10,14 +10,14 @@ DockerCluster) is a `KubernetesCluster`: `provider` (usable once every node is R
 your own program", and examples/library/. `__version__` is this release (CHANGELOG.md).
 """
 
-from components.backends.docker import DockerCluster, DockerClusterArgs
-from components.backends.ssh import K3sCluster, K3sClusterArgs
-from components.cluster import KubernetesCluster
-from components.config import parse_settings
-from components.rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
-from components.rancher_container import RancherContainer, RancherContainerArgs
-from components.release import VERSION as __version__
-from components.settings import ConfigError, Node, Settings
+from .backends.docker import DockerCluster, DockerClusterArgs
+from .backends.ssh import K3sCluster, K3sClusterArgs
+from .cluster import KubernetesCluster
+from .config import parse_settings
+from .rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
+from .rancher_container import RancherContainer, RancherContainerArgs
+from .release import VERSION as __version__
+from .settings import ConfigError, Node, Settings
 
 __all__ = [
     "ConfigError",
