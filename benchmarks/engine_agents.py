@@ -9,11 +9,8 @@ Run: .venv/bin/python -m benchmarks.engine_agents
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.real.engine_project import TOKEN, engine_bin, make_project
 from tests.real.hosts import run_setup_script, test_hosts

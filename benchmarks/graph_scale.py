@@ -11,10 +11,7 @@ import functools
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.harness import TEST_SSH_KEY, TEST_TOKEN, Registration, run_program
 

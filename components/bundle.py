@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from components.release import SCRIPTS_GENERATION, VERSION
+from .release import SCRIPTS_GENERATION, VERSION
 
 SH_DIR = Path(__file__).resolve().parent / "sh"
 HOST_ROOT = "/var/lib/k3s-rancher/scripts"

@@ -83,16 +83,16 @@ from typing import Protocol, cast, runtime_checkable
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components import scripts
-from components.kubeconfig import (
+from . import scripts
+from .kubeconfig import (
     client_certificate_expiry,
     context_name,
     kubernetes_provider,
     renewal_marker,
     user_kubeconfig,
 )
-from components.previous_run import own_previous_outputs
-from components.settings import K3sSettings, Node
+from .previous_run import own_previous_outputs
+from .settings import K3sSettings, Node
 
 
 @dataclass(frozen=True)

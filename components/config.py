@@ -20,9 +20,9 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from components import checks, local_files
-from components.schema import apply_defaults, given_keys, load_schema, schema_problems
-from components.settings import (
+from . import checks, local_files
+from .schema import apply_defaults, given_keys, load_schema, schema_problems
+from .settings import (
     NAMESPACE,
     Airgap,
     Bastion,
@@ -41,8 +41,8 @@ from components.settings import (
     Timeouts,
     UpgradeSettings,
 )
-from components.validation import VALIDATORS, Facts
-from components.validation.k3s import etcd_warning
+from .validation import VALIDATORS, Facts
+from .validation.k3s import etcd_warning
 
 # What building or checking a config of the wrong structure can raise; the structural
 # problem is listed anyway.

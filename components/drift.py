@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from components import scripts
-from components.settings import Node
+from . import scripts
+from .settings import Node
 
 REPAIRS_OUTPUT = "driftRepairs"
 # The install's input that carries the marker (only while it is not 0).

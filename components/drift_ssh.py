@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import paramiko
 
-from components import drift
-from components.settings import Node, SshSettings
+from . import drift
+from .settings import Node, SshSettings
 
 _KEY_TYPES: tuple[type[paramiko.PKey], ...] = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from components import charts
-from components.settings import Settings
+from . import charts
+from .settings import Settings
 
 
 @dataclass(frozen=True)

@@ -15,23 +15,23 @@ from typing import Any
 
 import pulumi
 
-from components import drift, drift_ssh, registry_auth
-from components.backends.docker import DockerCluster, DockerClusterArgs
-from components.backends.docker_engine import check_engine
-from components.backends.docker_spec import docker_nodes
-from components.backends.kubeconfig import KubeconfigCluster, KubeconfigClusterArgs
-from components.backends.ssh import K3sCluster, K3sClusterArgs
-from components.cluster import GraphCluster, KubernetesCluster
-from components.config import parse_settings
-from components.kubeconfig import renewal_marker
-from components.previous_run import own_previous_outputs
-from components.rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
-from components.rancher_container import RancherContainer, RancherContainerArgs
-from components.secrets import StackSecrets, cluster_token, read_secrets
-from components.settings import NAMESPACE, SECRET_KEYS, ConfigError, Settings
-from components.validation import bootstrap_password
-from components.validation.quorum import previous_servers, quorum_error, servers_key
-from components.validation.roles import previous_nodes, role_change_errors
+from . import drift, drift_ssh, registry_auth
+from .backends.docker import DockerCluster, DockerClusterArgs
+from .backends.docker_engine import check_engine
+from .backends.docker_spec import docker_nodes
+from .backends.kubeconfig import KubeconfigCluster, KubeconfigClusterArgs
+from .backends.ssh import K3sCluster, K3sClusterArgs
+from .cluster import GraphCluster, KubernetesCluster
+from .config import parse_settings
+from .kubeconfig import renewal_marker
+from .previous_run import own_previous_outputs
+from .rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
+from .rancher_container import RancherContainer, RancherContainerArgs
+from .secrets import StackSecrets, cluster_token, read_secrets
+from .settings import NAMESPACE, SECRET_KEYS, ConfigError, Settings
+from .validation import bootstrap_password
+from .validation.quorum import previous_servers, quorum_error, servers_key
+from .validation.roles import previous_nodes, role_change_errors
 
 
 def namespace_values() -> dict[str, Any]:

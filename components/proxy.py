@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
-from components.settings import K3sSettings
+from .settings import K3sSettings
 
 # K3s's defaults (k3s server --help: --cluster-cidr, --service-cidr).
 DEFAULT_CLUSTER_CIDR = "10.42.0.0/16"
@@ -21,7 +21,7 @@ ALWAYS = ("127.0.0.1", "localhost", ".svc", ".cluster.local")
 
 def _cidrs(k3s: K3sSettings, flag: str, default: str) -> list[str]:
     # Imported here: components/validation/k3s.py imports this module.
-    from components.validation.k3s import server_flag_values
+    from .validation.k3s import server_flag_values
 
     found = [value for _, value in server_flag_values(k3s, flag) if value]
     return found or [default]

@@ -39,8 +39,8 @@ import pulumi_kubernetes as k8s
 import pulumi_rancher2 as rancher2
 import pulumi_random as random
 
-from components.charts import ChartSource, chart_source, deep_merge
-from components.settings import NAMESPACE, RancherSettings
+from .charts import ChartSource, chart_source, deep_merge
+from .settings import NAMESPACE, RancherSettings
 
 RANCHER_TYPE = "k3s-rancher:index:RancherDeployment"
 RANCHER_RELEASE = "rancher"  # Rancher's chart and docs require this release name.

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_docker as docker
 
-from components import scripts
-from components.backends.docker import local_command
-from components.backends.docker_spec import LABEL, LOOPBACK, STOP_GRACE_SECONDS, exec_command, name_prefix
-from components.rancher import RancherOutputs, rancher_bootstrap_password
-from components.settings import RancherSettings
+from . import scripts
+from .backends.docker import local_command
+from .backends.docker_spec import LABEL, LOOPBACK, STOP_GRACE_SECONDS, exec_command, name_prefix
+from .rancher import RancherOutputs, rancher_bootstrap_password
+from .settings import RancherSettings
 
 CONTAINER_TYPE = "k3s-rancher:index:RancherContainer"
 IMAGE_REPOSITORY = "rancher/rancher"

@@ -16,8 +16,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from components import checks
-from components.settings import NAMESPACE
+from . import checks
+from .settings import NAMESPACE
 
 SECRET = "registryAuth"
 KEY = f"{NAMESPACE}:{SECRET}"

@@ -1,4 +1,4 @@
-"""The config's JSON Schema (schema/config.schema.json): loading it, filling its defaults,
+"""The config's JSON Schema (components/data/config.schema.json, package data): loading it, filling its defaults,
 naming keys the way `pulumi config` shows them (k3s-rancher:servers[1].name), and the
 structural problems it finds, with a did-you-mean for unknown keys.
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import jsonschema
 
-from components.settings import NAMESPACE, SECRET_KEYS
+from .settings import NAMESPACE, SECRET_KEYS
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema" / "config.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parent / "data" / "config.schema.json"
 
 
 @cache

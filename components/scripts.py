@@ -26,10 +26,10 @@ from typing import Any
 
 import yaml
 
-from components import bundle, checks, k3s_flags, proxy
-from components.checks import is_ip
-from components.release import SCRIPTS_GENERATION, VERSION
-from components.settings import K3sSettings, Node
+from . import bundle, checks, k3s_flags, proxy
+from .checks import is_ip
+from .release import SCRIPTS_GENERATION, VERSION
+from .settings import K3sSettings, Node
 
 SH_DIR = bundle.SH_DIR
 CONF_DIR = "/etc/rancher/k3s"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_random as random
 
-from components.settings import SECRET_KEYS
+from .settings import SECRET_KEYS
 
 
 @dataclass(frozen=True)

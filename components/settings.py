@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components import checks
+from . import checks
 
 NAMESPACE = "k3s-rancher"
 SECRET_KEYS = (

@@ -14,7 +14,6 @@ from tests.harness import ROOT
 PROGRAM = textwrap.dedent(
     """
     import os, signal, sys, time
-    sys.path.insert(0, {root!r})
     # What Python installs at start unless SIGINT is already ignored, as it is in a
     # background job of a shell without job control (bash: asynchronous commands ignore
     # SIGINT); the tests are about the program, not about how the suite was started.
@@ -27,8 +26,11 @@ PROGRAM = textwrap.dedent(
 
 
 def interrupted(setup: str) -> subprocess.CompletedProcess[str]:
-    code = PROGRAM.format(root=str(ROOT), setup=setup)
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    code = PROGRAM.format(setup=setup)
+    # From the repository's root: `python -c` puts the working directory first on sys.path.
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     assert proc.stdout is not None and proc.stdout.readline() == "waiting\n"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)

@@ -1,13 +1,21 @@
 """The components work from another Pulumi program (examples/library): two clusters, Rancher
-on one, resources of the program's own on each through the cluster's provider."""
+on one, resources of the program's own on each through the cluster's provider.
+
+The example imports the installed package, `k3s_rancher`: here that name is this checkout's
+components/ (the folder the wheel installs as k3s_rancher), so the graph is checked with the
+suite's harness; tests/test_package.py runs the same example from a wheel installed in a
+fresh virtualenv, outside the repository."""
 
 from __future__ import annotations
 
 import runpy
+import sys
 from typing import Any
+from unittest import mock
 
 import pytest
 
+import components
 from components import ConfigError, KubernetesCluster, parse_settings
 from tests.harness import ROOT, TEST_SSH_KEY, Run, run_function
 from tests.test_identity import config_yaml
@@ -18,13 +26,14 @@ EXAMPLE = ROOT / "examples" / "library" / "__main__.py"
 @pytest.fixture(scope="module")
 def example() -> tuple[Run, dict[str, Any]]:
     names: dict[str, Any] = {}
-    run = run_function(
-        lambda: names.update(runpy.run_path(str(EXAMPLE))),
-        {"edge-clusters:sshPrivateKey": TEST_SSH_KEY},
-        ["edge-clusters:sshPrivateKey"],
-        project="edge-clusters",
-        stack="dev",
-    )
+    with mock.patch.dict(sys.modules, {"k3s_rancher": components}):
+        run = run_function(
+            lambda: names.update(runpy.run_path(str(EXAMPLE))),
+            {"edge-clusters:sshPrivateKey": TEST_SSH_KEY},
+            ["edge-clusters:sshPrivateKey"],
+            project="edge-clusters",
+            stack="dev",
+        )
     return run, names
 
 

@@ -30,7 +30,7 @@ import sys
 import tarfile
 import tempfile
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,8 +126,24 @@ def test_releases_are_listed_newest_first_with_a_full_commit_and_a_date() -> Non
     assert dates == sorted(dates, reverse=True), f"release dates are not newest first: {dates}"
 
 
+def declared_version(read: Callable[[str], str | None]) -> str:
+    """The version a tree declares (`read` gives a file of it): pyproject.toml's own, or, from
+    0.3.0 on, components/release.py's VERSION, which pyproject.toml names as the package's
+    version (dynamic, through the k3s_rancher -> components mapping)."""
+    pyproject = tomllib.loads(read("pyproject.toml") or "")
+    if "version" in pyproject["project"]:
+        return str(pyproject["project"]["version"])
+    assert "version" in pyproject["project"].get("dynamic", []), "pyproject.toml has no version"
+    setuptools = pyproject["tool"]["setuptools"]
+    assert setuptools["dynamic"]["version"] == {"attr": "k3s_rancher.release.VERSION"}
+    assert setuptools["package-dir"]["k3s_rancher"] == "components"
+    found = re.search(r'^VERSION = "([^"]+)"$', read("components/release.py") or "", re.M)
+    assert found, "components/release.py has no VERSION"
+    return found.group(1)
+
+
 def test_this_release_is_the_newest_listed_everywhere() -> None:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    pyproject = declared_version(lambda path: (ROOT / path).read_text())
     newest = releases()[0].version
     assert pyproject == release.VERSION == components.__version__ == newest, (
         f"pyproject.toml says {pyproject}, components/release.py {release.VERSION}, "
@@ -190,13 +206,12 @@ def snapshot_names_at(commit: str) -> frozenset[str]:
 
 
 def test_each_release_commit_says_its_own_version() -> None:
-    """pyproject.toml at a release's commit names that release, and the commits come in order."""
+    """A release's commit declares that release's version, and the commits come in order."""
     past = past_releases()
     for r in past:
         require_commit(r)
-        text = show(r.commit, "pyproject.toml")
-        assert text is not None, f"{r.version}: no pyproject.toml at {r.commit[:12]}"
-        assert tomllib.loads(text)["project"]["version"] == r.version, f"pyproject.toml at {r.commit[:12]}"
+        assert show(r.commit, "pyproject.toml") is not None, f"{r.version}: no pyproject.toml at {r.commit[:12]}"
+        assert declared_version(lambda path, c=r.commit: show(c, path)) == r.version, f"version at {r.commit[:12]}"
     for newer, older in itertools.pairwise(past):
         done = _git("merge-base", "--is-ancestor", older.commit, newer.commit)
         assert done is not None and done.returncode == 0, f"{older.version} is not an ancestor of {newer.version}"

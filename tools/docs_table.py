@@ -1,4 +1,4 @@
-"""Render the config reference (docs/configuration.md) from schema/config.schema.json and Pulumi.yaml.
+"""Render the config reference (docs/configuration.md) from components/data/config.schema.json and Pulumi.yaml.
 
 Pure functions: `config_rows`/`render_config_table` walk the JSON Schema (the single source
 of the config objects' structure and defaults) and `render_secrets_table` lists the secret

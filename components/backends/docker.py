@@ -19,8 +19,10 @@ import pulumi
 import pulumi_command.local as local
 import pulumi_docker as docker
 
-from components import bundle, scripts
-from components.backends.docker_spec import (
+from .. import bundle, scripts
+from ..cluster import GraphCluster, Installed, render_text
+from ..settings import DockerSettings, K3sSettings, Node
+from .docker_spec import (
     LABEL,
     LOOPBACK,
     STOP_GRACE_SECONDS,
@@ -33,8 +35,6 @@ from components.backends.docker_spec import (
     node_hint,
     token_content,
 )
-from components.cluster import GraphCluster, Installed, render_text
-from components.settings import DockerSettings, K3sSettings, Node
 
 CLUSTER_TYPE = "k3s-rancher:index:DockerCluster"
 SERVER_TYPE = "k3s-rancher:index:DockerServer"

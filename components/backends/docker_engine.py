@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pulumi
 
-from components.settings import NAMESPACE, ConfigError
+from ..settings import NAMESPACE, ConfigError
 
 ENGINE_CHECK_TIMEOUT = 5.0
 

@@ -16,8 +16,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from components import scripts
-from components.settings import (
+from .. import scripts
+from ..settings import (
     API_PORT,
     DOCKER_AGENT_HOST,
     DOCKER_SERVER_HOST,

@@ -19,8 +19,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.kubeconfig import KubeconfigError, context_name
-from components.settings import Node
+from ..kubeconfig import KubeconfigError, context_name
+from ..settings import Node
 
 CLUSTER_TYPE = "k3s-rancher:index:KubeconfigCluster"
 

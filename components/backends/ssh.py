@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_command.remote as remote
 
-from components import bundle, registry_auth, scripts
-from components.cluster import GraphCluster, Installed, render_text
-from components.settings import K3sSettings, Node, SshSettings
+from .. import bundle, registry_auth, scripts
+from ..cluster import GraphCluster, Installed, render_text
+from ..settings import K3sSettings, Node, SshSettings
 
 CLUSTER_TYPE = "k3s-rancher:index:K3sCluster"
 SERVER_TYPE = "k3s-rancher:index:K3sServer"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from components.settings import Settings
-from components.validation import docker, k3s, kubeconfig, nodes, rancher, ssh
-from components.validation.facts import Facts
+from ..settings import Settings
+from . import docker, k3s, kubeconfig, nodes, rancher, ssh
+from .facts import Facts
 
 Validator = Callable[[Settings, Facts], list[tuple[str, str]]]
 

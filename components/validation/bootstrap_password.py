@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.settings import NAMESPACE
+from ..settings import NAMESPACE
 
 KEY = f"{NAMESPACE}:rancherBootstrapPassword"
 DIGEST_OUTPUT = "rancherBootstrapPasswordDigest"  # program.export_rancher exports it as a literal

@@ -7,9 +7,9 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from components import checks
-from components.settings import DOCKER_AGENT_HOST, NAMESPACE, DockerSettings, K3sSettings, Settings
-from components.validation.facts import Facts
+from .. import checks
+from ..settings import DOCKER_AGENT_HOST, NAMESPACE, DockerSettings, K3sSettings, Settings
+from .facts import Facts
 
 KEY = f"{NAMESPACE}:docker"
 _HOST_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from components import checks, compat, k3s_flags, proxy, registry_auth
-from components.scripts import etcd_snapshot_flags
-from components.settings import NAMESPACE, K3sSettings, Settings
-from components.validation.facts import Facts
+from .. import checks, compat, k3s_flags, proxy, registry_auth
+from ..scripts import etcd_snapshot_flags
+from ..settings import NAMESPACE, K3sSettings, Settings
+from .facts import Facts
 
 KEY = f"{NAMESPACE}:k3s"
 # Registry auth fields that carry a credential: k3s.registries travels in the command text

@@ -3,8 +3,8 @@ and refuses whatever would install or reach nodes (it installs nothing)."""
 
 from __future__ import annotations
 
-from components.settings import NAMESPACE, Settings
-from components.validation.facts import Facts
+from ..settings import NAMESPACE, Settings
+from .facts import Facts
 
 # Settings of clusters this program builds; k3s.version stays: it is what the Rancher
 # compatibility check compares with.

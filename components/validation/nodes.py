@@ -3,9 +3,9 @@ node checked in one pass, with what must be unique across nodes."""
 
 from __future__ import annotations
 
-from components import checks
-from components.settings import NAMESPACE, Node, Settings
-from components.validation.facts import Facts
+from .. import checks
+from ..settings import NAMESPACE, Node, Settings
+from .facts import Facts
 
 
 def keyed_nodes(settings: Settings) -> list[tuple[str, Node]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from components.settings import NAMESPACE
+from ..settings import NAMESPACE
 
 
 def previous_servers(outputs: Mapping[str, Any]) -> list[str] | None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from components import checks, compat
-from components.rancher import clears_cacerts
-from components.settings import NAMESPACE, RancherSettings, Settings
-from components.validation.facts import Facts
-from components.validation.k3s import server_flag_values, supported_minor
+from .. import checks, compat
+from ..rancher import clears_cacerts
+from ..settings import NAMESPACE, RancherSettings, Settings
+from .facts import Facts
+from .k3s import server_flag_values, supported_minor
 
 KEY = f"{NAMESPACE}:rancher"
 # Values that have their own setting: set there, so that outputs (rancherUrl) stay true and

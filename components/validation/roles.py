@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from components.settings import NAMESPACE, Node
+from ..settings import NAMESPACE, Node
 
 LISTS = {"server": "servers", "agent": "agents"}
 

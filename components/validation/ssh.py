@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import ipaddress
 
-from components import checks
-from components.settings import NAMESPACE, Settings
-from components.validation.facts import Facts
-from components.validation.k3s import server_flag_values
-from components.validation.nodes import keyed_nodes
+from .. import checks
+from ..settings import NAMESPACE, Settings
+from .facts import Facts
+from .k3s import server_flag_values
+from .nodes import keyed_nodes
 
 KEY = f"{NAMESPACE}:ssh"
 

@@ -2,23 +2,18 @@
 (a hub with Rancher on it, and an edge cluster) plus an app namespace of your own on each,
 through each cluster's provider.
 
+k3s-rancher is a package (`pip install <path to a checkout>`, or a git URL): requirements.txt
+here installs it from this checkout into the project's own virtualenv, as your project would.
 Run from this directory, with hosts of your own in CLUSTERS below:
-    pulumi stack init dev && pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519
+    pulumi install && pulumi stack init dev
+    pulumi config set --secret sshPrivateKey < ~/.ssh/id_ed25519
     pulumi up
 """
-
-import sys
-from pathlib import Path
 
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-
-# In your own project, put a checkout of k3s-rancher on the path (a git submodule, or
-# PYTHONPATH=/path/to/k3s-rancher) and install its requirements.txt.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from components import (
+from k3s_rancher import (
     K3sCluster,
     K3sClusterArgs,
     RancherDeployment,

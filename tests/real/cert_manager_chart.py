@@ -24,7 +24,7 @@ from tests.real.build_runner import run_build
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "controlplane" / "cert-manager-chart.sh"
-SCHEMA = HERE.parents[1] / "schema" / "config.schema.json"
+SCHEMA = HERE.parents[1] / "components" / "data" / "config.schema.json"
 BUILD_TIMEOUT = 900  # seconds; a cold assembly takes seconds (a 3.3 MB module download)
 
 

@@ -16,14 +16,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-# `tests.real.*` must be importable however pytest is started (python -m pytest or pytest).
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from tests.real import private_tmp  # noqa: E402
-from tests.real.engine_project import engine_bin  # noqa: E402
-from tests.real.hosts import remove_stale, run_setup_script  # noqa: E402
+# `tests.real.*` is importable however pytest is started: pyproject.toml's pytest `pythonpath`.
+from tests.real import private_tmp
+from tests.real.engine_project import engine_bin
+from tests.real.hosts import remove_stale, run_setup_script
 
 if TYPE_CHECKING:
     from tests.real.controlplane import ControlPlane

@@ -197,8 +197,8 @@ class EngineProject:
 
 def copy_program(source: Path, directory: Path) -> None:
     """The program of the tree `source` (this repository, or another release's files): its
-    __main__.py, components/, schema/ and Pulumi.yaml (run with this repository's .venv)
-    into `directory`."""
+    __main__.py, components/, schema/ (where releases before 0.3.0 kept the config schema) and
+    Pulumi.yaml (run with this repository's .venv) into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in ("__main__.py", "components", "schema"):
         path = source / name

@@ -96,8 +96,14 @@ def export_program(commit: str, directory: Path) -> Path:
             pytrace=False,
         )
     directory.mkdir(parents=True)
+    # schema/: where releases before 0.3.0 kept the config schema (now components/data/).
+    paths = [
+        path
+        for path in ("__main__.py", "Pulumi.yaml", "components", "schema")
+        if subprocess.run(["git", "cat-file", "-e", f"{commit}:{path}"], cwd=ROOT, capture_output=True).returncode == 0
+    ]
     archive = subprocess.run(
-        ["git", "archive", "--format=tar", commit, "__main__.py", "Pulumi.yaml", "components", "schema"],
+        ["git", "archive", "--format=tar", commit, *paths],
         cwd=ROOT,
         capture_output=True,
         check=True,

@@ -35,7 +35,7 @@ from tests.real.engine_project import EngineProject, engine_bin, make_project
 pytestmark = pytest.mark.real
 
 CHARTS = Path(__file__).resolve().parent / "charts"
-SCHEMA = Path(__file__).resolve().parents[2] / "schema" / "config.schema.json"
+SCHEMA = Path(__file__).resolve().parents[2] / "components" / "data" / "config.schema.json"
 REAL_CHARTS = os.environ.get("K3SR_REAL_CHARTS") == "1"
 HOSTNAME = "rancher.tier3.test"
 BOOTSTRAP = "tier3-bootstrap-password-0123"
@@ -65,7 +65,7 @@ chart_paths = {"rancher": CHARTS / "rancher"}
 
 def real_charts(helm: Path, directory: Path) -> dict[str, Path]:
     """The real rancher and cert-manager charts at the program's default versions, from its
-    default repositories (schema/config.schema.json), as archives in `directory`."""
+    default repositories (components/data/config.schema.json), as archives in `directory`."""
     props = json.loads(SCHEMA.read_text())["properties"]["rancher"]["properties"]
     wanted = {
         "rancher": props,

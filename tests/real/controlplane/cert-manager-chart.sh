@@ -28,7 +28,7 @@
 # Environment:
 #   K3SR_CONTROLPLANE_CACHE         cache root (default: $HOME/.cache/k3s-rancher/controlplane)
 #   K3SR_CERT_MANAGER_VERSION       the version (default: the program's pin, the default of
-#                                   rancher.certManager.version in schema/config.schema.json)
+#                                   rancher.certManager.version in components/data/config.schema.json)
 #   K3SR_CONTROLPLANE_REBUILD=1     assemble again even if the cache entry is complete
 #   K3SR_CONTROLPLANE_STEP_TIMEOUT  limit for one step, in seconds (default: 600)
 #   HELM                            the helm that packages the chart (default: build.sh's)
@@ -62,7 +62,7 @@ version="${K3SR_CERT_MANAGER_VERSION:-$(python3 -c '
 import json, sys
 schema = json.load(open(sys.argv[1]))
 print(schema["properties"]["rancher"]["properties"]["certManager"]["properties"]["version"]["default"])
-' "$root/schema/config.schema.json")}"
+' "$root/components/data/config.schema.json")}"
 [[ "$version" =~ ^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$ ]] || die "not a cert-manager version: '$version'"
 
 helm="${HELM:-}"
