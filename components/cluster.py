@@ -32,8 +32,9 @@ are the two, a few dozen lines of wiring each on top of their pure halves):
 
 - `cluster_type`, `server_type`, `agent_type`: the component types. They are part of every
   URN below them: a backend's types never change once released.
-- `names`: how the children made per node are named (`ChildNames`: the cluster's prefix, with
-  an alias to the unprefixed name); the backend names its own per-node children with it too.
+- `names`: how the children made per node are named (components/naming.py: the cluster's
+  prefix, with an alias to the unprefixed name); the backend names its own per-node children
+  with it too. Docker's is empty: its nodes are named after the cluster already.
 - `servers` (join order, the init server first) and `agents`: the nodes, as `Node`s whose
   `ssh.user` is the user commands run as on that node.
 - `identity(node)`: what a node IS; a change replaces the node (drain, uninstall, forget,
