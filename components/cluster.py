@@ -32,6 +32,9 @@ are the two, a few dozen lines of wiring each on top of their pure halves):
 
 - `cluster_type`, `server_type`, `agent_type`: the component types. They are part of every
   URN below them: a backend's types never change once released.
+- `names`: how the children made per node are named (components/naming.py: the cluster's
+  prefix, with an alias to the unprefixed name); the backend names its own per-node children
+  with it too. Docker's is empty: its nodes are named after the cluster already.
 - `servers` (join order, the init server first) and `agents`: the nodes, as `Node`s whose
   `ssh.user` is the user commands run as on that node.
 - `identity(node)`: what a node IS; a change replaces the node (drain, uninstall, forget,
@@ -77,21 +80,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import Protocol, cast, runtime_checkable
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from . import scripts
+from .cluster_record import ClusterRecord, renewal, warn_if_expiring
 from .kubeconfig import (
     client_certificate_expiry,
     context_name,
     kubernetes_provider,
-    renewal_marker,
     user_kubeconfig,
 )
-from .previous_run import own_previous_outputs
+from .naming import ChildNames
 from .settings import K3sSettings, Node
 
 
@@ -126,6 +128,8 @@ class Backend(Protocol):
     agent_type: str
     api_server: str
     forget_init: bool
+    # How the children made per node are named (the graph's and the backend's own).
+    names: ChildNames
     # Whether an in-place change of an agent (new version, new settings) rolls out in
     # batches (k3s.upgrade) instead of through the install itself.
     rolls_agents: bool
@@ -213,8 +217,9 @@ class ClusterNode(pulumi.ComponentResource):
     ready: pulumi.Resource | None
     membership: pulumi.Resource
 
-    def __init__(self, type_: str, node: Node, opts: pulumi.ResourceOptions) -> None:
-        super().__init__(type_, node.name, None, opts)
+    def __init__(self, type_: str, node: Node, names: ChildNames, opts: pulumi.ResourceOptions) -> None:
+        name, opts = names.child(node.name, opts)
+        super().__init__(type_, name, None, opts)
         self.node = node
         self.ready = None
 
@@ -224,17 +229,6 @@ def render_text(value: pulumi.Input[str], render: Callable[[str], str]) -> pulum
     if isinstance(value, str):
         return render(value)
     return pulumi.Output.from_input(cast(pulumi.Input[str], value)).apply(render)
-
-
-EXPIRY_OUTPUT = "kubeconfigExpiry"
-RENEWAL_OUTPUT = "kubeconfigRenewal"
-
-
-def previous_renewal() -> str:
-    """The renewal marker for this run, from this stack's own outputs of the previous run
-    (components/previous_run.py: empty on the first run) and today's date (UTC)."""
-    values = own_previous_outputs()
-    return renewal_marker(values.get(EXPIRY_OUTPUT), values.get(RENEWAL_OUTPUT), datetime.now(UTC).date())
 
 
 @dataclass
@@ -273,14 +267,21 @@ def membership_delete(
 
 
 def build_graph(
-    parent: pulumi.ComponentResource, name: str, backend: Backend, k3s: K3sSettings, cluster_name: str
+    parent: pulumi.ComponentResource,
+    name: str,
+    backend: Backend,
+    k3s: K3sSettings,
+    cluster_name: str,
+    record: ClusterRecord,
 ) -> ClusterGraph:
-    """Register the cluster's graph under `parent` (see the module docstring)."""
+    """Register the cluster's graph under `parent` (see the module docstring); `record` holds
+    what the previous run kept (the kubeconfig renewal marker)."""
     servers, agents = list(backend.servers), list(backend.agents)
     if not servers:
         raise ValueError("a cluster needs at least one server")
     init = servers[0]
     child = pulumi.ResourceOptions(parent=parent)
+    names = backend.names
 
     def wait(names: list[str], timeout: int, user: str) -> Callable[[str], str]:
         def render(generation: str) -> str:
@@ -297,7 +298,8 @@ def build_graph(
         init_installed: Installed | None,
         rolled: bool = False,
     ) -> ClusterNode:
-        component = ClusterNode(backend.server_type if node.role == "server" else backend.agent_type, node, child)
+        node_type = backend.server_type if node.role == "server" else backend.agent_type
+        component = ClusterNode(node_type, node, names, child)
         # The node's first step where the backend has one (the scripts bundle on its host).
         backend.prepare(component, node)
         is_init = node.name == init.name
@@ -307,16 +309,20 @@ def build_graph(
             # so that K3s accepts the name again ("node password rejected" otherwise). It runs
             # on the init server, so it waits for the init server's install; its create does
             # nothing, so it stays off the critical path. The init server's has no delete.
-            component.forget = backend.command(
+            forget_name, forget_opts = names.child(
                 f"{node.name}-forget",
-                init,
-                delete=None if is_init else scripts.forget_script(node.name, init.ssh.user).command,
-                triggers=backend.identity(node),
-                opts=pulumi.ResourceOptions(
+                pulumi.ResourceOptions(
                     parent=component,
                     depends_on=list(init_installed.resources) if init_installed else [],
                     delete_before_replace=True,
                 ),
+            )
+            component.forget = backend.command(
+                forget_name,
+                init,
+                delete=None if is_init else scripts.forget_script(node.name, init.ssh.user).command,
+                triggers=backend.identity(node),
+                opts=forget_opts,
             )
         if is_init and k3s.datastore == "etcd":
             # Before any server is upgraded: a snapshot on the init server, whose install (the
@@ -376,25 +382,24 @@ def build_graph(
                 marker = generations([m])
                 # With what the agent's install said about a restart: nothing to restart, no cordon.
                 said = pulumi.Output.all(marker, installed.restart or "")
-                cordon = backend.command(
-                    f"{agent}-cordon",
-                    init,
-                    update=said.apply(cordon_text(agent)),
-                    opts=pulumi.ResourceOptions(parent=m, depends_on=[*installed.resources, *before]),
+                cordon_name, cordon_opts = names.child(
+                    f"{agent}-cordon", pulumi.ResourceOptions(parent=m, depends_on=[*installed.resources, *before])
+                )
+                cordon = backend.command(cordon_name, init, update=said.apply(cordon_text(agent)), opts=cordon_opts)
+                upgrade_name, upgrade_opts = names.child(
+                    f"{agent}-upgrade", pulumi.ResourceOptions(parent=m, depends_on=[cordon])
                 )
                 upgrade = backend.command(
-                    f"{agent}-upgrade",
+                    upgrade_name,
                     m.node,
                     update=installed.rollout,
                     stdin=installed.rollout_stdin,
-                    opts=pulumi.ResourceOptions(parent=m, depends_on=[cordon]),
+                    opts=upgrade_opts,
                 )
-                rejoin = backend.command(
-                    f"{agent}-rejoin",
-                    init,
-                    update=said.apply(rejoin_text(agent)),
-                    opts=pulumi.ResourceOptions(parent=m, depends_on=[upgrade]),
+                rejoin_name, rejoin_opts = names.child(
+                    f"{agent}-rejoin", pulumi.ResourceOptions(parent=m, depends_on=[upgrade])
                 )
+                rejoin = backend.command(rejoin_name, init, update=said.apply(rejoin_text(agent)), opts=rejoin_opts)
                 # The cluster check and the membership wait for the agent to be back.
                 m.installed = replace(installed, resources=[*installed.resources, rejoin])
                 batch.append(rejoin)
@@ -422,12 +427,15 @@ def build_graph(
     for node in servers:
         init_installed = server_members[0].installed if server_members else None
         server = member(node, not server_members, previous, init_installed)
+        ready_name, ready_opts = names.child(
+            f"{node.name}-ready", pulumi.ResourceOptions(parent=server, depends_on=list(server.installed.resources))
+        )
         server.ready = backend.command(
-            f"{node.name}-ready",
+            ready_name,
             node,
             create=render_text(generations([server]), wait([node.name], k3s.timeouts.node_ready, node.ssh.user)),
             stdin=backend.check_stdin,
-            opts=pulumi.ResourceOptions(parent=server, depends_on=list(server.installed.resources)),
+            opts=ready_opts,
         )
         server_members.append(server)
         previous = [server.ready]
@@ -436,13 +444,13 @@ def build_graph(
     if rolled:
         roll_out(agent_members)
     members = [*server_members, *agent_members]
-    names = [m.node.name for m in members]
+    member_names = [m.node.name for m in members]
 
     # The same stdin as the checks above: a new token or endpoint restarts K3s on every node.
     ready = backend.command(
         f"{name}-cluster-ready",
         init,
-        create=render_text(generations(members), wait(names, k3s.timeouts.cluster_ready, init.ssh.user)),
+        create=render_text(generations(members), wait(member_names, k3s.timeouts.cluster_ready, init.ssh.user)),
         stdin=backend.check_stdin,
         opts=pulumi.ResourceOptions(
             parent=parent, depends_on=[*previous, *(r for m in members for r in m.installed.resources)]
@@ -453,24 +461,26 @@ def build_graph(
         # and delete the Node, so that K3s accepts the name again.
         is_init = m.node.name == init.name
         delete, stdin = (None, None) if is_init else membership_delete(m.node, k3s, init.ssh.user, backend.check_stdin)
-        m.membership = backend.command(
+        membership_name, membership_opts = names.child(
             f"{m.node.name}-membership",
+            pulumi.ResourceOptions(parent=m, depends_on=[*m.installed.resources, ready], delete_before_replace=True),
+        )
+        m.membership = backend.command(
+            membership_name,
             init,
             create=scripts.node_meta_script(m.node, init.ssh.user).command,
             delete=delete,
             stdin=stdin,
             triggers=[*backend.identity(m.node), *m.installed.replaced_with],
-            opts=pulumi.ResourceOptions(
-                parent=m, depends_on=[*m.installed.resources, ready], delete_before_replace=True
-            ),
+            opts=membership_opts,
         )
 
     # Read again when the init server's install changes, and when the previous run's client
     # certificate was within RENEW_WITHIN_DAYS of expiry (the renewal marker changes then).
-    renewal = previous_renewal()
+    marker = renewal(record)
     raw = backend.read_kubeconfig(
         f"{name}-kubeconfig",
-        pulumi.Output.all(generations(server_members[:1]), renewal).apply(
+        pulumi.Output.all(generations(server_members[:1]), marker).apply(
             lambda v: str(v[0]) + (f" renewal {v[1]}" if v[1] else "")
         ),
         pulumi.ResourceOptions(parent=parent, depends_on=[ready]),
@@ -486,7 +496,7 @@ def build_graph(
         m.register_outputs({"name": m.node.name, "role": m.node.role, "address": m.node.address})
     return ClusterGraph(
         expiry=pulumi.Output.unsecret(raw.apply(client_certificate_expiry)),
-        renewal=pulumi.Output.from_input(renewal),
+        renewal=pulumi.Output.from_input(marker),
         servers=server_members,
         agents=agent_members,
         ready=ready,
@@ -498,7 +508,10 @@ def build_graph(
 
 class GraphCluster(pulumi.ComponentResource):
     """Base of the clusters built by `build_graph` (K3sCluster, DockerCluster): the graph's
-    handles as attributes (see KubernetesCluster), outputs registered once, at the end."""
+    handles as attributes (see KubernetesCluster), outputs registered once, at the end. Each
+    keeps its own record of what the next run compares with (components/cluster_record.py:
+    the servers for the quorum guard, which a subclass runs before it registers anything,
+    and the kubeconfig's expiry for its renewal)."""
 
     servers: list[ClusterNode]
     agents: list[ClusterNode]
@@ -511,12 +524,14 @@ class GraphCluster(pulumi.ComponentResource):
     kubeconfig_expiry: pulumi.Output[str]
     kubeconfig_renewal: pulumi.Output[str]
 
-    def _build(self, name: str, backend: Backend, k3s: K3sSettings, cluster_name: str) -> None:
-        graph = build_graph(self, name, backend, k3s, cluster_name)
+    def _build(self, name: str, backend: Backend, k3s: K3sSettings, cluster_name: str, record: ClusterRecord) -> None:
+        graph = build_graph(self, name, backend, k3s, cluster_name, record)
         self.servers, self.agents = graph.servers, graph.agents
         self.ready, self.kubeconfig, self.provider = graph.ready, graph.kubeconfig, graph.provider
         self.api_server = graph.api_server
         self.nodes = graph.nodes
         self.node_names = [n.name for n in self.nodes]
         self.kubeconfig_expiry, self.kubeconfig_renewal = graph.expiry, graph.renewal
+        record.keep([n.node.name for n in graph.servers], graph.expiry, graph.renewal)
+        graph.expiry.apply(lambda expiry: warn_if_expiring(expiry, self))
         self.register_outputs({"apiServer": self.api_server, "kubeconfig": self.kubeconfig, "nodes": self.node_names})

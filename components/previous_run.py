@@ -1,8 +1,9 @@
 """This stack's own outputs from its previous run, read synchronously at program start.
 
-Used for the quorum rule (components/program.py) and the kubeconfig renewal marker
-(components/cluster.py). A synchronous read, not a StackReference resource: a refusal can
-come before any resource exists, and the read can be retried, which a resource read cannot.
+Used for each cluster's record (components/cluster_record.py: the quorum rule and the
+kubeconfig renewal marker) and the program's other checks (components/program.py). A
+synchronous read, not a StackReference resource: a refusal can come before any resource
+exists, and the read can be retried, which a resource read cannot.
 """
 
 from __future__ import annotations

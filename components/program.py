@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import threading
-from datetime import UTC, datetime
 from typing import Any
 
 import pulumi
@@ -22,15 +21,16 @@ from .backends.docker_spec import docker_nodes
 from .backends.kubeconfig import KubeconfigCluster, KubeconfigClusterArgs
 from .backends.ssh import K3sCluster, K3sClusterArgs
 from .cluster import GraphCluster, KubernetesCluster
+from .cluster_record import STACK_RECORD
+from .cluster_record import check_quorum as quorum_guard
 from .config import parse_settings
-from .kubeconfig import renewal_marker
 from .previous_run import own_previous_outputs
 from .rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
 from .rancher_container import RancherContainer, RancherContainerArgs
 from .secrets import StackSecrets, cluster_token, read_secrets
 from .settings import NAMESPACE, SECRET_KEYS, ConfigError, Settings
 from .validation import bootstrap_password
-from .validation.quorum import previous_servers, quorum_error, servers_key
+from .validation.quorum import servers_key
 from .validation.roles import previous_nodes, role_change_errors
 
 
@@ -91,13 +91,12 @@ def current_servers(settings: Settings) -> list[str]:
 
 
 def check_quorum(settings: Settings) -> None:
-    """Refuse, before anything runs, a removal of servers that would leave embedded etcd
-    without quorum (components/validation/quorum.py)."""
-    if settings.topology == "kubeconfig" or settings.k3s.datastore != "etcd":
+    """Refuse, before anything runs (the generated token, the drift reads), a removal of
+    servers that would leave embedded etcd without quorum: the cluster component's own guard
+    (components/cluster_record.py), which it runs again, asked here first."""
+    if settings.topology == "kubeconfig":
         return
-    previous = previous_servers(own_previous_outputs())
-    if error := quorum_error(previous, current_servers(settings), settings.k3s.datastore):
-        raise ConfigError([(servers_key(settings.topology), error)])
+    quorum_guard(STACK_RECORD, current_servers(settings), settings.k3s.datastore, servers_key(settings.topology))
 
 
 def check_roles(settings: Settings) -> None:
@@ -159,7 +158,9 @@ def check_drift(settings: Settings) -> dict[str, int]:
 def build_cluster(
     settings: Settings, secrets: StackSecrets, repairs: dict[str, int] | None = None
 ) -> KubernetesCluster:
-    """The cluster for the configured topology, named after the stack."""
+    """The cluster for the configured topology, named after the stack. Its children keep the
+    names of earlier releases (no prefix) and its record is the stack's outputs (STACK_RECORD):
+    existing stacks keep their URNs and outputs."""
     if settings.topology == "kubeconfig":
         assert secrets.kubeconfig is not None  # config requires it
         return KubeconfigCluster(settings.stack, KubeconfigClusterArgs(kubeconfig=secrets.kubeconfig))
@@ -173,6 +174,7 @@ def build_cluster(
                 token=cluster_token(secrets.token),
                 datastore_endpoint=secrets.datastore_endpoint,
                 publish_ingress=not (settings.rancher.enabled and settings.rancher.mode == "docker"),
+                record=STACK_RECORD,
             ),
         )
     return K3sCluster(
@@ -192,6 +194,8 @@ def build_cluster(
             new_token=secrets.new_token,
             registry_auth=secrets.registry_auth,
             repairs=repairs or {},
+            name_prefix="",
+            record=STACK_RECORD,
         ),
     )
 
@@ -215,6 +219,7 @@ def deploy_rancher(settings: Settings, secrets: StackSecrets, cluster: Kubernete
                 deleted_with=cluster.ready,
                 bootstrap_password=secrets.rancher_bootstrap_password,
                 tls_key=secrets.rancher_tls_key,
+                name_prefix="",  # the names of earlier releases: existing stacks keep their URNs
             ),
         ).outputs
     # config allows mode docker only with topology docker
@@ -302,18 +307,9 @@ def run() -> None:
 
 def export_kubeconfig_expiry(cluster: GraphCluster) -> None:
     """The admin client certificate's expiry (not secret), and the renewal marker the next run
-    compares with (components/cluster.py, previous_renewal); a warning when it is close."""
-    # The names components/cluster.py reads back (EXPIRY_OUTPUT, RENEWAL_OUTPUT), as literals
+    compares with: the cluster's record (STACK_RECORD) reads them back; the cluster warns when
+    the expiry is close."""
+    # The names STACK_RECORD reads back (cluster_record.EXPIRY_OUTPUT, RENEWAL_OUTPUT), as literals
     # (tests/test_docs.py reads them; tests/test_kubeconfig_expiry.py checks the round trip).
     pulumi.export("kubeconfigExpiry", cluster.kubeconfig_expiry)
     pulumi.export("kubeconfigRenewal", cluster.kubeconfig_renewal)
-    cluster.kubeconfig_expiry.apply(_warn_if_expiring)
-
-
-def _warn_if_expiring(expiry: str) -> None:
-    if renewal_marker(expiry, None, datetime.now(UTC).date()):
-        pulumi.log.warn(
-            f"the kubeconfig's client certificate expires {expiry}: K3s renews certificates within 90 days of "
-            "expiry when it starts. Restart K3s on the init server (systemctl restart k3s), then run pulumi up "
-            "(tomorrow, or today with --replace on the kubeconfig read) to read the renewed kubeconfig"
-        )

@@ -40,6 +40,7 @@ import pulumi_rancher2 as rancher2
 import pulumi_random as random
 
 from .charts import ChartSource, chart_source, deep_merge
+from .naming import ChildNames
 from .settings import NAMESPACE, RancherSettings
 
 RANCHER_TYPE = "k3s-rancher:index:RancherDeployment"
@@ -126,18 +127,14 @@ def cert_manager_values(r: RancherSettings) -> dict[str, Any]:
 
 
 def rancher_bootstrap_password(
-    given: pulumi.Input[str] | None, parent: pulumi.Resource | None = None
+    given: pulumi.Input[str] | None, parent: pulumi.Resource | None = None, names: ChildNames | None = None
 ) -> pulumi.Output[str]:
     """Rancher's bootstrap password: the rancherBootstrapPassword secret, else generated
     (kept secret in state). Letters and digits only, so it survives any shell or form."""
     if given is not None:
         return pulumi.Output.secret(given)
-    generated = random.RandomPassword(
-        "rancher-bootstrap-password",
-        length=PASSWORD_LENGTH,
-        special=False,
-        opts=pulumi.ResourceOptions(parent=parent),
-    )
+    name, opts = (names or ChildNames()).child("rancher-bootstrap-password", pulumi.ResourceOptions(parent=parent))
+    generated = random.RandomPassword(name, length=PASSWORD_LENGTH, special=False, opts=opts)
     return pulumi.Output.secret(generated.result)
 
 
@@ -155,6 +152,11 @@ class RancherDeploymentArgs:
     bootstrap_password: pulumi.Input[str] | None = None
     # The private key of rancher.tlsCert (rancher.tls secret).
     tls_key: pulumi.Input[str] | None = None
+    # What the children's names start with (`<prefix>rancher-release`...). None: the
+    # component's name and a dash, with an alias to each child's unprefixed name (as releases
+    # before 0.3.0 named it), so that Rancher deployments on several clusters fit in one
+    # program. The stack program gives "" (its resources keep their names, no alias).
+    name_prefix: str | None = None
 
 
 class RancherDeployment(pulumi.ComponentResource):
@@ -166,10 +168,11 @@ class RancherDeployment(pulumi.ComponentResource):
         self._settings = settings
         self._provider = args.provider
         self._deleted_with = args.deleted_with
+        self._names = ChildNames.of(name, args.name_prefix)
         tls_key = args.tls_key
         r = settings
 
-        self.bootstrap_password = rancher_bootstrap_password(args.bootstrap_password, self)
+        self.bootstrap_password = rancher_bootstrap_password(args.bootstrap_password, self, self._names)
         self.cert_manager: k8s.helm.v3.Release | None = None
         after: list[pulumi.Resource] = []
         if needs_cert_manager(r):
@@ -238,13 +241,20 @@ class RancherDeployment(pulumi.ComponentResource):
             }
         )
 
-    def _on_cluster(self, depends_on: list[pulumi.Resource] | None = None) -> pulumi.ResourceOptions:
-        return pulumi.ResourceOptions(
-            parent=self, provider=self._provider, deleted_with=self._deleted_with, depends_on=depends_on or []
+    def _on_cluster(
+        self, name: str, depends_on: list[pulumi.Resource] | None = None
+    ) -> tuple[str, pulumi.ResourceOptions]:
+        """The child's name (prefixed, see components/naming.py) and its options on the cluster."""
+        return self._names.child(
+            name,
+            pulumi.ResourceOptions(
+                parent=self, provider=self._provider, deleted_with=self._deleted_with, depends_on=depends_on or []
+            ),
         )
 
     def _namespace(self, name: str, namespace: str) -> k8s.core.v1.Namespace:
-        return k8s.core.v1.Namespace(name, metadata=k8s.meta.v1.ObjectMetaArgs(name=namespace), opts=self._on_cluster())
+        name, opts = self._on_cluster(name)
+        return k8s.core.v1.Namespace(name, metadata=k8s.meta.v1.ObjectMetaArgs(name=namespace), opts=opts)
 
     def _release(
         self,
@@ -256,6 +266,7 @@ class RancherDeployment(pulumi.ComponentResource):
         values: dict[str, Any],
         after: list[pulumi.Resource],
     ) -> k8s.helm.v3.Release:
+        name, opts = self._on_cluster(name, after)
         return k8s.helm.v3.Release(
             name,
             name=release_name,
@@ -270,7 +281,7 @@ class RancherDeployment(pulumi.ComponentResource):
             cleanup_on_fail=True,
             wait_for_jobs=True,
             timeout=self._settings.timeout,
-            opts=self._on_cluster(after),
+            opts=opts,
         )
 
     def _tls_secrets(
@@ -280,23 +291,25 @@ class RancherDeployment(pulumi.ComponentResource):
         if tls_key is None or r.tls_cert is None:
             raise ValueError(f"{NAMESPACE}:rancher.tls secret needs rancher.tlsCert and the rancherTlsKey secret")
         key: pulumi.Output[str] = pulumi.Output.secret(tls_key)
+        name, opts = self._on_cluster("rancher-tls-ingress")
         secrets: list[pulumi.Resource] = [
             k8s.core.v1.Secret(
-                "rancher-tls-ingress",
+                name,
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=TLS_SECRET, namespace=namespace.metadata.name),
                 type="kubernetes.io/tls",
                 string_data={"tls.crt": r.tls_cert, "tls.key": key},
-                opts=self._on_cluster(),
+                opts=opts,
             )
         ]
         if r.private_ca:
+            name, opts = self._on_cluster("rancher-tls-ca")
             secrets.append(
                 k8s.core.v1.Secret(
-                    "rancher-tls-ca",
+                    name,
                     metadata=k8s.meta.v1.ObjectMetaArgs(name=CA_SECRET, namespace=namespace.metadata.name),
                     type="Opaque",
                     string_data={"cacerts.pem": r.private_ca},
-                    opts=self._on_cluster(),
+                    opts=opts,
                 )
             )
         return secrets
@@ -305,32 +318,31 @@ class RancherDeployment(pulumi.ComponentResource):
         """Rancher's first login by code: log in with the bootstrap password, set the admin
         password and the server-url setting (= the provider's api_url)."""
         r = self._settings
-        admin = random.RandomPassword(
-            "rancher-admin-password",
-            length=PASSWORD_LENGTH,
-            special=False,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        names = self._names
+        name, opts = names.child("rancher-admin-password", pulumi.ResourceOptions(parent=self))
+        admin = random.RandomPassword(name, length=PASSWORD_LENGTH, special=False, opts=opts)
         admin_password: pulumi.Output[str] = pulumi.Output.secret(admin.result)
         # The ingress certificate of tls rancher comes from Rancher's own CA (not known before
         # Rancher runs), and Let's Encrypt staging is untrusted: those two skip verification.
         # A private CA is given as ca_certs; public certificates are verified.
         insecure = r.tls == "rancher" or (r.tls == "letsEncrypt" and not publicly_trusted(r))
+        name, opts = names.child(
+            "rancher-bootstrap-provider", pulumi.ResourceOptions(parent=self, depends_on=[self.release])
+        )
         provider = rancher2.Provider(
-            "rancher-bootstrap-provider",
+            name,
             api_url=r.url,
             bootstrap=True,
             insecure=insecure,
             ca_certs=r.private_ca,
             timeout=f"{r.timeout}s",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.release]),
+            opts=opts,
         )
-        rancher2.Bootstrap(
+        name, opts = names.child(
             "rancher-admin",
-            initial_password=self.bootstrap_password,
-            password=admin_password,
-            opts=pulumi.ResourceOptions(
+            pulumi.ResourceOptions(
                 parent=self, provider=provider, depends_on=[self.release], deleted_with=self._deleted_with
             ),
         )
+        rancher2.Bootstrap(name, initial_password=self.bootstrap_password, password=admin_password, opts=opts)
         return admin_password

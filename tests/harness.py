@@ -66,6 +66,8 @@ class Registration:
     # Input property -> URNs its value came from: the edges the engine follows when a
     # delete-before-replace makes it delete dependents first (not plain depends_on).
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
+    # The names this resource had before (its aliases: a spec's name, or a full URN).
+    aliases: list[str] = field(default_factory=list)
 
     def plain(self) -> dict[str, Any]:
         """Inputs with secret wrappers removed."""
@@ -249,6 +251,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                     },
                     custom=request.custom,
                     property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
+                    aliases=[a.spec.name if a.HasField("spec") else a.urn for a in request.aliases],
                 )
             )
         return response

@@ -40,8 +40,9 @@ def example() -> tuple[Run, dict[str, Any]]:
 def test_each_cluster_gets_its_own_nodes_and_graph(example: tuple[Run, dict[str, Any]]) -> None:
     run, _ = example
     assert {r.name for r in run.of_type("k3s-rancher:index:K3sCluster")} == {"hub", "edge"}
+    clusters = {r.name: r.urn for r in run.of_type("k3s-rancher:index:K3sCluster")}
     for node, cluster in (("hub-cp1", "hub"), ("hub-w1", "hub"), ("edge-cp1", "edge")):
-        assert run.by_name(node).parent == run.urn(cluster)
+        assert run.by_name(node).parent == clusters[cluster]
         assert run.reaches(f"{node}-membership", f"{node}-install")
     # The hub's agent joins the hub's server, not the edge's; each cluster its own datastore.
     assert run.reaches("hub-w1-install", "hub-cp1-ready")
@@ -56,7 +57,7 @@ def test_each_cluster_gets_its_own_nodes_and_graph(example: tuple[Run, dict[str,
 def test_rancher_and_the_programs_own_resources_use_the_clusters_provider(example: tuple[Run, dict[str, Any]]) -> None:
     run, _ = example
     assert len(run.of_type("k3s-rancher:index:RancherDeployment")) == 1
-    assert run.by_name("rancher-release").options["provider"].startswith(run.urn("hub-k8s"))
+    assert run.by_name("hub-rancher-release").options["provider"].startswith(run.urn("hub-k8s"))
     for name in ("hub", "edge"):
         assert run.by_name(f"{name}-apps").options["provider"].startswith(run.urn(f"{name}-k8s"))
     assert {"hubRancherUrl", "hubKubeconfig", "edgeKubeconfig"} <= set(run.outputs)

@@ -156,7 +156,7 @@ def test_the_example_builds_its_clusters_from_the_installed_package(report: dict
     resources = {(r["type"], r["name"]) for r in report["resources"]}
     clusters = {name for typ, name in resources if typ == "k3s-rancher:index:K3sCluster"}
     assert clusters == {"hub", "edge"}
-    assert {name for typ, name in resources if typ == "k3s-rancher:index:RancherDeployment"} == {"hub-rancher"}
+    assert {name for typ, name in resources if typ == "k3s-rancher:index:RancherDeployment"} == {"hub"}
     parents = {r["name"]: r["parent"] for r in report["resources"]}
     for node, cluster in (("hub-cp1", "hub"), ("hub-w1", "hub"), ("edge-cp1", "edge")):
         assert parents[node].endswith(f"::{cluster}"), (node, parents[node])

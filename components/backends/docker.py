@@ -21,7 +21,9 @@ import pulumi_docker as docker
 
 from .. import bundle, scripts
 from ..cluster import GraphCluster, Installed, render_text
-from ..settings import DockerSettings, K3sSettings, Node
+from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum
+from ..naming import ChildNames
+from ..settings import NAMESPACE, DockerSettings, K3sSettings, Node
 from .docker_spec import (
     LABEL,
     LOOPBACK,
@@ -56,6 +58,9 @@ class DockerClusterArgs:
     # Prefixes container names (<name>-server-0), labels them, and names the kubeconfig's
     # context; the component's name when unset.
     cluster_name: str | None = None
+    # Where the cluster keeps what its next run compares with (components/cluster_record.py);
+    # None: its own stack output, `k3s-rancher:<name>`.
+    record: ClusterRecord | None = None
 
 
 def local_command(
@@ -94,6 +99,9 @@ class DockerBackend:
     check_stdin = None
     # The token cannot change here (validation refuses newToken): no rotation step.
     token_rotation = None
+    # No prefix: the nodes are named after the cluster already (<cluster>-server-0), and so
+    # are their children, in every program.
+    names = ChildNames()
 
     def __init__(
         self,
@@ -288,9 +296,13 @@ class DockerCluster(GraphCluster):
     ready, nodes), plus the engine's `docker_provider` for whatever else runs beside it."""
 
     def __init__(self, name: str, args: DockerClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(CLUSTER_TYPE, name, None, opts)
         d = args.docker
         cluster_name = args.cluster_name or name
+        record = args.record or ComponentRecord(name)
+        # Before anything of the cluster is registered: a refusal leaves nothing behind.
+        servers = [n.name for n in docker_nodes(cluster_name, d) if n.role == "server"]
+        check_quorum(record, servers, args.k3s.datastore, f"{NAMESPACE}:docker.servers")
+        super().__init__(CLUSTER_TYPE, name, None, opts)
         # disable_docker_daemon_check: a preview (CI) needs no engine; `up` checked it already.
         self.docker_provider = docker.Provider(
             f"{name}-docker", host=d.host, disable_docker_daemon_check=True, opts=pulumi.ResourceOptions(parent=self)
@@ -310,4 +322,4 @@ class DockerCluster(GraphCluster):
         backend = DockerBackend(
             args, cluster_name, provider=self.docker_provider, network=self.network, image=self.image
         )
-        self._build(name, backend, args.k3s, cluster_name)
+        self._build(name, backend, args.k3s, cluster_name, record)

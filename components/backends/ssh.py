@@ -19,7 +19,9 @@ import pulumi_command.remote as remote
 
 from .. import bundle, registry_auth, scripts
 from ..cluster import GraphCluster, Installed, render_text
-from ..settings import K3sSettings, Node, SshSettings
+from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum
+from ..naming import ChildNames
+from ..settings import NAMESPACE, K3sSettings, Node, SshSettings
 
 CLUSTER_TYPE = "k3s-rancher:index:K3sCluster"
 SERVER_TYPE = "k3s-rancher:index:K3sServer"
@@ -58,6 +60,14 @@ class K3sClusterArgs:
     # k3s.driftCheck's marker per node (components/drift.py): not 0 re-runs the node's scripts
     # step, airgap staging and install when it changes.
     repairs: Mapping[str, int] = field(default_factory=dict)
+    # What the children made per node are named after: `<prefix><node>-install`... None: the
+    # component's name and a dash, with an alias to each child's unprefixed name (as releases
+    # before 0.3.0 named it), so that clusters with alike node names fit in one program. The
+    # stack program gives "" (its resources keep their names, no alias).
+    name_prefix: str | None = None
+    # Where the cluster keeps what its next run compares with (components/cluster_record.py);
+    # None: its own stack output, `k3s-rancher:<name>`.
+    record: ClusterRecord | None = None
 
 
 def identity(node: Node) -> list[str]:
@@ -119,8 +129,9 @@ class SshBackend:
     # Agents take in-place changes in batches (k3s.upgrade), cordoned and drained first.
     rolls_agents = True
 
-    def __init__(self, args: K3sClusterArgs) -> None:
+    def __init__(self, args: K3sClusterArgs, names: ChildNames) -> None:
         self.args = args
+        self.names = names
         self.k3s = args.k3s
         self.servers = server_chain(args.servers, args.k3s.init_server)
         self.agents = sorted(args.agents, key=lambda n: n.name)
@@ -184,8 +195,13 @@ class SshBackend:
         changes, and nothing else on the host runs before it; its delete, after every other
         step on the host, removes the bundle."""
         scripts_bundle = self._bundle
+        # Delete before replace: a replaced step's delete would remove what its replacement
+        # had just delivered.
+        name, opts = self.names.child(
+            f"{node.name}-scripts", pulumi.ResourceOptions(parent=parent, delete_before_replace=True)
+        )
         self._scripts[node.name] = remote.Command(
-            f"{node.name}-scripts",
+            name,
             connection=self._connections[node.name],
             create=scripts.deliver_scripts_script(
                 node.ssh.user, scripts_bundle, self.args.repairs.get(node.name, 0)
@@ -193,9 +209,7 @@ class SshBackend:
             delete=scripts.remove_scripts_script(node.ssh.user).command,
             stdin=scripts_bundle.text,
             add_previous_output_in_env=False,
-            # Delete before replace: a replaced step's delete would remove what its
-            # replacement had just delivered.
-            opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True),
+            opts=opts,
         )
 
     def _after_scripts(self, on: Node, opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
@@ -274,12 +288,16 @@ class SshBackend:
         # delete uninstalls whatever a failed first install left (that install is not in the
         # state), so destroy and removal always clean the host. On a normal removal it runs
         # after the install's own uninstall and finds nothing left.
-        cleanup = self.command(
+        cleanup_name, cleanup_opts = self.names.child(
             f"{node.name}-cleanup",
+            pulumi.ResourceOptions(parent=parent, depends_on=[forget], delete_before_replace=True),
+        )
+        cleanup = self.command(
+            cleanup_name,
             node,
             delete=scripts.cleanup_script(node, self.k3s).command,
             triggers=identity(node),
-            opts=pulumi.ResourceOptions(parent=parent, depends_on=[forget], delete_before_replace=True),
+            opts=cleanup_opts,
         )
         # Whatever is put on the host before the install depends on `forget`: on a
         # replacement it is created only once the old generation is uninstalled.
@@ -287,23 +305,33 @@ class SshBackend:
         # K3s applies labels and taints only at a node's first registration: the drop-in must
         # be there before the install first starts K3s. Later changes go through membership.
         if node.labels or node.taints:
+            # Delete before replace: a replaced node's uninstall (which removes /etc/rancher/node)
+            # runs before this writes again.
+            registration_name, registration_opts = self.names.child(
+                f"{node.name}-registration",
+                pulumi.ResourceOptions(parent=parent, depends_on=[cleanup], delete_before_replace=True),
+            )
             staged.append(
                 self.command(
-                    f"{node.name}-registration",
+                    registration_name,
                     node,
                     create=scripts.registration_script(node, self.k3s).command,
                     triggers=identity(node),
-                    # Delete before replace: a replaced node's uninstall (which removes
-                    # /etc/rancher/node) runs before this writes again.
-                    opts=pulumi.ResourceOptions(parent=parent, depends_on=[cleanup], delete_before_replace=True),
+                    opts=registration_opts,
                 )
             )
         stdin = self.check_stdin if node.role == "server" else self._agent_stdin
         # Rolled: an in-place change writes the files here and leaves the restart, if one is
         # needed, to the agent's `-upgrade` step in its batch (after the cordon and drain).
         deferred = scripts.install_script(node, self.k3s, first_server=first_server, defer_restart=True, repair=repair)
-        install = self.command(
+        install_name, install_opts = self.names.child(
             f"{node.name}-install",
+            pulumi.ResourceOptions(
+                parent=parent, depends_on=[*after, *staged, forget, cleanup], delete_before_replace=True
+            ),
+        )
+        install = self.command(
+            install_name,
             node,
             create=script.command,
             update=deferred.command if rolled else None,
@@ -311,9 +339,7 @@ class SshBackend:
             stdin=stdin,
             # The forget's id: a replaced forget replaces the install (see components/cluster.py).
             triggers=[*identity(node), forget.id],
-            opts=pulumi.ResourceOptions(
-                parent=parent, depends_on=[*after, *staged, forget, cleanup], delete_before_replace=True
-            ),
+            opts=install_opts,
         )
         marker = scripts.fingerprint(script.command)
         k3s = self.k3s
@@ -340,26 +366,34 @@ class SshBackend:
         what was staged and never installed, the uninstall every root-owned generation."""
         layout = scripts.airgap_layout(node, self.k3s)
         assert layout is not None
+        stage_name, stage_opts = self.names.child(
+            f"{node.name}-airgap-stage", pulumi.ResourceOptions(parent=parent, depends_on=[first])
+        )
         prepare = self.command(
-            f"{node.name}-airgap-stage",
+            stage_name,
             node,
             create=scripts.stage_airgap_script(node, self.k3s, self.args.repairs.get(node.name, 0)).command,
             # Whatever was staged and never installed goes with the step.
             delete=scripts.unstage_airgap_script(node, self.k3s).command,
-            opts=pulumi.ResourceOptions(parent=parent, depends_on=[first]),
+            opts=stage_opts,
         )
-        copies: list[pulumi.Resource] = [
-            remote.CopyToRemote(
+        copies: list[pulumi.Resource] = []
+        for target, (path, _) in layout.files.items():
+            copy_name, copy_opts = self.names.child(
                 f"{node.name}-airgap-{target.replace('.', '-')}",
-                connection=self._connections[node.name],
-                source=pulumi.FileAsset(path),
-                remote_path=f"{layout.stage}/{target}",
-                # A drifted (wiped) host gets its files copied again.
-                triggers=[*identity(node), *_repair_trigger(self.args.repairs.get(node.name, 0))],
-                opts=pulumi.ResourceOptions(parent=parent, depends_on=[prepare]),
+                pulumi.ResourceOptions(parent=parent, depends_on=[prepare]),
             )
-            for target, (path, _) in layout.files.items()
-        ]
+            copies.append(
+                remote.CopyToRemote(
+                    copy_name,
+                    connection=self._connections[node.name],
+                    source=pulumi.FileAsset(path),
+                    remote_path=f"{layout.stage}/{target}",
+                    # A drifted (wiped) host gets its files copied again.
+                    triggers=[*identity(node), *_repair_trigger(self.args.repairs.get(node.name, 0))],
+                    opts=copy_opts,
+                )
+            )
         return [prepare, *copies]
 
     def read_kubeconfig(
@@ -393,5 +427,9 @@ class K3sCluster(GraphCluster):
     admin kubeconfig (`kubeconfig`, secret) and `ready`, the check every node passed."""
 
     def __init__(self, name: str, args: K3sClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        record = args.record or ComponentRecord(name)
+        # Before anything of the cluster is registered: a refusal leaves nothing behind.
+        check_quorum(record, [n.name for n in args.servers], args.k3s.datastore, f"{NAMESPACE}:servers")
         super().__init__(CLUSTER_TYPE, name, None, opts)
-        self._build(name, SshBackend(args), args.k3s, args.cluster_name or name)
+        names = ChildNames.of(name, args.name_prefix)
+        self._build(name, SshBackend(args, names), args.k3s, args.cluster_name or name, record)

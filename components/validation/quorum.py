@@ -1,5 +1,5 @@
 """Embedded etcd keeps quorum while servers are removed: the rule, as a pure function over the
-previous run's servers (the stack's own `nodes` output) and this run's.
+previous run's servers (a cluster's record: components/cluster_record.py) and this run's.
 
 Removing one server at a time is always safe: K3s removes its etcd member when its Node is
 deleted (pkg/etcd member handler, `nodes.OnRemove`), and the leaving member is still running
@@ -8,8 +8,9 @@ intermediate member counts the remaining servers must carry: it is refused unles
 that stay are a majority of the servers there were (n - r >= n // 2 + 1), so that losing every
 leaving member at once still leaves quorum.
 
-Not one of VALIDATORS: it needs the previous run's outputs, which components/program.py reads
-from the engine (check_quorum) right after the config is parsed.
+Not one of VALIDATORS: it needs the previous run's servers, which each cluster component
+keeps in its record (components/cluster_record.py, check_quorum: run by the component before it
+registers anything, and by components/program.py right after the config is parsed).
 """
 
 from __future__ import annotations

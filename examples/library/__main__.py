@@ -27,14 +27,14 @@ CLUSTERS = {
     "hub": {
         "k3s": {"version": "v1.33.5+k3s1", "datastore": "etcd"},
         "ssh": {"user": "ubuntu"},
-        "servers": [{"name": "hub-cp1", "address": "10.0.1.11"}],
-        "agents": [{"name": "hub-w1", "address": "10.0.1.21"}],
+        "servers": [{"name": "cp1", "address": "10.0.1.11"}],
+        "agents": [{"name": "w1", "address": "10.0.1.21"}],
         "rancher": {"hostname": "rancher.example.com", "tls": "rancher"},
     },
     "edge": {
         "k3s": {"version": "v1.33.5+k3s1", "datastore": "sqlite"},
         "ssh": {"user": "ubuntu"},
-        "servers": [{"name": "edge-cp1", "address": "10.0.2.11"}],
+        "servers": [{"name": "cp1", "address": "10.0.2.11"}],
         "rancher": {"enabled": False},
     },
 }
@@ -55,9 +55,11 @@ for name, raw in CLUSTERS.items():
             private_key=ssh_key,
         ),
     )
-    if settings.rancher.enabled:  # one RancherDeployment per program: its children have fixed names
+    # Each component's children are named after it (hub-cp1-install, edge-cp1-install, hub-rancher-release):
+    # node names may repeat across clusters, and each cluster may have its own Rancher.
+    if settings.rancher.enabled:
         rancher = RancherDeployment(
-            f"{name}-rancher",
+            name,
             RancherDeploymentArgs(settings=settings.rancher, provider=cluster.provider, deleted_with=cluster.ready),
         )
         pulumi.export(f"{name}RancherUrl", rancher.outputs.url)

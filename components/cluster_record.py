@@ -1,0 +1,134 @@
+"""What a cluster compares with its previous run, and the two guards that use it: its servers
+in join order (the quorum guard, components/validation/quorum.py) and the admin kubeconfig's
+expiry and renewal marker (the kubeconfig renewal, components/kubeconfig.py).
+
+The record lives in the stack's outputs (read back synchronously: components/previous_run.py),
+one per cluster component, so that two clusters in one program never share one:
+
+- `ComponentRecord` (a library user's cluster, the default): one output named after the
+  component, `k3s-rancher:<name>`, which the component exports itself.
+- `STACK_RECORD` (the stack program's cluster): the program's own outputs `nodes`,
+  `kubeconfigExpiry` and `kubeconfigRenewal`, which components/program.py exports, as every
+  release before records were kept per component did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import pulumi
+
+from .kubeconfig import renewal_marker
+from .previous_run import own_previous_outputs
+from .settings import NAMESPACE, ConfigError
+from .validation.quorum import previous_servers, quorum_error
+
+EXPIRY_OUTPUT = "kubeconfigExpiry"
+RENEWAL_OUTPUT = "kubeconfigRenewal"
+
+
+@dataclass(frozen=True)
+class Previous:
+    """What the previous run recorded (None: nothing, as on a first run)."""
+
+    servers: list[str] | None = None
+    expiry: str | None = None
+    renewal: str | None = None
+
+
+class ClusterRecord(Protocol):
+    @property
+    def label(self) -> str:
+        """Said before a refusal's message ("" for the stack's one cluster)."""
+        ...
+
+    def previous(self, outputs: Mapping[str, Any]) -> Previous: ...
+
+    def keep(self, servers: Sequence[str], expiry: pulumi.Output[str], renewal: pulumi.Output[str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class ComponentRecord:
+    """One stack output per cluster component, named after it, exported by the component."""
+
+    cluster: str
+
+    @property
+    def output(self) -> str:
+        return f"{NAMESPACE}:{self.cluster}"
+
+    @property
+    def label(self) -> str:
+        return f"cluster {self.cluster}: "
+
+    def previous(self, outputs: Mapping[str, Any]) -> Previous:
+        value = outputs.get(self.output)
+        if not isinstance(value, dict):
+            return Previous()
+        servers = value.get("servers")
+        expiry, renewal = value.get(EXPIRY_OUTPUT), value.get(RENEWAL_OUTPUT)
+        return Previous(
+            servers=[str(s) for s in servers] if isinstance(servers, list) else None,
+            expiry=expiry if isinstance(expiry, str) else None,
+            renewal=renewal if isinstance(renewal, str) else None,
+        )
+
+    def keep(self, servers: Sequence[str], expiry: pulumi.Output[str], renewal: pulumi.Output[str]) -> None:
+        names = list(servers)
+        pulumi.export(
+            self.output,
+            pulumi.Output.all(expiry, renewal).apply(
+                lambda v: {"servers": names, EXPIRY_OUTPUT: v[0], RENEWAL_OUTPUT: v[1]}
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class StackRecord:
+    """The stack program's outputs (components/program.py exports them: nothing to keep here)."""
+
+    label: str = ""
+
+    def previous(self, outputs: Mapping[str, Any]) -> Previous:
+        expiry, renewal = outputs.get(EXPIRY_OUTPUT), outputs.get(RENEWAL_OUTPUT)
+        return Previous(
+            servers=previous_servers(outputs),
+            expiry=expiry if isinstance(expiry, str) else None,
+            renewal=renewal if isinstance(renewal, str) else None,
+        )
+
+    def keep(self, servers: Sequence[str], expiry: pulumi.Output[str], renewal: pulumi.Output[str]) -> None:
+        return None
+
+
+STACK_RECORD = StackRecord()
+
+
+def check_quorum(record: ClusterRecord, servers: Sequence[str], datastore: str, key: str) -> None:
+    """Refuse, by `key`, a removal of servers that would leave embedded etcd without quorum,
+    compared with what `record` kept from the previous run. Called before the cluster
+    registers anything."""
+    if datastore != "etcd":
+        return
+    previous = record.previous(own_previous_outputs()).servers
+    if error := quorum_error(previous, list(servers), datastore):
+        raise ConfigError([(key, record.label + error)])
+
+
+def renewal(record: ClusterRecord) -> str:
+    """The renewal marker for this run: `record`'s from the previous run and today's date (UTC)."""
+    previous = record.previous(own_previous_outputs())
+    return renewal_marker(previous.expiry, previous.renewal, datetime.now(UTC).date())
+
+
+def warn_if_expiring(expiry: str, resource: pulumi.Resource) -> None:
+    if renewal_marker(expiry, None, datetime.now(UTC).date()):
+        pulumi.log.warn(
+            f"the kubeconfig's client certificate expires {expiry}: K3s renews certificates within 90 days of "
+            "expiry when it starts. Restart K3s on the init server (systemctl restart k3s), then run pulumi up "
+            "(tomorrow, or today with --replace on the kubeconfig read) to read the renewed kubeconfig",
+            resource=resource,
+        )
