@@ -128,8 +128,9 @@ class Script:
     name: str
     body: str
     command: str
-    # True for an entry point: `effective` is `body` with the bundle's files it sources in place.
-    source: bool | None = field(default=None, compare=False, repr=False)
+    # An entry point's `render` arguments (name, variables, args, sudo, root, then); None: `body`
+    # is all there is. `effective` is then `body` with the bundle's files it sources in place.
+    source: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
     @cached_property
     def effective(self) -> str:
@@ -262,7 +263,8 @@ def render(
             f'. "${BUNDLE_DIR_VAR}/{then}.sh"',
         ]
     script = "\n".join(lines) + "\n"
-    return Script(name=name, body=script, command=_wrap(script, sudo), source=True)
+    source = (name, dict(variables), tuple(args), sudo, root, then)
+    return Script(name=name, body=script, command=_wrap(script, sudo), source=source)
 
 
 def needs_sudo(user: str) -> bool:

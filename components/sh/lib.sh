@@ -2,6 +2,8 @@
 # shellcheck disable=SC2034 # CHANGED and K3S are for the scripts that use these helpers
 # Helpers every k3s-rancher script starts with. Inputs arrive as shell variables set in a
 # preamble (quoted data) and secrets on stdin; nothing from config is ever code.
+# Over 150 lines: one small helper a block, the few every script may list on its `# lib.sh:`
+# line; a script sent whole in its command text carries only the blocks it lists.
 
 # The host's paths, K3s's defaults and the install's stdin reader, rendered into the bundle by
 # components/host_facts.py. Only where the bundle is: a script sent whole in its command text
