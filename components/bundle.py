@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from . import host_facts
 from .release import SCRIPTS_GENERATION, VERSION
 
 SH_DIR = Path(__file__).resolve().parent / "sh"
@@ -45,20 +46,27 @@ class Bundle:
         return tuple(name for name, _ in self.files)
 
 
+def generated() -> dict[str, str]:
+    """The bundle's files rendered from Python, by name (not in components/sh)."""
+    return {host_facts.CONSTS_FILE: host_facts.consts_sh()}
+
+
 def make_bundle(sh_dir: Path) -> Bundle:
-    """The bundle of every script in `sh_dir` but NOT_BUNDLED, in name order."""
+    """The bundle of every script in `sh_dir` but NOT_BUNDLED, and the generated files, in
+    name order."""
     files = []
-    for path in sorted(sh_dir.glob("*.sh")):
-        if path.name in NOT_BUNDLED:
-            continue
-        if not _NAME.match(path.name):
-            raise ValueError(f"{path.name}: bundle file names are lower-case words ending in .sh")
-        text = path.read_text()
+    sources = {path.name: path.read_text() for path in sh_dir.glob("*.sh") if path.name not in NOT_BUNDLED}
+    clash = set(sources) & set(generated())
+    if clash:
+        raise ValueError(f"{sorted(clash)}: generated into the bundle, not a file of components/sh")
+    for name, text in sorted({**sources, **generated()}.items()):
+        if not _NAME.match(name):
+            raise ValueError(f"{name}: bundle file names are lower-case words ending in .sh")
         if not text.endswith("\n"):
             text += "\n"
         if any(line.startswith(FILE_MARK) for line in text.splitlines()):
-            raise ValueError(f"{path.name}: a line starts with {FILE_MARK!r}, which the bundle uses between files")
-        files.append((path.name, text))
+            raise ValueError(f"{name}: a line starts with {FILE_MARK!r}, which the bundle uses between files")
+        files.append((name, text))
     header = f"k3s-rancher scripts {VERSION} generation {SCRIPTS_GENERATION}\n"
     text = header + "".join(f"{FILE_MARK}{name}\n{body}" for name, body in files)
     return Bundle(files=tuple(files), text=text, sha256=hashlib.sha256(text.encode()).hexdigest())

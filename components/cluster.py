@@ -262,7 +262,8 @@ def membership_delete(
     Node delete alone: `kubectl delete node --wait` returns once K3s's finalizer has removed
     the member (pkg/etcd/member_controller.go, OnRemove)."""
     if node.role == "server" and k3s.datastore == "etcd" and check_stdin is not None:
-        return scripts.server_removal_script(node.name, k3s.timeouts.drain, user).command, check_stdin
+        removal = scripts.server_removal_script(node.name, k3s.timeouts.drain, user, api_port=k3s.api_port)
+        return removal.command, check_stdin
     return scripts.drain_script(node.name, k3s.timeouts.drain, user).command, None
 
 

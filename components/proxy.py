@@ -10,11 +10,11 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
+from . import host_facts
 from .settings import K3sSettings
 
-# K3s's defaults (k3s server --help: --cluster-cidr, --service-cidr).
-DEFAULT_CLUSTER_CIDR = "10.42.0.0/16"
-DEFAULT_SERVICE_CIDR = "10.43.0.0/16"
+DEFAULT_CLUSTER_CIDR = host_facts.K3S_CLUSTER_CIDR
+DEFAULT_SERVICE_CIDR = host_facts.K3S_SERVICE_CIDR
 # What in-cluster traffic and local health checks use: never through the proxy.
 ALWAYS = ("127.0.0.1", "localhost", ".svc", ".cluster.local")
 

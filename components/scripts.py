@@ -26,23 +26,22 @@ from typing import Any
 
 import yaml
 
-from . import bundle, checks, k3s_flags, proxy
+from . import bundle, checks, host_facts, k3s_flags, proxy
 from .checks import is_ip
 from .release import SCRIPTS_GENERATION, VERSION
 from .settings import K3sSettings, Node
 
 SH_DIR = bundle.SH_DIR
-CONF_DIR = "/etc/rancher/k3s"
-TOKEN_FILE = f"{CONF_DIR}/cluster-token"
-MANAGED_MARKER = "# managed by k3s-rancher"
+CONF_DIR = host_facts.CONF_DIR
+TOKEN_FILE = host_facts.TOKEN_FILE
+MANAGED_MARKER = host_facts.MANAGED_MARKER
 # Airgap files: staged by CopyToRemote (SFTP, as the SSH user) under the user's home (a
 # relative SFTP path resolves there), one directory per generation; the install copies them
 # to a root-owned place per generation and runs them from there only.
 AIRGAP_STAGE_PARENT = ".k3s-rancher/airgap"
-AIRGAP_ROOT = "/var/lib/k3s-rancher/airgap"
-REGISTRATION_FILE = f"{CONF_DIR}/config.yaml.d/40-k3s-rancher-registration.yaml"
-# The etcd S3 credentials' drop-in on servers (0600), written by install_node.sh from stdin.
-ETCD_S3_FILE = f"{CONF_DIR}/config.yaml.d/50-k3s-rancher-etcd-s3.yaml"
+AIRGAP_ROOT = host_facts.AIRGAP_ROOT
+REGISTRATION_FILE = host_facts.REGISTRATION_FILE
+ETCD_S3_FILE = host_facts.ETCD_S3_FILE
 _VAR = re.compile(r"^[A-Z][A-Z0-9_]*$")
 INPUTS_DIRECTIVE = "# shellcheck disable=SC1003,SC2016"
 # An entry point's inputs are read by the bundle's files it sources, which shellcheck does not see.
@@ -51,34 +50,37 @@ ENTRY_DIRECTIVE = "# shellcheck disable=SC1003,SC2016,SC2034"
 
 @cache
 def _read(name: str) -> str:
-    return (SH_DIR / name).read_text()
+    """sh/<name>, or the bundle's generated file of that name (consts.sh)."""
+    return bundle.generated().get(name) or (SH_DIR / name).read_text()
+
+
+# Each host script lists the lib.sh helpers it calls on a line `# lib.sh: log die ...` ("none":
+# it calls none); tests/scripts/test_static_checks.py checks the lists against the code.
+_LISTED = re.compile(r"^# lib\.sh: (.*)$", re.M)
+_FUNCTION = re.compile(r"^(\w+)\(\) \{", re.M)
+
+
+def listed_helpers(text: str) -> tuple[str, ...]:
+    """The lib.sh helpers a script's text lists (empty without a list or with "none")."""
+    match = _LISTED.search(text)
+    words = match.group(1).split() if match else []
+    return tuple(w for w in words if w != "none")
 
 
 @cache
-def _lib_blocks() -> tuple[tuple[str | None, str], ...]:
-    """sh/lib.sh split into (function name or None, text) blocks at blank lines."""
-    blocks = []
-    for block in _read("lib.sh").strip().split("\n\n"):
-        match = re.search(r"^(\w+)\(\) \{", block, re.M)
-        blocks.append((match.group(1) if match else None, block))
-    return tuple(blocks)
+def lib_blocks() -> tuple[tuple[frozenset[str], str], ...]:
+    """sh/lib.sh split at blank lines into (the functions a block defines, its text)."""
+    return tuple((frozenset(_FUNCTION.findall(block)), block) for block in _read("lib.sh").strip().split("\n\n"))
 
 
-@cache  # bodies are the static script files: the same few, rendered for every node
-def _helpers_for(body: str) -> str:
-    """The lib.sh blocks `body` calls (and the ones those call), plus the unnamed ones."""
-    blocks = _lib_blocks()
-    needed: set[str] = set()
-    text = body
-    changed = True
-    while changed:
-        changed = False
-        for name, block in blocks:
-            if name and name not in needed and re.search(rf"(^|[\s;|&(`$]){name}\b", text):
-                needed.add(name)
-                text += "\n" + block
-                changed = True
-    return "\n\n".join(block for name, block in blocks if name is None or name in needed)
+def _helpers_for(listed: Sequence[str]) -> str:
+    """lib.sh's header and the blocks defining the helpers in `listed`, for a script sent whole
+    in its command text (no bundle on the host): its list must name every helper it needs,
+    those the listed ones call included. lib.sh's other statements (sourcing consts.sh) run
+    only where the bundle is."""
+    blocks = lib_blocks()
+    header = [blocks[0][1]] if not blocks[0][0] else []
+    return "\n\n".join(header + [text for names, text in blocks if names & set(listed)])
 
 
 # Words shlex.quote leaves bare that a shell (and shellcheck, for a reader) can take for a
@@ -126,15 +128,19 @@ class Script:
     name: str
     body: str
     command: str
-    # How to render `effective` (render_inline's arguments); None: `body` is all there is.
+    # An entry point's `render` arguments (name, variables, args, sudo, root, then); None: `body`
+    # is all there is. `effective` is then `body` with the bundle's files it sources in place.
     source: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
     @cached_property
     def effective(self) -> str:
         if self.source is None:
             return self.body
-        name, variables, args, sudo, root, then = self.source
-        return render_inline(name, variables, args, sudo=sudo, root=root, then=then).body
+        # Without where the bundle is and the checks that it is there: this text carries what
+        # it would source.
+        bundle_lines = (f'[ -f "${BUNDLE_DIR_VAR}/', f"{BUNDLE_DIR_VAR}=")
+        kept = [line for line in self.body.splitlines() if not line.startswith(bundle_lines)]
+        return _with_sourced("\n".join(kept) + "\n")
 
 
 def _strip_comments(text: str) -> str:
@@ -163,12 +169,23 @@ def _wrap(script: str, sudo: bool) -> str:
     return ("sudo -n " if sudo else "") + "sh -c " + shlex.quote(script)
 
 
-_SOURCED = re.compile(r'^\. "\$K3SR_SCRIPTS/([a-z0-9_]+\.sh)"$', re.M)
+_SOURCED = re.compile(r'^(\(?)\. "\$K3SR_SCRIPTS/([a-z0-9_]+\.sh)"(\)?.*)$', re.M)
 
 
 def _with_sourced(text: str) -> str:
-    """`text` with each file it sources from the bundle written in its place."""
-    return _SOURCED.sub(lambda m: _strip_comments(_read(m.group(1))).strip(), text)
+    """`text` with each file it sources from the bundle written in its place (and the files
+    those source), as the host runs it: for the static checks."""
+
+    def expand(match: re.Match[str]) -> str:
+        lines = _with_sourced(_strip_comments(_read(match.group(2))).strip()).splitlines()
+        # The file's leading shellcheck directives cover all of it, as they do in the file.
+        lead = 0
+        while lead < len(lines) and lines[lead].startswith("# shellcheck disable="):
+            lead += 1
+        inner = "\n".join([*lines[:lead], "{", *lines[lead:], "}"])
+        return f"(\n{inner}\n{match.group(3)}" if match.group(1) else inner
+
+    return _SOURCED.sub(expand, text)
 
 
 def _inline_body(name: str, then: str | None) -> str:
@@ -195,7 +212,8 @@ def render_inline(
     scripts bundle is: the bundle's own delivery, and Rancher's container. Node commands use
     `render` (an entry point into the bundle)."""
     body = _inline_body(name, then)
-    used = _strip_comments(_helpers_for(body + ("\nneed_root" if root else ""))) if helpers else ""
+    listed = [*listed_helpers(_read(f"{name}.sh")), *(listed_helpers(_read(f"{then}.sh")) if then else ())]
+    used = _strip_comments(_helpers_for([*listed, *(["need_root"] if root else [])])) if helpers else ""
     lines = ["set -eu", *([used] if used else []), *_inputs(name, variables, args)]
     if root:
         lines.append("need_root")
@@ -442,6 +460,7 @@ def install_script(
             **_proxy_inputs(k3s),
             **({} if k3s.preflight else {"PREFLIGHT": "off"}),
             **_snapshot_dir_input(node, k3s),
+            **_api_port_input(k3s),
             **_repair_input(repair),
         },
         sudo=needs_sudo(node.ssh.user),
@@ -456,6 +475,12 @@ def _snapshot_dir_input(node: Node, k3s: K3sSettings) -> dict[str, str]:
     if node.role != "server" or snap is None or snap.directory is None:
         return {}
     return {"ETCD_SNAPSHOT_DIR": snap.directory}
+
+
+def _api_port_input(k3s: K3sSettings) -> dict[str, str]:
+    """The servers' API port, only when https-listen-port moves it from K3s's default (which the
+    scripts have from consts.sh): no change for other stacks."""
+    return {} if k3s.api_port == host_facts.K3S_API_PORT else {"API_PORT": str(k3s.api_port)}
 
 
 def _repair_input(repair: int) -> dict[str, str]:
@@ -523,22 +548,23 @@ def install_stdin(
     rotated_from: str | None = None,
     registries: str | None = None,
 ) -> str:
-    """What the install script reads on stdin: the token, then the datastore endpoint, then
-    the etcd S3 access and secret keys (lines 3-4), then the proxy's user:password (line 5),
-    then, while newToken rotates the cluster token, the token it rotates from (line 6: a node
-    whose token file holds that one takes the new token), then, with the registryAuth secret,
-    the whole registries.yaml as one JSON line (line 7, components/registry_auth.py). Lines
-    are sent up to the last one that is set, so that stacks without the later ones send what
-    they always sent."""
-    lines = [
-        token,
-        datastore_endpoint or "",
-        s3_access_key or "",
-        s3_secret_key or "",
-        proxy_credentials or "",
-        rotated_from or "",
-        registries or "",
-    ]
+    """What the install script reads on stdin: one secret a line, in the order of
+    host_facts.INSTALL_STDIN (the token, the datastore endpoint, the etcd S3 access and secret
+    keys, the proxy's user:password, the token newToken rotates from, the whole registries.yaml
+    with the registryAuth secret as one JSON line), which also renders the host's reader
+    (consts.sh read_node_secrets). Lines are sent up to the last one that is set (the first two
+    always), so that stacks without the later ones send what they always sent."""
+    given = {
+        "TOKEN": token,
+        "DATASTORE_ENDPOINT": datastore_endpoint,
+        "S3_ACCESS_KEY": s3_access_key,
+        "S3_SECRET_KEY": s3_secret_key,
+        "PROXY_CREDENTIALS": proxy_credentials,
+        "ROTATED_FROM": rotated_from,
+        "REGISTRIES_WITH_AUTH": registries,
+    }
+    lines = [given.pop(name) or "" for name, _ in host_facts.INSTALL_STDIN]
+    assert not given, f"install_stdin has no entry for {sorted(given)}"
     for value in lines:
         if "\n" in value or "\r" in value:
             raise ValueError("secrets sent to hosts must be single lines")
@@ -549,13 +575,18 @@ def install_stdin(
 def fingerprint(*parts: str) -> str:
     """A short, stable digest of non-secret text: it makes a dependent command's text change
     (and so re-run) when what it depends on changes."""
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[: host_facts.FINGERPRINT_LENGTH]
 
 
-SSH_WAIT_HINT = (
-    "Check the node's service (journalctl -u k3s or k3s-agent), firewall ports 6443/tcp, 8472/udp, "
-    "10250/tcp (2379-2380/tcp between servers); raise k3s.timeouts if the hosts are slow"
-)
+def ssh_wait_hint(api_port: int = host_facts.K3S_API_PORT) -> str:
+    """What a failed wait tells the user to check."""
+    return (
+        f"Check the node's service (journalctl -u k3s or k3s-agent), firewall ports {api_port}/tcp, 8472/udp, "
+        "10250/tcp (2379-2380/tcp between servers); raise k3s.timeouts if the hosts are slow"
+    )
+
+
+SSH_WAIT_HINT = ssh_wait_hint()
 
 
 def wait_script(
@@ -565,10 +596,11 @@ def wait_script(
     timeout: int,
     waits_for: str,
     user: str,
-    hint: str = SSH_WAIT_HINT,
+    hint: str | None = None,
 ) -> Script:
     """Wait until `node_names` are Ready at k3s.version and /readyz passes; `hint` is what the
-    failure message tells the user to check."""
+    failure message tells the user to check (default: ssh_wait_hint at the cluster's port)."""
+    hint = ssh_wait_hint(k3s.api_port) if hint is None else hint
     return render(
         "wait_node",
         {"K3S_VERSION": k3s.version, "TIMEOUT": str(timeout), "WAIT_FOR": waits_for, "HINT": hint},
@@ -626,13 +658,20 @@ def drain_script(node_name: str, drain_timeout: int, user: str) -> Script:
     return render("drain_delete", {"NODE_NAME": node_name, "DRAIN_TIMEOUT": str(drain_timeout)}, sudo=needs_sudo(user))
 
 
-def server_removal_script(node_name: str, drain_timeout: int, user: str, member_timeout: int = 60) -> Script:
+def server_removal_script(
+    node_name: str, drain_timeout: int, user: str, member_timeout: int = 60, api_port: int = host_facts.K3S_API_PORT
+) -> Script:
     """A server of embedded etcd leaving: drain_delete.sh, then etcd_member_gone.sh (wait until
     K3s has removed its etcd member, read from /db/info at 127.0.0.1, which K3s serves there
     without credentials: neither script reads the command's stdin)."""
     return render(
         "drain_delete",
-        {"NODE_NAME": node_name, "DRAIN_TIMEOUT": str(drain_timeout), "MEMBER_TIMEOUT": str(member_timeout)},
+        {
+            "NODE_NAME": node_name,
+            "DRAIN_TIMEOUT": str(drain_timeout),
+            "MEMBER_TIMEOUT": str(member_timeout),
+            **({} if api_port == host_facts.K3S_API_PORT else {"API_PORT": str(api_port)}),
+        },
         sudo=needs_sudo(user),
         then="etcd_member_gone",
     )
@@ -727,7 +766,7 @@ def rejoin_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str) -
             "K3S_VERSION": k3s.version,
             "TIMEOUT": str(k3s.timeouts.node_ready),
             "WAIT_FOR": waits_for,
-            "HINT": SSH_WAIT_HINT,
+            "HINT": ssh_wait_hint(k3s.api_port),
         },
         sudo=needs_sudo(user),
     )

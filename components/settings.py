@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import checks
+from . import checks, host_facts
 
 NAMESPACE = "k3s-rancher"
 SECRET_KEYS = (
@@ -28,7 +28,7 @@ SECRET_KEYS = (
     "etcdS3SecretKey",
     "registryAuth",
 )
-API_PORT = 6443
+API_PORT = host_facts.K3S_API_PORT  # K3s's default; a cluster's own is K3sSettings.api_port
 # Addresses of docker nodes in docker.subnet: server i at host SERVER_HOST + i, agent i at
 # AGENT_HOST + i (the schema bounds servers to 7 and agents to 50).
 DOCKER_SERVER_HOST = 10
@@ -165,8 +165,18 @@ class K3sSettings:
         return parsed[1]
 
     @property
+    def api_port(self) -> int:
+        """The servers' API port: the last https-listen-port of serverConfig/serverArgs (as K3s
+        reads them), else K3s's default."""
+        # Imported here: components/validation/k3s.py imports this module.
+        from .validation.k3s import server_flag_values
+
+        values = [value for _, value in server_flag_values(self, "https-listen-port") if value]
+        return int(values[-1]) if values and values[-1].isdigit() else API_PORT
+
+    @property
     def server_url(self) -> str:
-        return f"https://{_bracket(self.api_address)}:{API_PORT}"
+        return f"https://{_bracket(self.api_address)}:{self.api_port}"
 
 
 @dataclass(frozen=True)

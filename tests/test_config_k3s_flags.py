@@ -135,3 +135,26 @@ def test_the_refresh_parser_reads_k3s_flag_definitions_in_both_cli_styles(tmp_pa
     assert updated["minors"] == {"33": "v1.33.9+k3s1"} and list(updated["sets"]) == ["v1.33.9+k3s1"]
     assert updated["sets"]["v1.33.9+k3s1"]["source"]["tag"] == "v1.33.9+k3s1"
     assert data["minors"] == {"33": "old"}  # the input is not changed
+
+
+def test_the_api_port_follows_https_listen_port_into_the_joins_and_the_host_scripts() -> None:
+    """K3s serves the API (and /db/info, /ping) on https-listen-port: joining nodes, the install's
+    port check and the server removal's member check use it; without it nothing changes."""
+    from components import scripts
+    from policy.shell_inputs import parse as parse_inputs
+
+    default = parse(base())
+    assert default.k3s.api_port == 6443 and default.k3s.server_url.endswith(":6443")
+    install = parse_inputs(scripts.install_script(default.servers[0], default.k3s, first_server=True).body)
+    assert install is not None and "API_PORT" not in install.variables
+    for where in ("serverConfig", "serverArgs"):
+        config = base()
+        config["k3s"][where] = {"https-listen-port": 7443} if where == "serverConfig" else ["--https-listen-port=7443"]
+        settings = parse(config)
+        assert settings.k3s.api_port == 7443 and settings.k3s.server_url.endswith(":7443"), where
+        install = parse_inputs(scripts.install_script(settings.servers[0], settings.k3s, first_server=True).body)
+        assert install is not None and install.variables["API_PORT"] == "7443", where
+        removal = parse_inputs(scripts.server_removal_script("cp2", 0, "root", api_port=settings.k3s.api_port).body)
+        assert removal is not None and removal.variables["API_PORT"] == "7443"
+        wait = parse_inputs(scripts.wait_script(["cp1"], settings.k3s, timeout=1, waits_for="x", user="root").body)
+        assert wait is not None and "7443/tcp" in wait.variables["HINT"]

@@ -146,10 +146,6 @@ def accepted(config: dict[str, Any], varied: Iterable[str]) -> Settings | None:
         return None
 
 
-def static_body(name: str) -> str:
-    return scripts._strip_comments((SH_DIR / f"{name}.sh").read_text()).strip()
-
-
 def _group(text: str, reference: str, marker: str) -> str:
     """The `{ ... }` group of `text`, after checking that everything around it is what
     `reference` (the same script rendered with no inputs: `{`, `set --`, `}`) has there."""
@@ -176,10 +172,10 @@ def inputs_group(script: scripts.Script) -> str:
         f"# {name}: inputs\n{scripts.ENTRY_DIRECTIVE}\n{{\n",
     )
     assert script.body.endswith(f'. "$K3SR_SCRIPTS/{name}.sh"\n')
-    reference = scripts.render_inline(name, {}, sudo=sudo, root=root).body
+    reference = scripts.render(name, {}, sudo=sudo, root=root).effective
     # The program's code is the script file (with the bundle files it sources in their place).
-    assert reference.endswith("\n\n" + scripts._with_sourced(static_body(name)))
-    effective = _group(script.effective, reference, f"# {name}: inputs\n{scripts.INPUTS_DIRECTIVE}\n{{\n")
+    assert reference.endswith(scripts._with_sourced(f'. "$K3SR_SCRIPTS/{name}.sh"') + "\n")
+    effective = _group(script.effective, reference, f"# {name}: inputs\n{scripts.ENTRY_DIRECTIVE}\n{{\n")
     assert effective == entry
     return entry
 

@@ -596,7 +596,7 @@ def test_the_changelogs_migration_figures_are_the_measured_ones(history: History
 
 
 def _clear_script_caches() -> None:
-    for cached in (scripts._read, scripts._lib_blocks, scripts._helpers_for, bundle._cached):
+    for cached in (scripts._read, scripts.lib_blocks, bundle._cached):
         cached.cache_clear()
 
 

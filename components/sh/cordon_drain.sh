@@ -9,11 +9,9 @@
 # Inputs: NODE_NAME, DRAIN (1 or 0), DRAIN_TIMEOUT (seconds), RESTART (what the agent's install
 # said: needed, none, or unknown: an older release's output), WAIT_FOR (the install it
 # precedes, for the plan only).
+# lib.sh: log die need_k3s kc drain_node node_registered
+set -eu
 : "${NODE_NAME:?}" "${DRAIN:?}" "${DRAIN_TIMEOUT:?}"
-# The annotation that marks a cordon of k3s-rancher's (cordon_drain.sh sets it, rejoin.sh
-# lifts only those), and its jsonpath form.
-CORDON_MARK=k3s-rancher.io/cordoned-for-upgrade
-CORDON_MARK_PATH='k3s-rancher\.io/cordoned-for-upgrade'
 if [ "${RESTART:-unknown}" = none ]; then
   log "node $NODE_NAME: its install changed nothing that needs a restart; not cordoned"
   exit 0
@@ -30,8 +28,7 @@ else
   kc annotate --overwrite node "$NODE_NAME" "$CORDON_MARK=true" >&2 || die "could not mark node $NODE_NAME (see above)"
 fi
 kc cordon "$NODE_NAME" >&2 || die "could not cordon node $NODE_NAME (see above)"
-if [ "$DRAIN" = 1 ] && ! kc drain "$NODE_NAME" --ignore-daemonsets --delete-emptydir-data --force \
-  --timeout="${DRAIN_TIMEOUT}s" >&2; then
+if [ "$DRAIN" = 1 ] && ! drain_node "$NODE_NAME" "$DRAIN_TIMEOUT"; then
   # kubectl drain has printed each pod it could not evict (and why) above. An upgrade does
   # not take the node down with workloads still on it: stop here, the node stays cordoned,
   # and nothing after this batch runs. Budgets that allow no disruption now are named.

@@ -7,6 +7,7 @@
 # runs before one is there): its lines travel in this step's command text.
 # Inputs: BUNDLE_SHA256, BUNDLE_VERSION (the release, for the log), DRIFT_REPAIR (only set
 # for a node k3s.driftCheck found drifted: its new number re-runs this step). stdin: the bundle.
+# lib.sh: log die need_root
 : "${BUNDLE_SHA256:?}" "${BUNDLE_VERSION:?}" "${DRIFT_REPAIR:-}"
 command -v sha256sum >/dev/null 2>&1 || die "sha256sum is missing on this host (coreutils or busybox provides it)"
 ROOT_DIR=/var/lib/k3s-rancher/scripts

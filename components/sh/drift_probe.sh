@@ -4,6 +4,7 @@
 # reimaged one); read-only; it prints facts only, one `key=value` a line, never a file's
 # content, the token or an endpoint.
 # Inputs: ROLE (server|agent), API (1 on the init server: list the registered nodes).
+# lib.sh: none
 if [ "$ROLE" = server ]; then SERVICE=k3s; else SERVICE=k3s-agent; fi
 if [ -x /sbin/openrc-run ]; then
   UNIT=/etc/init.d/$SERVICE

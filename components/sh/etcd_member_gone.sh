@@ -11,14 +11,17 @@
 # releases (k3s-io/k3s pull 10001 and its backports) the etcd handler answered it to anyone.
 # So K3s never refuses this request for its token: no token is read (the command's stdin is
 # left unread) and none is sent.
-# Inputs: NODE_NAME, MEMBER_TIMEOUT (seconds).
+# Inputs: NODE_NAME, MEMBER_TIMEOUT (seconds), API_PORT (only when K3s's https-listen-port is
+# not its default).
+# lib.sh: log die deadline
+set -eu
 : "${NODE_NAME:?}" "${MEMBER_TIMEOUT:?}"
-SERVER_CA=/var/lib/rancher/k3s/server/tls/server-ca.crt
+MEMBERS_URL=https://127.0.0.1:${API_PORT:-$K3S_DEFAULT_API_PORT}/db/info
 command -v curl >/dev/null 2>&1 \
   || die "curl is not installed on this server: it is needed to confirm that the etcd member of $NODE_NAME is gone; install curl and run pulumi up again"
 
 member_list() {
-  curl -sS --fail --max-time 10 --cacert "$SERVER_CA" https://127.0.0.1:6443/db/info
+  curl -sS --fail --max-time 10 --cacert "$SERVER_CA" "$MEMBERS_URL"
 }
 
 # leftover_member JSON: the member named after NODE_NAME, if any. Member names are DNS
@@ -50,7 +53,7 @@ while :; do
     fi
     LAST="etcd member $LEFT of removed server $NODE_NAME is still in the member list"
   else
-    LAST="could not read the etcd member list from https://127.0.0.1:6443/db/info: $ANSWER"
+    LAST="could not read the etcd member list from $MEMBERS_URL: $ANSWER"
   fi
   if [ "$(date +%s)" -ge "$END" ]; then
     die "$LAST after ${MEMBER_TIMEOUT}s (K3s removes it when the Node is deleted). Its host is not uninstalled yet. Remove the member by hand on this server with etcdctl (not shipped with K3s): ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 --cacert /var/lib/rancher/k3s/server/tls/etcd/server-ca.crt --cert /var/lib/rancher/k3s/server/tls/etcd/client.crt --key /var/lib/rancher/k3s/server/tls/etcd/client.key member list, then member remove <its ID>; then run pulumi up again"

@@ -2,6 +2,14 @@
 # shellcheck disable=SC2034 # CHANGED and K3S are for the scripts that use these helpers
 # Helpers every k3s-rancher script starts with. Inputs arrive as shell variables set in a
 # preamble (quoted data) and secrets on stdin; nothing from config is ever code.
+# Over 150 lines: one small helper a block, the few every script may list on its `# lib.sh:`
+# line; a script sent whole in its command text carries only the blocks it lists.
+
+# The host's paths, K3s's defaults and the install's stdin reader, rendered into the bundle by
+# components/host_facts.py. Only where the bundle is: a script sent whole in its command text
+# (the scripts step's own) gets the helpers it lists, never this.
+# shellcheck source=/dev/null
+. "$K3SR_SCRIPTS/consts.sh"
 
 log() { printf "k3s-rancher: %s\n" "$*" >&2; }
 die() { printf "k3s-rancher: error: %s\n" "$*" >&2; exit 1; }
@@ -33,9 +41,12 @@ put_file() {
   chown 0:0 "$_dest" 2>/dev/null || true
 }
 
+# sha256_of FILE: FILE's sha256, in hex.
+sha256_of() { _sum=$(sha256sum "$1") && printf "%s\n" "${_sum%% *}"; }
+
 # remove_managed DEST: delete a file this program wrote earlier (it carries our marker).
 remove_managed() {
-  if [ -f "$1" ] && grep -q "^# managed by k3s-rancher" "$1"; then
+  if [ -f "$1" ] && grep -q "^$MANAGED_MARKER" "$1"; then
     rm -f "$1"
     CHANGED=1
   fi
@@ -62,7 +73,19 @@ need_k3s() {
 # kubectl through the k3s binary, with the admin kubeconfig only root can read.
 kc() {
   [ -n "${K3S:-}" ] || need_k3s
-  "$K3S" kubectl --kubeconfig /etc/rancher/k3s/k3s.yaml "$@"
+  "$K3S" kubectl --kubeconfig "$ADMIN_KUBECONFIG" "$@"
+}
+
+# node_state NAME: the Node's kubelet version and Ready status ("v1.33.5+k3s1 True"), empty
+# when the API does not answer for it.
+node_state() {
+  kc get node "$1" -o 'jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true
+}
+
+# drain_node NAME SECONDS: evict NAME's pods (DaemonSets stay, emptyDir data goes, bare pods
+# too), bounded; kubectl's output goes to the log; fails as kubectl drain fails.
+drain_node() {
+  kc drain "$1" --ignore-daemonsets --delete-emptydir-data --force --timeout="${2}s" >&2
 }
 
 # node_registered NAME: 0 when the Node exists, 1 when the API answers NotFound; any other
@@ -92,8 +115,7 @@ deadline() { echo $(( $(date +%s) + $1 )); }
 # leaves its provider running the command it had started (it finishes it), and the next up
 # may start the same step on the same host meanwhile: the second waits, bounded, for the
 # first. A lock whose process is gone is taken over. Released on exit (the EXIT trap runs
-# on_exit, where a script adds its own clean-up with at_exit).
-HOST_LOCK=/var/lib/k3s-rancher/lock
+# on_exit, where a script adds its own clean-up with at_exit). HOST_LOCK is in consts.sh.
 host_lock() {
   mkdir -p "${HOST_LOCK%/*}"
   _lock_end=$(deadline "${LOCK_TIMEOUT:-600}")
@@ -123,3 +145,17 @@ at_exit() {
   trap "$AT_EXIT" EXIT
 }
 
+
+# redact FILTER: copy stdin to stdout with every line that holds a secret replaced; FILTER is a
+# function that calls `_hide SECRET WHAT` for each secret (consts.sh hide_node_secrets).
+redact() {
+  while IFS= read -r _line || [ -n "$_line" ]; do
+    "$1"
+    printf "%s\n" "$_line"
+  done
+}
+# _hide SECRET WHAT: replace _line when it holds SECRET (not empty).
+_hide() {
+  [ -n "$1" ] || return 0
+  case $_line in *"$1"*) _line="[line hidden: it contained $2]" ;; esac
+}

@@ -4,6 +4,8 @@
 # the config no longer has are removed; labels and taints set by others are left alone.
 # Inputs: NODE_NAME; LABELS and TAINTS (one key=value / key[=value]:Effect per line);
 # MANAGED (one "label:KEY" / "taint:KEY:Effect" per line: what this run owns).
+# lib.sh: log die need_k3s kc node_registered
+set -eu
 : "${NODE_NAME:?}"
 
 need_k3s

@@ -9,6 +9,8 @@
 # upgraded, and the message says to start K3s (the program creates this step only with
 # k3s.datastore etcd: on sqlite the server answers "etcd datastore disabled").
 # Inputs: K3S_VERSION, the version the install is about to put on the servers.
+# lib.sh: log die need_k3s
+set -eu
 : "${K3S_VERSION:?}"
 need_k3s
 FROM=$("$K3S" --version 2>/dev/null | sed -n '1s/^k3s version \(v[^ ]*\).*$/\1/p') || FROM=""

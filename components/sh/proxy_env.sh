@@ -2,8 +2,9 @@
 # k3s.proxy for K3s and containerd: the proxy variables in an environment file of our own, which
 # systemd reads as written, never through the installer's env file. Sourced by install_node.sh.
 # Needs: HTTP_PROXY_URL, HTTPS_PROXY_URL, NO_PROXY_LIST (inputs, only with k3s.proxy),
-# PROXY_CREDENTIALS (stdin line 5), CONF_DIR, SERVICE and INIT (choose_service), ENV_FILE (the
-# installer's env file), and lib.sh's put_file/remove_managed.
+# PROXY_CREDENTIALS (stdin), SERVICE and INIT (choose_service), ENV_FILE (the installer's env
+# file), PROXY_ENV_FILE (consts.sh); proxy_paths called once SERVICE is known.
+# lib.sh: die put_file remove_managed
 #
 # Why not the installer's env file: install.sh create_env_file writes it as
 # `sh -c export | while read x v; do echo $v; done`: `read` without -r drops backslashes and
@@ -20,9 +21,10 @@
 # OpenRC has no drop-ins: its init script sources the installer's env file as shell code
 # (`set -o allexport; . <env file>`, install.sh create_openrc_service_file), so there our
 # lines, shell-quoted, take the place of the installer's.
+set -eu
 
-PROXY_ENV_FILE=$CONF_DIR/k3s-rancher-proxy.env
-PROXY_DROP_IN=/etc/systemd/system/$SERVICE.service.d/50-k3s-rancher-proxy.conf
+# proxy_paths: PROXY_DROP_IN, our systemd drop-in for SERVICE.
+proxy_paths() { PROXY_DROP_IN=/etc/systemd/system/$SERVICE.service.d/50-k3s-rancher-proxy.conf; }
 
 # check_proxy_credentials: user:password as a URL's userinfo, or stop. Go's URL parser, which
 # K3s and containerd read the proxy variables with, takes only letters, digits,
@@ -76,9 +78,9 @@ proxy_configured() { [ -n "${HTTP_PROXY_URL:-}${HTTPS_PROXY_URL:-}" ]; }
 # it (put_file sets CHANGED when either changes: K3s restarts); without, both go.
 write_proxy_files() {
   if proxy_configured && [ "$INIT" = systemd ]; then
-    put_file 0600 "$PROXY_ENV_FILE" "# managed by k3s-rancher: k3s.proxy for $SERVICE (systemd EnvironmentFile= syntax)
+    put_file 0600 "$PROXY_ENV_FILE" "$MANAGED_MARKER: k3s.proxy for $SERVICE (systemd EnvironmentFile= syntax)
 $(proxy_lines systemd_quoted)"
-    put_file 0644 "$PROXY_DROP_IN" "# managed by k3s-rancher: k3s.proxy for $SERVICE
+    put_file 0644 "$PROXY_DROP_IN" "$MANAGED_MARKER: k3s.proxy for $SERVICE
 [Service]
 EnvironmentFile=$PROXY_ENV_FILE"
   else

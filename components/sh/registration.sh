@@ -11,8 +11,10 @@
 # node_meta.sh removed through the API. From then on the API alone keeps them in sync.
 # Runs before the install; the uninstall removes /etc/rancher/k3s.
 # Inputs: NODE_NAME, REGISTRATION_YAML (a config.yaml.d drop-in with node-label+/node-taint+).
+# lib.sh: log put_file
+set -eu
 : "${NODE_NAME:?}" "${REGISTRATION_YAML:?}"
-FILE=/etc/rancher/k3s/config.yaml.d/40-k3s-rancher-registration.yaml
+FILE=$REGISTRATION_FILE
 if [ -e /etc/rancher/node/password ]; then
   rm -f "$FILE"
   log "$NODE_NAME has registered already: label and taint changes go through the API"

@@ -4,16 +4,14 @@
 # Runs on the init server.
 # Inputs: NODE_NAME, K3S_VERSION, TIMEOUT (seconds), WAIT_FOR (the install it follows, for
 # the plan only), HINT (what to check when the wait gives up).
+# lib.sh: log die need_k3s kc node_state deadline
+set -eu
 : "${NODE_NAME:?}" "${K3S_VERSION:?}" "${TIMEOUT:?}" "${HINT:?}"
-# The annotation that marks a cordon of k3s-rancher's (cordon_drain.sh sets it, rejoin.sh
-# lifts only those), and its jsonpath form.
-CORDON_MARK=k3s-rancher.io/cordoned-for-upgrade
-CORDON_MARK_PATH='k3s-rancher\.io/cordoned-for-upgrade'
 need_k3s
 log "waiting up to ${TIMEOUT}s for $NODE_NAME at $K3S_VERSION (after: ${WAIT_FOR:-install})"
 END=$(deadline "$TIMEOUT")
 while :; do
-  STATE=$(kc get node "$NODE_NAME" -o 'jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
+  STATE=$(node_state "$NODE_NAME")
   [ "$STATE" != "$K3S_VERSION True" ] || break
   if [ "$(date +%s)" -ge "$END" ]; then
     die "$NODE_NAME is not Ready at $K3S_VERSION after ${TIMEOUT}s (${STATE:-not registered}); it stays cordoned and the next agents wait. $HINT"

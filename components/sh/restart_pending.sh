@@ -4,6 +4,8 @@
 # running; else nothing. Bounded by TIMEOUT.
 # Inputs: NODE_NAME, ROLE, TIMEOUT, WAIT_FOR (the install's desired state, for the plan only).
 # stdin: the install's own (its secrets), read only to keep them out of the log it may show.
+# lib.sh: log host_lock
+set -eu
 : "${NODE_NAME:?}" "${ROLE:?}" "${TIMEOUT:?}"
 # shellcheck source=/dev/null
 . "$K3SR_SCRIPTS/service.sh"

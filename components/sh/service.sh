@@ -1,23 +1,10 @@
 # shellcheck shell=sh
 # K3s's service on this host: its state, a restart that does not block and a bounded wait for
 # it, the log with secrets hidden, and the record that a restart is owed.
-# Needs (from the script that sources it): NODE_NAME, TIMEOUT (seconds), choose_service called; TOKEN and the other secrets read from stdin, which
-# the log must never show (any may be empty).
-
-# read_node_secrets: the node's secrets from stdin, one a line (components/scripts.py
-# install_stdin): the cluster token, the external datastore endpoint, the etcd S3 access and
-# secret keys, the proxy's user:password, (while newToken rotates it) the token rotated from,
-# and (with the registryAuth secret) the whole registries.yaml as one JSON line; any line may
-# be empty or absent.
-read_node_secrets() {
-  IFS= read -r TOKEN || true
-  IFS= read -r DATASTORE_ENDPOINT || true
-  IFS= read -r S3_ACCESS_KEY || true
-  IFS= read -r S3_SECRET_KEY || true
-  IFS= read -r PROXY_CREDENTIALS || true
-  IFS= read -r ROTATED_FROM || true
-  IFS= read -r REGISTRIES_WITH_AUTH || true
-}
+# Needs (from the script that sources it): NODE_NAME, TIMEOUT (seconds), choose_service called;
+# the install's secrets read from stdin (consts.sh read_node_secrets), which the log never shows.
+# lib.sh: die log deadline redact
+set -eu
 
 # choose_service ROLE: SERVICE and INIT for this host, by the installer's rules (install.sh
 # verify_system): openrc when /sbin/openrc-run exists, else systemd.
@@ -35,7 +22,6 @@ choose_service() {
 # A restart is owed from the moment an install may write K3s's files until K3s runs them:
 # recorded on the host, so that it survives a killed run (the next one restarts K3s even
 # when it finds nothing left to write).
-RESTART_PENDING=/var/lib/k3s-rancher/restart-pending
 mark_restart_pending() {
   mkdir -p "${RESTART_PENDING%/*}"
   : > "$RESTART_PENDING"
@@ -53,25 +39,6 @@ service_state() {
   fi
 }
 
-# redact: drop every line that holds a secret (K3s does not log the token; this is in case).
-redact() {
-  while IFS= read -r _line || [ -n "$_line" ]; do
-    _hide "${TOKEN:-}" "the cluster token"
-    _hide "${DATASTORE_ENDPOINT:-}" "the datastore endpoint"
-    _hide "${S3_SECRET_KEY:-}" "the etcd S3 secret key"
-    _hide "${S3_ACCESS_KEY:-}" "the etcd S3 access key"
-    _hide "${PROXY_CREDENTIALS:-}" "the proxy credentials"
-    _hide "${ROTATED_FROM:-}" "the previous cluster token"
-    _hide "${REGISTRIES_WITH_AUTH:-}" "the registry credentials"
-    printf "%s\n" "$_line"
-  done
-}
-# _hide SECRET WHAT: replace _line when it holds SECRET (not empty).
-_hide() {
-  [ -n "$1" ] || return 0
-  case $_line in *"$1"*) _line="[line hidden: it contained $2]" ;; esac
-}
-
 # service_log: the last lines of the service's log, from its current start only where systemd
 # says which that is (an older start's lines, say a refused token before an uninstall, would
 # otherwise be taken for this one's).
@@ -79,12 +46,12 @@ service_log() {
   if [ "$INIT" = systemd ]; then
     _invocation=$(systemctl show "$SERVICE" -p InvocationID --value 2>/dev/null || true)
     if [ -n "$_invocation" ]; then
-      journalctl --no-pager -n 20 "_SYSTEMD_INVOCATION_ID=$_invocation" 2>&1 | redact
+      journalctl --no-pager -n 20 "_SYSTEMD_INVOCATION_ID=$_invocation" 2>&1 | redact hide_node_secrets
     else
-      journalctl -u "$SERVICE" --no-pager -n 20 2>&1 | redact
+      journalctl -u "$SERVICE" --no-pager -n 20 2>&1 | redact hide_node_secrets
     fi
   else
-    tail -n 20 "/var/log/$SERVICE.log" 2>&1 | redact
+    tail -n 20 "/var/log/$SERVICE.log" 2>&1 | redact hide_node_secrets
   fi
 }
 

@@ -6,6 +6,8 @@
 # is relative: sshd starts commands and the SFTP server in the user's home directory, so
 # both resolve it to the same place, which (unlike /tmp) survives a reboot.
 # Inputs: AIRGAP_STAGE (directory relative to the home directory).
+# lib.sh: log die
+set -eu
 : "${AIRGAP_STAGE:?}"
 umask 077
 mkdir -p "$AIRGAP_STAGE"

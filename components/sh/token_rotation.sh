@@ -6,6 +6,8 @@
 # data with it). Each node's install then takes the new token and restarts K3s once.
 # Idempotent: a re-run finds server/token at the new token and does nothing.
 # Inputs: NODE_NAME. stdin: line 1 the token the cluster has now, line 2 the new one.
+# lib.sh: log die need_k3s redact _hide
+set -eu
 : "${NODE_NAME:?}"
 IFS= read -r OLD_TOKEN || true
 IFS= read -r NEW_TOKEN || true
@@ -14,7 +16,6 @@ case $NEW_TOKEN in
   K10*::*) die "newToken must be a plain token (what follows ::server: in a K10... token), not the K10<hash>::<credentials> form: K3s would keep all of it as the password and no node could join again. Set it again: pulumi config set --secret newToken <token>" ;;
 esac
 
-SERVER_TOKEN=/var/lib/rancher/k3s/server/token
 if [ ! -f "$SERVER_TOKEN" ]; then
   log "no K3s server data on $NODE_NAME yet ($SERVER_TOKEN): nothing to rotate, the cluster starts with the new token"
   exit 0
@@ -35,26 +36,23 @@ if holds "$NEW_TOKEN"; then
 fi
 holds "$OLD_TOKEN" || die "$SERVER_TOKEN on $NODE_NAME holds neither the current token nor newToken; nothing was changed. Was the token rotated by hand, or newToken changed while a rotation was under way? Set 'token' to the token that file holds (what follows ::server:), then run pulumi up again"
 
-# redact: lines holding either token are hidden (K3s prints neither; this is in case).
-redact() {
-  while IFS= read -r _line || [ -n "$_line" ]; do
-    case $_line in
-      *"$OLD_TOKEN"* | *"$NEW_TOKEN"*) _line="[line hidden: it contained a cluster token]" ;;
-    esac
-    printf "%s\n" "$_line"
-  done
+# hide_tokens: redact's filter: lines holding either token are hidden (K3s prints neither;
+# this is in case).
+hide_tokens() {
+  _hide "$OLD_TOKEN" "a cluster token"
+  _hide "$NEW_TOKEN" "a cluster token"
 }
 
 need_k3s
 # The old token through K3S_TOKEN (the --token flag's variable: no argv), the new one through
 # --new-token, its only source: K3s hides its own arguments (gspt.SetProcTitle) once it runs.
-# K3S_URL would redirect --server from the local server (https://127.0.0.1:6443).
+# K3S_URL would redirect --server from the local server (https://127.0.0.1 at the API port).
 unset K3S_URL
 log "rotating the cluster token on $NODE_NAME (k3s token rotate)"
 if OUT=$(K3S_TOKEN=$OLD_TOKEN "$K3S" token rotate --new-token "$NEW_TOKEN" 2>&1); then
-  printf "%s\n" "$OUT" | redact >&2
+  printf "%s\n" "$OUT" | redact hide_tokens >&2
 else
-  printf "%s\n" "$OUT" | redact >&2
+  printf "%s\n" "$OUT" | redact hide_tokens >&2
   die "k3s token rotate failed on $NODE_NAME (above); the cluster still uses the current token and no node was changed. Check that K3s runs there (systemctl status k3s) and is recent enough to have 'k3s token rotate' (the October 2023 releases added it, e.g. v1.28.3+k3s1), then run pulumi up again"
 fi
 holds "$NEW_TOKEN" || die "k3s token rotate answered, but $SERVER_TOKEN on $NODE_NAME does not hold the new token; nothing else was changed. Check the init server's K3s (journalctl -u k3s), then run pulumi up again"

@@ -6,6 +6,8 @@
 # user's home): this node's airgap generation to remove, or empty; LEFTOVERS (1: the
 # `<node>-cleanup` step, for what a failed first install left: nothing is done on a host that
 # is a K3s node of the other role, whose files are not this node's).
+# lib.sh: log die ssh_user user_home host_lock
+set -eu
 : "${ROLE:?}"
 if [ "$ROLE" = server ]; then
   SERVICE=k3s SCRIPT=k3s-uninstall.sh OTHER_SERVICE=k3s-agent
@@ -25,7 +27,9 @@ host_lock "uninstall"
 UNINSTALL="" FAILED=""
 # Our systemd drop-in for k3s.proxy (proxy_env.sh) goes first: K3s's uninstall script reloads
 # systemd once the unit is gone (its env file is in /etc/rancher/k3s, removed below).
-PROXY_DROP_IN=/etc/systemd/system/$SERVICE.service.d/50-k3s-rancher-proxy.conf
+# shellcheck source=/dev/null
+. "$K3SR_SCRIPTS/proxy_env.sh"
+proxy_paths
 if [ -f "$PROXY_DROP_IN" ]; then
   rm -f "$PROXY_DROP_IN"
   rmdir "${PROXY_DROP_IN%/*}" 2>/dev/null || true
@@ -64,13 +68,13 @@ for _unit in "/etc/systemd/system/$SERVICE.service" "/etc/init.d/$SERVICE"; do
 done
 
 # Ours: config, token file, registration drop-in (all in /etc/rancher/k3s), node password.
-rm -rf /etc/rancher/k3s /etc/rancher/node
+rm -rf "$CONF_DIR" /etc/rancher/node
 # The restart owed and the drift check's record of what the install wrote (applied.sh).
-rm -f /var/lib/k3s-rancher/restart-pending /var/lib/k3s-rancher/applied
+rm -f "$RESTART_PENDING" "$APPLIED"
 # Every airgap generation's root-owned copy (a failed upgrade may have left a newer one): the
 # install of a replacement makes its own after this ran.
-rm -rf /var/lib/k3s-rancher/airgap
-rmdir /var/lib/k3s-rancher 2>/dev/null || true
+rm -rf "$AIRGAP_ROOT"
+rmdir "$STATE_DIR" 2>/dev/null || true
 if [ -n "${AIRGAP_GENERATION:-}" ]; then
   STAGE_USER=$(ssh_user)
   if HOME_DIR=$(user_home "$STAGE_USER"); then
@@ -81,9 +85,9 @@ if [ -n "${AIRGAP_GENERATION:-}" ]; then
   fi
 fi
 # Leave no empty directories behind that K3s created.
-rmdir /etc/rancher /var/lib/rancher/k3s /var/lib/rancher 2>/dev/null || true
-if [ -n "$FAILED" ] && [ -d /var/lib/rancher/k3s ]; then
-  die "$FAILED and K3s data is left in /var/lib/rancher/k3s; our files are removed. Fix the cause, run k3s-killall.sh, remove /var/lib/rancher/k3s, then run pulumi destroy again"
+rmdir /etc/rancher "$K3S_DATA_DIR" /var/lib/rancher 2>/dev/null || true
+if [ -n "$FAILED" ] && [ -d "$K3S_DATA_DIR" ]; then
+  die "$FAILED and K3s data is left in $K3S_DATA_DIR; our files are removed. Fix the cause, run k3s-killall.sh, remove $K3S_DATA_DIR, then run pulumi destroy again"
 fi
 [ -z "$FAILED" ] || log "warning: $FAILED; what it leaves is removed"
 log "K3s removed"

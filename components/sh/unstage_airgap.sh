@@ -4,6 +4,8 @@
 # as soon as it has checked the root-owned copies; this covers a generation that was staged
 # and never installed (a refused or failed install, a node removed before it ran).
 # Inputs: AIRGAP_STAGE (directory relative to the home directory).
+# lib.sh: log die
+set -eu
 : "${AIRGAP_STAGE:?}"
 if [ -L "${AIRGAP_STAGE%%/*}" ] || [ -L "${AIRGAP_STAGE%/*}" ]; then
   die "$PWD/${AIRGAP_STAGE%/*} is a link: remove it by hand"

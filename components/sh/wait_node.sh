@@ -3,6 +3,8 @@
 # answers /readyz. Runs on a server, where the admin kubeconfig lives.
 # Inputs: K3S_VERSION, TIMEOUT (seconds), WAIT_FOR (what changed, for the plan only), HINT
 # (what to check when the wait gives up); positional args: the node names.
+# lib.sh: log die need_k3s kc node_state deadline
+set -eu
 : "${K3S_VERSION:?}" "${TIMEOUT:?}" "${HINT:?}"
 [ "$#" -gt 0 ] || die "no node names to wait for"
 need_k3s
@@ -13,7 +15,7 @@ while :; do
   PENDING=""
   if kc get --raw /readyz >/dev/null 2>&1; then
     for NODE in "$@"; do
-      STATE=$(kc get node "$NODE" -o 'jsonpath={.status.nodeInfo.kubeletVersion} {.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null || true)
+      STATE=$(node_state "$NODE")
       [ "$STATE" = "$K3S_VERSION True" ] || PENDING="$PENDING $NODE(${STATE:-not registered})"
     done
   else

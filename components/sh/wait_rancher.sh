@@ -3,6 +3,7 @@
 # container (docker exec), where Rancher listens on 443 whatever the published host port.
 # Inputs: CONTAINER (its name, for the message), TIMEOUT (seconds), WAIT_FOR (what changed,
 # for the plan only).
+# lib.sh: none
 : "${CONTAINER:?}" "${TIMEOUT:?}"
 # Self-contained (no lib.sh): its text is all in the command, which must not change when the
 # node scripts' helpers do.

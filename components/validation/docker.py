@@ -7,14 +7,14 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from .. import checks
+from .. import checks, host_facts
 from ..settings import DOCKER_AGENT_HOST, NAMESPACE, DockerSettings, K3sSettings, Settings
-from .facts import Facts
+from ..validation.facts import Facts
 
 KEY = f"{NAMESPACE}:docker"
 _HOST_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-_K3S_DEFAULT_CIDRS = {"cluster-cidr": "10.42.0.0/16", "service-cidr": "10.43.0.0/16"}
+_K3S_DEFAULT_CIDRS = {"cluster-cidr": host_facts.K3S_CLUSTER_CIDR, "service-cidr": host_facts.K3S_SERVICE_CIDR}
 
 
 def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:

@@ -19,7 +19,7 @@ from tests.scripts.awkward import awkward_config, settings_for
 from tests.scripts.sandbox import Sandbox, install, make_sandbox, needs_sandbox, stdin
 from tests.scripts.test_preflight import nothing_written, snapshot
 
-INSTALL_NODE = Path(scripts.SH_DIR / "install_node.sh").read_text()
+FIRST_INSTALL = Path(scripts.SH_DIR / "first_install.sh").read_text()
 
 
 def listening(box: Sandbox, *ports: int) -> None:
@@ -151,9 +151,9 @@ def test_preflight_off_skips_every_new_check(box: Sandbox) -> None:
 
 
 def _listening_ports(bin_dir: Path) -> list[str]:
-    """The ports install_node.sh's listening_ports() reports, with only `bin_dir` on PATH."""
-    start = INSTALL_NODE.index("listening_ports() {")
-    function = INSTALL_NODE[start : INSTALL_NODE.index("\n}\n", start) + 3]
+    """The ports first_install.sh's listening_ports() reports, with only `bin_dir` on PATH."""
+    start = FIRST_INSTALL.index("listening_ports() {")
+    function = FIRST_INSTALL[start : FIRST_INSTALL.index("\n}\n", start) + 3]
     return subprocess.run(
         ["/bin/sh", "-c", function + "listening_ports"],
         env={"PATH": str(bin_dir)},

@@ -6,13 +6,14 @@ them through; those values stay data and come back quoted."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from pathlib import Path
 
 import yaml
 
-from components import scripts
+from components import bundle, host_facts, scripts
 from policy.shell_inputs import parse as parse_inputs
 from tests.scripts.awkward import (
     AGENT_ARGS,
@@ -139,3 +140,68 @@ def test_values_that_look_like_shell_keywords_are_quoted(tmp_path: Path) -> None
     path.write_text(script.body)
     result = run_shellcheck([path])
     assert result.returncode == 0, result.stdout
+
+
+def _code(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+
+
+def _calls(text: str, names: set[str]) -> set[str]:
+    """The functions of `names` that `text` calls (its own definitions aside)."""
+    code = _code(text)
+    own = set(re.findall(r"^\s*(\w+)\(\) \{", code, re.M))
+    return {n for n in names - own if re.search(rf"(^|[\s;|&(`$!]){n}\b", code, re.M)}
+
+
+def test_each_script_lists_the_lib_helpers_it_calls_and_each_listed_helper_exists() -> None:
+    """A script's `# lib.sh:` line is what it may call of lib.sh; a script sent whole in its
+    command text (components/bundle.py NOT_BUNDLED) gets exactly the listed helpers, so its
+    list also holds every helper those call."""
+    blocks = scripts.lib_blocks()
+    helpers = set().union(*(names for names, _ in blocks))
+    assert {"log", "die", "kc", "node_state", "drain_node", "redact"} <= helpers
+    lib = (SH_DIR / "lib.sh").read_text()
+    for path in sorted(SH_DIR.glob("*.sh")):
+        if path.name == "lib.sh":
+            continue
+        text = path.read_text()
+        assert re.search(r"^# lib\.sh: \S", text, re.M), f"{path.name}: no `# lib.sh:` line"
+        listed = set(scripts.listed_helpers(text))
+        assert listed <= helpers, f"{path.name} lists helpers lib.sh lacks: {sorted(listed - helpers)}"
+        called = _calls(text, helpers)
+        assert called <= listed, f"{path.name} calls helpers it does not list: {sorted(called - listed)}"
+        if path.name in bundle.NOT_BUNDLED and listed:
+            needed = set().union(*(_calls(t, helpers) for names, t in blocks if names & listed))
+            assert needed <= listed, f"{path.name}: the listed helpers call {sorted(needed - listed)}"
+        else:
+            first = next(line for line in _code(text).splitlines() if line.strip())
+            assert path.name in bundle.NOT_BUNDLED or first == "set -eu", f"{path.name} starts with {first!r}"
+    assert _calls(lib, helpers) <= helpers
+
+
+def test_no_script_copies_a_path_or_default_that_consts_sh_emits() -> None:
+    """The host paths, K3s's API port and networks are defined once (components/host_facts.py)
+    and reach the bundle's scripts as consts.sh; only the scripts sent whole (no bundle) keep
+    their own."""
+    values = [
+        host_facts.TOKEN_FILE,
+        host_facts.ADMIN_KUBECONFIG,
+        host_facts.DROP_IN_DIR,
+        host_facts.SERVER_TOKEN,
+        host_facts.AIRGAP_ROOT,
+        host_facts.APPLIED_FILE,
+        host_facts.RESTART_PENDING_FILE,
+        host_facts.HOST_LOCK,
+        host_facts.CORDON_MARK,
+        str(host_facts.K3S_API_PORT),
+        host_facts.K3S_CLUSTER_CIDR,
+        host_facts.K3S_SERVICE_CIDR,
+    ]
+    for path in sorted(SH_DIR.glob("*.sh")):
+        if path.name in bundle.NOT_BUNDLED:
+            continue
+        code = _code(path.read_text())
+        for value in values:
+            assert value not in code, f"{path.name} has {value!r}: use consts.sh's name for it"
+    consts = bundle.generated()[host_facts.CONSTS_FILE]
+    assert all(f"{name} || true" in consts for name, _ in host_facts.INSTALL_STDIN)

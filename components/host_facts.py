@@ -1,0 +1,110 @@
+"""What the host scripts and the Python side must agree on, defined once here: the paths of
+k3s-rancher's files on a host, K3s's defaults the scripts need (API port, pod and service
+networks), the length of a fingerprint (components/scripts.py fingerprint: airgap generation
+names), and the install's stdin entries in their order.
+
+The scripts bundle (components/bundle.py) carries them as consts.sh, rendered here and sourced
+by lib.sh, so no shell file copies a path, a port or a stdin position. consts.sh is not a
+file in components/sh: it exists only in the bundle.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+# K3s's defaults (k3s server --help: --https-listen-port, --cluster-cidr, --service-cidr).
+K3S_API_PORT = 6443
+K3S_CLUSTER_CIDR = "10.42.0.0/16"
+K3S_SERVICE_CIDR = "10.43.0.0/16"
+# Hex digits of a fingerprint (an airgap generation's name is one).
+FINGERPRINT_LENGTH = 16
+
+CONF_DIR = "/etc/rancher/k3s"
+TOKEN_FILE = f"{CONF_DIR}/cluster-token"
+ADMIN_KUBECONFIG = f"{CONF_DIR}/k3s.yaml"
+DROP_IN_DIR = f"{CONF_DIR}/config.yaml.d"
+REGISTRATION_FILE = f"{DROP_IN_DIR}/40-k3s-rancher-registration.yaml"
+# The etcd S3 credentials' and the external datastore's drop-ins on servers (0600, from stdin).
+ETCD_S3_FILE = f"{DROP_IN_DIR}/50-k3s-rancher-etcd-s3.yaml"
+DATASTORE_FILE = f"{DROP_IN_DIR}/60-k3s-rancher-datastore.yaml"
+PROXY_ENV_FILE = f"{CONF_DIR}/k3s-rancher-proxy.env"
+# K3s's own files the scripts read.
+K3S_DATA_DIR = "/var/lib/rancher/k3s"
+SERVER_TOKEN = f"{K3S_DATA_DIR}/server/token"
+SERVER_CA = f"{K3S_DATA_DIR}/server/tls/server-ca.crt"
+JOINED_CERT = f"{K3S_DATA_DIR}/agent/client-kubelet.crt"
+IMAGES_DIR = f"{K3S_DATA_DIR}/agent/images"
+# k3s-rancher's own state on the host.
+STATE_DIR = "/var/lib/k3s-rancher"
+AIRGAP_ROOT = f"{STATE_DIR}/airgap"
+APPLIED_FILE = f"{STATE_DIR}/applied"
+RESTART_PENDING_FILE = f"{STATE_DIR}/restart-pending"
+HOST_LOCK = f"{STATE_DIR}/lock"
+MANAGED_MARKER = "# managed by k3s-rancher"
+# The annotation that marks a cordon of k3s-rancher's (cordon_drain.sh sets it, rejoin.sh lifts
+# only those).
+CORDON_MARK = "k3s-rancher.io/cordoned-for-upgrade"
+
+# The install's stdin, one secret a line, in this order (components/scripts.py install_stdin
+# writes it, consts.sh's read_node_secrets reads it): the shell variable each line lands in and
+# what the log says instead of a line that holds it. A position is the wire format of every
+# existing stack's stdin: entries are only ever added at the end.
+INSTALL_STDIN: tuple[tuple[str, str], ...] = (
+    ("TOKEN", "the cluster token"),
+    ("DATASTORE_ENDPOINT", "the datastore endpoint"),
+    ("S3_ACCESS_KEY", "the etcd S3 access key"),
+    ("S3_SECRET_KEY", "the etcd S3 secret key"),
+    ("PROXY_CREDENTIALS", "the proxy credentials"),
+    ("ROTATED_FROM", "the previous cluster token"),
+    ("REGISTRIES_WITH_AUTH", "the registry credentials"),
+)
+
+# The values consts.sh sets, by shell variable name.
+_CONSTS = {
+    "K3S_DEFAULT_API_PORT": str(K3S_API_PORT),
+    "K3S_DEFAULT_CLUSTER_CIDR": K3S_CLUSTER_CIDR,
+    "K3S_DEFAULT_SERVICE_CIDR": K3S_SERVICE_CIDR,
+    "FINGERPRINT_LENGTH": str(FINGERPRINT_LENGTH),
+    "CONF_DIR": CONF_DIR,
+    "TOKEN_FILE": TOKEN_FILE,
+    "ADMIN_KUBECONFIG": ADMIN_KUBECONFIG,
+    "REGISTRATION_FILE": REGISTRATION_FILE,
+    "ETCD_S3_FILE": ETCD_S3_FILE,
+    "DATASTORE_FILE": DATASTORE_FILE,
+    "PROXY_ENV_FILE": PROXY_ENV_FILE,
+    "K3S_DATA_DIR": K3S_DATA_DIR,
+    "SERVER_TOKEN": SERVER_TOKEN,
+    "SERVER_CA": SERVER_CA,
+    "JOINED_CERT": JOINED_CERT,
+    "IMAGES_DIR": IMAGES_DIR,
+    "STATE_DIR": STATE_DIR,
+    "AIRGAP_ROOT": AIRGAP_ROOT,
+    "APPLIED": APPLIED_FILE,
+    "RESTART_PENDING": RESTART_PENDING_FILE,
+    "HOST_LOCK": HOST_LOCK,
+    "MANAGED_MARKER": MANAGED_MARKER,
+    "CORDON_MARK": CORDON_MARK,
+}
+CONSTS_FILE = "consts.sh"
+
+
+def consts_sh() -> str:
+    """The bundle's consts.sh: the values above as shell variables, and the install's stdin
+    reader and the hiding of its secrets in a log, both from INSTALL_STDIN."""
+    lines = [
+        "# shellcheck shell=sh",
+        "# shellcheck disable=SC2034 # read by the scripts that source lib.sh",
+        "# Rendered by components/host_facts.py (the bundle's only generated file): do not edit.",
+    ]
+    lines += [f"{name}={shlex.quote(value)}" for name, value in _CONSTS.items()]
+    # The jsonpath form of the annotation's key (dots escaped).
+    lines.append(f"CORDON_MARK_PATH={shlex.quote(CORDON_MARK.replace('.', chr(92) + '.'))}")
+    lines += ["", "# read_node_secrets: the install's stdin, one secret a line; any line may be empty or absent."]
+    lines.append("read_node_secrets() {")
+    lines += [f"  IFS= read -r {name} || true" for name, _ in INSTALL_STDIN]
+    lines.append("}")
+    lines += ["", "# hide_node_secrets: redact's filter for the install's secrets (lib.sh redact, _hide)."]
+    lines.append("hide_node_secrets() {")
+    lines += [f'  _hide "${{{name}:-}}" {shlex.quote(what)}' for name, what in INSTALL_STDIN]
+    lines.append("}")
+    return "\n".join(lines) + "\n"
