@@ -10,6 +10,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
+from .server_flags import server_flag_values
 from .settings import K3sSettings
 
 # K3s's defaults (k3s server --help: --cluster-cidr, --service-cidr).
@@ -20,9 +21,6 @@ ALWAYS = ("127.0.0.1", "localhost", ".svc", ".cluster.local")
 
 
 def _cidrs(k3s: K3sSettings, flag: str, default: str) -> list[str]:
-    # Imported here: components/validation/k3s.py imports this module.
-    from .validation.k3s import server_flag_values
-
     found = [value for _, value in server_flag_values(k3s, flag) if value]
     return found or [default]
 

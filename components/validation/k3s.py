@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import checks, compat, k3s_flags, proxy, registry_auth
 from ..scripts import etcd_snapshot_flags
+from ..server_flags import server_flag_values
 from ..settings import NAMESPACE, K3sSettings, Settings
 from .facts import Facts
 
@@ -139,27 +140,6 @@ def _flag_name_problems(k3s: K3sSettings, reported: set[str]) -> list[tuple[str,
             if error := k3s_flags.name_error(flags, role, written.lstrip("-"), minor, written):
                 problems.append((where, error))
     return problems
-
-
-def server_flag_values(k3s: K3sSettings, flag: str) -> list[tuple[str, str]]:
-    """(key, value) for each value a server flag gets from serverConfig (`flag`, `flag+`) and
-    serverArgs (`--flag=v`, `--flag v`); comma-separated values split, as K3s splits them."""
-    found: list[tuple[str, str]] = []
-    for name in (flag, f"{flag}+"):
-        value = k3s.server_config.get(name)
-        for item in value if isinstance(value, list) else ([] if value is None else [value]):
-            found += [(f"{KEY}.serverConfig.{name}", part.strip()) for part in str(item).split(",")]
-    args = list(k3s.server_args)
-    for i, arg in enumerate(args):
-        name, has_value, value = arg.lstrip("-").partition("=")
-        if not arg.startswith("-") or name != flag:
-            continue
-        if not has_value:
-            if i + 1 >= len(args) or args[i + 1].startswith("-"):
-                continue
-            value = args[i + 1]
-        found += [(f"{KEY}.serverArgs[{i}]", part.strip()) for part in value.split(",")]
-    return found
 
 
 def _registries_problems(registries: Mapping[str, Any]) -> list[tuple[str, str]]:

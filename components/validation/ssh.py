@@ -8,9 +8,9 @@ from __future__ import annotations
 import ipaddress
 
 from .. import checks
+from ..server_flags import server_flag_values
 from ..settings import NAMESPACE, Settings
 from .facts import Facts
-from .k3s import server_flag_values
 from .nodes import keyed_nodes
 
 KEY = f"{NAMESPACE}:ssh"
