@@ -5,6 +5,7 @@ modules import one another without a cycle."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from itertools import permutations
@@ -86,3 +87,36 @@ def test_proxy_scripts_and_k3s_validation_import_alone_in_any_order(order: tuple
     code = "; ".join(f"import components.{name}" for name in order)
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
+
+
+# A comparison of the topology (or its name) with a literal: `topology == "docker"`,
+# `.topology != "ssh"`, `topology in ("ssh", ...)`, and the same with the literal first.
+_SWITCH = re.compile(
+    r"""topology\s*(==|!=|\bnot\s+in\b|\bin\b)\s*[("'\[{]|["'](ssh|docker|kubeconfig)["']\s*(==|!=)\s*\S*topology"""
+)
+
+
+def test_nothing_outside_the_registry_switches_on_the_topology_name() -> None:
+    registry = COMPONENTS / "topologies"
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sorted(COMPONENTS.rglob("*.py"))
+        if registry not in path.parents
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if _SWITCH.search(line)
+    ]
+    assert found == []
+
+
+def test_the_pattern_finds_the_switches_it_forbids() -> None:
+    for line in ('if settings.topology == "docker":', "x if topology != 'ssh' else y", 'if s.topology in ("ssh",):'):
+        assert _SWITCH.search(line), line
+    assert not _SWITCH.search("topology = topologies.named(raw['topology'])")
+
+
+def test_the_registry_holds_every_topology_the_schema_accepts() -> None:
+    from components import topologies
+    from components.schema import load_schema
+
+    assert set(topologies.TOPOLOGIES) == set(load_schema()["properties"]["topology"]["enum"])
+    assert all(name == t.name for name, t in topologies.TOPOLOGIES.items())

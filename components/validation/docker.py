@@ -18,8 +18,7 @@ _K3S_DEFAULT_CIDRS = {"cluster-cidr": "10.42.0.0/16", "service-cidr": "10.43.0.0
 
 
 def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
-    if settings.topology != "docker":
-        return []
+    """The docker topology's rules (components/topologies/docker.py runs them)."""
     return _refused(settings, facts) + _engine_problems(settings, facts)
 
 
