@@ -7,7 +7,8 @@ the secrets that are set and the stack name, and runs, in order:
    leaves out (the init server, the API address, Rancher's host name and replicas, ...);
 3. components/local_files.py: the only IO besides reading the schema once, the local files
    the settings name;
-4. every validator in components/validation (VALIDATORS), over the typed settings.
+4. the validators the topology lists (components/topologies: its sections' rules and what it
+   refuses of the others'), over the typed settings.
 When the structure is wrong somewhere, 2-4 still run, best effort, so that one error lists
 the value problems too.
 
@@ -20,7 +21,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import checks, local_files
+from . import checks, local_files, topologies
 from .schema import apply_defaults, given_keys, load_schema, schema_problems
 from .settings import (
     NAMESPACE,
@@ -41,7 +42,7 @@ from .settings import (
     Timeouts,
     UpgradeSettings,
 )
-from .validation import VALIDATORS, Facts
+from .validation import Facts
 from .validation.k3s import etcd_warning
 
 # What building or checking a config of the wrong structure can raise; the structural
@@ -59,7 +60,7 @@ def parse_settings(raw_in: Mapping[str, Any], secrets_set: Iterable[str] = (), s
     if structural:
         raise ConfigError(structural + _problems_beyond_structure(raw_in, secrets, stack, structural))
     settings, facts = _settings_and_facts(raw_in, secrets, stack)
-    problems = [problem for validator in VALIDATORS for problem in validator(settings, facts)]
+    problems = [problem for validator in topologies.of(settings).validators() for problem in validator(settings, facts)]
     if warning := etcd_warning(settings, server_count(settings)):
         warnings.warn(warning, stacklevel=2)
     if problems:
@@ -88,7 +89,7 @@ def _problems_beyond_structure(
     except _BROKEN:
         return []
     found: list[tuple[str, str]] = []
-    for validator in VALIDATORS:
+    for validator in topologies.of(settings).validators():
         try:
             found += validator(settings, facts)
         except _BROKEN:
@@ -105,7 +106,7 @@ def _problems_beyond_structure(
 
 def server_count(settings: Settings) -> int:
     """K3s servers the stack runs: listed hosts (ssh) or containers (docker)."""
-    return settings.docker.servers if settings.topology == "docker" else len(settings.servers)
+    return topologies.of(settings).server_count(settings)
 
 
 def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str], stack: str) -> Settings:
@@ -113,7 +114,7 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
     node's SSH endpoint, the init server, the API address, the docker image, Rancher's host
     name, replicas and HTTPS port. rancher.tlsCert/privateCa stay as given (text or path):
     components/local_files.py reads them."""
-    topology = raw["topology"]
+    topology = topologies.named(raw["topology"])
     ssh_raw, k3s_raw, docker_raw, rancher_raw = raw["ssh"], raw["k3s"], raw["docker"], raw["rancher"]
     servers = tuple(_node(n, "server", ssh_raw) for n in raw["servers"])
     agents = tuple(_node(n, "agent", ssh_raw) for n in raw["agents"])
@@ -121,7 +122,7 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
     init_node = next((n for n in servers if n.name == init_server), None)
     # A given address is kept as given, even when empty, so that validation sees that value.
     api_address = k3s_raw.get("apiAddress", init_node.address if init_node else "127.0.0.1")
-    count = docker_raw["servers"] if topology == "docker" else len(servers)
+    count = topology.configured_servers(raw, servers)
     airgap = None
     if "airgap" in k3s_raw:
         a = k3s_raw["airgap"]
@@ -135,7 +136,7 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
     tag = checks.k3s_image_tag(k3s_raw["version"])
     return Settings(
         stack=stack,
-        topology=topology,
+        topology=topology.name,
         k3s=K3sSettings(
             version=k3s_raw["version"],
             datastore=k3s_raw["datastore"],
@@ -203,7 +204,7 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
             values=rancher_raw["values"],
             timeout=rancher_raw["timeout"],
             ports=tuple(rancher_raw["ports"]),
-            https_port=docker_raw["httpPorts"][1] if topology == "docker" else 443,
+            https_port=topology.rancher_https_port(raw),
             cert_manager=CertManagerSettings(
                 version=rancher_raw["certManager"]["version"],
                 chart_repo=rancher_raw["certManager"]["chartRepo"],

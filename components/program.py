@@ -14,23 +14,16 @@ from typing import Any
 
 import pulumi
 
-from . import drift, drift_ssh, registry_auth
-from .backends.docker import DockerCluster, DockerClusterArgs
-from .backends.docker_engine import check_engine
-from .backends.docker_spec import docker_nodes
-from .backends.kubeconfig import KubeconfigCluster, KubeconfigClusterArgs
-from .backends.ssh import K3sCluster, K3sClusterArgs
+from . import drift, drift_ssh, registry_auth, topologies
 from .cluster import GraphCluster, KubernetesCluster
 from .cluster_record import STACK_RECORD
 from .cluster_record import check_quorum as quorum_guard
 from .config import parse_settings
 from .previous_run import own_previous_outputs
 from .rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
-from .rancher_container import RancherContainer, RancherContainerArgs
-from .secrets import StackSecrets, cluster_token, read_secrets
+from .secrets import StackSecrets, read_secrets
 from .settings import NAMESPACE, SECRET_KEYS, ConfigError, Settings
 from .validation import bootstrap_password
-from .validation.quorum import servers_key
 from .validation.roles import previous_nodes, role_change_errors
 
 
@@ -85,24 +78,23 @@ def load() -> tuple[Settings, StackSecrets]:
 
 
 def current_servers(settings: Settings) -> list[str]:
-    if settings.topology == "docker":
-        return [n.name for n in docker_nodes(settings.stack, settings.docker) if n.role == "server"]
-    return [n.name for n in settings.servers]
+    return topologies.of(settings).server_names(settings)
 
 
 def check_quorum(settings: Settings) -> None:
     """Refuse, before anything runs (the generated token, the drift reads), a removal of
     servers that would leave embedded etcd without quorum: the cluster component's own guard
     (components/cluster_record.py), which it runs again, asked here first."""
-    if settings.topology == "kubeconfig":
+    topology = topologies.of(settings)
+    if not topology.installs_k3s:
         return
-    quorum_guard(STACK_RECORD, current_servers(settings), settings.k3s.datastore, servers_key(settings.topology))
+    quorum_guard(STACK_RECORD, current_servers(settings), settings.k3s.datastore, topology.servers_key)
 
 
 def check_roles(settings: Settings) -> None:
     """Refuse, before anything runs, a node that changes role in one up
-    (components/validation/roles.py). SSH only: docker nodes are named by role and index."""
-    if settings.topology != "ssh":
+    (components/validation/roles.py). Listed nodes only (ssh): docker nodes are named by role and index."""
+    if not topologies.of(settings).lists_nodes:
         return
     errors = role_change_errors(previous_nodes(own_previous_outputs()), [*settings.servers, *settings.agents])
     if errors:
@@ -131,8 +123,9 @@ def check_bootstrap_password(settings: Settings) -> bootstrap_password.Previous:
 def check_drift(settings: Settings) -> dict[str, int]:
     """The nodes' repair markers (components/drift.py): the previous run's, bumped for each node
     that k3s.driftCheck finds drifted, each named with its reasons in a warning. Kept (never
-    dropped) with the check off, so that turning it off changes no install."""
-    if settings.topology != "ssh":
+    dropped) with the check off, so that turning it off changes no install. Hosts reached over
+    SSH only (ssh)."""
+    if not topologies.of(settings).reads_hosts:
         return {}
     outputs = own_previous_outputs()
     previous = drift.previous_repairs(outputs)
@@ -158,46 +151,10 @@ def check_drift(settings: Settings) -> dict[str, int]:
 def build_cluster(
     settings: Settings, secrets: StackSecrets, repairs: dict[str, int] | None = None
 ) -> KubernetesCluster:
-    """The cluster for the configured topology, named after the stack. Its children keep the
-    names of earlier releases (no prefix) and its record is the stack's outputs (STACK_RECORD):
-    existing stacks keep their URNs and outputs."""
-    if settings.topology == "kubeconfig":
-        assert secrets.kubeconfig is not None  # config requires it
-        return KubeconfigCluster(settings.stack, KubeconfigClusterArgs(kubeconfig=secrets.kubeconfig))
-    if settings.topology == "docker":
-        check_engine(settings.docker.host)  # before anything is created, even the generated token
-        return DockerCluster(
-            settings.stack,
-            DockerClusterArgs(
-                docker=settings.docker,
-                k3s=settings.k3s,
-                token=cluster_token(secrets.token),
-                datastore_endpoint=secrets.datastore_endpoint,
-                publish_ingress=not (settings.rancher.enabled and settings.rancher.mode == "docker"),
-                record=STACK_RECORD,
-            ),
-        )
-    return K3sCluster(
-        settings.stack,
-        K3sClusterArgs(
-            servers=settings.servers,
-            agents=settings.agents,
-            k3s=settings.k3s,
-            ssh=settings.ssh,
-            token=cluster_token(secrets.token),
-            private_key=secrets.ssh_private_key,
-            private_key_password=secrets.ssh_private_key_password,
-            datastore_endpoint=secrets.datastore_endpoint,
-            etcd_s3_access_key=secrets.etcd_s3_access_key,
-            etcd_s3_secret_key=secrets.etcd_s3_secret_key,
-            proxy_credentials=secrets.proxy_credentials,
-            new_token=secrets.new_token,
-            registry_auth=secrets.registry_auth,
-            repairs=repairs or {},
-            name_prefix="",
-            record=STACK_RECORD,
-        ),
-    )
+    """The cluster for the configured topology (components/topologies), named after the stack.
+    Its children keep the names of earlier releases (no prefix) and its record is the stack's
+    outputs (STACK_RECORD): existing stacks keep their URNs and outputs."""
+    return topologies.of(settings).build_cluster(settings, secrets, repairs or {})
 
 
 def deploy_rancher(settings: Settings, secrets: StackSecrets, cluster: KubernetesCluster) -> RancherOutputs | None:
@@ -222,18 +179,8 @@ def deploy_rancher(settings: Settings, secrets: StackSecrets, cluster: Kubernete
                 name_prefix="",  # the names of earlier releases: existing stacks keep their URNs
             ),
         ).outputs
-    # config allows mode docker only with topology docker
-    assert isinstance(cluster, DockerCluster), f"{NAMESPACE}:rancher.mode docker needs topology docker"
-    return RancherContainer(
-        "rancher",
-        RancherContainerArgs(
-            settings=r,
-            provider=cluster.docker_provider,
-            docker_host=settings.docker.host,
-            stack=settings.stack,
-            bootstrap_password=secrets.rancher_bootstrap_password,
-        ),
-    ).outputs
+    # rancher.mode docker: config allows it with topology docker only
+    return topologies.of(settings).rancher_container(settings, secrets, cluster)
 
 
 def export_rancher(
@@ -299,7 +246,7 @@ def run() -> None:
     pulumi.export("apiServer", cluster.api_server)
     pulumi.export("kubeconfig", cluster.kubeconfig)
     pulumi.export("nodes", [{"name": n.name, "role": n.role, "address": n.address} for n in cluster.nodes])
-    if settings.topology != "kubeconfig":  # there, k3s.version is only what Rancher is checked against
+    if topologies.of(settings).installs_k3s:  # else k3s.version is only what Rancher is checked against
         pulumi.export("k3sVersion", settings.k3s.version)
     if isinstance(cluster, GraphCluster):  # a cluster this program built and reads kubeconfigs of
         export_kubeconfig_expiry(cluster)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
 from . import host_facts
-from .settings import K3sSettings
+from .settings import K3sSettings, server_flag_values
 
 DEFAULT_CLUSTER_CIDR = host_facts.K3S_CLUSTER_CIDR
 DEFAULT_SERVICE_CIDR = host_facts.K3S_SERVICE_CIDR
@@ -20,9 +20,6 @@ ALWAYS = ("127.0.0.1", "localhost", ".svc", ".cluster.local")
 
 
 def _cidrs(k3s: K3sSettings, flag: str, default: str) -> list[str]:
-    # Imported here: components/validation/k3s.py imports this module.
-    from .validation.k3s import server_flag_values
-
     found = [value for _, value in server_flag_values(k3s, flag) if value]
     return found or [default]
 

@@ -14,6 +14,7 @@ from typing import Any
 from . import checks, host_facts
 
 NAMESPACE = "k3s-rancher"
+K3S_KEY = f"{NAMESPACE}:k3s"
 SECRET_KEYS = (
     "token",
     "newToken",
@@ -168,9 +169,6 @@ class K3sSettings:
     def api_port(self) -> int:
         """The servers' API port: the last https-listen-port of serverConfig/serverArgs (as K3s
         reads them), else K3s's default."""
-        # Imported here: components/validation/k3s.py imports this module.
-        from .validation.k3s import server_flag_values
-
         values = [value for _, value in server_flag_values(self, "https-listen-port") if value]
         return int(values[-1]) if values and values[-1].isdigit() else API_PORT
 
@@ -270,3 +268,27 @@ class Settings:
 
 def _bracket(host: str) -> str:
     return f"[{host}]" if ":" in host else host
+
+
+# The values a K3s server flag gets from k3s.serverConfig and k3s.serverArgs: here, beside
+# K3sSettings, so that proxy.py, scripts.py and validation/ all read flags from the one module
+# they already import (no import circle among them).
+def server_flag_values(k3s: K3sSettings, flag: str) -> list[tuple[str, str]]:
+    """(key, value) for each value a server flag gets from serverConfig (`flag`, `flag+`) and
+    serverArgs (`--flag=v`, `--flag v`); comma-separated values split, as K3s splits them."""
+    found: list[tuple[str, str]] = []
+    for name in (flag, f"{flag}+"):
+        value = k3s.server_config.get(name)
+        for item in value if isinstance(value, list) else ([] if value is None else [value]):
+            found += [(f"{K3S_KEY}.serverConfig.{name}", part.strip()) for part in str(item).split(",")]
+    args = list(k3s.server_args)
+    for i, arg in enumerate(args):
+        name, has_value, value = arg.lstrip("-").partition("=")
+        if not arg.startswith("-") or name != flag:
+            continue
+        if not has_value:
+            if i + 1 >= len(args) or args[i + 1].startswith("-"):
+                continue
+            value = args[i + 1]
+        found += [(f"{K3S_KEY}.serverArgs[{i}]", part.strip()) for part in value.split(",")]
+    return found

@@ -1,5 +1,6 @@
 """The config split by concern (issue 13): each section's validator is a pure function over
-typed Settings (plus Facts) that returns problems by key; VALIDATORS runs every section;
+typed Settings (plus Facts) that returns problems by key; each topology (components/topologies)
+runs the sections it takes;
 file reads happen only in components/local_files.py; key names and given keys come from
 components/schema.py."""
 
@@ -12,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from components import local_files, schema
+from components import local_files, schema, topologies
 from components.config import build, parse_settings
 from components.settings import NAMESPACE, ConfigError, Node, Settings, SshEndpoint
-from components.validation import VALIDATORS, Facts, docker, k3s, kubeconfig, nodes, rancher, ssh
+from components.validation import Facts, docker, k3s, kubeconfig, nodes, rancher, ssh
 from tests.harness import minimal_ssh_config
 
 NS = f"{NAMESPACE}:"
@@ -31,6 +32,11 @@ def docker_settings() -> Settings:
     return valid({"topology": "docker"}, frozenset())
 
 
+def every_problem(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
+    """What the settings' topology finds, as parse_settings runs it."""
+    return [p for validator in topologies.of(settings).validators() for p in validator(settings, facts)]
+
+
 def keys(problems: list[tuple[str, str]]) -> list[str]:
     return [key.removeprefix(NS) for key, _ in problems]
 
@@ -43,15 +49,22 @@ def test_every_section_of_the_schema_has_a_validator_and_each_runs_once() -> Non
     sections = {"servers": nodes, "agents": nodes, "k3s": k3s, "ssh": ssh, "docker": docker, "rancher": rancher}
     assert set(schema.load_schema()["properties"]) - {"topology"} == set(sections)
     # The topology of an existing cluster has no section of its own: its rules are a module.
-    topology_rules = {kubeconfig.problems}
-    assert sorted(VALIDATORS, key=id) == sorted({m.problems for m in sections.values()} | topology_rules, key=id)
-    assert len(VALIDATORS) == len(set(VALIDATORS))
+    modules = {m.__name__ for m in sections.values()} | {kubeconfig.__name__}
+    shared = {nodes.__name__, k3s.__name__, rancher.__name__}
+    every: set[str] = set()
+    for topology in topologies.TOPOLOGIES.values():
+        validators = topology.validators()
+        used = {getattr(v, "func", v).__module__ for v in validators}
+        assert shared <= used <= modules, topology.name
+        assert len(used) == len(validators), topology.name  # each module's rules once
+        every |= used
+    assert every == modules
 
 
 def test_valid_settings_have_no_problem_in_any_section() -> None:
     for settings in (valid(), docker_settings()):
-        for validator in VALIDATORS:
-            assert validator(settings, Facts()) == [], validator.__module__
+        for validator in topologies.of(settings).validators():
+            assert validator(settings, Facts()) == [], getattr(validator, "func", validator).__module__
 
 
 def test_nodes_checks_each_node_once_and_uniqueness_across_roles() -> None:
@@ -90,7 +103,8 @@ def test_ssh_topology_rules_apply_to_ssh_stacks_only() -> None:
     settings = dataclasses.replace(valid(), secrets_set=frozenset())
     assert keys(ssh.problems(settings, Facts(given=frozenset({"docker"})))) == ["sshPrivateKey", "docker"]
     # The docker topology has no servers listed and no key: not the ssh topology's business.
-    assert ssh.problems(docker_settings(), Facts(given=frozenset({"docker"}))) == []
+    assert ssh.problems not in topologies.named("docker").validators()
+    assert keys(every_problem(docker_settings(), Facts())) == []
 
 
 def test_ssh_checks_a_node_login_only_where_it_is_given() -> None:
@@ -107,7 +121,7 @@ def test_docker_refuses_what_it_cannot_do_and_only_on_docker_stacks() -> None:
     assert keys(docker.problems(settings, facts)) == ["ssh", "k3s.apiAddress"]
     clash = dataclasses.replace(settings, docker=dataclasses.replace(settings.docker, api_port=8443))
     assert keys(docker.problems(clash, Facts())) == ["docker.httpPorts[1]"]
-    assert docker.problems(dataclasses.replace(clash, topology="ssh"), facts) == []
+    assert docker.problems not in topologies.named("ssh").validators()
 
 
 def test_rancher_is_checked_only_when_enabled_and_reports_its_unreadable_files_by_key() -> None:
@@ -154,7 +168,7 @@ def test_validators_read_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     for name in ("read_text", "read_bytes", "is_file", "exists", "is_dir", "open", "stat"):
         monkeypatch.setattr(Path, name, refuse)
     facts = Facts(given=schema.given_keys(config), file_errors=files.errors)
-    found = [key for validator in VALIDATORS for key in keys(validator(settings, facts))]
+    found = keys(every_problem(settings, facts))
     assert set(files.errors) <= set(found)
 
 

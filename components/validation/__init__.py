@@ -1,8 +1,10 @@
-"""One validator per section of the stack config, each a pure function over the typed
-settings (and the Facts the settings do not carry) that returns problems as (key, message).
+"""One module per section of the stack config, each a pure function over the typed settings
+(and the Facts the settings do not carry) that returns problems as (key, message).
 
-A new section adds its module here; a new topology puts its rules in its own module (as
-ssh.py and docker.py do) and returns nothing for the other topologies.
+Which of them run, and with what a topology refuses, is the topology's decision: each
+topology in components/topologies lists its validators (`Topology.validators`). A new
+section adds its module here and its validator to the topologies that take it; a new
+topology puts its own rules in its own module (as ssh.py, docker.py and kubeconfig.py do).
 """
 
 from __future__ import annotations
@@ -10,18 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..settings import Settings
-from . import docker, k3s, kubeconfig, nodes, rancher, ssh
 from .facts import Facts
 
 Validator = Callable[[Settings, Facts], list[tuple[str, str]]]
 
-VALIDATORS: tuple[Validator, ...] = (
-    nodes.problems,
-    k3s.problems,
-    ssh.problems,
-    docker.problems,
-    kubeconfig.problems,
-    rancher.problems,
-)
-
-__all__ = ["VALIDATORS", "Facts", "Validator"]
+__all__ = ["Facts", "Validator"]

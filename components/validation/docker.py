@@ -18,8 +18,7 @@ _K3S_DEFAULT_CIDRS = {"cluster-cidr": host_facts.K3S_CLUSTER_CIDR, "service-cidr
 
 
 def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
-    if settings.topology != "docker":
-        return []
+    """The docker topology's rules (components/topologies/docker.py runs them)."""
     return _refused(settings, facts) + _engine_problems(settings, facts)
 
 

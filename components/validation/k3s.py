@@ -8,7 +8,7 @@ from typing import Any
 
 from .. import checks, compat, k3s_flags, proxy, registry_auth
 from ..scripts import etcd_snapshot_flags
-from ..settings import NAMESPACE, K3sSettings, Settings
+from ..settings import NAMESPACE, K3sSettings, Settings, server_flag_values
 from .facts import Facts
 
 KEY = f"{NAMESPACE}:k3s"
@@ -27,7 +27,11 @@ def supported_minor(version: str) -> int:
     return parsed[1]
 
 
-def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
+def problems(
+    settings: Settings, facts: Facts, registry_auth_refused: str | None = None, proxy_refused: str | None = None
+) -> list[tuple[str, str]]:
+    """The k3s section's rules; a topology that cannot take the registryAuth secret or
+    k3s.proxy passes why (components/topologies/)."""
     k3s = settings.k3s
     problems: list[tuple[str, str]] = []
     parsed = checks.parse_k3s_version(k3s.version)
@@ -55,20 +59,10 @@ def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
     if error := checks.url_error(k3s.install_script_url):
         problems.append((f"{KEY}.installScriptUrl", error))
     problems += _registries_problems(k3s.registries or {})
-    if registry_auth.SECRET in settings.secrets_set and settings.topology != "ssh":
-        problems.append(
-            (
-                registry_auth.KEY,
-                f"registry credentials reach SSH hosts only (topology {settings.topology}: "
-                + (
-                    "give the Docker engine's nodes a mirror that needs none, or use topology ssh)"
-                    if settings.topology == "docker"
-                    else "nothing is installed; configure the cluster's registries where it runs)"
-                ),
-            )
-        )
+    if registry_auth.SECRET in settings.secrets_set and registry_auth_refused is not None:
+        problems.append((registry_auth.KEY, registry_auth_refused))
     problems += etcd_snapshot_problems(settings)
-    problems += proxy_problems(settings)
+    problems += proxy_problems(settings, proxy_refused)
     return problems
 
 
@@ -141,27 +135,6 @@ def _flag_name_problems(k3s: K3sSettings, reported: set[str]) -> list[tuple[str,
     return problems
 
 
-def server_flag_values(k3s: K3sSettings, flag: str) -> list[tuple[str, str]]:
-    """(key, value) for each value a server flag gets from serverConfig (`flag`, `flag+`) and
-    serverArgs (`--flag=v`, `--flag v`); comma-separated values split, as K3s splits them."""
-    found: list[tuple[str, str]] = []
-    for name in (flag, f"{flag}+"):
-        value = k3s.server_config.get(name)
-        for item in value if isinstance(value, list) else ([] if value is None else [value]):
-            found += [(f"{KEY}.serverConfig.{name}", part.strip()) for part in str(item).split(",")]
-    args = list(k3s.server_args)
-    for i, arg in enumerate(args):
-        name, has_value, value = arg.lstrip("-").partition("=")
-        if not arg.startswith("-") or name != flag:
-            continue
-        if not has_value:
-            if i + 1 >= len(args) or args[i + 1].startswith("-"):
-                continue
-            value = args[i + 1]
-        found += [(f"{KEY}.serverArgs[{i}]", part.strip()) for part in value.split(",")]
-    return found
-
-
 def _registries_problems(registries: Mapping[str, Any]) -> list[tuple[str, str]]:
     key = f"{KEY}.registries"
     problems: list[tuple[str, str]] = []
@@ -231,9 +204,10 @@ def etcd_snapshot_problems(settings: Settings) -> list[tuple[str, str]]:
     return problems
 
 
-def proxy_problems(settings: Settings) -> list[tuple[str, str]]:
+def proxy_problems(settings: Settings, refused: str | None = None) -> list[tuple[str, str]]:
     """k3s.proxy: URLs without credentials (those are the proxyCredentials secret), one
-    NO_PROXY entry per item; the secret only with a proxy that uses it; SSH hosts only."""
+    NO_PROXY entry per item; the secret only with a proxy that uses it; `refused`: why the
+    topology takes no proxy."""
     p = settings.k3s.proxy
     secret = "proxyCredentials" in settings.secrets_set
     if p is None:
@@ -241,14 +215,8 @@ def proxy_problems(settings: Settings) -> list[tuple[str, str]]:
             return [(f"{NAMESPACE}:proxyCredentials", "set, but no k3s.proxy.httpProxy/httpsProxy uses it")]
         return []
     key = f"{KEY}.proxy"
-    if settings.topology == "docker":
-        return [
-            (
-                key,
-                "the docker topology's nodes are containers of this machine's Docker engine: "
-                "give the engine (and so its containers) the proxy instead, or use topology ssh",
-            )
-        ]
+    if refused is not None:
+        return [(key, refused)]
     problems: list[tuple[str, str]] = []
     for name, url in (("httpProxy", p.http_proxy), ("httpsProxy", p.https_proxy)):
         if url is not None and (error := proxy.url_problem(url)):

@@ -21,11 +21,15 @@ _NODE_SECRETS = (
 _WHY = "the kubeconfig topology installs nothing on an existing cluster"
 
 
+def secret_refused(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
+    """The other topologies' rule: the kubeconfig secret is this topology's only."""
+    if "kubeconfig" in settings.secrets_set:
+        return [(f"{NAMESPACE}:kubeconfig", "only for topology kubeconfig: pulumi config rm kubeconfig")]
+    return []
+
+
 def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
-    if settings.topology != "kubeconfig":
-        if "kubeconfig" in settings.secrets_set:
-            return [(f"{NAMESPACE}:kubeconfig", "only for topology kubeconfig: pulumi config rm kubeconfig")]
-        return []
+    """The kubeconfig topology's rules (components/topologies/kubeconfig.py runs them)."""
     found: list[tuple[str, str]] = []
     if "kubeconfig" not in settings.secrets_set:
         found.append(

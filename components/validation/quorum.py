@@ -18,8 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..settings import NAMESPACE
-
 
 def previous_servers(outputs: Mapping[str, Any]) -> list[str] | None:
     """The server names in a previous run's `nodes` output ([{name, role, address}]); None
@@ -48,8 +46,3 @@ def quorum_error(previous: Sequence[str] | None, current: Sequence[str], datasto
         f"`pulumi up`, keeping {', '.join(kept) or 'the init server'}: {steps} (each up drains the server, "
         "deletes its Node, K3s removes its etcd member, then K3s is uninstalled from it)"
     )
-
-
-def servers_key(topology: str) -> str:
-    """The config key that says which servers a stack has."""
-    return f"{NAMESPACE}:docker.servers" if topology == "docker" else f"{NAMESPACE}:servers"

@@ -10,9 +10,9 @@ from typing import Any
 
 from .. import checks, compat
 from ..rancher import clears_cacerts
-from ..settings import NAMESPACE, RancherSettings, Settings
+from ..settings import NAMESPACE, RancherSettings, Settings, server_flag_values
 from .facts import Facts
-from .k3s import server_flag_values, supported_minor
+from .k3s import supported_minor
 
 KEY = f"{NAMESPACE}:rancher"
 # Values that have their own setting: set there, so that outputs (rancherUrl) stay true and

@@ -8,19 +8,18 @@ from __future__ import annotations
 import ipaddress
 
 from .. import checks
-from ..settings import NAMESPACE, Settings
+from ..settings import NAMESPACE, Settings, server_flag_values
 from .facts import Facts
-from .k3s import server_flag_values
 from .nodes import keyed_nodes
 
 KEY = f"{NAMESPACE}:ssh"
 
 
 def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
-    problems = _login_problems(settings, facts)
-    if settings.topology == "ssh":
-        problems += _topology_problems(settings, facts)
-        problems += _ip_family_problems(settings, facts)
+    """The ssh topology's rules, its SSH settings' among them (components/topologies/ssh.py)."""
+    problems = login_problems(settings, facts, hosts_connect=True)
+    problems += _topology_problems(settings, facts)
+    problems += _ip_family_problems(settings, facts)
     return problems
 
 
@@ -32,7 +31,9 @@ def connected_hosts(settings: Settings) -> set[str]:
     return hosts
 
 
-def _login_problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
+def login_problems(settings: Settings, facts: Facts, hosts_connect: bool = False) -> list[tuple[str, str]]:
+    """The SSH settings' values, whichever the topology (the others refuse the section itself);
+    `hosts_connect`: the topology connects to its nodes, so each hostKeys entry names one."""
     ssh = settings.ssh
     problems: list[tuple[str, str]] = []
     if error := checks.login_name_error(ssh.user):
@@ -54,7 +55,7 @@ def _login_problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
     for host, host_key in ssh.host_keys.items():
         if error := checks.host_key_error(host_key):
             problems.append((f"{KEY}.hostKeys.{host}", error))
-        elif settings.topology == "ssh" and host not in hosts:
+        elif hosts_connect and host not in hosts:
             problems.append(
                 (
                     f"{KEY}.hostKeys.{host}",

@@ -1,0 +1,89 @@
+"""The docker topology: K3s nodes as containers of one Docker engine
+(components/backends/docker.py), and Rancher's single-node container beside them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import partial
+from typing import Any, ClassVar
+
+from ..backends.docker import DockerCluster, DockerClusterArgs
+from ..backends.docker_engine import check_engine
+from ..backends.docker_spec import docker_nodes
+from ..cluster import KubernetesCluster
+from ..cluster_record import STACK_RECORD
+from ..rancher import RancherOutputs
+from ..rancher_container import RancherContainer, RancherContainerArgs
+from ..secrets import StackSecrets, cluster_token
+from ..settings import NAMESPACE, Node, Settings
+from ..validation import Validator, docker, k3s, kubeconfig, nodes, rancher, ssh
+from .base import Topology
+
+REGISTRY_AUTH_REFUSED = (
+    "registry credentials reach SSH hosts only (topology docker: "
+    "give the Docker engine's nodes a mirror that needs none, or use topology ssh)"
+)
+PROXY_REFUSED = (
+    "the docker topology's nodes are containers of this machine's Docker engine: "
+    "give the engine (and so its containers) the proxy instead, or use topology ssh"
+)
+
+
+class Docker(Topology):
+    name = "docker"
+    sections: ClassVar[tuple[str, ...]] = ("docker",)
+    servers_key = f"{NAMESPACE}:docker.servers"
+
+    def validators(self) -> Sequence[Validator]:
+        return (
+            nodes.problems,
+            partial(k3s.problems, registry_auth_refused=REGISTRY_AUTH_REFUSED, proxy_refused=PROXY_REFUSED),
+            ssh.login_problems,
+            docker.problems,
+            kubeconfig.secret_refused,
+            rancher.problems,
+        )
+
+    def configured_servers(self, raw: Mapping[str, Any], servers: Sequence[Node]) -> int:
+        count: int = raw["docker"]["servers"]
+        return count
+
+    def rancher_https_port(self, raw: Mapping[str, Any]) -> int:
+        # The ingress is published on 127.0.0.1:docker.httpPorts[1].
+        port: int = raw["docker"]["httpPorts"][1]
+        return port
+
+    def server_names(self, settings: Settings) -> list[str]:
+        return [n.name for n in docker_nodes(settings.stack, settings.docker) if n.role == "server"]
+
+    def server_count(self, settings: Settings) -> int:
+        return settings.docker.servers
+
+    def build_cluster(self, settings: Settings, secrets: StackSecrets, repairs: Mapping[str, int]) -> KubernetesCluster:
+        check_engine(settings.docker.host)  # before anything is created, even the generated token
+        return DockerCluster(
+            settings.stack,
+            DockerClusterArgs(
+                docker=settings.docker,
+                k3s=settings.k3s,
+                token=cluster_token(secrets.token),
+                datastore_endpoint=secrets.datastore_endpoint,
+                publish_ingress=not (settings.rancher.enabled and settings.rancher.mode == "docker"),
+                record=STACK_RECORD,
+            ),
+        )
+
+    def rancher_container(
+        self, settings: Settings, secrets: StackSecrets, cluster: KubernetesCluster
+    ) -> RancherOutputs:
+        assert isinstance(cluster, DockerCluster)
+        return RancherContainer(
+            "rancher",
+            RancherContainerArgs(
+                settings=settings.rancher,
+                provider=cluster.docker_provider,
+                docker_host=settings.docker.host,
+                stack=settings.stack,
+                bootstrap_password=secrets.rancher_bootstrap_password,
+            ),
+        ).outputs
