@@ -157,12 +157,19 @@ class RancherDeploymentArgs:
     # before 0.3.0 named it), so that Rancher deployments on several clusters fit in one
     # program. The stack program gives "" (its resources keep their names, no alias).
     name_prefix: str | None = None
+    # True: parse_settings built and checked `settings` (the stack program). False: the
+    # component runs the rancher validators on them (components/validation/args.py); what
+    # needs the cluster's K3s settings (Rancher against the K3s version, a disabled Traefik)
+    # is parse_settings's only.
+    checked: bool = False
 
 
 class RancherDeployment(pulumi.ComponentResource):
     """cert-manager and Rancher (Helm) on a Ready cluster, reached through `args.provider`."""
 
     def __init__(self, name: str, args: RancherDeploymentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        if not args.checked:
+            _check(args)
         super().__init__(RANCHER_TYPE, name, None, opts)
         settings = args.settings
         self._settings = settings
@@ -346,3 +353,19 @@ class RancherDeployment(pulumi.ComponentResource):
         )
         rancher2.Bootstrap(name, initial_password=self.bootstrap_password, password=admin_password, opts=opts)
         return admin_password
+
+
+def _check(args: RancherDeploymentArgs) -> None:
+    """The rancher validators over hand-built args, before anything is registered."""
+    from .settings import K3sSettings
+    from .validation import args as validate_args
+    from .validation import rancher as validate_rancher  # it imports this module
+
+    optional = {"rancherBootstrapPassword": args.bootstrap_password, "rancherTlsKey": args.tls_key}
+    settings = validate_args.settings_of(
+        "ssh",
+        k3s=K3sSettings(version=""),
+        rancher=args.settings,
+        secrets=[key for key, value in optional.items() if value is not None],
+    )
+    validate_args.check(settings, [validate_rancher.problems])

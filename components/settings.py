@@ -57,7 +57,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SshEndpoint:
-    host: str
+    host: pulumi.Input[str]  # an Output too: a host created in the same program
     port: int
     user: str
     host_key: str | None = None
@@ -137,7 +137,7 @@ class Proxy:
     http_proxy: str | None
     https_proxy: str | None
     no_proxy: tuple[str, ...]
-    node_addresses: tuple[str, ...] = ()
+    node_addresses: tuple[pulumi.Input[str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ class K3sSettings:
 
     @property
     def server_url(self) -> str:
-        return f"https://{_bracket(self.api_address)}:{self.api_port}"
+        return f"https://{_bracket(known(self.api_address))}:{self.api_port}"
 
 
 @dataclass(frozen=True)
@@ -274,6 +274,14 @@ class Settings:
     def init_node(self) -> Node:
         """The server that initialised the cluster: named by k3s.initServer, never by position."""
         return next(n for n in self.servers if n.name == self.k3s.init_server)
+
+
+def known(address: pulumi.Input[str]) -> str:
+    """A plain address. One given as an Output (a host made in the same program) is rendered
+    inside the apply of its value (components/inputs.py), never here."""
+    if not isinstance(address, str):
+        raise TypeError("an address given as an Output is rendered once known (components/inputs.py)")
+    return address
 
 
 def _bracket(host: str) -> str:

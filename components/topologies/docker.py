@@ -70,6 +70,7 @@ class Docker(Topology):
                 datastore_endpoint=secrets.datastore_endpoint,
                 publish_ingress=not (settings.rancher.enabled and settings.rancher.mode == "docker"),
                 record=STACK_RECORD,
+                checked=True,
             ),
         )
 

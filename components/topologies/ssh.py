@@ -44,5 +44,6 @@ class Ssh(Topology):
                 repairs=dict(repairs),
                 name_prefix="",
                 record=STACK_RECORD,
+                checked=True,
             ),
         )

@@ -53,7 +53,7 @@ def _hostname_error(settings: Settings, facts: Facts) -> str | None:
     hostname, api_address = settings.rancher.hostname, settings.k3s.api_address
     if "rancher.hostname" in facts.given:
         return checks.dns_name_error(hostname)
-    if not hostname and api_address and not checks.host_error(api_address):
+    if not hostname and isinstance(api_address, str) and api_address and not checks.host_error(api_address):
         return f"required when k3s.apiAddress is a DNS name ({api_address!r}): set it to Rancher's DNS name"
     return None
 
