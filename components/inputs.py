@@ -44,7 +44,9 @@ def completed(k3s: K3sSettings, servers: Sequence[Node], agents: Sequence[Node],
     if isinstance(k3s.api_address, str) and not k3s.api_address and init is not None:
         k3s = replace(k3s, api_address=init.address)
     if k3s.proxy is not None and not k3s.proxy.node_addresses:
-        addresses = (*(n.address for n in (*servers, *agents)), k3s.api_address)
+        addresses: tuple[pulumi.Input[str], ...] = (*(n.address for n in (*servers, *agents)), k3s.api_address)
+        if all(isinstance(a, str) for a in addresses):  # else sorted once known (resolved)
+            addresses = tuple(sorted({a for a in addresses if isinstance(a, str) and a}))
         k3s = replace(k3s, proxy=replace(k3s.proxy, node_addresses=addresses))
     return k3s
 

@@ -41,7 +41,9 @@ import pulumi_random as random
 
 from .charts import ChartSource, chart_source, deep_merge
 from .naming import ChildNames
-from .settings import NAMESPACE, RancherSettings
+from .settings import NAMESPACE, K3sSettings, RancherSettings, clears_cacerts
+from .validation import args as validate_args
+from .validation import rancher as validate_rancher
 
 RANCHER_TYPE = "k3s-rancher:index:RancherDeployment"
 RANCHER_RELEASE = "rancher"  # Rancher's chart and docs require this release name.
@@ -75,15 +77,6 @@ def publicly_trusted(r: RancherSettings) -> bool:
     if r.tls == "letsEncrypt":
         return r.lets_encrypt_environment == "production"
     return r.tls == "secret" and not r.private_ca
-
-
-def clears_cacerts(r: RancherSettings) -> bool:
-    """Whether Rancher's chart starts Rancher with `--no-cacerts` for these settings: every TLS
-    source but Rancher's own CA (tls rancher) and a private CA (privateCA), so for letsEncrypt in
-    both environments and for tls secret without privateCa (rancher/rancher
-    chart/templates/deployment.yaml, the "Public trusted CA - clear ca certs" branch). Rancher's
-    `cacerts` setting is then empty."""
-    return r.tls == "letsEncrypt" or (r.tls == "secret" and not r.private_ca)
 
 
 def rancher_values(r: RancherSettings, bootstrap_password: pulumi.Input[str]) -> dict[str, Any]:
@@ -357,10 +350,6 @@ class RancherDeployment(pulumi.ComponentResource):
 
 def _check(args: RancherDeploymentArgs) -> None:
     """The rancher validators over hand-built args, before anything is registered."""
-    from .settings import K3sSettings
-    from .validation import args as validate_args
-    from .validation import rancher as validate_rancher  # it imports this module
-
     optional = {"rancherBootstrapPassword": args.bootstrap_password, "rancherTlsKey": args.tls_key}
     settings = validate_args.settings_of(
         "ssh",

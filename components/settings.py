@@ -276,6 +276,16 @@ class Settings:
         return next(n for n in self.servers if n.name == self.k3s.init_server)
 
 
+# Here, beside RancherSettings: rancher.py and validation/rancher.py both read it.
+def clears_cacerts(r: RancherSettings) -> bool:
+    """Whether Rancher's chart starts Rancher with `--no-cacerts` for these settings: every TLS
+    source but Rancher's own CA (tls rancher) and a private CA (privateCA), so for letsEncrypt in
+    both environments and for tls secret without privateCa (rancher/rancher
+    chart/templates/deployment.yaml, the "Public trusted CA - clear ca certs" branch). Rancher's
+    `cacerts` setting is then empty."""
+    return r.tls == "letsEncrypt" or (r.tls == "secret" and not r.private_ca)
+
+
 def known(address: pulumi.Input[str]) -> str:
     """A plain address. One given as an Output (a host made in the same program) is rendered
     inside the apply of its value (components/inputs.py), never here."""

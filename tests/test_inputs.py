@@ -120,6 +120,9 @@ def test_no_proxy_lists_the_vms_addresses() -> None:
     run = on_vms(proxied)
     install = run.by_name("edge-w1-install").plain()["create"]
     assert all(ip in install for ip in IPS.values())
+    # As with plain addresses (sorted, each once, as config lists them).
+    plain = run_function(cluster_program(lambda name: IPS[name], proxied), project="inputs")
+    assert install == plain.by_name("edge-w1-install").plain()["create"]
 
 
 def bad_vm_program() -> None:

@@ -25,6 +25,7 @@ from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum
 from ..naming import ChildNames
 from ..settings import NAMESPACE, DockerSettings, K3sSettings, Node
 from ..validation import args as validate_args
+from ..validation import by_topology
 from .docker_spec import (
     LABEL,
     LOOPBACK,
@@ -305,11 +306,9 @@ class DockerCluster(GraphCluster):
         record = args.record or ComponentRecord(name)
         # Before anything of the cluster is registered: a refusal leaves nothing behind.
         if not args.checked:
-            from ..topologies import named  # the registry imports this module
-
             secrets = ["token", *(["datastoreEndpoint"] if args.datastore_endpoint is not None else [])]
             settings = validate_args.settings_of("docker", k3s=args.k3s, docker=d, secrets=secrets)
-            validate_args.check(settings, named("docker").validators(), docker=True)
+            validate_args.check(settings, by_topology.DOCKER, docker=True)
         servers = [n.name for n in docker_nodes(cluster_name, d) if n.role == "server"]
         check_quorum(record, servers, args.k3s.datastore, f"{NAMESPACE}:docker.servers")
         super().__init__(CLUSTER_TYPE, name, None, opts)

@@ -23,6 +23,7 @@ from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum
 from ..naming import ChildNames
 from ..settings import NAMESPACE, K3sSettings, Node, SshSettings
 from ..validation import args as validate_args
+from ..validation import by_topology
 
 CLUSTER_TYPE = "k3s-rancher:index:K3sCluster"
 SERVER_TYPE = "k3s-rancher:index:K3sServer"
@@ -492,8 +493,6 @@ class K3sCluster(GraphCluster):
 def _checker(args: K3sClusterArgs) -> Callable[[inputs.Plain], None]:
     """The ssh topology's validators over the args' settings (addresses plain or not: what
     is an Output is skipped, and checked by the same call once known)."""
-    from ..topologies import named  # the registry imports this module
-
     optional = {
         "sshPrivateKey": args.private_key,
         "sshPrivateKeyPassword": args.private_key_password,
@@ -510,6 +509,6 @@ def _checker(args: K3sClusterArgs) -> Callable[[inputs.Plain], None]:
         settings = validate_args.settings_of(
             "ssh", k3s=plain.k3s, servers=plain.servers, agents=plain.agents, ssh=args.ssh, secrets=secrets
         )
-        validate_args.check(settings, named("ssh").validators())
+        validate_args.check(settings, by_topology.SSH)
 
     return check

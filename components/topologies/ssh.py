@@ -10,7 +10,7 @@ from ..cluster import KubernetesCluster
 from ..cluster_record import STACK_RECORD
 from ..secrets import StackSecrets, cluster_token
 from ..settings import NAMESPACE, Settings
-from ..validation import Validator, k3s, kubeconfig, nodes, rancher, ssh
+from ..validation import Validator, by_topology
 from .base import Topology
 
 
@@ -22,7 +22,7 @@ class Ssh(Topology):
     reads_hosts = True
 
     def validators(self) -> Sequence[Validator]:
-        return (nodes.problems, k3s.problems, ssh.problems, kubeconfig.secret_refused, rancher.problems)
+        return by_topology.SSH
 
     def build_cluster(self, settings: Settings, secrets: StackSecrets, repairs: Mapping[str, int]) -> KubernetesCluster:
         return K3sCluster(

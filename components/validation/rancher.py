@@ -9,8 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import checks, compat
-from ..rancher import clears_cacerts
-from ..settings import NAMESPACE, RancherSettings, Settings, server_flag_values
+from ..settings import NAMESPACE, RancherSettings, Settings, clears_cacerts, server_flag_values
 from .facts import Facts
 from .k3s import supported_minor
 
