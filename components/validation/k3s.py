@@ -102,7 +102,13 @@ def _flag_problems(k3s: K3sSettings) -> list[tuple[str, str]]:
         for name, value in config.items():
             if error := checks.k3s_config_key_error(name) or checks.k3s_config_value_error(value):
                 problems.append((f"{KEY}.{attr}.{name}", error))
-    return problems + _flag_name_problems(k3s, {key for key, _ in problems})
+    reported = {key for key, _ in problems}
+    # The API port every join, wait and member check uses (K3sSettings.api_port): a value that
+    # is not a port would otherwise fall back to 6443 while K3s refuses to start with it.
+    for where, value in server_flag_values(k3s, "https-listen-port"):
+        if where not in reported and not (value.isdigit() and 1 <= int(value) <= 65535):
+            problems.append((where, f"https-listen-port {value!r} is not a TCP port (1-65535)"))
+    return problems + _flag_name_problems(k3s, reported)
 
 
 def _flag_name_problems(k3s: K3sSettings, reported: set[str]) -> list[tuple[str, str]]:
