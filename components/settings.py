@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import checks, host_facts
+
+if TYPE_CHECKING:
+    from .agent_pool import AgentPoolArgs
 
 NAMESPACE = "k3s-rancher"
 K3S_KEY = f"{NAMESPACE}:k3s"
@@ -255,10 +258,17 @@ class Settings:
     docker: DockerSettings
     rancher: RancherSettings
     secrets_set: frozenset[str]
+    # agentPools (ssh): groups of agents with their own settings (components/agent_pool.py).
+    agent_pools: tuple[AgentPoolArgs, ...] = ()
+
+    @property
+    def pool_agents(self) -> tuple[Node, ...]:
+        """Every pool's agents, with the pool's labels and taints combined with their own."""
+        return tuple(n for pool in self.agent_pools for n in pool.members())
 
     @property
     def nodes(self) -> tuple[Node, ...]:
-        return self.servers + self.agents
+        return self.servers + self.agents + self.pool_agents
 
     @property
     def init_node(self) -> Node:
