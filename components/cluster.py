@@ -464,7 +464,7 @@ def build_graph(
     pools: list[AgentPool] = []
     # The agents of `agents`, then each pool's, with the settings each group rolls out with.
     groups: list[tuple[list[ClusterNode], K3sSettings, tuple[str, pulumi.Resource]]] = [
-        (agent_members, k3s, (name, parent))
+        (list(agent_members), k3s, (name, parent))
     ]
     for pool_args in backend.pools:
         pool_name, pool_opts = names.child(pool_args.name, child)
