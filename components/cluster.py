@@ -309,7 +309,9 @@ def build_graph(
         under: pulumi.Resource | None = None,
     ) -> ClusterNode:
         node_type = backend.server_type if node.role == "server" else backend.agent_type
-        opts = child if under is None else pulumi.ResourceOptions(parent=under)
+        # A pool's agent keeps an alias to where an agent of `agents` sits: moving an agent into
+        # a pool keeps its resources (the engine follows the alias) instead of replacing it.
+        opts = child if under is None else pulumi.ResourceOptions(parent=under, aliases=[pulumi.Alias(parent=parent)])
         component = ClusterNode(node_type, node, names, opts)
         # The node's first step where the backend has one (the scripts bundle on its host).
         backend.prepare(component, node)

@@ -200,3 +200,18 @@ def test_bad_pools_are_refused_by_key() -> None:
 def test_agent_pool_is_exported() -> None:
     assert {"AgentPool", "AgentPoolArgs"} <= set(__all__)
     assert AgentPool.__name__ == "AgentPool" and AgentPoolArgs.__name__ == "AgentPoolArgs"
+
+
+def test_moving_an_agent_into_a_pool_keeps_its_resources(pools: Run) -> None:
+    """Each pool agent carries an alias to the place an agent of `agents` has (its URN
+    there), so moving one from `agents` into a pool is no replacement."""
+    plain = run(prod_config())
+    old = plain.by_name("prod-w1").urn
+    config = prod_config()
+    moved = config["agents"].pop(0)
+    config["agentPools"] = [{"name": "gpu", "nodes": [moved]}]
+    after = run(config)
+    assert after.by_name("prod-w1").parent == after.by_name("gpu").urn
+    assert any(old == alias or old.endswith(str(alias)) for alias in after.by_name("prod-w1").aliases), after.by_name(
+        "prod-w1"
+    ).aliases

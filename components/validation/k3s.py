@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import checks, compat, k3s_flags, proxy, registry_auth
 from ..scripts import etcd_snapshot_flags
-from ..settings import NAMESPACE, K3sSettings, Settings, server_flag_values
+from ..settings import NAMESPACE, AgentPoolArgs, K3sSettings, Settings, server_flag_values
 from .facts import Facts
-
-if TYPE_CHECKING:
-    from ..agent_pool import AgentPoolArgs
 
 KEY = f"{NAMESPACE}:k3s"
 # Registry auth fields that carry a credential: k3s.registries travels in the command text
