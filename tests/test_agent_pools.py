@@ -215,3 +215,15 @@ def test_moving_an_agent_into_a_pool_keeps_its_resources(pools: Run) -> None:
     assert any(old == alias or old.endswith(str(alias)) for alias in after.by_name("prod-w1").aliases), after.by_name(
         "prod-w1"
     ).aliases
+
+
+def test_docker_and_kubeconfig_refuse_pools() -> None:
+    from components import parse_settings
+
+    pool = [{"name": "gpu", "nodes": [{"name": "g1", "address": "10.0.0.41"}]}]
+    with pytest.raises(ConfigError) as docker:
+        parse_settings({"topology": "docker", "agentPools": pool})
+    assert "k3s-rancher:agentPools" in docker.value.keys
+    with pytest.raises(ConfigError) as kubeconfig:
+        parse_settings({"topology": "kubeconfig", "agentPools": pool}, {"kubeconfig"})
+    assert "k3s-rancher:agentPools" in kubeconfig.value.keys
