@@ -18,6 +18,7 @@ import pulumi
 import pulumi_command.remote as remote
 
 from .. import bundle, registry_auth, scripts
+from ..agent_pool import AgentPoolArgs
 from ..cluster import GraphCluster, Installed, render_text
 from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum
 from ..naming import ChildNames
@@ -68,6 +69,9 @@ class K3sClusterArgs:
     # Where the cluster keeps what its next run compares with (components/cluster_record.py);
     # None: its own stack output, `k3s-rancher:<name>`.
     record: ClusterRecord | None = None
+    # Agent pools (components/agent_pool.py): their agents join after `agents`, each pool with
+    # its own labels, taints, agent flags, registries and upgrade batch size.
+    pools: Sequence[AgentPoolArgs] = ()
 
 
 def identity(node: Node) -> list[str]:
@@ -135,6 +139,10 @@ class SshBackend:
         self.k3s = args.k3s
         self.servers = server_chain(args.servers, args.k3s.init_server)
         self.agents = sorted(args.agents, key=lambda n: n.name)
+        self.pools = list(args.pools)
+        pool_agents = [n for pool in self.pools for n in pool.members()]
+        # The K3s settings each pool's agent is installed with (the cluster's for the others).
+        self._node_k3s = {n.name: pool.k3s(args.k3s) for pool in self.pools for n in pool.nodes}
         self.api_server = args.k3s.server_url
         endpoint = pulumi.Output.from_input(args.datastore_endpoint or "")
         # Readiness checks get the installs' stdin (the wait ignores it): a new token or
@@ -144,9 +152,7 @@ class SshBackend:
         # With newToken: every node joins with it, and stdin line 6 is the token rotated from.
         token, rotated_from = self._tokens(args)
         # With registryAuth: line 7, the whole registries.yaml (every node pulls images).
-        registries = pulumi.Output.from_input(args.registry_auth or "").apply(
-            lambda auth: registry_auth.registries_file(self.k3s.registries, auth) if auth else ""
-        )
+        registries = self._registries(self.k3s.registries)
         self.check_stdin: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(token, endpoint, *s3, proxy, rotated_from, registries).apply(
                 lambda v: scripts.install_stdin(
@@ -160,19 +166,30 @@ class SshBackend:
                 )
             )
         )
+
         # Agents get the token, the endpoint, the proxy's credentials and the registries: the
         # S3 keys stay on the servers.
-        self._agent_stdin: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.all(token, endpoint, proxy, rotated_from, registries).apply(
-                lambda v: scripts.install_stdin(
-                    str(v[0]),
-                    str(v[1]) or None,
-                    proxy_credentials=str(v[2]) or None,
-                    rotated_from=str(v[3]) or None,
-                    registries=str(v[4]) or None,
+        def agent_stdin(registries: pulumi.Output[str]) -> pulumi.Output[str]:
+            return pulumi.Output.secret(
+                pulumi.Output.all(token, endpoint, proxy, rotated_from, registries).apply(
+                    lambda v: scripts.install_stdin(
+                        str(v[0]),
+                        str(v[1]) or None,
+                        proxy_credentials=str(v[2]) or None,
+                        rotated_from=str(v[3]) or None,
+                        registries=str(v[4]) or None,
+                    )
                 )
             )
-        )
+
+        self._agent_stdin = agent_stdin(registries)
+        # A pool with its own registries: its agents get that registries.yaml with the credentials.
+        self._pool_stdin = {
+            n.name: agent_stdin(self._registries(pool.registries))
+            for pool in self.pools
+            if pool.registries is not None
+            for n in pool.nodes
+        }
         # The rotation's stdin (the current token, then newToken); None without newToken.
         self.token_rotation: pulumi.Output[str] | None = None
         if args.new_token is not None:
@@ -183,7 +200,7 @@ class SshBackend:
             )
         self._connections = {
             n.name: connection(n, args.ssh, args.private_key, args.private_key_password)
-            for n in (*self.servers, *self.agents)
+            for n in (*self.servers, *self.agents, *pool_agents)
         }
         # Each node's `<node>-scripts` step (prepare): every command on that host waits for it.
         self._scripts: dict[str, remote.Command] = {}
@@ -218,6 +235,16 @@ class SshBackend:
         if step is None:
             return opts
         return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[step]))
+
+    def _registries(self, registries: Mapping[str, object] | None) -> pulumi.Output[str]:
+        """The whole registries.yaml with the registryAuth secret's credentials ("" without it)."""
+        return pulumi.Output.from_input(self.args.registry_auth or "").apply(
+            lambda auth: registry_auth.registries_file(registries, auth) if auth else ""
+        )
+
+    def k3s_of(self, node: Node) -> K3sSettings:
+        """The K3s settings `node` is installed with: its pool's, else the cluster's."""
+        return self._node_k3s.get(node.name, self.k3s)
 
     @staticmethod
     def _tokens(args: K3sClusterArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
@@ -283,7 +310,8 @@ class SshBackend:
     ) -> Installed:
         assert isinstance(forget, remote.Command)  # forget_init: every node has one
         repair = self.args.repairs.get(node.name, 0)
-        script = scripts.install_script(node, self.k3s, first_server=first_server, repair=repair)
+        k3s = self.k3s_of(node)
+        script = scripts.install_script(node, k3s, first_server=first_server, repair=repair)
         # In the state before anything can put K3s on the host, with nothing to create: its
         # delete uninstalls whatever a failed first install left (that install is not in the
         # state), so destroy and removal always clean the host. On a normal removal it runs
@@ -295,13 +323,13 @@ class SshBackend:
         cleanup = self.command(
             cleanup_name,
             node,
-            delete=scripts.cleanup_script(node, self.k3s).command,
+            delete=scripts.cleanup_script(node, k3s).command,
             triggers=identity(node),
             opts=cleanup_opts,
         )
         # Whatever is put on the host before the install depends on `forget`: on a
         # replacement it is created only once the old generation is uninstalled.
-        staged = self._stage_airgap(parent, node, cleanup) if self.k3s.airgap else []
+        staged = self._stage_airgap(parent, node, cleanup) if k3s.airgap else []
         # K3s applies labels and taints only at a node's first registration: the drop-in must
         # be there before the install first starts K3s. Later changes go through membership.
         if node.labels or node.taints:
@@ -315,15 +343,15 @@ class SshBackend:
                 self.command(
                     registration_name,
                     node,
-                    create=scripts.registration_script(node, self.k3s).command,
+                    create=scripts.registration_script(node, k3s).command,
                     triggers=identity(node),
                     opts=registration_opts,
                 )
             )
-        stdin = self.check_stdin if node.role == "server" else self._agent_stdin
+        stdin = self.check_stdin if node.role == "server" else self._pool_stdin.get(node.name, self._agent_stdin)
         # Rolled: an in-place change writes the files here and leaves the restart, if one is
         # needed, to the agent's `-upgrade` step in its batch (after the cordon and drain).
-        deferred = scripts.install_script(node, self.k3s, first_server=first_server, defer_restart=True, repair=repair)
+        deferred = scripts.install_script(node, k3s, first_server=first_server, defer_restart=True, repair=repair)
         install_name, install_opts = self.names.child(
             f"{node.name}-install",
             pulumi.ResourceOptions(
@@ -335,14 +363,13 @@ class SshBackend:
             node,
             create=script.command,
             update=deferred.command if rolled else None,
-            delete=scripts.uninstall_script(node, self.k3s).command,
+            delete=scripts.uninstall_script(node, k3s).command,
             stdin=stdin,
             # The forget's id: a replaced forget replaces the install (see components/cluster.py).
             triggers=[*identity(node), forget.id],
             opts=install_opts,
         )
         marker = scripts.fingerprint(script.command)
-        k3s = self.k3s
 
         def rollout(stdout: str) -> str:
             return scripts.restart_pending_script(node, k3s, scripts.rollout_wait_for(marker, stdout)).command
@@ -364,7 +391,8 @@ class SshBackend:
         install copies the files to a root-owned place, checks their sha256 there before
         running anything and removes the staged copies; the staging step's delete removes
         what was staged and never installed, the uninstall every root-owned generation."""
-        layout = scripts.airgap_layout(node, self.k3s)
+        k3s = self.k3s_of(node)
+        layout = scripts.airgap_layout(node, k3s)
         assert layout is not None
         stage_name, stage_opts = self.names.child(
             f"{node.name}-airgap-stage", pulumi.ResourceOptions(parent=parent, depends_on=[first])
@@ -372,9 +400,9 @@ class SshBackend:
         prepare = self.command(
             stage_name,
             node,
-            create=scripts.stage_airgap_script(node, self.k3s, self.args.repairs.get(node.name, 0)).command,
+            create=scripts.stage_airgap_script(node, k3s, self.args.repairs.get(node.name, 0)).command,
             # Whatever was staged and never installed goes with the step.
-            delete=scripts.unstage_airgap_script(node, self.k3s).command,
+            delete=scripts.unstage_airgap_script(node, k3s).command,
             opts=stage_opts,
         )
         copies: list[pulumi.Resource] = []

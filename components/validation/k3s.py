@@ -4,11 +4,12 @@ role, registries, the installer URL, the datastore's secret and the airgap files
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from .. import checks, compat, k3s_flags, proxy, registry_auth
 from ..scripts import etcd_snapshot_flags
-from ..settings import NAMESPACE, K3sSettings, Settings, server_flag_values
+from ..settings import NAMESPACE, AgentPoolArgs, K3sSettings, Settings, server_flag_values
 from .facts import Facts
 
 KEY = f"{NAMESPACE}:k3s"
@@ -92,6 +93,14 @@ def _init_server_error(settings: Settings, facts: Facts) -> str | None:
             f"cluster, e.g. initServer: {names[0]} (the first in the list); then reordering servers changes nothing"
         )
     return None
+
+
+def pool_flag_problems(key: str, k3s: K3sSettings, pool: AgentPoolArgs) -> list[tuple[str, str]]:
+    """A pool's agentArgs, agentConfig and registries, checked as k3s.agentArgs, k3s.agentConfig
+    and k3s.registries are, each named under the pool's `key`."""
+    own = replace(k3s, server_args=(), server_config={}, agent_args=pool.agent_args, agent_config=pool.agent_config)
+    found = _flag_problems(own) + _registries_problems(pool.registries or {})
+    return [(key + where.removeprefix(KEY), message) for where, message in found]
 
 
 def _flag_problems(k3s: K3sSettings) -> list[tuple[str, str]]:
