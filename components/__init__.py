@@ -16,6 +16,7 @@ and examples/library/. `__version__` is this release (CHANGELOG.md).
 
 # Relative imports only inside this package: it is imported as `components` here and as
 # `k3s_rancher` when installed.
+from .agent_pool import AgentPool, AgentPoolArgs
 from .backends.docker import DockerCluster, DockerClusterArgs
 from .backends.kubeconfig import KubeconfigCluster, KubeconfigClusterArgs
 from .backends.ssh import K3sCluster, K3sClusterArgs
@@ -44,6 +45,8 @@ from .settings import (
 )
 
 __all__ = [
+    "AgentPool",
+    "AgentPoolArgs",
     "Airgap",
     "Bastion",
     "CertManagerSettings",

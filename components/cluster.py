@@ -86,6 +86,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import scripts
+from .agent_pool import AgentPool, AgentPoolArgs
 from .cluster_record import ClusterRecord, renewal, warn_if_expiring
 from .kubeconfig import (
     client_certificate_expiry,
@@ -147,6 +148,11 @@ class Backend(Protocol):
 
     @property
     def agents(self) -> Sequence[Node]: ...
+
+    # Agent pools (components/agent_pool.py): their agents join after `agents`, each pool
+    # under its AgentPool component; empty where the topology has none (docker).
+    @property
+    def pools(self) -> Sequence[AgentPoolArgs]: ...
 
     def identity(self, node: Node) -> Sequence[pulumi.Input[str]]: ...
 
@@ -238,7 +244,9 @@ class ClusterGraph:
     """The graph's handles, for the component that built it."""
 
     servers: list[ClusterNode]
+    # Every agent: those of `agents`, then each pool's.
     agents: list[ClusterNode]
+    pools: list[AgentPool]
     ready: pulumi.Resource
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
@@ -300,9 +308,13 @@ def build_graph(
         after: Sequence[pulumi.Resource],
         init_installed: Installed | None,
         rolled: bool = False,
+        under: pulumi.Resource | None = None,
     ) -> ClusterNode:
         node_type = backend.server_type if node.role == "server" else backend.agent_type
-        component = ClusterNode(node_type, node, names, child)
+        # A pool's agent keeps an alias to where an agent of `agents` sits: moving an agent into
+        # a pool keeps its resources (the engine follows the alias) instead of replacing it.
+        opts = child if under is None else pulumi.ResourceOptions(parent=under, aliases=[pulumi.Alias(parent=parent)])
+        component = ClusterNode(node_type, node, names, opts)
         # The node's first step where the backend has one (the scripts bundle on its host).
         backend.prepare(component, node)
         is_init = node.name == init.name
@@ -358,11 +370,20 @@ def build_graph(
         )
         return component
 
-    def roll_out(agent_members: list[ClusterNode]) -> None:
+    def roll_out(
+        agent_members: list[ClusterNode],
+        k3s: K3sSettings,
+        before: list[pulumi.Resource],
+        barrier: tuple[str, pulumi.Resource],
+        more: bool,
+    ) -> list[pulumi.Resource]:
         """Per agent, steps that run only on an in-place change (no create): cordon (and
         drain) through the init server, apply the install on the agent, wait until it is
         Ready at k3s.version and uncordon it. Agents go in batches of k3s.upgrade's size, in
-        name order; a batch starts once every agent of the previous one is back."""
+        name order; a batch starts once every agent of the previous one (`before` for the
+        first: the previous group's last batch) is back. `barrier`: the name prefix and the
+        parent of the steps that wait for a whole batch; `more`: whether a group follows.
+        Returns what the next group's first batch waits for."""
         size = k3s.upgrade.batch_size(len(agent_members))
         user = init.ssh.user
 
@@ -376,7 +397,6 @@ def build_graph(
         def rejoin_text(name: str) -> Callable[[list[str]], str]:
             return lambda v: scripts.rejoin_script(name, k3s, user, scripts.rollout_wait_for(v[0], v[1])).command
 
-        before: list[pulumi.Resource] = []
         for number, start in enumerate(range(0, len(agent_members), size), start=1):
             batch: list[pulumi.Resource] = []
             for m in agent_members[start : start + size]:
@@ -407,17 +427,18 @@ def build_graph(
                 m.installed = replace(installed, resources=[*installed.resources, rejoin])
                 batch.append(rejoin)
             before = batch
-            if len(batch) > 1 and start + size < len(agent_members):
+            if len(batch) > 1 and (start + size < len(agent_members) or more):
                 # One step that waits for the whole batch (and runs nothing, ever): the next
                 # batch's agents wait for it, not each for every agent of this batch, so the
                 # edges grow with the agents, not with the agents times the batch size.
                 before = [
                     backend.command(
-                        f"{name}-upgrade-batch-{number}",
+                        f"{barrier[0]}-upgrade-batch-{number}",
                         init,
-                        opts=pulumi.ResourceOptions(parent=parent, depends_on=batch),
+                        opts=pulumi.ResourceOptions(parent=barrier[1], depends_on=batch),
                     )
                 ]
+        return before
 
     def generations(members: Sequence[ClusterNode]) -> pulumi.Input[str]:
         parts = [m.installed.generation for m in members]
@@ -444,8 +465,28 @@ def build_graph(
         previous = [server.ready]
     rolled = backend.rolls_agents
     agent_members = [member(node, False, previous, server_members[0].installed, rolled) for node in agents]
+    pools: list[AgentPool] = []
+    # The agents of `agents`, then each pool's, with the settings each group rolls out with.
+    groups: list[tuple[list[ClusterNode], K3sSettings, tuple[str, pulumi.Resource]]] = [
+        (list(agent_members), k3s, (name, parent))
+    ]
+    for pool_args in backend.pools:
+        pool_name, pool_opts = names.child(pool_args.name, child)
+        pool = AgentPool(pool_name, pool_args, pool_opts)
+        in_pool = [
+            member(node, False, previous, server_members[0].installed, rolled, pool)
+            for node in sorted(pool_args.members(), key=lambda n: n.name)
+        ]
+        pools.append(pool)
+        groups.append((in_pool, pool_args.k3s(k3s), (f"{name}-{pool_args.name}", pool)))
+        agent_members += in_pool
     if rolled:
-        roll_out(agent_members)
+        # Servers first (every agent's install waits for the last server), then the groups
+        # one after another, each in its own batch size (components/agent_pool.py).
+        before: list[pulumi.Resource] = []
+        for i, (group, group_k3s, barrier) in enumerate(groups):
+            more = any(g for g, _, _ in groups[i + 1 :])
+            before = roll_out(group, group_k3s, before, barrier, more)
     members = [*server_members, *agent_members]
     member_names = [m.node.name for m in members]
 
@@ -497,7 +538,10 @@ def build_graph(
     )
     for m in members:
         m.register_outputs({"name": m.node.name, "role": m.node.role, "address": m.node.address})
+    for pool in pools:
+        pool.finish()
     return ClusterGraph(
+        pools=pools,
         expiry=pulumi.Output.unsecret(raw.apply(client_certificate_expiry)),
         renewal=pulumi.Output.from_input(marker),
         servers=server_members,
@@ -518,6 +562,7 @@ class GraphCluster(pulumi.ComponentResource):
 
     servers: list[ClusterNode]
     agents: list[ClusterNode]
+    pools: list[AgentPool]
     ready: pulumi.Resource
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
@@ -529,7 +574,7 @@ class GraphCluster(pulumi.ComponentResource):
 
     def _build(self, name: str, backend: Backend, k3s: K3sSettings, cluster_name: str, record: ClusterRecord) -> None:
         graph = build_graph(self, name, backend, k3s, cluster_name, record)
-        self.servers, self.agents = graph.servers, graph.agents
+        self.servers, self.agents, self.pools = graph.servers, graph.agents, graph.pools
         self.ready, self.kubeconfig, self.provider = graph.ready, graph.kubeconfig, graph.provider
         self.api_server = graph.api_server
         self.nodes = graph.nodes

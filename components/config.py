@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import checks, local_files, topologies
+from .agent_pool import AgentPoolArgs
 from .schema import apply_defaults, given_keys, load_schema, schema_problems
 from .settings import (
     NAMESPACE,
@@ -118,6 +119,8 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
     ssh_raw, k3s_raw, docker_raw, rancher_raw = raw["ssh"], raw["k3s"], raw["docker"], raw["rancher"]
     servers = tuple(_node(n, "server", ssh_raw) for n in raw["servers"])
     agents = tuple(_node(n, "agent", ssh_raw) for n in raw["agents"])
+    upgrade = UpgradeSettings(agents_at_once=k3s_raw["upgrade"]["agentsAtOnce"], drain=k3s_raw["upgrade"]["drain"])
+    pools = tuple(_pool(p, ssh_raw, upgrade) for p in raw.get("agentPools", []))
     init_server = _init_server(k3s_raw, servers, given)
     init_node = next((n for n in servers if n.name == init_server), None)
     # A given address is kept as given, even when empty, so that validation sees that value.
@@ -149,7 +152,7 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
             registries=k3s_raw.get("registries"),
             install_script_url=k3s_raw["installScriptUrl"],
             install_script_sha256=k3s_raw.get("installScriptSha256"),
-            proxy=_proxy(k3s_raw, servers, agents, api_address),
+            proxy=_proxy(k3s_raw, servers, agents + tuple(n for p in pools for n in p.nodes), api_address),
             preflight=k3s_raw["preflight"],
             drift_check=k3s_raw["driftCheck"],
             init_server=init_server,
@@ -161,9 +164,7 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
                 drain=k3s_raw["timeouts"]["drain"],
                 drift_check=k3s_raw["timeouts"]["driftCheck"],
             ),
-            upgrade=UpgradeSettings(
-                agents_at_once=k3s_raw["upgrade"]["agentsAtOnce"], drain=k3s_raw["upgrade"]["drain"]
-            ),
+            upgrade=upgrade,
         ),
         ssh=SshSettings(
             user=ssh_raw["user"],
@@ -176,6 +177,7 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
         ),
         servers=servers,
         agents=agents,
+        agent_pools=pools,
         docker=DockerSettings(
             host=docker_raw["host"],
             image=docker_raw.get("image", f"rancher/k3s:{tag}"),
@@ -249,6 +251,26 @@ def _node(raw: Mapping[str, Any], role: str, ssh: Mapping[str, Any]) -> Node:
         ),
         labels=dict(raw.get("labels", {})),
         taints=tuple(raw.get("taints", [])),
+    )
+
+
+def _pool(raw: Mapping[str, Any], ssh: Mapping[str, Any], cluster_upgrade: UpgradeSettings) -> AgentPoolArgs:
+    """One of agentPools; its upgrade keys left out are k3s.upgrade's."""
+    upgrade = raw.get("upgrade")
+    return AgentPoolArgs(
+        name=raw["name"],
+        nodes=tuple(_node(n, "agent", ssh) for n in raw["nodes"]),
+        labels=dict(raw.get("labels", {})),
+        taints=tuple(raw.get("taints", [])),
+        agent_args=tuple(raw.get("agentArgs", [])),
+        agent_config=dict(raw.get("agentConfig", {})),
+        registries=raw.get("registries"),
+        upgrade=None
+        if upgrade is None
+        else UpgradeSettings(
+            agents_at_once=upgrade.get("agentsAtOnce", cluster_upgrade.agents_at_once),
+            drain=upgrade.get("drain", cluster_upgrade.drain),
+        ),
     )
 
 

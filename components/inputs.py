@@ -16,7 +16,7 @@ from typing import Any
 
 import pulumi
 
-from .settings import K3sSettings, Node
+from .settings import AgentPoolArgs, K3sSettings, Node
 
 
 def is_plain(value: Any) -> bool:
@@ -26,14 +26,22 @@ def is_plain(value: Any) -> bool:
 
 @dataclass(frozen=True)
 class Plain:
-    """The cluster's nodes and K3s settings with every address a plain string."""
+    """The cluster's nodes (its pools' too) and K3s settings with every address a plain string."""
 
     servers: tuple[Node, ...]
     agents: tuple[Node, ...]
     k3s: K3sSettings
+    pools: tuple[AgentPoolArgs, ...] = ()
 
     def node(self, name: str) -> Node:
-        return next(n for n in (*self.servers, *self.agents) if n.name == name)
+        """The node as the graph has it (a pool's agent with the pool's labels and taints)."""
+        members = [n for pool in self.pools for n in pool.members()]
+        return next(n for n in (*self.servers, *self.agents, *members) if n.name == name)
+
+    def k3s_of(self, name: str) -> K3sSettings:
+        """The K3s settings node `name` is installed with: its pool's, else the cluster's."""
+        pool = next((p for p in self.pools if any(n.name == name for n in p.nodes)), None)
+        return pool.k3s(self.k3s) if pool else self.k3s
 
 
 def completed(k3s: K3sSettings, servers: Sequence[Node], agents: Sequence[Node], init_server: str) -> K3sSettings:
@@ -51,8 +59,11 @@ def completed(k3s: K3sSettings, servers: Sequence[Node], agents: Sequence[Node],
     return k3s
 
 
-def _inputs(servers: Sequence[Node], agents: Sequence[Node], k3s: K3sSettings) -> list[Any]:
-    nodes = [value for n in (*servers, *agents) for value in (n.address, n.ssh.host)]
+def _inputs(
+    servers: Sequence[Node], agents: Sequence[Node], pools: Sequence[AgentPoolArgs], k3s: K3sSettings
+) -> list[Any]:
+    pooled = [n for pool in pools for n in pool.nodes]
+    nodes = [value for n in (*servers, *agents, *pooled) for value in (n.address, n.ssh.host)]
     proxied = list(k3s.proxy.node_addresses) if k3s.proxy else []
     return [*nodes, k3s.api_address, *proxied]
 
@@ -60,26 +71,35 @@ def _inputs(servers: Sequence[Node], agents: Sequence[Node], k3s: K3sSettings) -
 def resolved(
     servers: Sequence[Node],
     agents: Sequence[Node],
+    pools: Sequence[AgentPoolArgs],
     k3s: K3sSettings,
     check: Callable[[Plain], None] = lambda _: None,
 ) -> pulumi.Output[Plain] | None:
     """None when every address is plain; else the settings with every address known, once
     the hosts exist, after `check` (the validators, which skipped what was unknown) passed on
     them: a bad address fails there with the same keyed ConfigError."""
-    values = _inputs(servers, agents, k3s)
+    values = _inputs(servers, agents, pools, k3s)
     if all(is_plain(v) for v in values):
         return None
 
-    def plain(known: list[Any]) -> Plain:
-        it = iter(known)
-        nodes = [replace(n, address=next(it), ssh=replace(n.ssh, host=next(it))) for n in (*servers, *agents)]
+    def plain(values: list[Any]) -> Plain:
+        it = iter(values)  # in _inputs' order
+
+        def known(n: Node) -> Node:
+            return replace(n, address=next(it), ssh=replace(n.ssh, host=next(it)))
+
+        nodes = [known(n) for n in (*servers, *agents)]
+        known_pools = tuple(replace(pool, nodes=[known(n) for n in pool.nodes]) for pool in pools)
         api = next(it)
         proxy = k3s.proxy
         if proxy is not None:
             # As config builds it: each address once, sorted, empty ones left out.
             proxy = replace(proxy, node_addresses=tuple(sorted({a for a in it if isinstance(a, str) and a})))
         result = Plain(
-            tuple(nodes[: len(servers)]), tuple(nodes[len(servers) :]), replace(k3s, api_address=api, proxy=proxy)
+            tuple(nodes[: len(servers)]),
+            tuple(nodes[len(servers) :]),
+            replace(k3s, api_address=api, proxy=proxy),
+            known_pools,
         )
         check(result)
         return result
@@ -93,4 +113,4 @@ def rendered(
     """`render(node, k3s)` now with plain addresses; else inside the apply of the resolved ones."""
     if found is None:
         return render(node, k3s)
-    return found.apply(lambda p: render(p.node(node.name), p.k3s))
+    return found.apply(lambda p: render(p.node(node.name), p.k3s_of(node.name)))

@@ -96,7 +96,7 @@ def check_roles(settings: Settings) -> None:
     (components/validation/roles.py). Listed nodes only (ssh): docker nodes are named by role and index."""
     if not topologies.of(settings).lists_nodes:
         return
-    errors = role_change_errors(previous_nodes(own_previous_outputs()), [*settings.servers, *settings.agents])
+    errors = role_change_errors(previous_nodes(own_previous_outputs()), list(settings.nodes))
     if errors:
         raise ConfigError(errors)
 
@@ -129,7 +129,7 @@ def check_drift(settings: Settings) -> dict[str, int]:
         return {}
     outputs = own_previous_outputs()
     previous = drift.previous_repairs(outputs)
-    nodes = [*settings.servers, *settings.agents]
+    nodes = list(settings.nodes)
     if not settings.k3s.drift_check:
         return drift.next_repairs(previous, (), (n.name for n in nodes))
     checked = drift.checked_nodes(nodes, previous_nodes(outputs))

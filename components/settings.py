@@ -10,8 +10,8 @@ defaults are an interface the cluster graph, the backends and Rancher use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pulumi
@@ -186,6 +186,52 @@ class K3sSettings:
 
 
 @dataclass(frozen=True)
+class AgentPoolArgs:
+    """One pool: its name, its agents (role "agent") and the settings it adds to the cluster's
+    (components/agent_pool.py says how they combine)."""
+
+    name: str
+    nodes: Sequence[Node]
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[str, ...] = ()
+    agent_args: tuple[str, ...] = ()
+    agent_config: Mapping[str, Any] = field(default_factory=dict)
+    # None: k3s.registries.
+    registries: Mapping[str, Any] | None = None
+    # None: k3s.upgrade.
+    upgrade: UpgradeSettings | None = None
+
+    def k3s(self, cluster: K3sSettings) -> K3sSettings:
+        """The K3s settings this pool's agents are installed with."""
+        return replace(
+            cluster,
+            agent_args=(*cluster.agent_args, *self.agent_args),
+            agent_config={**cluster.agent_config, **self.agent_config},
+            registries=cluster.registries if self.registries is None else self.registries,
+            upgrade=self.upgrade or cluster.upgrade,
+        )
+
+    def members(self) -> list[Node]:
+        """The pool's agents with the pool's labels and taints combined with their own."""
+        return [
+            replace(node, labels={**self.labels, **node.labels}, taints=combine_taints(self.taints, node.taints))
+            for node in self.nodes
+        ]
+
+
+def combine_taints(pool: Sequence[str], own: Sequence[str]) -> tuple[str, ...]:
+    """The pool's taints, less those an agent's own replaces (same key and effect), then its own."""
+    owned = {taint_identity(t) for t in own}
+    return (*(t for t in pool if taint_identity(t) not in owned), *own)
+
+
+def taint_identity(taint: str) -> str:
+    """key:effect of `key[=value]:effect` (one value per key and effect on a node)."""
+    body, _, effect = taint.rpartition(":")
+    return f"{body.partition('=')[0]}:{effect}"
+
+
+@dataclass(frozen=True)
 class Bastion:
     host: str
     user: str
@@ -265,10 +311,17 @@ class Settings:
     docker: DockerSettings
     rancher: RancherSettings
     secrets_set: frozenset[str]
+    # agentPools (ssh): groups of agents with their own settings (components/agent_pool.py).
+    agent_pools: tuple[AgentPoolArgs, ...] = ()
+
+    @property
+    def pool_agents(self) -> tuple[Node, ...]:
+        """Every pool's agents, with the pool's labels and taints combined with their own."""
+        return tuple(n for pool in self.agent_pools for n in pool.members())
 
     @property
     def nodes(self) -> tuple[Node, ...]:
-        return self.servers + self.agents
+        return self.servers + self.agents + self.pool_agents
 
     @property
     def init_node(self) -> Node:

@@ -9,6 +9,7 @@ import pytest
 
 from components import checks, compat, k3s_flags
 from components.schema import load_schema
+from components.settings import ConfigError
 from tests.config_cases import (
     NS,
     base,
@@ -158,3 +159,20 @@ def test_the_api_port_follows_https_listen_port_into_the_joins_and_the_host_scri
         assert removal is not None and removal.variables["API_PORT"] == "7443"
         wait = parse_inputs(scripts.wait_script(["cp1"], settings.k3s, timeout=1, waits_for="x", user="root").body)
         assert wait is not None and "7443/tcp" in wait.variables["HINT"]
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "key"),
+    [
+        ("serverConfig", "64k", "k3s-rancher:k3s.serverConfig.https-listen-port"),
+        ("serverConfig", 70000, "k3s-rancher:k3s.serverConfig.https-listen-port"),
+        ("serverArgs", "--https-listen-port=0", "k3s-rancher:k3s.serverArgs[0]"),
+    ],
+)
+def test_an_https_listen_port_that_is_not_a_port_is_refused_by_key(where: str, value: object, key: str) -> None:
+    config = base()
+    config["k3s"][where] = {"https-listen-port": value} if where == "serverConfig" else [value]
+    with pytest.raises(ConfigError) as caught:
+        parse(config)
+    assert caught.value.keys == [key]
+    assert "is not a TCP port" in str(caught.value)

@@ -17,6 +17,7 @@ from components import ConfigError, K3sCluster, K3sClusterArgs, RancherDeploymen
 from components.backends.docker import DockerCluster, DockerClusterArgs
 from components.settings import (
     NAMESPACE,
+    AgentPoolArgs,
     DockerSettings,
     K3sSettings,
     Node,
@@ -28,7 +29,7 @@ from components.settings import (
 from tests.harness import TEST_SSH_KEY, TEST_TOKEN, Run, registered_names, run_function
 
 ROOT = Path(__file__).resolve().parent.parent
-IPS = {"cp1": "10.9.0.11", "cp2": "10.9.0.12", "cp3": "10.9.0.13", "w1": "10.9.0.21"}
+IPS = {"cp1": "10.9.0.11", "cp2": "10.9.0.12", "cp3": "10.9.0.13", "w1": "10.9.0.21", "g1": "10.9.0.31"}
 SERVERS, AGENTS = ("cp1", "cp2", "cp3"), ("w1",)
 
 
@@ -56,6 +57,8 @@ def cluster_program(address: Callable[[str], pulumi.Input[str]], k3s: K3sSetting
             K3sClusterArgs(
                 servers=[node(n, "server", address(n)) for n in SERVERS],
                 agents=[node(n, "agent", address(n)) for n in AGENTS],
+                # An agent pool's agent on a VM too, with the pool's label.
+                pools=[AgentPoolArgs(name="gpu", nodes=[node("g1", "agent", address("g1"))], labels={"pool": "gpu"})],
                 # Only what has no default: the init server; the API address defaults to its.
                 k3s=k3s or K3sSettings(init_server="cp1"),
                 ssh=SshSettings(),
@@ -87,9 +90,9 @@ def plain() -> Run:
 
 
 def test_each_node_is_reached_at_its_vms_address_once_the_vm_exists(vms: Run) -> None:
-    for name in (*SERVERS, *AGENTS):
+    for name in (*SERVERS, *AGENTS, "g1"):
         for step in ("install", "ready"):
-            if step == "ready" and name in AGENTS:
+            if step == "ready" and name not in SERVERS:
                 continue  # agents are checked by the cluster-ready check on the init server
             command = vms.by_name(f"edge-{name}-{step}")
             assert command.plain()["connection"]["host"] == IPS[name]
@@ -144,7 +147,7 @@ def test_a_bad_address_known_only_later_gets_the_same_keyed_error() -> None:
 
 
 def test_hand_built_cluster_args_get_the_keyed_checks_before_anything_is_made() -> None:
-    bad = {"cp1": "10.9.0.11", "cp2": "10.9.0.300", "cp3": "10.9.0.13", "w1": "10.9.0.11"}
+    bad = {**IPS, "cp2": "10.9.0.300", "w1": "10.9.0.11"}
     names = registered_names(
         lambda: run_function(cluster_program(lambda name: bad[name]), project="inputs"), tolerated=ConfigError
     )

@@ -46,7 +46,15 @@ def node(name: str, address: str, role: str = "agent", **extra: Any) -> Node:
 
 
 def test_every_section_of_the_schema_has_a_validator_and_each_runs_once() -> None:
-    sections = {"servers": nodes, "agents": nodes, "k3s": k3s, "ssh": ssh, "docker": docker, "rancher": rancher}
+    sections = {
+        "servers": nodes,
+        "agents": nodes,
+        "agentPools": nodes,
+        "k3s": k3s,
+        "ssh": ssh,
+        "docker": docker,
+        "rancher": rancher,
+    }
     assert set(schema.load_schema()["properties"]) - {"topology"} == set(sections)
     # The topology of an existing cluster has no section of its own: its rules are a module.
     modules = {m.__name__ for m in sections.values()} | {kubeconfig.__name__}

@@ -100,6 +100,8 @@ class DockerBackend:
     forget_init = False
     # An upgrade replaces containers, servers one at a time, then the agents (no batches).
     rolls_agents = False
+    # Docker agents are a count (docker.agents): no pools.
+    pools: tuple[()] = ()
     # A new token or endpoint is a new file in the container: a new container, a new generation.
     check_stdin = None
     # The token cannot change here (validation refuses newToken): no rotation step.

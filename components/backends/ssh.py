@@ -18,6 +18,7 @@ import pulumi
 import pulumi_command.remote as remote
 
 from .. import bundle, inputs, registry_auth, scripts
+from ..agent_pool import AgentPoolArgs
 from ..cluster import GraphCluster, Installed, render_text
 from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum
 from ..naming import ChildNames
@@ -70,6 +71,9 @@ class K3sClusterArgs:
     # Where the cluster keeps what its next run compares with (components/cluster_record.py);
     # None: its own stack output, `k3s-rancher:<name>`.
     record: ClusterRecord | None = None
+    # Agent pools (components/agent_pool.py): their agents join after `agents`, each pool with
+    # its own labels, taints, agent flags, registries and upgrade batch size.
+    pools: Sequence[AgentPoolArgs] = ()
     # True: parse_settings built and checked these (the stack program). False: the component
     # runs the ssh topology's validators on them (components/validation/args.py).
     checked: bool = False
@@ -139,12 +143,16 @@ class SshBackend:
     ) -> None:
         self.args = args
         self.names = names
-        self.k3s = inputs.completed(args.k3s, args.servers, args.agents, args.k3s.init_server)
+        self.pools = list(args.pools)
+        pool_agents = [n for pool in self.pools for n in pool.members()]
+        self.k3s = inputs.completed(args.k3s, args.servers, [*args.agents, *pool_agents], args.k3s.init_server)
         self.servers = server_chain(args.servers, args.k3s.init_server)
         self.agents = sorted(args.agents, key=lambda n: n.name)
+        # The K3s settings each pool's agent is installed with (the cluster's for the others).
+        self._node_k3s = {n.name: pool.k3s(self.k3s) for pool in self.pools for n in pool.nodes}
         # Addresses given as Outputs (hosts made in the same program): the texts that name an
         # address render once they are known (components/inputs.py); None with plain ones.
-        self._plain = inputs.resolved(args.servers, args.agents, self.k3s, check)
+        self._plain = inputs.resolved(args.servers, args.agents, self.pools, self.k3s, check)
         self.api_server: pulumi.Input[str] = (
             self.k3s.server_url if self._plain is None else self._plain.apply(lambda p: p.k3s.server_url)
         )
@@ -156,9 +164,7 @@ class SshBackend:
         # With newToken: every node joins with it, and stdin line 6 is the token rotated from.
         token, rotated_from = self._tokens(args)
         # With registryAuth: line 7, the whole registries.yaml (every node pulls images).
-        registries = pulumi.Output.from_input(args.registry_auth or "").apply(
-            lambda auth: registry_auth.registries_file(self.k3s.registries, auth) if auth else ""
-        )
+        registries = self._registries(self.k3s.registries)
         self.check_stdin: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(token, endpoint, *s3, proxy, rotated_from, registries).apply(
                 lambda v: scripts.install_stdin(
@@ -172,19 +178,30 @@ class SshBackend:
                 )
             )
         )
+
         # Agents get the token, the endpoint, the proxy's credentials and the registries: the
         # S3 keys stay on the servers.
-        self._agent_stdin: pulumi.Output[str] = pulumi.Output.secret(
-            pulumi.Output.all(token, endpoint, proxy, rotated_from, registries).apply(
-                lambda v: scripts.install_stdin(
-                    str(v[0]),
-                    str(v[1]) or None,
-                    proxy_credentials=str(v[2]) or None,
-                    rotated_from=str(v[3]) or None,
-                    registries=str(v[4]) or None,
+        def agent_stdin(registries: pulumi.Output[str]) -> pulumi.Output[str]:
+            return pulumi.Output.secret(
+                pulumi.Output.all(token, endpoint, proxy, rotated_from, registries).apply(
+                    lambda v: scripts.install_stdin(
+                        str(v[0]),
+                        str(v[1]) or None,
+                        proxy_credentials=str(v[2]) or None,
+                        rotated_from=str(v[3]) or None,
+                        registries=str(v[4]) or None,
+                    )
                 )
             )
-        )
+
+        self._agent_stdin = agent_stdin(registries)
+        # A pool with its own registries: its agents get that registries.yaml with the credentials.
+        self._pool_stdin = {
+            n.name: agent_stdin(self._registries(pool.registries))
+            for pool in self.pools
+            if pool.registries is not None
+            for n in pool.nodes
+        }
         # The rotation's stdin (the current token, then newToken); None without newToken.
         self.token_rotation: pulumi.Output[str] | None = None
         if args.new_token is not None:
@@ -195,7 +212,7 @@ class SshBackend:
             )
         self._connections = {
             n.name: connection(n, args.ssh, args.private_key, args.private_key_password)
-            for n in (*self.servers, *self.agents)
+            for n in (*self.servers, *self.agents, *pool_agents)
         }
         # Each node's `<node>-scripts` step (prepare): every command on that host waits for it.
         self._scripts: dict[str, remote.Command] = {}
@@ -227,7 +244,7 @@ class SshBackend:
     def _text(self, node: Node, render: Callable[[Node, K3sSettings], str]) -> pulumi.Input[str]:
         """A command text naming the node's or the API's address: rendered now when every
         address is plain, else once they are known (the same text then)."""
-        return inputs.rendered(self._plain, node, self.k3s, render)
+        return inputs.rendered(self._plain, node, self.k3s_of(node), render)
 
     def _after_scripts(self, on: Node, opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
         """`opts` plus a dependency on `on`'s scripts step (a command there runs its code)."""
@@ -235,6 +252,16 @@ class SshBackend:
         if step is None:
             return opts
         return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[step]))
+
+    def _registries(self, registries: Mapping[str, object] | None) -> pulumi.Output[str]:
+        """The whole registries.yaml with the registryAuth secret's credentials ("" without it)."""
+        return pulumi.Output.from_input(self.args.registry_auth or "").apply(
+            lambda auth: registry_auth.registries_file(registries, auth) if auth else ""
+        )
+
+    def k3s_of(self, node: Node) -> K3sSettings:
+        """The K3s settings `node` is installed with: its pool's, else the cluster's."""
+        return self._node_k3s.get(node.name, self.k3s)
 
     @staticmethod
     def _tokens(args: K3sClusterArgs) -> tuple[pulumi.Output[str], pulumi.Output[str]]:
@@ -300,6 +327,7 @@ class SshBackend:
     ) -> Installed:
         assert isinstance(forget, remote.Command)  # forget_init: every node has one
         repair = self.args.repairs.get(node.name, 0)
+        k3s = self.k3s_of(node)
         script = self._text(
             node, lambda n, k: scripts.install_script(n, k, first_server=first_server, repair=repair).command
         )
@@ -320,7 +348,7 @@ class SshBackend:
         )
         # Whatever is put on the host before the install depends on `forget`: on a
         # replacement it is created only once the old generation is uninstalled.
-        staged = self._stage_airgap(parent, node, cleanup) if self.k3s.airgap else []
+        staged = self._stage_airgap(parent, node, cleanup) if k3s.airgap else []
         # K3s applies labels and taints only at a node's first registration: the drop-in must
         # be there before the install first starts K3s. Later changes go through membership.
         if node.labels or node.taints:
@@ -339,7 +367,7 @@ class SshBackend:
                     opts=registration_opts,
                 )
             )
-        stdin = self.check_stdin if node.role == "server" else self._agent_stdin
+        stdin = self.check_stdin if node.role == "server" else self._pool_stdin.get(node.name, self._agent_stdin)
         # Rolled: an in-place change writes the files here and leaves the restart, if one is
         # needed, to the agent's `-upgrade` step in its batch (after the cordon and drain).
         deferred = self._text(
@@ -365,11 +393,10 @@ class SshBackend:
             triggers=[*identity(node), forget.id],
             opts=install_opts,
         )
-
         rollout: pulumi.Output[str] | None = None
         if rolled and self._plain is None:
             assert isinstance(script, str)
-            marker, k3s = scripts.fingerprint(script), self.k3s
+            marker = scripts.fingerprint(script)
             rollout = install.stdout.apply(
                 lambda stdout: (
                     scripts.restart_pending_script(node, k3s, scripts.rollout_wait_for(marker, stdout)).command
@@ -379,7 +406,9 @@ class SshBackend:
             rollout = pulumi.Output.all(install.stdout, script, self._plain).apply(
                 lambda v: (
                     scripts.restart_pending_script(
-                        v[2].node(node.name), v[2].k3s, scripts.rollout_wait_for(scripts.fingerprint(v[1]), v[0])
+                        v[2].node(node.name),
+                        v[2].k3s_of(node.name),
+                        scripts.rollout_wait_for(scripts.fingerprint(v[1]), v[0]),
                     ).command
                 )
             )
@@ -401,8 +430,9 @@ class SshBackend:
         install copies the files to a root-owned place, checks their sha256 there before
         running anything and removes the staged copies; the staging step's delete removes
         what was staged and never installed, the uninstall every root-owned generation."""
-        # The files alone: they do not depend on the address (the stage's name does: _stage).
-        layout = scripts.airgap_layout(replace(node, address=""), self.k3s)
+        k3s = self.k3s_of(node)
+        # The files alone: they do not depend on the address (the stage's name does: _staged_as).
+        layout = scripts.airgap_layout(replace(node, address=""), k3s)
         assert layout is not None
         stage_name, stage_opts = self.names.child(
             f"{node.name}-airgap-stage", pulumi.ResourceOptions(parent=parent, depends_on=[first])
@@ -482,7 +512,7 @@ class K3sCluster(GraphCluster):
         check = _checker(args)
         # Before anything of the cluster is registered: a refusal leaves nothing behind.
         if not args.checked:
-            check(inputs.Plain(tuple(args.servers), tuple(args.agents), args.k3s))
+            check(inputs.Plain(tuple(args.servers), tuple(args.agents), args.k3s, tuple(args.pools)))
         check_quorum(record, [n.name for n in args.servers], args.k3s.datastore, f"{NAMESPACE}:servers")
         super().__init__(CLUSTER_TYPE, name, None, opts)
         names = ChildNames.of(name, args.name_prefix)
@@ -507,7 +537,13 @@ def _checker(args: K3sClusterArgs) -> Callable[[inputs.Plain], None]:
 
     def check(plain: inputs.Plain) -> None:
         settings = validate_args.settings_of(
-            "ssh", k3s=plain.k3s, servers=plain.servers, agents=plain.agents, ssh=args.ssh, secrets=secrets
+            "ssh",
+            k3s=plain.k3s,
+            servers=plain.servers,
+            agents=plain.agents,
+            pools=plain.pools,
+            ssh=args.ssh,
+            secrets=secrets,
         )
         validate_args.check(settings, by_topology.SSH)
 

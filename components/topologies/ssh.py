@@ -16,7 +16,7 @@ from .base import Topology
 
 class Ssh(Topology):
     name = "ssh"
-    sections: ClassVar[tuple[str, ...]] = ("servers", "agents", "ssh")
+    sections: ClassVar[tuple[str, ...]] = ("servers", "agents", "agentPools", "ssh")
     servers_key = f"{NAMESPACE}:servers"
     lists_nodes = True
     reads_hosts = True
@@ -30,6 +30,7 @@ class Ssh(Topology):
             K3sClusterArgs(
                 servers=settings.servers,
                 agents=settings.agents,
+                pools=settings.agent_pools,
                 k3s=settings.k3s,
                 ssh=settings.ssh,
                 token=cluster_token(secrets.token),

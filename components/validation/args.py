@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from .. import local_files
 from ..settings import (
+    AgentPoolArgs,
     ConfigError,
     DockerSettings,
     K3sSettings,
@@ -37,6 +38,7 @@ def settings_of(
     k3s: K3sSettings,
     servers: Sequence[Node] = (),
     agents: Sequence[Node] = (),
+    pools: Sequence[AgentPoolArgs] = (),
     ssh: SshSettings | None = None,
     docker: DockerSettings | None = None,
     rancher: RancherSettings = _NO_RANCHER,
@@ -53,6 +55,7 @@ def settings_of(
         docker=docker or DockerSettings(image=""),
         rancher=rancher,
         secrets_set=frozenset(secrets),
+        agent_pools=tuple(pools),
     )
 
 
@@ -66,11 +69,15 @@ def given(settings: Settings, *, docker: bool = False) -> frozenset[str]:
         keys.add("k3s.initServer")
     if k3s.upgrade != UpgradeSettings():
         keys.add("k3s.upgrade")
-    for role, nodes in (("servers", settings.servers), ("agents", settings.agents)):
-        for i, node in enumerate(nodes):
-            keys.add(f"{role}[{i}].ssh.user")
-            if node.ssh.host_key is not None:
-                keys.add(f"{role}[{i}].ssh.hostKey")
+    keyed = [(f"servers[{i}]", n) for i, n in enumerate(settings.servers)]
+    keyed += [(f"agents[{i}]", n) for i, n in enumerate(settings.agents)]
+    keyed += [
+        (f"agentPools[{i}].nodes[{j}]", n) for i, p in enumerate(settings.agent_pools) for j, n in enumerate(p.nodes)
+    ]
+    for key, node in keyed:
+        keys.add(f"{key}.ssh.user")
+        if node.ssh.host_key is not None:
+            keys.add(f"{key}.ssh.hostKey")
     if settings.ssh.bastion:
         keys.add("ssh.bastion.user")
     if settings.rancher.enabled:

@@ -35,7 +35,8 @@ def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
 def _refused(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
     """What the docker topology cannot do."""
     problems: list[tuple[str, str]] = []
-    for role, nodes in (("servers", settings.servers), ("agents", settings.agents)):
+    listed = (("servers", settings.servers), ("agents", settings.agents), ("agentPools", settings.agent_pools))
+    for role, nodes in listed:
         if nodes:
             problems.append(
                 (f"{NAMESPACE}:{role}", "the docker topology makes its own nodes: use docker.servers / docker.agents")

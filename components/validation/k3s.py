@@ -4,11 +4,12 @@ role, registries, the installer URL, the datastore's secret and the airgap files
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from .. import checks, compat, k3s_flags, proxy, registry_auth
 from ..scripts import etcd_snapshot_flags
-from ..settings import NAMESPACE, K3sSettings, Settings, server_flag_values
+from ..settings import NAMESPACE, AgentPoolArgs, K3sSettings, Settings, server_flag_values
 from .facts import Facts
 
 KEY = f"{NAMESPACE}:k3s"
@@ -95,6 +96,14 @@ def _init_server_error(settings: Settings, facts: Facts) -> str | None:
     return None
 
 
+def pool_flag_problems(key: str, k3s: K3sSettings, pool: AgentPoolArgs) -> list[tuple[str, str]]:
+    """A pool's agentArgs, agentConfig and registries, checked as k3s.agentArgs, k3s.agentConfig
+    and k3s.registries are, each named under the pool's `key`."""
+    own = replace(k3s, server_args=(), server_config={}, agent_args=pool.agent_args, agent_config=pool.agent_config)
+    found = _flag_problems(own) + _registries_problems(pool.registries or {})
+    return [(key + where.removeprefix(KEY), message) for where, message in found]
+
+
 def _flag_problems(k3s: K3sSettings) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     for attr, args in (("serverArgs", k3s.server_args), ("agentArgs", k3s.agent_args)):
@@ -103,7 +112,13 @@ def _flag_problems(k3s: K3sSettings) -> list[tuple[str, str]]:
         for name, value in config.items():
             if error := checks.k3s_config_key_error(name) or checks.k3s_config_value_error(value):
                 problems.append((f"{KEY}.{attr}.{name}", error))
-    return problems + _flag_name_problems(k3s, {key for key, _ in problems})
+    reported = {key for key, _ in problems}
+    # The API port every join, wait and member check uses (K3sSettings.api_port): a value that
+    # is not a port would otherwise fall back to 6443 while K3s refuses to start with it.
+    for where, value in server_flag_values(k3s, "https-listen-port"):
+        if where not in reported and not (value.isdigit() and 1 <= int(value) <= 65535):
+            problems.append((where, f"https-listen-port {value!r} is not a TCP port (1-65535)"))
+    return problems + _flag_name_problems(k3s, reported)
 
 
 def _flag_name_problems(k3s: K3sSettings, reported: set[str]) -> list[tuple[str, str]]:

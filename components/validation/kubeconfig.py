@@ -8,7 +8,7 @@ from .facts import Facts
 
 # Settings of clusters this program builds; k3s.version stays: it is what the Rancher
 # compatibility check compares with.
-_NODE_SETTINGS = ("servers", "agents", "ssh", "docker")
+_NODE_SETTINGS = ("servers", "agents", "agentPools", "ssh", "docker")
 _NODE_SECRETS = (
     "token",
     "newToken",

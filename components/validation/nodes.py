@@ -3,15 +3,26 @@ node checked in one pass, with what must be unique across nodes."""
 
 from __future__ import annotations
 
+import re
+
 from .. import checks
 from ..settings import NAMESPACE, Node, Settings
+from . import k3s
 from .facts import Facts
+
+# A DNS-1123 label: the pool's name is part of its resources' names.
+_POOL_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def keyed_nodes(settings: Settings) -> list[tuple[str, Node]]:
     """Every node with its key (k3s-rancher:servers[0], k3s-rancher:agents[1], ...)."""
     keyed = [(f"{NAMESPACE}:servers[{i}]", n) for i, n in enumerate(settings.servers)]
-    return keyed + [(f"{NAMESPACE}:agents[{i}]", n) for i, n in enumerate(settings.agents)]
+    keyed += [(f"{NAMESPACE}:agents[{i}]", n) for i, n in enumerate(settings.agents)]
+    return keyed + [
+        (f"{NAMESPACE}:agentPools[{i}].nodes[{j}]", n)
+        for i, pool in enumerate(settings.agent_pools)
+        for j, n in enumerate(pool.nodes)
+    ]
 
 
 def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
@@ -61,6 +72,33 @@ def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
             if error := checks.label_key_error(label_key) or checks.label_value_error(label_value):
                 problems.append((f"{key}.labels.{label_key}", error))
         problems += _taint_problems(key, node.taints)
+    return problems + pool_problems(settings)
+
+
+def pool_problems(settings: Settings) -> list[tuple[str, str]]:
+    """agentPools: names (a DNS-1123 label, unique), the pool's labels and taints, its agent
+    flags and registries (checked as k3s.agentArgs, k3s.agentConfig and k3s.registries are);
+    its nodes are checked with every other node above."""
+    problems: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for i, pool in enumerate(settings.agent_pools):
+        key = f"{NAMESPACE}:agentPools[{i}]"
+        if not _POOL_NAME.match(pool.name):
+            problems.append(
+                (f"{key}.name", f"{pool.name!r} is not a pool name: lower-case letters, digits and '-', at most 63")
+            )
+        if pool.name in seen:
+            problems.append(
+                (f"{key}.name", f"{pool.name!r} is also agentPools[{seen[pool.name]}]: pool names must be unique")
+            )
+        seen.setdefault(pool.name, i)
+        if not pool.nodes:
+            problems.append((f"{key}.nodes", "a pool needs at least one agent (remove the pool to remove its agents)"))
+        for label_key, label_value in pool.labels.items():
+            if error := checks.label_key_error(label_key) or checks.label_value_error(label_value):
+                problems.append((f"{key}.labels.{label_key}", error))
+        problems += _taint_problems(key, pool.taints)
+        problems += k3s.pool_flag_problems(key, pool.k3s(settings.k3s), pool)
     return problems
 
 
