@@ -58,6 +58,9 @@ class K3sClusterArgs:
     # k3s.driftCheck's marker per node (components/drift.py): not 0 re-runs the node's scripts
     # step, airgap staging and install when it changes.
     repairs: Mapping[str, int] = field(default_factory=dict)
+    # Its reimage marker per node: not 0 deletes the node's Node and node-password Secret (its
+    # forget step) before the install, and applies its labels and taints again.
+    reimaged: Mapping[str, int] = field(default_factory=dict)
 
 
 def identity(node: Node) -> list[str]:
@@ -218,6 +221,9 @@ class SshBackend:
     def wait_hint(self, names: Sequence[str]) -> str | None:
         return None
 
+    def reimaged(self, node: Node) -> int:
+        return self.args.reimaged.get(node.name, 0)
+
     def command(
         self,
         name: str,
@@ -291,7 +297,7 @@ class SshBackend:
                 self.command(
                     f"{node.name}-registration",
                     node,
-                    create=scripts.registration_script(node, self.k3s).command,
+                    create=scripts.registration_script(node, self.k3s, self.reimaged(node)).command,
                     triggers=identity(node),
                     # Delete before replace: a replaced node's uninstall (which removes
                     # /etc/rancher/node) runs before this writes again.
