@@ -72,6 +72,9 @@ class K3sClusterArgs:
     # Agent pools (components/agent_pool.py): their agents join after `agents`, each pool with
     # its own labels, taints, agent flags, registries and upgrade batch size.
     pools: Sequence[AgentPoolArgs] = ()
+    # Its reimage marker per node: not 0 deletes the node's Node and node-password Secret (its
+    # forget step) before the install, and applies its labels and taints again.
+    reimaged: Mapping[str, int] = field(default_factory=dict)
 
 
 def identity(node: Node) -> list[str]:
@@ -259,6 +262,9 @@ class SshBackend:
     def wait_hint(self, names: Sequence[str]) -> str | None:
         return None
 
+    def reimaged(self, node: Node) -> int:
+        return self.args.reimaged.get(node.name, 0)
+
     def command(
         self,
         name: str,
@@ -343,7 +349,7 @@ class SshBackend:
                 self.command(
                     registration_name,
                     node,
-                    create=scripts.registration_script(node, k3s).command,
+                    create=scripts.registration_script(node, k3s, self.reimaged(node)).command,
                     triggers=identity(node),
                     opts=registration_opts,
                 )
