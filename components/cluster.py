@@ -192,6 +192,10 @@ class Backend(Protocol):
 
     def wait_hint(self, names: Sequence[str]) -> str | None: ...
 
+    def reimaged(self, node: Node) -> int:
+        """The node's k3s.driftCheck reimage marker (0: none; components/drift.py)."""
+        ...
+
 
 @runtime_checkable
 class KubernetesCluster(Protocol):
@@ -324,6 +328,9 @@ def build_graph(
             # so that K3s accepts the name again ("node password rejected" otherwise). It runs
             # on the init server, so it waits for the init server's install; its create does
             # nothing, so it stays off the critical path. The init server's has no delete.
+            # A host found reimaged (k3s.driftCheck): its Node and node-password Secret go before
+            # its install runs again, as on a replacement; only while it has the marker.
+            reimaged = 0 if is_init else backend.reimaged(node)
             forget_name, forget_opts = names.child(
                 f"{node.name}-forget",
                 pulumi.ResourceOptions(
@@ -335,6 +342,7 @@ def build_graph(
             component.forget = backend.command(
                 forget_name,
                 init,
+                update=scripts.forget_reimaged_script(node.name, init.ssh.user, reimaged).command if reimaged else None,
                 delete=None if is_init else scripts.forget_script(node.name, init.ssh.user).command,
                 triggers=backend.identity(node),
                 opts=forget_opts,
@@ -512,7 +520,7 @@ def build_graph(
         m.membership = backend.command(
             membership_name,
             init,
-            create=scripts.node_meta_script(m.node, init.ssh.user).command,
+            create=scripts.node_meta_script(m.node, init.ssh.user, backend.reimaged(m.node)).command,
             delete=delete,
             stdin=stdin,
             triggers=[*backend.identity(m.node), *m.installed.replaced_with],

@@ -28,6 +28,11 @@ from . import scripts
 from .settings import Node
 
 REPAIRS_OUTPUT = "driftRepairs"
+# Per node, the repair number at which its host was found without K3s (reimaged): an input of
+# its forget step, which then deletes its Node and node-password Secret before the install
+# runs again, as a replacement does (K3s refuses a known name with a new password otherwise).
+REIMAGED_OUTPUT = "driftReimaged"
+REIMAGED = "no K3s (reimaged?)"
 # The install's input that carries the marker (only while it is not 0).
 REPAIR_INPUT = "DRIFT_REPAIR"
 
@@ -53,6 +58,13 @@ class Verdict:
 
     reasons: dict[str, list[str]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # The hosts that did not answer (a subset of those the warnings name).
+    unreachable: list[str] = field(default_factory=list)
+
+    @property
+    def reimaged(self) -> list[str]:
+        """The drifted nodes whose host has no K3s at all."""
+        return [name for name, found in self.reasons.items() if REIMAGED in found]
 
 
 def probe_script(node: Node, *, init: bool) -> scripts.Script:
@@ -107,7 +119,7 @@ def reasons_for(node: Node, probe: Probe, applied_version: str | None) -> list[s
     """Why `node` drifted, from its own host's read (empty: it did not)."""
     service = "k3s" if node.role == "server" else "k3s-agent"
     if not probe.unit and not probe.version:
-        return ["no K3s (reimaged?)"]
+        return [REIMAGED]
     found: list[str] = []
     if not probe.unit:
         found.append(f"no {service} service unit")
@@ -143,7 +155,11 @@ def classify(
         if answer is None:
             continue
         if isinstance(answer, str):
-            verdict.warnings.append(f"k3s.driftCheck: {node.name} not checked: {answer}")
+            verdict.unreachable.append(node.name)
+            verdict.warnings.append(
+                f"k3s.driftCheck: {node.name} not checked: {answer}. Unreachable is not drift; nothing changes "
+                f"for it, and only a step that must run on {node.name} fails (it cannot connect either)"
+            )
             continue
         found = reasons_for(node, answer, applied_version)
         if found:
@@ -157,9 +173,9 @@ def classify(
     return verdict
 
 
-def previous_repairs(outputs: Mapping[str, Any]) -> dict[str, int]:
-    """The `driftRepairs` output of the previous run ({} without one)."""
-    value = outputs.get(REPAIRS_OUTPUT)
+def previous_repairs(outputs: Mapping[str, Any], name: str = REPAIRS_OUTPUT) -> dict[str, int]:
+    """The `driftRepairs` (or `driftReimaged`) output of the previous run ({} without one)."""
+    value = outputs.get(name)
     if not isinstance(value, Mapping):
         return {}
     return {str(k): int(v) for k, v in value.items() if isinstance(v, int | float) and int(v) > 0}
@@ -181,3 +197,64 @@ def checked_nodes(nodes: Sequence[Node], previous: Sequence[tuple[str, str, str]
     """The nodes the previous run installed, with the same role: a new node has nothing to drift from."""
     known = {(name, role) for name, role, _ in previous}
     return [n for n in nodes if (n.name, n.role) in known]
+
+
+def next_reimaged(
+    previous: Mapping[str, int], repairs: Mapping[str, int], reimaged: Iterable[str], names: Iterable[str]
+) -> dict[str, int]:
+    """Each current node's reimage marker: the repair number at which its host was last found
+    without K3s. Sticky, like the repair number."""
+    found = set(reimaged)
+    result: dict[str, int] = {}
+    for name in names:
+        n = repairs.get(name, 0) if name in found else previous.get(name, 0)
+        if n:
+            result[name] = n
+    return result
+
+
+@dataclass(frozen=True)
+class Markers:
+    """What the graph gets (per node, its repair number and its reimage marker) and what the
+    run says about drifted nodes."""
+
+    repairs: dict[str, int] = field(default_factory=dict)
+    reimaged: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def markers(
+    verdict: Verdict | None,
+    outputs: Mapping[str, Any],
+    names: Sequence[str],
+    init_server: str,
+    servers: int,
+) -> Markers:
+    """The markers after `verdict` (None: the check is off, they stay as the previous run left
+    them). The init server of several servers found reimaged is named, not repaired: its
+    install would start a new cluster (cluster-init) beside the others. Only other nodes are
+    forgotten on a reimage: the init server's API went with its host."""
+    previous, previous_reimaged = previous_repairs(outputs), previous_repairs(outputs, REIMAGED_OUTPUT)
+    if verdict is None:
+        return Markers(next_repairs(previous, (), names), next_reimaged(previous_reimaged, {}, (), names))
+    drifted = dict(verdict.reasons)
+    said: list[str] = []
+    if init_server in verdict.reimaged and servers > 1:
+        del drifted[init_server]
+        said.append(
+            f"drift: {init_server}: {REIMAGED}; not repaired: it is the init server, whose install would start "
+            "a new cluster. Set k3s.initServer to a server that runs, then run up again"
+        )
+    said += [
+        f"drift: {name}: {'; '.join(found)} (up re-runs its install to repair it)" for name, found in drifted.items()
+    ]
+    repairs = next_repairs(previous, drifted, names)
+    reimaged = [name for name in verdict.reimaged if name != init_server and name in drifted]
+    return Markers(repairs, next_reimaged(previous_reimaged, repairs, reimaged, names), said)
+
+
+# Said once per run with the check off (only for a stack with SSH nodes installed before).
+OFF_NOTICE = (
+    "k3s.driftCheck is off: the hosts were not read, so a stopped K3s, a hand-edited config or a "
+    "reimaged host does not show in this plan (set k3s.driftCheck to true to read each node once per run)"
+)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pulumi
 
-from . import drift, drift_ssh, registry_auth, topologies
+from . import drift, registry_auth, topologies
 from .cluster import GraphCluster, KubernetesCluster
 from .cluster_record import STACK_RECORD
 from .cluster_record import check_quorum as quorum_guard
@@ -120,41 +120,47 @@ def check_bootstrap_password(settings: Settings) -> bootstrap_password.Previous:
     return previous
 
 
-def check_drift(settings: Settings) -> dict[str, int]:
-    """The nodes' repair markers (components/drift.py): the previous run's, bumped for each node
-    that k3s.driftCheck finds drifted, each named with its reasons in a warning. Kept (never
-    dropped) with the check off, so that turning it off changes no install. Hosts reached over
+def check_drift(settings: Settings) -> drift.Markers:
+    """The nodes' markers (components/drift.py): the previous run's, bumped for each node that
+    k3s.driftCheck finds drifted, each named with its reasons in a warning. Kept (never
+    dropped) with the check off, so that turning it off changes no step. Hosts reached over
     SSH only (ssh)."""
     if not topologies.of(settings).reads_hosts:
-        return {}
+        return drift.Markers()
     outputs = own_previous_outputs()
-    previous = drift.previous_repairs(outputs)
     nodes = list(settings.nodes)
-    if not settings.k3s.drift_check:
-        return drift.next_repairs(previous, (), (n.name for n in nodes))
-    checked = drift.checked_nodes(nodes, previous_nodes(outputs))
-    config = pulumi.Config(NAMESPACE)
-    creds = drift_ssh.Credentials(config.get("sshPrivateKey"), config.get("sshPrivateKeyPassword"))
+    names = [n.name for n in nodes]
     init = settings.k3s.init_server
-    answers = drift_ssh.read_hosts(
-        [(n, n.name == init) for n in checked], settings.ssh, creds, settings.k3s.timeouts.drift_check
-    )
-    applied = outputs.get("k3sVersion")
-    verdict = drift.classify(checked, answers, init, applied if isinstance(applied, str) else None)
-    for warning in verdict.warnings:
+    checked = drift.checked_nodes(nodes, previous_nodes(outputs))
+    verdict = None
+    if not settings.k3s.drift_check:
+        if checked:  # once per run, and only where there are installed hosts to say it of
+            pulumi.log.info(drift.OFF_NOTICE)
+    else:
+        # Imported only here: paramiko (with cryptography) takes ~0.3 s to import, which a run
+        # with the check off should not pay.
+        from . import drift_ssh
+
+        config = pulumi.Config(NAMESPACE)
+        creds = drift_ssh.Credentials(config.get("sshPrivateKey"), config.get("sshPrivateKeyPassword"))
+        answers = drift_ssh.read_hosts(
+            [(n, n.name == init) for n in checked], settings.ssh, creds, settings.k3s.timeouts.drift_check
+        )
+        applied = outputs.get("k3sVersion")
+        verdict = drift.classify(checked, answers, init, applied if isinstance(applied, str) else None)
+        for warning in verdict.warnings:
+            pulumi.log.warn(warning)
+    result = drift.markers(verdict, outputs, names, init, len(settings.servers))
+    for warning in result.warnings:
         pulumi.log.warn(warning)
-    for name, reasons in verdict.reasons.items():
-        pulumi.log.warn(f"drift: {name}: {'; '.join(reasons)} (up re-runs its install to repair it)")
-    return drift.next_repairs(previous, verdict.reasons, (n.name for n in nodes))
+    return result
 
 
-def build_cluster(
-    settings: Settings, secrets: StackSecrets, repairs: dict[str, int] | None = None
-) -> KubernetesCluster:
+def build_cluster(settings: Settings, secrets: StackSecrets, markers: drift.Markers | None = None) -> KubernetesCluster:
     """The cluster for the configured topology (components/topologies), named after the stack.
     Its children keep the names of earlier releases (no prefix) and its record is the stack's
     outputs (STACK_RECORD): existing stacks keep their URNs and outputs."""
-    return topologies.of(settings).build_cluster(settings, secrets, repairs or {})
+    return topologies.of(settings).build_cluster(settings, secrets, markers or drift.Markers())
 
 
 def deploy_rancher(settings: Settings, secrets: StackSecrets, cluster: KubernetesCluster) -> RancherOutputs | None:
@@ -239,10 +245,12 @@ def run() -> None:
     check_quorum(settings)
     check_roles(settings)
     bootstrap = check_bootstrap_password(settings)
-    repairs = check_drift(settings)
-    cluster = build_cluster(settings, secrets, repairs)
-    if repairs:
-        pulumi.export("driftRepairs", repairs)  # drift.REPAIRS_OUTPUT, a literal for tests/test_docs.py
+    markers = check_drift(settings)
+    cluster = build_cluster(settings, secrets, markers)
+    if markers.repairs:
+        pulumi.export("driftRepairs", markers.repairs)  # drift.REPAIRS_OUTPUT, a literal for tests/test_docs.py
+    if markers.reimaged:
+        pulumi.export("driftReimaged", markers.reimaged)  # drift.REIMAGED_OUTPUT
     export_rancher(deploy_rancher(settings, secrets, cluster), settings, bootstrap)
     pulumi.export("apiServer", cluster.api_server)
     pulumi.export("kubeconfig", cluster.kubeconfig)

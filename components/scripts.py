@@ -528,13 +528,14 @@ def registration_yaml(node: Node) -> str:
     return managed_yaml(data)
 
 
-def registration_script(node: Node, k3s: K3sSettings) -> Script:
+def registration_script(node: Node, k3s: K3sSettings, reimaged: int = 0) -> Script:
     """Write the labels/taints drop-in while the node has not registered yet (K3s applies
-    them only then); `k3s` is for symmetry with the other node scripts."""
+    them only then); `k3s` is for symmetry with the other node scripts; `reimaged` (drift):
+    a reimaged host registers again and gets the drop-in again."""
     del k3s
     return render(
         "registration",
-        {"NODE_NAME": node.name, "REGISTRATION_YAML": registration_yaml(node)},
+        {"NODE_NAME": node.name, "REGISTRATION_YAML": registration_yaml(node), **_reimaged_input(reimaged)},
         sudo=needs_sudo(node.ssh.user),
     )
 
@@ -641,7 +642,9 @@ def managed_entries(node: Node) -> list[str]:
     return entries
 
 
-def node_meta_script(node: Node, user: str) -> Script:
+def node_meta_script(node: Node, user: str, reimaged: int = 0) -> Script:
+    """`reimaged`: the node's k3s.driftCheck reimage marker: its Node was deleted and made
+    again by a new host, so labels and taints are applied again."""
     return render(
         "node_meta",
         {
@@ -649,9 +652,21 @@ def node_meta_script(node: Node, user: str) -> Script:
             "LABELS": "\n".join(f"{k}={v}" for k, v in sorted(node.labels.items())),
             "TAINTS": "\n".join(node.taints),
             "MANAGED": "\n".join(managed_entries(node)),
+            **_reimaged_input(reimaged),
         },
         sudo=needs_sudo(user),
     )
+
+
+def _reimaged_input(reimaged: int) -> dict[str, str]:
+    """k3s.driftCheck's reimage marker (components/drift.py REIMAGED_OUTPUT); absent while 0."""
+    return {"DRIFT_REIMAGED": str(reimaged)} if reimaged else {}
+
+
+def forget_reimaged_script(node_name: str, user: str, reimaged: int) -> Script:
+    """A non-init node whose host k3s.driftCheck found without K3s: before its install runs
+    again, its Node and node-password Secret go (sh/forget_reimaged.sh)."""
+    return render("forget_reimaged", {"NODE_NAME": node_name, **_reimaged_input(reimaged)}, sudo=needs_sudo(user))
 
 
 def drain_script(node_name: str, drain_timeout: int, user: str) -> Script:
@@ -697,11 +712,12 @@ def cordon_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str, r
 # batch, and when not.
 RESTART_NEEDED = "k3s-rancher: restart needed"
 RESTART_NONE = "k3s-rancher: restart none"
+RESTART_STOPPED = "k3s-rancher: restart stopped"
 
 
 def _verdict_line(stdout: str) -> tuple[str, str]:
     for line in stdout.splitlines():
-        for verdict, prefix in (("needed", RESTART_NEEDED), ("none", RESTART_NONE)):
+        for verdict, prefix in (("needed", RESTART_NEEDED), ("none", RESTART_NONE), ("stopped", RESTART_STOPPED)):
             if line == prefix or line.startswith(prefix + " "):
                 return verdict, line[len(prefix) :].strip()
     return "unknown", ""
@@ -709,8 +725,8 @@ def _verdict_line(stdout: str) -> tuple[str, str]:
 
 def restart_verdict(stdout: str) -> str:
     """What a rolled agent's install update said (sh/install_node.sh with RESTART=defer):
-    "needed", "none", or "unknown" (a create, or an older release's output): the cordon step
-    cordons and drains only when it is not "none"."""
+    "needed", "none", "stopped" (its K3s was not running) or "unknown" (a create, or an older
+    release's output): the cordon step cordons and drains only for "needed" and "unknown"."""
     return _verdict_line(stdout)[0]
 
 

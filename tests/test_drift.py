@@ -51,13 +51,20 @@ def answers(**reads: str) -> Any:
 
 
 def preview(
-    cfg: dict[str, Any], previous: Mapping[str, Any] = PREVIOUS, reads: Mapping[str, str] | None = None
+    cfg: dict[str, Any],
+    previous: Mapping[str, Any] = PREVIOUS,
+    reads: Mapping[str, str] | None = None,
+    said: list[str] | None = None,
 ) -> tuple[Run, list[str], mock.MagicMock]:
+    """The preview's run, its warnings, and the fake read; `said` collects its info messages."""
     warned: list[str] = []
     fake = mock.MagicMock(side_effect=answers(**(reads or {})))
     with (
         mock.patch.object(drift_ssh, "read_hosts", fake),
         mock.patch.object(pulumi.log, "warn", side_effect=lambda msg, *a, **k: warned.append(msg)),
+        mock.patch.object(
+            pulumi.log, "info", side_effect=lambda msg, *a, **k: (said if said is not None else []).append(msg)
+        ),
     ):
         run = run_program(cfg, SECRETS, preview=True, previous_outputs=previous)
     return run, warned, fake
@@ -156,3 +163,83 @@ def drift_ssh_endpoint() -> Any:
     from components.settings import SshEndpoint
 
     return SshEndpoint("10.0.0.11", 22, "ubuntu")
+
+
+def plain(run: Run) -> dict[str, dict[str, Any]]:
+    return {r.name: r.plain() for r in run.of_type("command:remote:Command")}
+
+
+def test_a_wiped_agent_is_forgotten_before_its_install_and_gets_its_labels_again() -> None:
+    """A reimaged host makes a new node password, which K3s refuses for a name it knows: the
+    node's forget step (on the init server, before its install) deletes its Node and
+    node-password Secret, and its membership applies its labels and taints again."""
+    wiped = "unit=no\nstate=inactive\nversion=\nbundle=no\napplied=no\n"
+    clean, _, _ = preview(config(True))
+    run, warned, _ = preview(config(True), reads={"w1": wiped})
+    assert "drift: w1: no K3s (reimaged?) (up re-runs its install to repair it)" in warned
+    before, after = plain(clean), plain(run)
+    assert before["w1-forget"].get("update") is None
+    forget = after["w1-forget"]["update"]
+    assert "forget_reimaged" in forget and "DRIFT_REIMAGED=1" in forget
+    assert after["w1-forget"]["triggers"] == before["w1-forget"]["triggers"]  # updated, never replaced
+    assert "DRIFT_REIMAGED=1" in after["w1-membership"]["create"]
+    assert after["w1-membership"]["triggers"] == before["w1-membership"]["triggers"]
+    assert run.depends_on("w1-install", "w1-forget")
+    changed = {n for n in after if after[n] != before.get(n)}
+    assert not {n for n in changed if n.startswith("cp1-")}, changed
+    assert run.outputs[drift.REIMAGED_OUTPUT] == {"w1": 1}
+    # Sticky: the next run, with nothing drifted, changes none of it.
+    previous = {**PREVIOUS, drift.REPAIRS_OUTPUT: {"w1": 1}, drift.REIMAGED_OUTPUT: {"w1": 1}}
+    again, _, _ = preview(config(True), previous)
+    assert plain(again) == after
+    # A later drift of another kind bumps the repair, not the reimage marker.
+    stopped, _, _ = preview(config(True), previous, {"w1": HEALTHY.replace("state=active", "state=inactive")})
+    assert plain(stopped)["w1-forget"] == after["w1-forget"]
+    assert stopped.outputs[drift.REIMAGED_OUTPUT] == {"w1": 1}
+
+
+def test_a_stopped_agent_is_not_forgotten() -> None:
+    clean, _, _ = preview(config(True))
+    run, _, _ = preview(config(True), reads={"w1": HEALTHY.replace("state=active", "state=inactive")})
+    assert plain(run)["w1-forget"] == plain(clean)["w1-forget"]
+    assert plain(run)["w1-membership"] == plain(clean)["w1-membership"]
+    assert drift.REIMAGED_OUTPUT not in run.outputs
+
+
+def test_a_wiped_init_server_of_several_is_named_and_not_reinstalled() -> None:
+    """Its install would start a new cluster (cluster-init) beside the others."""
+    cfg = config(True)
+    cfg["servers"] = [{"name": "cp1", "address": "10.0.0.11"}, {"name": "cp2", "address": "10.0.0.12"}]
+    cfg["k3s"] = {**cfg["k3s"], "initServer": "cp1"}
+    previous = {**PREVIOUS, "nodes": [*PREVIOUS["nodes"], {"name": "cp2", "role": "server", "address": "10.0.0.12"}]}
+    wiped = "unit=no\nstate=inactive\nversion=\nbundle=no\napplied=no\n"
+    clean, _, _ = preview(cfg, previous)
+    run, warned, _ = preview(cfg, previous, {"cp1": wiped})
+    assert [w for w in warned if w.startswith("drift: ")] == [
+        "drift: cp1: no K3s (reimaged?); not repaired: it is the init server, whose install would start a new "
+        "cluster. Set k3s.initServer to a server that runs, then run up again"
+    ]
+    assert plain(run) == plain(clean)
+    assert drift.REPAIRS_OUTPUT not in run.outputs
+
+
+def test_the_check_off_is_said_once_and_only_for_a_stack_with_installed_ssh_nodes() -> None:
+    said: list[str] = []
+    _, warned, fake = preview(config(False), said=said)
+    fake.assert_not_called()
+    assert [m for m in said if "k3s.driftCheck" in m] == [drift.OFF_NOTICE]
+    assert not [w for w in warned if "k3s.driftCheck" in w]
+    first: list[str] = []  # a first up: nothing installed to read
+    preview(config(False), {}, said=first)
+    assert not [m for m in first if "k3s.driftCheck" in m]
+    on: list[str] = []
+    preview(config(True), said=on)
+    assert not [m for m in on if "k3s.driftCheck" in m]
+
+
+def test_an_unreachable_host_is_named_with_what_up_does_then() -> None:
+    """Unreachable is not drift: nothing of that node changes, so `up` runs no step on it and
+    goes through; a step that must run there (another change) fails as it cannot connect."""
+    _, warned, _ = preview(config(True), reads={"w1": ""})
+    (warning,) = [w for w in warned if "w1 not checked" in w]
+    assert "only a step that must run on w1 fails" in warning

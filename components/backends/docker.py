@@ -160,6 +160,9 @@ class DockerBackend:
             return opts
         return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[step]))
 
+    def reimaged(self, node: Node) -> int:
+        return 0  # no drift check on docker
+
     def wait_hint(self, names: Sequence[str]) -> str | None:
         return node_hint(names)
 

@@ -74,6 +74,9 @@ class K3sClusterArgs:
     # Agent pools (components/agent_pool.py): their agents join after `agents`, each pool with
     # its own labels, taints, agent flags, registries and upgrade batch size.
     pools: Sequence[AgentPoolArgs] = ()
+    # Its reimage marker per node: not 0 deletes the node's Node and node-password Secret (its
+    # forget step) before the install, and applies its labels and taints again.
+    reimaged: Mapping[str, int] = field(default_factory=dict)
     # True: parse_settings built and checked these (the stack program). False: the component
     # runs the ssh topology's validators on them (components/validation/args.py).
     checked: bool = False
@@ -276,6 +279,9 @@ class SshBackend:
     def wait_hint(self, names: Sequence[str]) -> str | None:
         return None
 
+    def reimaged(self, node: Node) -> int:
+        return self.args.reimaged.get(node.name, 0)
+
     def command(
         self,
         name: str,
@@ -362,7 +368,9 @@ class SshBackend:
                 self.command(
                     registration_name,
                     node,
-                    create=self._text(node, lambda n, k: scripts.registration_script(n, k).command),
+                    create=self._text(
+                        node, lambda n, k: scripts.registration_script(n, k, self.reimaged(node)).command
+                    ),
                     triggers=identity(node),
                     opts=registration_opts,
                 )

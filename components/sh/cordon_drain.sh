@@ -7,13 +7,20 @@
 # agent already as desired is left in service. A cordon of ours is marked with an annotation,
 # so that rejoin.sh uncordons only what this program cordoned (never an operator's cordon).
 # Inputs: NODE_NAME, DRAIN (1 or 0), DRAIN_TIMEOUT (seconds), RESTART (what the agent's install
-# said: needed, none, or unknown: an older release's output), WAIT_FOR (the install it
+# said: needed, none, stopped (its K3s was not running: started without a drain), or unknown:
+# an older release's output), WAIT_FOR (the install it
 # precedes, for the plan only).
 # lib.sh: log die need_k3s kc drain_node node_registered
 set -eu
 : "${NODE_NAME:?}" "${DRAIN:?}" "${DRAIN_TIMEOUT:?}"
 if [ "${RESTART:-unknown}" = none ]; then
   log "node $NODE_NAME: its install changed nothing that needs a restart; not cordoned"
+  exit 0
+fi
+if [ "$RESTART" = stopped ]; then
+  # Its K3s was not running: its kubelet cannot confirm a pod's end, so a drain would only
+  # wait out DRAIN_TIMEOUT and stop the batch. Starting K3s brings the node back as it was.
+  log "node $NODE_NAME: its K3s was not running; it is started without a cordon or drain"
   exit 0
 fi
 need_k3s

@@ -19,6 +19,18 @@ K3S=""
 for _bin in /usr/local/bin/k3s /opt/bin/k3s; do
   if [ -x "$_bin" ]; then K3S=$_bin && break; fi
 done
+# The init server's API read runs beside the rest (the slowest read of the slowest host
+# bounds the whole check); each of its lines is one short write, so lines never mix.
+if [ "$API" = 1 ] && [ -n "$K3S" ] && [ "$STATE" = active ]; then
+  {
+    _nodes=$(timeout 5 "$K3S" kubectl --kubeconfig /etc/rancher/k3s/k3s.yaml --request-timeout=4s get nodes \
+      -o 'jsonpath={range .items[*]}{.metadata.name}{" "}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' \
+      2>/dev/null) && echo "api=yes" || echo "api=no"
+    printf "%s\n" "$_nodes" | while read -r _name _ready; do
+      [ -z "$_name" ] || echo "node=$_name $_ready"
+    done
+  } &
+fi
 if [ -n "$K3S" ]; then
   echo "version=$("$K3S" --version 2>/dev/null | sed -n '1s/^k3s version \(v[^ ]*\).*$/\1/p')"
 else
@@ -40,12 +52,5 @@ if [ -f "$APPLIED" ]; then
 else
   echo "applied=no"
 fi
-if [ "$API" = 1 ] && [ -n "$K3S" ] && [ "$STATE" = active ]; then
-  _nodes=$(timeout 5 "$K3S" kubectl --kubeconfig /etc/rancher/k3s/k3s.yaml --request-timeout=4s get nodes \
-    -o 'jsonpath={range .items[*]}{.metadata.name}{" "}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' \
-    2>/dev/null) && echo "api=yes" || echo "api=no"
-  printf "%s\n" "$_nodes" | while read -r _name _ready; do
-    [ -z "$_name" ] || echo "node=$_name $_ready"
-  done
-fi
+wait
 echo "end=1"

@@ -91,6 +91,14 @@ if [ "$CHANGED" = 1 ] || [ "$PRE_HASHES" != "$POST_HASHES" ] || [ "$STATE" != ac
     # the record stays until then. The graph reads this line (components/scripts.py
     # restart_verdict); the time in it makes each run's line new, so that the agent's
     # -cordon, -upgrade and -rejoin run once after every run of this install.
+    if [ "$STATE" != active ]; then
+      # K3s is not running (stopped, failed, or a wiped host): its kubelet cannot stop pods
+      # gracefully, so a drain could only wait for k3s.timeouts.drain; its pods' containers
+      # keep running or are gone already. Starting K3s is the repair: no cordon, no drain.
+      log "$NODE_NAME: K3s ($SERVICE) is $STATE: started in this agent's k3s.upgrade batch, without a drain"
+      echo "k3s-rancher: restart stopped $(date +%s)"
+      exit 0
+    fi
     log "$NODE_NAME: files updated; K3s ($SERVICE) restarts in this agent's k3s.upgrade batch"
     echo "k3s-rancher: restart needed $(date +%s)"
     exit 0

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from ..cluster import KubernetesCluster
+from ..drift import Markers
 from ..rancher import RancherOutputs
 from ..secrets import StackSecrets
 from ..settings import NAMESPACE, Node, Settings
@@ -48,7 +49,7 @@ class Topology:
     def server_count(self, settings: Settings) -> int:
         return len(self.server_names(settings))
 
-    def build_cluster(self, settings: Settings, secrets: StackSecrets, repairs: Mapping[str, int]) -> KubernetesCluster:
+    def build_cluster(self, settings: Settings, secrets: StackSecrets, markers: Markers) -> KubernetesCluster:
         """The stack's cluster, named after the stack; its children keep the names of earlier
         releases (no prefix) and its record is the stack's outputs (STACK_RECORD)."""
         raise NotImplementedError

@@ -11,6 +11,7 @@ from ..backends.docker_engine import check_engine
 from ..backends.docker_spec import docker_nodes
 from ..cluster import KubernetesCluster
 from ..cluster_record import STACK_RECORD
+from ..drift import Markers
 from ..rancher import RancherOutputs
 from ..rancher_container import RancherContainer, RancherContainerArgs
 from ..secrets import StackSecrets, cluster_token
@@ -42,7 +43,7 @@ class Docker(Topology):
     def server_count(self, settings: Settings) -> int:
         return settings.docker.servers
 
-    def build_cluster(self, settings: Settings, secrets: StackSecrets, repairs: Mapping[str, int]) -> KubernetesCluster:
+    def build_cluster(self, settings: Settings, secrets: StackSecrets, markers: Markers) -> KubernetesCluster:
         check_engine(settings.docker.host)  # before anything is created, even the generated token
         return DockerCluster(
             settings.stack,

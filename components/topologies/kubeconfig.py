@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import partial
 
 from ..backends.kubeconfig import KubeconfigCluster, KubeconfigClusterArgs
 from ..cluster import KubernetesCluster
+from ..drift import Markers
 from ..secrets import StackSecrets
 from ..settings import Settings
 from ..validation import Validator, k3s, kubeconfig, nodes, rancher, ssh
@@ -32,6 +33,6 @@ class Kubeconfig(Topology):
             rancher.problems,
         )
 
-    def build_cluster(self, settings: Settings, secrets: StackSecrets, repairs: Mapping[str, int]) -> KubernetesCluster:
+    def build_cluster(self, settings: Settings, secrets: StackSecrets, markers: Markers) -> KubernetesCluster:
         assert secrets.kubeconfig is not None  # config requires it
         return KubeconfigCluster(settings.stack, KubeconfigClusterArgs(kubeconfig=secrets.kubeconfig))

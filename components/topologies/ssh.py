@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import ClassVar
 
 from ..backends.ssh import K3sCluster, K3sClusterArgs
 from ..cluster import KubernetesCluster
 from ..cluster_record import STACK_RECORD
+from ..drift import Markers
 from ..secrets import StackSecrets, cluster_token
 from ..settings import NAMESPACE, Settings
 from ..validation import Validator, by_topology
@@ -24,7 +25,7 @@ class Ssh(Topology):
     def validators(self) -> Sequence[Validator]:
         return by_topology.SSH
 
-    def build_cluster(self, settings: Settings, secrets: StackSecrets, repairs: Mapping[str, int]) -> KubernetesCluster:
+    def build_cluster(self, settings: Settings, secrets: StackSecrets, markers: Markers) -> KubernetesCluster:
         return K3sCluster(
             settings.stack,
             K3sClusterArgs(
@@ -42,7 +43,8 @@ class Ssh(Topology):
                 proxy_credentials=secrets.proxy_credentials,
                 new_token=secrets.new_token,
                 registry_auth=secrets.registry_auth,
-                repairs=dict(repairs),
+                repairs=dict(markers.repairs),
+                reimaged=dict(markers.reimaged),
                 name_prefix="",
                 record=STACK_RECORD,
                 checked=True,

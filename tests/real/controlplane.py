@@ -52,6 +52,7 @@ BUILD_TIMEOUT = 5400  # seconds; a cold build on 2 busy cores takes 15-40 min
 DAEMONS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "helm")
 SERVICE_CIDR = "10.43.0.0/16"  # K3s's default, so in-cluster addresses look like K3s's
+CLUSTER_CIDR = "10.42.0.0/16"  # K3s's default pod CIDR (tiers 1-2: one /24 per Node)
 KUBERNETES_SERVICE_IP = "10.43.0.1"
 ETCD_CLIENT_PORT = 2379  # inside the namespace: nothing else can be there
 ETCD_PEER_PORT = 2380
@@ -434,15 +435,17 @@ def control_plane(
     server then answers too (it binds 0.0.0.0 of the namespace), e.g. a K3s apiAddress for a
     kubeconfig rewritten to it. They exist inside the namespace only.
 
-    `kwok_managed`: "all" (every Node is kwok's, Ready for ever) or "annotation" (tiers 1
-    and 2, tests/real/host_api.py: only Nodes annotated kwok.x-k8s.io/node=fake, which the
-    K3s stand-in sets while it runs and removes when it stops; kwok heartbeats them through
-    node leases and the node lifecycle controller marks the others NotReady after the
-    default 40 s, as it does for a stopped kubelet).
+    `kwok_managed`: "all" (one kwok in the namespace: every Node is its, Ready for ever) or
+    "node" (tiers 1 and 2, tests/real/host_api.py: no kwok here; each K3s stand-in runs its
+    own kwok for its own Node while it runs, as K3s runs its kubelet, so a stopped K3s stops
+    renewing its Node's lease and the node lifecycle controller marks the Node NotReady after
+    its default grace period of 50 s, as for a stopped kubelet).
 
     `audit`: the API server writes `logs/audit.log` (AUDIT_POLICY: Node patches with their
     bodies, pod lists and evictions), so tests can tell what kubectl did to a Node, even
     briefly (tests/real/host_api.py cordon_log)."""
+    if kwok_managed not in ("all", "node"):
+        raise ValueError(f"kwok_managed must be 'all' or 'node', not {kwok_managed!r}")
     etcd_bin = etcd or install_etcd()
     workdir = Path(tempfile.mkdtemp(prefix="k3sr-tier3-"))
     cp: ControlPlane | None = None
@@ -531,32 +534,27 @@ def control_plane(
                 f"--root-ca-file={pki / 'ca.crt'}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 # kwok's node heartbeat (its node-heartbeat stage: every 20 s plus up to 25 s
-                # of jitter) can miss the default 40 s grace; a Node going NotReady mid-test
+                # of jitter) can miss the default 50 s grace; a Node going NotReady mid-test
                 # makes its pods unready and Helm's wait time out. Tier 3 never needs it;
-                # tiers 1-2 heartbeat through node leases (below) and keep the 40 s.
+                # tiers 1-2 heartbeat through node leases (each node's kwok, renewed every
+                # 10 s as the kubelet's) and keep the default.
                 *(["--node-monitor-grace-period=1h"] if kwok_managed == "all" else []),
+                # K3s's controller manager gives each Node a pod CIDR from its cluster CIDR
+                # (pkg/daemons/control/server.go controllerManager: allocate-node-cidrs,
+                # cluster-cidr 10.42.0.0/16); each node's kwok takes its pods' IPs from it.
+                *(["--allocate-node-cidrs=true", f"--cluster-cidr={CLUSTER_CIDR}"] if kwok_managed == "node" else []),
             ],
         )
         cp._start("kube-scheduler", [str(bin_dir / "kube-scheduler"), *common])
-        cp._start(
-            "kwok",
-            [
-                str(bin_dir / "kwok"),
-                f"--kubeconfig={cp.kubeconfig}",
-                *(
-                    ["--manage-all-nodes=true"]
-                    if kwok_managed == "all"
-                    else [
-                        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-                        "--node-lease-duration-seconds=40",
-                    ]
-                ),
-            ],
-            env={"HOME": str(workdir / "home")},
-        )
+        if kwok_managed == "all":
+            cp._start(
+                "kwok",
+                [str(bin_dir / "kwok"), f"--kubeconfig={cp.kubeconfig}", "--manage-all-nodes=true"],
+                env={"HOME": str(workdir / "home")},
+            )
         # Ready for workloads when the default ServiceAccount exists (pods need it).
         cp._wait("the default ServiceAccount", lambda: _has_default_sa(cp), start_timeout)
-        step("controller manager, scheduler and kwok running")
+        step("controller manager, scheduler" + (" and kwok" if kwok_managed == "all" else "") + " running")
         yield cp
     finally:
         if cp is not None:

@@ -1,7 +1,8 @@
 """A real Kubernetes API for the test hosts of tiers 1 and 2 (issue 26).
 
 One control plane (tests/real/controlplane.py: etcd, kube-apiserver, controller manager,
-scheduler, kwok; all inside a private network namespace with loopback only) per host group.
+scheduler; all inside a private network namespace with loopback only) per host group. No
+kwok runs there: each K3s stand-in runs its own for its own Node (as K3s runs its kubelet).
 The hosts reach it through ONE unix socket, nothing else: a forwarder started inside the
 namespace listens on `<dir>/api.sock` and connects each accepted connection to the API
 server's 127.0.0.1:6443 there. The directory is bind-mounted into every host container at
@@ -17,7 +18,8 @@ What the directory holds for the hosts (the K3s stand-in reads it):
   which the stand-in's supervisor serves TLS on 6443 (as K3s's dynamiclistener does);
 - `admin.crt`, `admin.key`: the admin client certificate (O=system:masters), as K3s's
   client-admin certificate in k3s.yaml;
-- `kubectl`: the real kubectl (v1.33.13, from the control-plane build) that `k3s kubectl` runs.
+- `kubectl`: the real kubectl (v1.33.13, from the control-plane build) that `k3s kubectl` runs;
+- `kwok`: kwok v0.7.0 (same build), which the stand-in runs for its Node while K3s runs.
 """
 
 from __future__ import annotations
@@ -162,7 +164,7 @@ def host_api(bin_dir: Path | None = None, *, start_timeout: float = 90) -> Itera
     directory = Path(tempfile.mkdtemp(prefix="k3sr-hostapi-"))
     directory.chmod(0o755)
     try:
-        with control_plane(bin_dir, start_timeout=start_timeout, kwok_managed="annotation", audit=True) as cp:
+        with control_plane(bin_dir, start_timeout=start_timeout, kwok_managed="node", audit=True) as cp:
             pki = cp.workdir / "pki"
             shutil.copy(pki / "ca.crt", directory / "ca.crt")
             # The API server's own serving certificate (127.0.0.1, localhost, kubernetes...):
@@ -172,7 +174,11 @@ def host_api(bin_dir: Path | None = None, *, start_timeout: float = 90) -> Itera
             _client_certificate(pki, directory)
             for key in ("serving.key", "admin.key"):
                 (directory / key).chmod(0o600)
-            shutil.copy(bin_dir / "kubectl", directory / "kubectl")
+            for binary in ("kubectl", "kwok"):  # a hard link when the cache is on this filesystem
+                try:
+                    os.link(bin_dir / binary, directory / binary)
+                except OSError:
+                    shutil.copy(bin_dir / binary, directory / binary)
             cp._start("api-socket", [sys.executable, "-c", FORWARDER, str(directory / "api.sock"), str(cp.port)])
             deadline = time.monotonic() + 30
             while not (directory / "api.sock").exists():

@@ -1,13 +1,15 @@
 """Tier 2 against a REAL Kubernetes API (issue 26): what drain does when the API server is real.
 
 One server and two agents of the K3s stand-in through the real engine; their cluster's API is a
-real kube-apiserver with its controllers and kwok (tests/real/host_api.py), so `kubectl drain`
-on the init server evicts real pods (kwok runs them) through the real Eviction API, which
-refuses what a PodDisruptionBudget forbids."""
+real kube-apiserver with its controllers (tests/real/host_api.py), so `kubectl drain` on the
+init server evicts real pods (each node's kwok runs them) through the real Eviction API, which
+refuses what a PodDisruptionBudget forbids; and a stopped K3s stops its kwok, so its Node goes
+NotReady as with a stopped kubelet (what preview, refresh and up then say is recorded)."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,3 +245,128 @@ def test_drain_keeps_daemonset_pods_and_evicts_pods_with_emptydir_volumes(
     assert not set(daemon_before) & evicted  # DaemonSet pods were left alone
     assert pods("agentd") == daemon_before  # the same DaemonSet pods, still there
     assert unschedulable(api) == {"srv-1": False, "agt-1": False, "agt-2": False}
+
+
+# --- a stopped K3s on an agent (issue 26; what preview/refresh/up then say is input for issue 25)
+
+NOT_READY_WAIT = 180  # the node lifecycle controller's 50 s grace, its 5 s period, a loaded machine
+
+
+def ready_status(api: Any, name: str) -> str:
+    template = '{.status.conditions[?(@.type=="Ready")].status}'
+    return str(api.kubectl("get", "node", name, "-o", f"jsonpath={template}"))
+
+
+def wait_ready_status(api: Any, name: str, status: str, timeout: float) -> float:
+    """Seconds until the Node's Ready condition is `status` (bounded)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if ready_status(api, name) == status:
+            return time.monotonic() - started
+        time.sleep(2)
+    node = api.kubectl("get", "node", name, "-o", "jsonpath={.status.conditions}")
+    raise AssertionError(f"{name} not Ready={status} within {timeout:.0f}s: {node}")
+
+
+def unit_state(host: Any, unit: str) -> str:
+    return str(host.exec_result(f"systemctl is-active {unit}")[1].strip())
+
+
+def resource_summary(output: str) -> dict[str, int]:
+    """The 'Resources:' block of a pulumi command's output, e.g. {'to update': 2, 'unchanged': 22}."""
+    counts: dict[str, int] = {}
+    lines = output.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == "Resources:":
+            for follow in lines[i + 1 :]:
+                match = re.match(r"^\s+(?:[-+~]+\s*)?(\d+) ([a-z][a-z ]*?)\s*$", follow)
+                if not match:
+                    break
+                counts[match.group(2)] = int(match.group(1))
+    return counts
+
+
+def set_drift_check(project: EngineProject, on: bool | None) -> None:
+    """k3s.driftCheck in the stack's config (None: not set, the default: off)."""
+    path = project.directory / "stacks" / f"Pulumi.{project.stack}.yaml"
+    data = yaml.safe_load(path.read_text())
+    settings = data["config"]["k3s-rancher:k3s"]
+    if on is None:
+        settings.pop("driftCheck", None)
+    else:
+        settings["driftCheck"] = on
+    path.write_text(yaml.safe_dump(data))
+
+
+def run_and_show(project: EngineProject, *args: str) -> tuple[str, float]:
+    started = time.monotonic()
+    result = project.pulumi(*args, timeout=900)
+    elapsed = time.monotonic() - started
+    output = result.stdout + result.stderr
+    print(f"\n===== pulumi {' '.join(args)} (exit {result.returncode}, {elapsed:.0f}s) =====\n{output.strip()}")
+    return output, elapsed
+
+
+def stop_agent_until_not_ready(api: Any, agent: Any) -> None:
+    assert ready_status(api, "agt-1") == "True"
+    agent.exec("systemctl stop k3s-agent")
+    waited = wait_ready_status(api, "agt-1", "Unknown", NOT_READY_WAIT)
+    print(f"agt-1 Ready=Unknown {waited:.0f}s after `systemctl stop k3s-agent`")
+    reason = api.kubectl("get", "node", "agt-1", "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")].message}')
+    assert reason == "Kubelet stopped posting node status.", reason
+    assert unit_state(agent, "k3s-agent") == "inactive"
+
+
+def test_a_stopped_agent_goes_notready_and_without_the_drift_check_preview_refresh_and_up_see_nothing(
+    cluster: tuple[EngineProject, list[Any], Path],
+) -> None:
+    """A stopped K3s is a stopped kubelet: its Node goes NotReady (Unknown) in the real API.
+    With k3s.driftCheck off (the default) pulumi-command never reads a host back: preview,
+    refresh and up all answer "unchanged", exit 0 and leave K3s stopped. Started again by
+    hand, the Node is Ready again."""
+    project, hosts, _tmp = cluster
+    api, agent = hosts[0].api, hosts[1]
+    set_drift_check(project, None)
+    try:
+        stop_agent_until_not_ready(api, agent)
+        for args in (("preview",), ("refresh", "--yes"), ("up", "--yes", "--skip-preview")):
+            output, _ = run_and_show(project, *args)
+            summary = resource_summary(output)
+            assert set(summary) == {"unchanged"}, summary
+            if args[0] != "refresh":  # refresh runs no program: no check, no notice either
+                assert "k3s.driftCheck is off" in output  # the program says the hosts were not read
+            assert unit_state(agent, "k3s-agent") == "inactive"
+            assert ready_status(api, "agt-1") == "Unknown"
+    finally:
+        agent.exec("systemctl start k3s-agent")
+    waited = wait_ready_status(api, "agt-1", "True", 120)
+    print(f"agt-1 Ready again {waited:.0f}s after `systemctl start k3s-agent`")
+
+
+def test_a_stopped_agent_is_named_by_the_drift_check_and_up_starts_it(
+    cluster: tuple[EngineProject, list[Any], Path],
+) -> None:
+    """The same stop with k3s.driftCheck on (issue 25): preview names the node and why, up
+    re-runs its install, which starts K3s, and the Node is Ready again."""
+    project, hosts, _tmp = cluster
+    api, agent = hosts[0].api, hosts[1]
+    set_drift_check(project, True)
+    try:
+        stop_agent_until_not_ready(api, agent)
+        output, _ = run_and_show(project, "preview")
+        assert "agt-1: k3s-agent inactive" in output
+        assert resource_summary(output).get("to update", 0) > 0, resource_summary(output)
+        output, _ = run_and_show(project, "refresh", "--yes")  # recorded: refresh runs no program
+        assert unit_state(agent, "k3s-agent") == "inactive"
+        output, _ = run_and_show(project, "up", "--yes", "--skip-preview")
+        assert "agt-1: k3s-agent inactive" in output
+        assert unit_state(agent, "k3s-agent") == "active"
+        waited = wait_ready_status(api, "agt-1", "True", 120)
+        print(f"agt-1 Ready {waited:.0f}s after up finished")
+        output, _ = run_and_show(project, "preview")  # repaired: nothing left to do
+        assert "drift:" not in output and set(resource_summary(output)) == {"unchanged"}, output
+    finally:
+        set_drift_check(project, None)
+        if unit_state(agent, "k3s-agent") != "active":
+            agent.exec("systemctl start k3s-agent")
+            wait_ready_status(api, "agt-1", "True", 120)

@@ -127,6 +127,7 @@ def rendered(airgap: dict[str, str]) -> dict[str, scripts.Script]:
         out[f"kubeconfig-{user}"] = scripts.kubeconfig_script(user, "0123abcd")
         out[f"drain-{user}"] = scripts.drain_script("w1", 120, user)
         out[f"forget-{user}"] = scripts.forget_script("w1", user)
+        out[f"forget-reimaged-{user}"] = scripts.forget_reimaged_script("w1", user, 3)
         out[f"server-removal-{user}"] = scripts.server_removal_script("cp2", 120, user)
         out[f"cordon-{user}"] = scripts.cordon_script("w1", s.k3s, user, "0123abcd", restart="needed")
         out[f"rejoin-{user}"] = scripts.rejoin_script("w1", s.k3s, user, "0123abcd")

@@ -116,6 +116,27 @@ def test_a_rolled_agent_writes_its_files_and_leaves_the_restart_to_its_upgrade_s
 
 
 @needs_sandbox
+def test_a_rolled_agent_whose_k3s_is_stopped_is_started_in_its_batch_without_a_drain(box: Sandbox) -> None:
+    """Issue 25 item 2: an agent whose K3s was stopped (drift) says "stopped", not "needed":
+    its kubelet is down, so a drain could only wait out k3s.timeouts.drain; the cordon step
+    then cordons and drains nothing, and its -upgrade step starts K3s."""
+    agent, k3s = _node("agent")
+    assert box.run(scripts.install_script(agent, k3s, first_server=False), stdin()).returncode == 0
+    box.set_state(services={"k3s-agent": {"state": "inactive"}})  # systemctl stop k3s-agent
+    repaired = box.run(scripts.install_script(agent, k3s, first_server=False, defer_restart=True, repair=1), stdin())
+    assert repaired.returncode == 0, repaired.stderr
+    assert scripts.restart_verdict(repaired.stdout) == "stopped" and _restarts(box) == 1
+    box.set_state(nodes={agent.name: f"{k3s.version} False"})
+    cordon = box.run(scripts.cordon_script(agent.name, k3s, "ubuntu", "0123abcd", restart="stopped"))
+    assert cordon.returncode == 0, cordon.stderr
+    assert "started without a cordon or drain" in cordon.stderr and box.records("k3s") == []
+    started = box.run(scripts.restart_pending_script(agent, k3s, "0123abcd"), stdin())
+    assert started.returncode == 0, started.stderr
+    assert _restarts(box) == 2
+    assert box.state()["services"]["k3s-agent"]["state"] == "active"
+
+
+@needs_sandbox
 def test_a_host_installed_before_the_restart_record_existed_needs_no_restart(box: Sandbox) -> None:
     """The migration from 0.1.0: a host with K3s running as desired and no record of ours
     (that release wrote none) is found as desired: no restart, no cordon ("none")."""

@@ -223,3 +223,23 @@ def test_cordon_without_drain_and_of_an_unregistered_node(box: Sandbox) -> None:
     box.set_state(nodes={})
     gone = box.run(scripts.cordon_script("w1", k3s, "ubuntu", "x"))
     assert gone.returncode == 0 and "nothing to cordon" in gone.stderr
+
+
+@needs_sandbox
+def test_a_reimaged_nodes_forget_deletes_its_node_then_its_node_password_secret(box: Sandbox) -> None:
+    """Issue 25: before a wiped host's install runs again, its Node and its node-password
+    Secret go, so that K3s accepts the new host's password; a Node already gone is no error,
+    an unreachable API is."""
+    box.put_k3s()
+    box.set_state(nodes={"w1": "v1.33.5+k3s1 False"})
+    script = scripts.forget_reimaged_script("w1", "ubuntu", 2)
+    result = box.run(script)
+    assert result.returncode == 0, result.stderr
+    calls = [r["argv"][3:] for r in box.records("k3s")]
+    assert calls[0][:3] == ["delete", "node", "w1"] and "--wait=true" in calls[0]
+    assert calls[1][:5] == ["-n", "kube-system", "delete", "secret", "w1.node-password.k3s"]
+    assert "w1" not in box.state()["nodes"]
+    assert box.run(script).returncode == 0  # nothing left to delete
+    box.set_state(api_down=True)
+    down = box.run(script)
+    assert down.returncode != 0 and "could not delete node w1 before its reinstall" in down.stderr
