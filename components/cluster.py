@@ -127,7 +127,6 @@ class Backend(Protocol):
     cluster_type: str
     server_type: str
     agent_type: str
-    api_server: str
     forget_init: bool
     # How the children made per node are named (the graph's and the backend's own).
     names: ChildNames
@@ -137,6 +136,9 @@ class Backend(Protocol):
 
     @property
     def check_stdin(self) -> pulumi.Input[str] | None: ...
+
+    @property
+    def api_server(self) -> pulumi.Input[str]: ...
 
     @property
     def token_rotation(self) -> pulumi.Input[str] | None: ...
@@ -152,7 +154,7 @@ class Backend(Protocol):
     @property
     def pools(self) -> Sequence[AgentPoolArgs]: ...
 
-    def identity(self, node: Node) -> list[str]: ...
+    def identity(self, node: Node) -> Sequence[pulumi.Input[str]]: ...
 
     def prepare(self, parent: pulumi.Resource, node: Node) -> None: ...
 
@@ -175,7 +177,7 @@ class Backend(Protocol):
         opts: pulumi.ResourceOptions,
         create: pulumi.Input[str] | None = None,
         update: pulumi.Input[str] | None = None,
-        delete: str | None = None,
+        delete: pulumi.Input[str] | None = None,
         stdin: pulumi.Input[str] | None = None,
         triggers: Sequence[pulumi.Input[str]] | None = None,
     ) -> pulumi.Resource: ...
@@ -252,7 +254,7 @@ class ClusterGraph:
     ready: pulumi.Resource
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
-    api_server: str
+    api_server: pulumi.Input[str]
     # The admin client certificate's notAfter (ISO 8601 UTC, not secret) and the renewal
     # marker the kubeconfig read carries: both exported, so that the next run compares them.
     expiry: pulumi.Output[str]
@@ -572,7 +574,7 @@ class GraphCluster(pulumi.ComponentResource):
     ready: pulumi.Resource
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
-    api_server: str
+    api_server: pulumi.Input[str]
     nodes: tuple[Node, ...]
     node_names: list[str]
     kubeconfig_expiry: pulumi.Output[str]

@@ -10,6 +10,11 @@ those steps as updates and `up` runs them: the install rewrites the files, start
 node's normal path (servers one at a time, agents in their batches) follows. The number stays
 what it was while nothing drifts, so a no-op stays a no-op.
 
+It is the stack program's only (stack config, so plain addresses): it reads the hosts at
+program start, before any resource exists, so it cannot reach a host whose address is an
+Output. A library cluster on hosts made in the same program (components/inputs.py) passes
+`repairs` from a check of its own, or none.
+
 Everything here is pure; the reading is in components/drift_ssh.py.
 """
 

@@ -79,6 +79,10 @@ def _connect(
 
 def read_host(node: Node, command: str, ssh: SshSettings, creds: Credentials, timeout: float) -> str:
     """The probe's stdout from `node` (raises on any failure)."""
+    host = node.ssh.host
+    if not isinstance(host, str):
+        # The check runs at program start, before a host made in the same program exists.
+        raise TypeError(f"{node.name}: k3s.driftCheck reads hosts at program start: its address cannot be an Output")
     key = _load_key(creds.private_key, creds.password)
     opened: list[paramiko.SSHClient] = []
     try:
@@ -89,10 +93,8 @@ def read_host(node: Node, command: str, ssh: SshSettings, creds: Credentials, ti
             opened.append(bastion)
             transport = bastion.get_transport()
             assert transport is not None
-            sock = transport.open_channel(
-                "direct-tcpip", (node.ssh.host, node.ssh.port), ("127.0.0.1", 0), timeout=timeout
-            )
-        client = _connect(node.ssh.host, node.ssh.port, node.ssh.user, node.ssh.host_key, key, ssh, timeout, sock)
+            sock = transport.open_channel("direct-tcpip", (host, node.ssh.port), ("127.0.0.1", 0), timeout=timeout)
+        client = _connect(host, node.ssh.port, node.ssh.user, node.ssh.host_key, key, ssh, timeout, sock)
         opened.append(client)
         _, stdout, _ = client.exec_command(command, timeout=timeout)
         return stdout.read().decode(errors="replace")

@@ -183,6 +183,7 @@ def deploy_rancher(settings: Settings, secrets: StackSecrets, cluster: Kubernete
                 bootstrap_password=secrets.rancher_bootstrap_password,
                 tls_key=secrets.rancher_tls_key,
                 name_prefix="",  # the names of earlier releases: existing stacks keep their URNs
+                checked=True,
             ),
         ).outputs
     # rancher.mode docker: config allows it with topology docker only

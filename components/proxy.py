@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
 from . import host_facts
-from .settings import K3sSettings, server_flag_values
+from .settings import K3sSettings, known, server_flag_values
 
 DEFAULT_CLUSTER_CIDR = host_facts.K3S_CLUSTER_CIDR
 DEFAULT_SERVICE_CIDR = host_facts.K3S_SERVICE_CIDR
@@ -53,7 +53,7 @@ def no_proxy(k3s: K3sSettings) -> list[str]:
     user = list(proxy.no_proxy)
     cidrs = _cidrs(k3s, "cluster-cidr", DEFAULT_CLUSTER_CIDR) + _cidrs(k3s, "service-cidr", DEFAULT_SERVICE_CIDR)
     networks = _networks(user)
-    addresses = [a for a in proxy.node_addresses if not _covered(a, networks)]
+    addresses = [a for a in map(known, proxy.node_addresses) if not _covered(a, networks)]
     return list(dict.fromkeys([*ALWAYS, *cidrs, *addresses, *user]))
 
 

@@ -41,7 +41,9 @@ import pulumi_random as random
 
 from .charts import ChartSource, chart_source, deep_merge
 from .naming import ChildNames
-from .settings import NAMESPACE, RancherSettings
+from .settings import NAMESPACE, K3sSettings, RancherSettings, clears_cacerts
+from .validation import args as validate_args
+from .validation import rancher as validate_rancher
 
 RANCHER_TYPE = "k3s-rancher:index:RancherDeployment"
 RANCHER_RELEASE = "rancher"  # Rancher's chart and docs require this release name.
@@ -75,15 +77,6 @@ def publicly_trusted(r: RancherSettings) -> bool:
     if r.tls == "letsEncrypt":
         return r.lets_encrypt_environment == "production"
     return r.tls == "secret" and not r.private_ca
-
-
-def clears_cacerts(r: RancherSettings) -> bool:
-    """Whether Rancher's chart starts Rancher with `--no-cacerts` for these settings: every TLS
-    source but Rancher's own CA (tls rancher) and a private CA (privateCA), so for letsEncrypt in
-    both environments and for tls secret without privateCa (rancher/rancher
-    chart/templates/deployment.yaml, the "Public trusted CA - clear ca certs" branch). Rancher's
-    `cacerts` setting is then empty."""
-    return r.tls == "letsEncrypt" or (r.tls == "secret" and not r.private_ca)
 
 
 def rancher_values(r: RancherSettings, bootstrap_password: pulumi.Input[str]) -> dict[str, Any]:
@@ -157,12 +150,19 @@ class RancherDeploymentArgs:
     # before 0.3.0 named it), so that Rancher deployments on several clusters fit in one
     # program. The stack program gives "" (its resources keep their names, no alias).
     name_prefix: str | None = None
+    # True: parse_settings built and checked `settings` (the stack program). False: the
+    # component runs the rancher validators on them (components/validation/args.py); what
+    # needs the cluster's K3s settings (Rancher against the K3s version, a disabled Traefik)
+    # is parse_settings's only.
+    checked: bool = False
 
 
 class RancherDeployment(pulumi.ComponentResource):
     """cert-manager and Rancher (Helm) on a Ready cluster, reached through `args.provider`."""
 
     def __init__(self, name: str, args: RancherDeploymentArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        if not args.checked:
+            _check(args)
         super().__init__(RANCHER_TYPE, name, None, opts)
         settings = args.settings
         self._settings = settings
@@ -346,3 +346,15 @@ class RancherDeployment(pulumi.ComponentResource):
         )
         rancher2.Bootstrap(name, initial_password=self.bootstrap_password, password=admin_password, opts=opts)
         return admin_password
+
+
+def _check(args: RancherDeploymentArgs) -> None:
+    """The rancher validators over hand-built args, before anything is registered."""
+    optional = {"rancherBootstrapPassword": args.bootstrap_password, "rancherTlsKey": args.tls_key}
+    settings = validate_args.settings_of(
+        "ssh",
+        k3s=K3sSettings(version=""),
+        rancher=args.settings,
+        secrets=[key for key, value in optional.items() if value is not None],
+    )
+    validate_args.check(settings, [validate_rancher.problems])

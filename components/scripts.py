@@ -29,7 +29,7 @@ import yaml
 from . import bundle, checks, host_facts, k3s_flags, proxy
 from .checks import is_ip
 from .release import SCRIPTS_GENERATION, VERSION
-from .settings import K3sSettings, Node
+from .settings import K3sSettings, Node, known
 
 SH_DIR = bundle.SH_DIR
 CONF_DIR = host_facts.CONF_DIR
@@ -308,14 +308,14 @@ def node_config(node: Node, k3s: K3sSettings, *, first_server: bool) -> dict[str
     user = k3s.server_config if node.role == "server" else k3s.agent_config
     config: dict[str, Any] = dict(user)
     config["node-name"] = node.name
-    if is_ip(node.address):
+    if is_ip(known(node.address)):
         config["node-ip"] = node.address
     config["token-file"] = TOKEN_FILE
     if node.role == "server":
         config["write-kubeconfig-mode"] = "0600"
         user_sans = user.get("tls-san", [])
         user_sans = [user_sans] if isinstance(user_sans, str) else list(user_sans)
-        config["tls-san"] = _unique([k3s.api_address, node.address, *k3s.tls_sans, *user_sans])
+        config["tls-san"] = _unique([known(k3s.api_address), known(node.address), *k3s.tls_sans, *user_sans])
         if k3s.datastore == "etcd":
             if first_server:
                 config["cluster-init"] = True
@@ -408,7 +408,7 @@ def airgap_layout(node: Node, k3s: K3sSettings) -> AirgapLayout | None:
     files = {name: (path, file_sha256(path)) for name, path in local.items()}
     generation = fingerprint(
         node.name,
-        node.address,
+        known(node.address),
         node.role,
         *(f"{name}={digest}" for name, (_, digest) in files.items()),
     )

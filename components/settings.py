@@ -1,8 +1,11 @@
 """The typed settings of a stack: frozen dataclasses and the constants other modules share.
 
-No validation and no IO here: components/config.py builds these from the stack config and
-components/validation/ checks them. Field names, order and defaults are an interface the
-cluster graph, the backends and Rancher use.
+No validation here: components/config.py builds these from the stack config and
+components/validation/ checks them (K3sCluster and RancherDeployment check args built by hand
+with the same validators). A field's default is the config schema's (components/
+schema_defaults.py reads it once); a field the config derives (Rancher's host name and
+replicas, the docker image) has none and comes first. Build them by keyword. Field names and
+defaults are an interface the cluster graph, the backends and Rancher use.
 """
 
 from __future__ import annotations
@@ -11,7 +14,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pulumi
+
 from . import checks, host_facts
+from .schema_defaults import field as schema_field
 
 NAMESPACE = "k3s-rancher"
 K3S_KEY = f"{NAMESPACE}:k3s"
@@ -51,7 +57,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SshEndpoint:
-    host: str
+    host: pulumi.Input[str]  # an Output too: a host created in the same program
     port: int
     user: str
     host_key: str | None = None
@@ -61,7 +67,7 @@ class SshEndpoint:
 class Node:
     name: str
     role: str  # "server" | "agent"
-    address: str
+    address: pulumi.Input[str]  # an Output too: a host created in the same program
     ssh: SshEndpoint
     labels: Mapping[str, str] = field(default_factory=dict)
     taints: tuple[str, ...] = ()
@@ -69,11 +75,11 @@ class Node:
 
 @dataclass(frozen=True)
 class Timeouts:
-    node_ready: int
-    cluster_ready: int
-    drain: int
+    node_ready: int = schema_field("k3s.timeouts.nodeReady")
+    cluster_ready: int = schema_field("k3s.timeouts.clusterReady")
+    drain: int = schema_field("k3s.timeouts.drain")
     # k3s.timeouts.driftCheck: seconds to read one host (components/drift.py).
-    drift_check: int = 10
+    drift_check: int = schema_field("k3s.timeouts.driftCheck")
 
 
 @dataclass(frozen=True)
@@ -112,8 +118,8 @@ class UpgradeSettings:
     `agents_at_once` (a count, or "N%" of the agents, at least 1), each cordoned (and drained
     with `drain`) first and uncordoned once Ready again."""
 
-    agents_at_once: int | str = "10%"
-    drain: bool = True
+    agents_at_once: int | str = schema_field("k3s.upgrade.agentsAtOnce")
+    drain: bool = schema_field("k3s.upgrade.drain")
 
     def batch_size(self, agents: int) -> int:
         if isinstance(self.agents_at_once, int):
@@ -131,23 +137,25 @@ class Proxy:
     http_proxy: str | None
     https_proxy: str | None
     no_proxy: tuple[str, ...]
-    node_addresses: tuple[str, ...] = ()
+    node_addresses: tuple[pulumi.Input[str], ...] = ()
 
 
 @dataclass(frozen=True)
 class K3sSettings:
-    version: str
-    datastore: str
-    api_address: str
-    tls_sans: tuple[str, ...]
-    server_args: tuple[str, ...]
-    agent_args: tuple[str, ...]
-    server_config: Mapping[str, Any]
-    agent_config: Mapping[str, Any]
-    registries: Mapping[str, Any] | None
-    install_script_url: str
-    airgap: Airgap | None
-    timeouts: Timeouts
+    # The address the API is reached at (tls-san, the joins' server URL, the kubeconfig): a
+    # plain value or an Output (a host created in the same program); "" = the init server's.
+    api_address: pulumi.Input[str] = ""
+    version: str = schema_field("k3s.version")
+    datastore: str = schema_field("k3s.datastore")
+    tls_sans: tuple[str, ...] = schema_field("k3s.tlsSans")
+    server_args: tuple[str, ...] = schema_field("k3s.serverArgs")
+    agent_args: tuple[str, ...] = schema_field("k3s.agentArgs")
+    server_config: Mapping[str, Any] = schema_field("k3s.serverConfig")
+    agent_config: Mapping[str, Any] = schema_field("k3s.agentConfig")
+    registries: Mapping[str, Any] | None = None
+    install_script_url: str = schema_field("k3s.installScriptUrl")
+    airgap: Airgap | None = None
+    timeouts: Timeouts = Timeouts()
     # Name of the initialising server (cluster-init, default API address); "" without servers.
     init_server: str = ""
     install_script_sha256: str | None = None
@@ -155,9 +163,9 @@ class K3sSettings:
     upgrade: UpgradeSettings = UpgradeSettings()
     proxy: Proxy | None = None
     # k3s.preflight: the host checks before a first install (components/sh/install_node.sh).
-    preflight: bool = True
+    preflight: bool = schema_field("k3s.preflight")
     # k3s.driftCheck: read every SSH host at program start (components/drift.py).
-    drift_check: bool = False
+    drift_check: bool = schema_field("k3s.driftCheck")
 
     @property
     def minor(self) -> int:
@@ -174,7 +182,7 @@ class K3sSettings:
 
     @property
     def server_url(self) -> str:
-        return f"https://{_bracket(self.api_address)}:{self.api_port}"
+        return f"https://{_bracket(known(self.api_address))}:{self.api_port}"
 
 
 @dataclass(frozen=True)
@@ -226,61 +234,63 @@ def taint_identity(taint: str) -> str:
 @dataclass(frozen=True)
 class Bastion:
     host: str
-    port: int
     user: str
-    host_key: str | None
+    port: int = schema_field("ssh.bastion.port")
+    host_key: str | None = None
 
 
 @dataclass(frozen=True)
 class SshSettings:
-    user: str
-    port: int
-    use_agent: bool
-    host_keys: Mapping[str, str]
-    bastion: Bastion | None
-    dial_error_limit: int
-    per_dial_timeout: int
+    user: str = schema_field("ssh.user")
+    port: int = schema_field("ssh.port")
+    use_agent: bool = schema_field("ssh.useAgent")
+    host_keys: Mapping[str, str] = schema_field("ssh.hostKeys")
+    bastion: Bastion | None = None
+    dial_error_limit: int = schema_field("ssh.dialErrorLimit")
+    per_dial_timeout: int = schema_field("ssh.perDialTimeout")
 
 
 @dataclass(frozen=True)
 class DockerSettings:
-    host: str
-    image: str
-    servers: int
-    agents: int
-    api_port: int
-    http_ports: tuple[int, int]
-    network: str
-    subnet: str
+    image: str  # derived from k3s.version by config (rancher/k3s:<tag>)
+    host: str = schema_field("docker.host")
+    servers: int = schema_field("docker.servers")
+    agents: int = schema_field("docker.agents")
+    api_port: int = schema_field("docker.apiPort")
+    http_ports: tuple[int, int] = schema_field("docker.httpPorts")
+    network: str = schema_field("docker.network")
+    subnet: str = schema_field("docker.subnet")
 
 
 @dataclass(frozen=True)
 class CertManagerSettings:
-    version: str
-    chart_repo: str
-    values: Mapping[str, Any] = field(default_factory=dict)
+    version: str = schema_field("rancher.certManager.version")
+    chart_repo: str = schema_field("rancher.certManager.chartRepo")
+    values: Mapping[str, Any] = schema_field("rancher.certManager.values")
 
 
 @dataclass(frozen=True)
 class RancherSettings:
-    enabled: bool
-    mode: str
+    # Derived by config: the given name, else sslip.io from an IP API address; replicas 1 with
+    # one server, else 3.
     hostname: str
-    version: str
-    chart_repo: str
     replicas: int
-    tls: str
-    lets_encrypt_email: str | None
-    lets_encrypt_environment: str
-    tls_cert: str | None
-    private_ca: str | None
-    ingress_class_name: str
-    system_default_registry: str | None
-    bootstrap: bool
-    values: Mapping[str, Any]
-    timeout: int
-    ports: tuple[int, int]
-    cert_manager: CertManagerSettings
+    enabled: bool = schema_field("rancher.enabled")
+    mode: str = schema_field("rancher.mode")
+    version: str = schema_field("rancher.version")
+    chart_repo: str = schema_field("rancher.chartRepo")
+    tls: str = schema_field("rancher.tls")
+    lets_encrypt_email: str | None = None
+    lets_encrypt_environment: str = schema_field("rancher.letsEncryptEnvironment")
+    tls_cert: str | None = None
+    private_ca: str | None = None
+    ingress_class_name: str = schema_field("rancher.ingressClassName")
+    system_default_registry: str | None = None
+    bootstrap: bool = schema_field("rancher.bootstrap")
+    values: Mapping[str, Any] = schema_field("rancher.values")
+    timeout: int = schema_field("rancher.timeout")
+    ports: tuple[int, int] = schema_field("rancher.ports")
+    cert_manager: CertManagerSettings = CertManagerSettings()
     # Host port of the ingress's HTTPS: 443 on real hosts; docker.httpPorts[1] on the docker
     # topology, which publishes the ingress on 127.0.0.1 only.
     https_port: int = 443
@@ -317,6 +327,24 @@ class Settings:
     def init_node(self) -> Node:
         """The server that initialised the cluster: named by k3s.initServer, never by position."""
         return next(n for n in self.servers if n.name == self.k3s.init_server)
+
+
+# Here, beside RancherSettings: rancher.py and validation/rancher.py both read it.
+def clears_cacerts(r: RancherSettings) -> bool:
+    """Whether Rancher's chart starts Rancher with `--no-cacerts` for these settings: every TLS
+    source but Rancher's own CA (tls rancher) and a private CA (privateCA), so for letsEncrypt in
+    both environments and for tls secret without privateCa (rancher/rancher
+    chart/templates/deployment.yaml, the "Public trusted CA - clear ca certs" branch). Rancher's
+    `cacerts` setting is then empty."""
+    return r.tls == "letsEncrypt" or (r.tls == "secret" and not r.private_ca)
+
+
+def known(address: pulumi.Input[str]) -> str:
+    """A plain address. One given as an Output (a host made in the same program) is rendered
+    inside the apply of its value (components/inputs.py), never here."""
+    if not isinstance(address, str):
+        raise TypeError("an address given as an Output is rendered once known (components/inputs.py)")
+    return address
 
 
 def _bracket(host: str) -> str:

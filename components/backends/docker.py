@@ -24,6 +24,8 @@ from ..cluster import GraphCluster, Installed, render_text
 from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum
 from ..naming import ChildNames
 from ..settings import NAMESPACE, DockerSettings, K3sSettings, Node
+from ..validation import args as validate_args
+from ..validation import by_topology
 from .docker_spec import (
     LABEL,
     LOOPBACK,
@@ -61,6 +63,9 @@ class DockerClusterArgs:
     # Where the cluster keeps what its next run compares with (components/cluster_record.py);
     # None: its own stack output, `k3s-rancher:<name>`.
     record: ClusterRecord | None = None
+    # True: parse_settings built and checked these (the stack program). False: the component
+    # runs the docker topology's validators on them (components/validation/args.py).
+    checked: bool = False
 
 
 def local_command(
@@ -169,7 +174,7 @@ class DockerBackend:
         opts: pulumi.ResourceOptions,
         create: pulumi.Input[str] | None = None,
         update: pulumi.Input[str] | None = None,
-        delete: str | None = None,
+        delete: pulumi.Input[str] | None = None,
         stdin: pulumi.Input[str] | None = None,
         triggers: Sequence[pulumi.Input[str]] | None = None,
     ) -> local.Command:
@@ -178,7 +183,7 @@ class DockerBackend:
 
         extra: dict[str, Any] = {}
         if delete is not None:
-            extra["delete"] = in_node(delete)
+            extra["delete"] = render_text(delete, in_node)
         if stdin is not None:
             extra["stdin"] = stdin
         if triggers is not None:
@@ -305,6 +310,10 @@ class DockerCluster(GraphCluster):
         cluster_name = args.cluster_name or name
         record = args.record or ComponentRecord(name)
         # Before anything of the cluster is registered: a refusal leaves nothing behind.
+        if not args.checked:
+            secrets = ["token", *(["datastoreEndpoint"] if args.datastore_endpoint is not None else [])]
+            settings = validate_args.settings_of("docker", k3s=args.k3s, docker=d, secrets=secrets)
+            validate_args.check(settings, by_topology.DOCKER, docker=True)
         servers = [n.name for n in docker_nodes(cluster_name, d) if n.role == "server"]
         check_quorum(record, servers, args.k3s.datastore, f"{NAMESPACE}:docker.servers")
         super().__init__(CLUSTER_TYPE, name, None, opts)

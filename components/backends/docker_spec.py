@@ -25,6 +25,7 @@ from ..settings import (
     K3sSettings,
     Node,
     SshEndpoint,
+    known,
 )
 
 LOOPBACK = "127.0.0.1"
@@ -75,7 +76,7 @@ def cluster_k3s(k3s: K3sSettings, d: DockerSettings) -> K3sSettings:
 def docker_identity(node: Node) -> list[str]:
     """What a docker node is: its name (which also says its role) and its address. The
     container itself is replaced on every upgrade (a new image): that is not a new node."""
-    return [node.name, node.address]
+    return [node.name, known(node.address)]
 
 
 @dataclass(frozen=True)

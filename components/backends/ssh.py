@@ -11,18 +11,20 @@ the installs is components/cluster.py's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import pulumi
 import pulumi_command.remote as remote
 
-from .. import bundle, registry_auth, scripts
+from .. import bundle, inputs, registry_auth, scripts
 from ..agent_pool import AgentPoolArgs
 from ..cluster import GraphCluster, Installed, render_text
 from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum
 from ..naming import ChildNames
 from ..settings import NAMESPACE, K3sSettings, Node, SshSettings
+from ..validation import args as validate_args
+from ..validation import by_topology
 
 CLUSTER_TYPE = "k3s-rancher:index:K3sCluster"
 SERVER_TYPE = "k3s-rancher:index:K3sServer"
@@ -75,9 +77,12 @@ class K3sClusterArgs:
     # Its reimage marker per node: not 0 deletes the node's Node and node-password Secret (its
     # forget step) before the install, and applies its labels and taints again.
     reimaged: Mapping[str, int] = field(default_factory=dict)
+    # True: parse_settings built and checked these (the stack program). False: the component
+    # runs the ssh topology's validators on them (components/validation/args.py).
+    checked: bool = False
 
 
-def identity(node: Node) -> list[str]:
+def identity(node: Node) -> list[pulumi.Input[str]]:
     """What a node IS: a change replaces it (delete before create). How it is reached (ssh
     host, port, user, bastion) is not part of it: a new endpoint updates the connection in
     place, and the node's later deletes run through the new endpoint."""
@@ -136,17 +141,24 @@ class SshBackend:
     # Agents take in-place changes in batches (k3s.upgrade), cordoned and drained first.
     rolls_agents = True
 
-    def __init__(self, args: K3sClusterArgs, names: ChildNames) -> None:
+    def __init__(
+        self, args: K3sClusterArgs, names: ChildNames, check: Callable[[inputs.Plain], None] = lambda _: None
+    ) -> None:
         self.args = args
         self.names = names
-        self.k3s = args.k3s
-        self.servers = server_chain(args.servers, args.k3s.init_server)
-        self.agents = sorted(args.agents, key=lambda n: n.name)
         self.pools = list(args.pools)
         pool_agents = [n for pool in self.pools for n in pool.members()]
+        self.k3s = inputs.completed(args.k3s, args.servers, [*args.agents, *pool_agents], args.k3s.init_server)
+        self.servers = server_chain(args.servers, args.k3s.init_server)
+        self.agents = sorted(args.agents, key=lambda n: n.name)
         # The K3s settings each pool's agent is installed with (the cluster's for the others).
-        self._node_k3s = {n.name: pool.k3s(args.k3s) for pool in self.pools for n in pool.nodes}
-        self.api_server = args.k3s.server_url
+        self._node_k3s = {n.name: pool.k3s(self.k3s) for pool in self.pools for n in pool.nodes}
+        # Addresses given as Outputs (hosts made in the same program): the texts that name an
+        # address render once they are known (components/inputs.py); None with plain ones.
+        self._plain = inputs.resolved(args.servers, args.agents, self.pools, self.k3s, check)
+        self.api_server: pulumi.Input[str] = (
+            self.k3s.server_url if self._plain is None else self._plain.apply(lambda p: p.k3s.server_url)
+        )
         endpoint = pulumi.Output.from_input(args.datastore_endpoint or "")
         # Readiness checks get the installs' stdin (the wait ignores it): a new token or
         # endpoint restarts K3s, and so re-runs them.
@@ -232,6 +244,11 @@ class SshBackend:
             opts=opts,
         )
 
+    def _text(self, node: Node, render: Callable[[Node, K3sSettings], str]) -> pulumi.Input[str]:
+        """A command text naming the node's or the API's address: rendered now when every
+        address is plain, else once they are known (the same text then)."""
+        return inputs.rendered(self._plain, node, self.k3s_of(node), render)
+
     def _after_scripts(self, on: Node, opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
         """`opts` plus a dependency on `on`'s scripts step (a command there runs its code)."""
         step = self._scripts.get(on.name)
@@ -256,7 +273,7 @@ class SshBackend:
             return pulumi.Output.from_input(args.token), pulumi.Output.from_input("")
         return pulumi.Output.from_input(args.new_token), pulumi.Output.from_input(args.token)
 
-    def identity(self, node: Node) -> list[str]:
+    def identity(self, node: Node) -> list[pulumi.Input[str]]:
         return identity(node)
 
     def wait_hint(self, names: Sequence[str]) -> str | None:
@@ -273,7 +290,7 @@ class SshBackend:
         opts: pulumi.ResourceOptions,
         create: pulumi.Input[str] | None = None,
         update: pulumi.Input[str] | None = None,
-        delete: str | None = None,
+        delete: pulumi.Input[str] | None = None,
         stdin: pulumi.Input[str] | None = None,
         triggers: Sequence[pulumi.Input[str]] | None = None,
     ) -> remote.Command:
@@ -317,7 +334,9 @@ class SshBackend:
         assert isinstance(forget, remote.Command)  # forget_init: every node has one
         repair = self.args.repairs.get(node.name, 0)
         k3s = self.k3s_of(node)
-        script = scripts.install_script(node, k3s, first_server=first_server, repair=repair)
+        script = self._text(
+            node, lambda n, k: scripts.install_script(n, k, first_server=first_server, repair=repair).command
+        )
         # In the state before anything can put K3s on the host, with nothing to create: its
         # delete uninstalls whatever a failed first install left (that install is not in the
         # state), so destroy and removal always clean the host. On a normal removal it runs
@@ -329,7 +348,7 @@ class SshBackend:
         cleanup = self.command(
             cleanup_name,
             node,
-            delete=scripts.cleanup_script(node, k3s).command,
+            delete=self._text(node, lambda n, k: scripts.cleanup_script(n, k).command),
             triggers=identity(node),
             opts=cleanup_opts,
         )
@@ -349,7 +368,9 @@ class SshBackend:
                 self.command(
                     registration_name,
                     node,
-                    create=scripts.registration_script(node, k3s, self.reimaged(node)).command,
+                    create=self._text(
+                        node, lambda n, k: scripts.registration_script(n, k, self.reimaged(node)).command
+                    ),
                     triggers=identity(node),
                     opts=registration_opts,
                 )
@@ -357,7 +378,12 @@ class SshBackend:
         stdin = self.check_stdin if node.role == "server" else self._pool_stdin.get(node.name, self._agent_stdin)
         # Rolled: an in-place change writes the files here and leaves the restart, if one is
         # needed, to the agent's `-upgrade` step in its batch (after the cordon and drain).
-        deferred = scripts.install_script(node, k3s, first_server=first_server, defer_restart=True, repair=repair)
+        deferred = self._text(
+            node,
+            lambda n, k: (
+                scripts.install_script(n, k, first_server=first_server, defer_restart=True, repair=repair).command
+            ),
+        )
         install_name, install_opts = self.names.child(
             f"{node.name}-install",
             pulumi.ResourceOptions(
@@ -367,24 +393,39 @@ class SshBackend:
         install = self.command(
             install_name,
             node,
-            create=script.command,
-            update=deferred.command if rolled else None,
-            delete=scripts.uninstall_script(node, k3s).command,
+            create=script,
+            update=deferred if rolled else None,
+            delete=self._text(node, lambda n, k: scripts.uninstall_script(n, k).command),
             stdin=stdin,
             # The forget's id: a replaced forget replaces the install (see components/cluster.py).
             triggers=[*identity(node), forget.id],
             opts=install_opts,
         )
-        marker = scripts.fingerprint(script.command)
-
-        def rollout(stdout: str) -> str:
-            return scripts.restart_pending_script(node, k3s, scripts.rollout_wait_for(marker, stdout)).command
+        rollout: pulumi.Output[str] | None = None
+        if rolled and self._plain is None:
+            assert isinstance(script, str)
+            marker = scripts.fingerprint(script)
+            rollout = install.stdout.apply(
+                lambda stdout: (
+                    scripts.restart_pending_script(node, k3s, scripts.rollout_wait_for(marker, stdout)).command
+                )
+            )
+        elif rolled and self._plain is not None:
+            rollout = pulumi.Output.all(install.stdout, script, self._plain).apply(
+                lambda v: (
+                    scripts.restart_pending_script(
+                        v[2].node(node.name),
+                        v[2].k3s_of(node.name),
+                        scripts.rollout_wait_for(scripts.fingerprint(v[1]), v[0]),
+                    ).command
+                )
+            )
 
         return Installed(
             resources=[install],
-            generation=script.command,
+            generation=script,
             replaced_with=[install.id],
-            rollout=install.stdout.apply(rollout) if rolled else None,
+            rollout=rollout,
             rollout_stdin=stdin,
             restart=install.stdout if rolled else None,
         )
@@ -398,7 +439,8 @@ class SshBackend:
         running anything and removes the staged copies; the staging step's delete removes
         what was staged and never installed, the uninstall every root-owned generation."""
         k3s = self.k3s_of(node)
-        layout = scripts.airgap_layout(node, k3s)
+        # The files alone: they do not depend on the address (the stage's name does: _staged_as).
+        layout = scripts.airgap_layout(replace(node, address=""), k3s)
         assert layout is not None
         stage_name, stage_opts = self.names.child(
             f"{node.name}-airgap-stage", pulumi.ResourceOptions(parent=parent, depends_on=[first])
@@ -406,9 +448,11 @@ class SshBackend:
         prepare = self.command(
             stage_name,
             node,
-            create=scripts.stage_airgap_script(node, k3s, self.args.repairs.get(node.name, 0)).command,
+            create=self._text(
+                node, lambda n, k: scripts.stage_airgap_script(n, k, self.args.repairs.get(node.name, 0)).command
+            ),
             # Whatever was staged and never installed goes with the step.
-            delete=scripts.unstage_airgap_script(node, k3s).command,
+            delete=self._text(node, lambda n, k: scripts.unstage_airgap_script(n, k).command),
             opts=stage_opts,
         )
         copies: list[pulumi.Resource] = []
@@ -422,7 +466,7 @@ class SshBackend:
                     copy_name,
                     connection=self._connections[node.name],
                     source=pulumi.FileAsset(path),
-                    remote_path=f"{layout.stage}/{target}",
+                    remote_path=self._text(node, _staged_as(target)),
                     # A drifted (wiped) host gets its files copied again.
                     triggers=[*identity(node), *_repair_trigger(self.args.repairs.get(node.name, 0))],
                     opts=copy_opts,
@@ -452,6 +496,17 @@ class SshBackend:
         return read.stdout
 
 
+def _staged_as(target: str) -> Callable[[Node, K3sSettings], str]:
+    """Where a staged airgap file goes: in the node's stage, which names its address."""
+
+    def path(node: Node, k3s: K3sSettings) -> str:
+        layout = scripts.airgap_layout(node, k3s)
+        assert layout is not None
+        return f"{layout.stage}/{target}"
+
+    return path
+
+
 def _repair_trigger(repair: int) -> list[str]:
     return [f"drift-repair {repair}"] if repair else []
 
@@ -462,8 +517,42 @@ class K3sCluster(GraphCluster):
 
     def __init__(self, name: str, args: K3sClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         record = args.record or ComponentRecord(name)
+        check = _checker(args)
         # Before anything of the cluster is registered: a refusal leaves nothing behind.
+        if not args.checked:
+            check(inputs.Plain(tuple(args.servers), tuple(args.agents), args.k3s, tuple(args.pools)))
         check_quorum(record, [n.name for n in args.servers], args.k3s.datastore, f"{NAMESPACE}:servers")
         super().__init__(CLUSTER_TYPE, name, None, opts)
         names = ChildNames.of(name, args.name_prefix)
-        self._build(name, SshBackend(args, names), args.k3s, args.cluster_name or name, record)
+        backend = SshBackend(args, names, (lambda _: None) if args.checked else check)
+        self._build(name, backend, backend.k3s, args.cluster_name or name, record)
+
+
+def _checker(args: K3sClusterArgs) -> Callable[[inputs.Plain], None]:
+    """The ssh topology's validators over the args' settings (addresses plain or not: what
+    is an Output is skipped, and checked by the same call once known)."""
+    optional = {
+        "sshPrivateKey": args.private_key,
+        "sshPrivateKeyPassword": args.private_key_password,
+        "datastoreEndpoint": args.datastore_endpoint,
+        "etcdS3AccessKey": args.etcd_s3_access_key,
+        "etcdS3SecretKey": args.etcd_s3_secret_key,
+        "proxyCredentials": args.proxy_credentials,
+        "newToken": args.new_token,
+        "registryAuth": args.registry_auth,
+    }
+    secrets = ["token", *(key for key, value in optional.items() if value is not None)]
+
+    def check(plain: inputs.Plain) -> None:
+        settings = validate_args.settings_of(
+            "ssh",
+            k3s=plain.k3s,
+            servers=plain.servers,
+            agents=plain.agents,
+            pools=plain.pools,
+            ssh=args.ssh,
+            secrets=secrets,
+        )
+        validate_args.check(settings, by_topology.SSH)
+
+    return check

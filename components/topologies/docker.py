@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import partial
 from typing import Any, ClassVar
 
 from ..backends.docker import DockerCluster, DockerClusterArgs
@@ -17,17 +16,8 @@ from ..rancher import RancherOutputs
 from ..rancher_container import RancherContainer, RancherContainerArgs
 from ..secrets import StackSecrets, cluster_token
 from ..settings import NAMESPACE, Node, Settings
-from ..validation import Validator, docker, k3s, kubeconfig, nodes, rancher, ssh
+from ..validation import Validator, by_topology
 from .base import Topology
-
-REGISTRY_AUTH_REFUSED = (
-    "registry credentials reach SSH hosts only (topology docker: "
-    "give the Docker engine's nodes a mirror that needs none, or use topology ssh)"
-)
-PROXY_REFUSED = (
-    "the docker topology's nodes are containers of this machine's Docker engine: "
-    "give the engine (and so its containers) the proxy instead, or use topology ssh"
-)
 
 
 class Docker(Topology):
@@ -36,14 +26,7 @@ class Docker(Topology):
     servers_key = f"{NAMESPACE}:docker.servers"
 
     def validators(self) -> Sequence[Validator]:
-        return (
-            nodes.problems,
-            partial(k3s.problems, registry_auth_refused=REGISTRY_AUTH_REFUSED, proxy_refused=PROXY_REFUSED),
-            ssh.login_problems,
-            docker.problems,
-            kubeconfig.secret_refused,
-            rancher.problems,
-        )
+        return by_topology.DOCKER
 
     def configured_servers(self, raw: Mapping[str, Any], servers: Sequence[Node]) -> int:
         count: int = raw["docker"]["servers"]
@@ -71,6 +54,7 @@ class Docker(Topology):
                 datastore_endpoint=secrets.datastore_endpoint,
                 publish_ingress=not (settings.rancher.enabled and settings.rancher.mode == "docker"),
                 record=STACK_RECORD,
+                checked=True,
             ),
         )
 

@@ -11,7 +11,7 @@ from ..cluster_record import STACK_RECORD
 from ..drift import Markers
 from ..secrets import StackSecrets, cluster_token
 from ..settings import NAMESPACE, Settings
-from ..validation import Validator, k3s, kubeconfig, nodes, rancher, ssh
+from ..validation import Validator, by_topology
 from .base import Topology
 
 
@@ -23,7 +23,7 @@ class Ssh(Topology):
     reads_hosts = True
 
     def validators(self) -> Sequence[Validator]:
-        return (nodes.problems, k3s.problems, ssh.problems, kubeconfig.secret_refused, rancher.problems)
+        return by_topology.SSH
 
     def build_cluster(self, settings: Settings, secrets: StackSecrets, markers: Markers) -> KubernetesCluster:
         return K3sCluster(
@@ -47,5 +47,6 @@ class Ssh(Topology):
                 reimaged=dict(markers.reimaged),
                 name_prefix="",
                 record=STACK_RECORD,
+                checked=True,
             ),
         )

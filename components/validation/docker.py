@@ -17,6 +17,16 @@ _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _K3S_DEFAULT_CIDRS = {"cluster-cidr": host_facts.K3S_CLUSTER_CIDR, "service-cidr": host_facts.K3S_SERVICE_CIDR}
 
 
+REGISTRY_AUTH_REFUSED = (
+    "registry credentials reach SSH hosts only (topology docker: "
+    "give the Docker engine's nodes a mirror that needs none, or use topology ssh)"
+)
+PROXY_REFUSED = (
+    "the docker topology's nodes are containers of this machine's Docker engine: "
+    "give the engine (and so its containers) the proxy instead, or use topology ssh"
+)
+
+
 def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
     """The docker topology's rules (components/topologies/docker.py runs them)."""
     return _refused(settings, facts) + _engine_problems(settings, facts)

@@ -40,7 +40,8 @@ def problems(
         problems.append((f"{KEY}.version", error))
     if error := _init_server_error(settings, facts):
         problems.append((f"{KEY}.initServer", error))
-    if "k3s.apiAddress" in facts.given and (error := checks.host_error(k3s.api_address)):
+    api = k3s.api_address  # an Output (a host made in the same program) is checked once known
+    if "k3s.apiAddress" in facts.given and isinstance(api, str) and (error := checks.host_error(api)):
         problems.append((f"{KEY}.apiAddress", error))
     for i, san in enumerate(k3s.tls_sans):
         if error := checks.host_error(san):

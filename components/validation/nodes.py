@@ -41,28 +41,33 @@ def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
                 )
             )
         seen_names.setdefault(node.name, key)
-        if error := checks.host_error(node.address):
+        # An address given as an Output (a host made in the same program) is checked once
+        # known (components/inputs.py), not here.
+        address = node.address if isinstance(node.address, str) else None
+        host = node.ssh.host if isinstance(node.ssh.host, str) else None
+        if address is not None and (error := checks.host_error(address)):
             problems.append((f"{key}.address", error))
-        if node.address in seen_addresses:
+        if address is not None and address in seen_addresses:
             problems.append(
                 (
                     f"{key}.address",
-                    f"{node.address} is also the address of {seen_addresses[node.address]}: "
+                    f"{address} is also the address of {seen_addresses[address]}: "
                     "each node has its own cluster address",
                 )
             )
-        seen_addresses.setdefault(node.address, key)
-        if node.ssh.host != node.address and (error := checks.host_error(node.ssh.host)):
+        if address is not None:
+            seen_addresses.setdefault(address, key)
+        if host is not None and host != node.address and (error := checks.host_error(host)):
             problems.append((f"{key}.ssh.host", error))
-        endpoint = (node.ssh.host, node.ssh.port)
-        if endpoint in seen_hosts:
+        if host is not None and (host, node.ssh.port) in seen_hosts:
             problems.append(
                 (
                     f"{key}.ssh",
-                    f"{node.ssh.host}:{node.ssh.port} is also {seen_hosts[endpoint]}: one host cannot be two nodes",
+                    f"{host}:{node.ssh.port} is also {seen_hosts[host, node.ssh.port]}: one host cannot be two nodes",
                 )
             )
-        seen_hosts.setdefault(endpoint, key)
+        if host is not None:
+            seen_hosts.setdefault((host, node.ssh.port), key)
         for label_key, label_value in node.labels.items():
             if error := checks.label_key_error(label_key) or checks.label_value_error(label_value):
                 problems.append((f"{key}.labels.{label_key}", error))

@@ -9,8 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import checks, compat
-from ..rancher import clears_cacerts
-from ..settings import NAMESPACE, RancherSettings, Settings, server_flag_values
+from ..settings import NAMESPACE, RancherSettings, Settings, clears_cacerts, server_flag_values
 from .facts import Facts
 from .k3s import supported_minor
 
@@ -53,7 +52,7 @@ def _hostname_error(settings: Settings, facts: Facts) -> str | None:
     hostname, api_address = settings.rancher.hostname, settings.k3s.api_address
     if "rancher.hostname" in facts.given:
         return checks.dns_name_error(hostname)
-    if not hostname and api_address and not checks.host_error(api_address):
+    if not hostname and isinstance(api_address, str) and api_address and not checks.host_error(api_address):
         return f"required when k3s.apiAddress is a DNS name ({api_address!r}): set it to Rancher's DNS name"
     return None
 

@@ -25,7 +25,7 @@ def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
 
 def connected_hosts(settings: Settings) -> set[str]:
     """Every host SSH connects to: each node's ssh.host (else its address) and the bastion."""
-    hosts = {node.ssh.host for node in settings.nodes}
+    hosts = {node.ssh.host for node in settings.nodes if isinstance(node.ssh.host, str)}
     if settings.ssh.bastion:
         hosts.add(settings.ssh.bastion.host)
     return hosts
@@ -52,10 +52,12 @@ def login_problems(settings: Settings, facts: Facts, hosts_connect: bool = False
         if bastion.host_key is not None and (error := checks.host_key_error(bastion.host_key)):
             problems.append((f"{KEY}.bastion.hostKey", error))
     hosts = connected_hosts(settings)
+    # A host given as an Output (made in the same program) may be any entry's: none is refused.
+    hosts_known = all(isinstance(node.ssh.host, str) for node in settings.nodes)
     for host, host_key in ssh.host_keys.items():
         if error := checks.host_key_error(host_key):
             problems.append((f"{KEY}.hostKeys.{host}", error))
-        elif hosts_connect and host not in hosts:
+        elif hosts_connect and hosts_known and host not in hosts:
             problems.append(
                 (
                     f"{KEY}.hostKeys.{host}",
@@ -137,5 +139,6 @@ def _ip_family_problems(settings: Settings, facts: Facts) -> list[tuple[str, str
     ]
 
 
-def _is_ipv6(address: str) -> bool:
-    return ":" in address and checks.is_ip(address)
+def _is_ipv6(address: object) -> bool:
+    # Not an Output (a host made in the same program): checked once known.
+    return isinstance(address, str) and ":" in address and checks.is_ip(address)
