@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from benchmarks.graph_scale import make_config
 from components import drift, drift_ssh
 from components.settings import Node

@@ -187,3 +187,18 @@ def test_every_declared_dependency_is_met_by_the_pinned_versions(report: dict[st
         assert requirement.specifier.contains(report["installed"][name]), f"{text}: found {report['installed'][name]}"
         pinned = pins.get(name)
         assert pinned is not None and requirement.specifier.contains(pinned), f"{text}: requirements.txt pins {pinned}"
+
+
+def test_no_python_file_here_edits_sys_path() -> None:
+    """Everything imports the package as installed or from the repository's root (pytest's
+    pythonpath, `python -m`): a sys.path edit would hide an import that only works here. The
+    policy pack's entry point is the one exception, said at its top (the CLI runs that
+    directory with runpy)."""
+    tracked = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True, check=True)
+    edits = [
+        f"{name}:{number}"
+        for name in tracked.stdout.split()
+        for number, line in enumerate((ROOT / name).read_text().splitlines(), 1)
+        if any(f"sys.path.{verb}(" in line for verb in ("insert", "append"))
+    ]
+    assert edits == ["policy/__main__.py:10"]
