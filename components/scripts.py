@@ -501,12 +501,13 @@ def _proxy_inputs(k3s: K3sSettings) -> dict[str, str]:
     }
 
 
-def stage_airgap_script(node: Node, k3s: K3sSettings, repair: int = 0) -> Script:
-    """Make the node's 0700 staging directory, as the SSH user (no sudo): SFTP writes there."""
+def stage_airgap_script(node: Node, k3s: K3sSettings, reimaged: int = 0) -> Script:
+    """Make the node's 0700 staging directory, as the SSH user (no sudo): SFTP writes there.
+    `reimaged` (drift): a reimaged host stages its files again."""
     layout = airgap_layout(node, k3s)
     if layout is None:
         raise ValueError("no k3s.airgap: nothing to stage")
-    return render("stage_airgap", {"AIRGAP_STAGE": layout.stage, **_repair_input(repair)}, sudo=False, root=False)
+    return render("stage_airgap", {"AIRGAP_STAGE": layout.stage, **_reimaged_input(reimaged)}, sudo=False, root=False)
 
 
 def unstage_airgap_script(node: Node, k3s: K3sSettings) -> Script:

@@ -243,3 +243,28 @@ def test_an_unreachable_host_is_named_with_what_up_does_then() -> None:
     _, warned, _ = preview(config(True), reads={"w1": ""})
     (warning,) = [w for w in warned if "w1 not checked" in w]
     assert "only a step that must run on w1 fails" in warning
+
+
+def test_only_a_reimaged_host_gets_its_airgap_files_copied_again(tmp_path: Any) -> None:
+    """The install keeps each airgap generation in a root-owned place (sh/airgap.sh): a repair
+    of a host that still has it (a stopped K3s, an edited file) re-runs the install from there
+    and copies nothing; a reimaged host has lost it, and its files are staged and copied again."""
+    files = {}
+    for name in ("install.sh", "k3s"):
+        (tmp_path / name).write_text(f"#!/bin/sh\n# {name}\n")
+        files[name] = str(tmp_path / name)
+    cfg = config(True)
+    cfg["k3s"] = {**cfg["k3s"], "airgap": {"installScript": files["install.sh"], "binary": files["k3s"]}}
+
+    def staging(run: Run) -> dict[str, Any]:
+        copies = {r.name: r.plain()["triggers"] for r in run.of_type("command:remote:CopyToRemote")}
+        return {**copies, "stage": plain(run)["w1-airgap-stage"]["create"]}
+
+    clean, _, _ = preview(cfg)
+    assert {"w1-airgap-k3s", "w1-airgap-install-sh"} <= set(staging(clean))
+    stopped, _, _ = preview(cfg, reads={"w1": HEALTHY.replace("state=active", "state=inactive")})
+    assert "DRIFT_REPAIR=1" in plain(stopped)["w1-install"]["create"]
+    assert staging(stopped) == staging(clean)
+    wiped, _, _ = preview(cfg, reads={"w1": "unit=no\nstate=inactive\nversion=\nbundle=no\napplied=no\n"})
+    changed = {name for name, value in staging(wiped).items() if value != staging(clean)[name]}
+    assert changed == {"w1-airgap-k3s", "w1-airgap-install-sh", "stage"}

@@ -448,9 +448,7 @@ class SshBackend:
         prepare = self.command(
             stage_name,
             node,
-            create=self._text(
-                node, lambda n, k: scripts.stage_airgap_script(n, k, self.args.repairs.get(node.name, 0)).command
-            ),
+            create=self._text(node, lambda n, k: scripts.stage_airgap_script(n, k, self.reimaged(node)).command),
             # Whatever was staged and never installed goes with the step.
             delete=self._text(node, lambda n, k: scripts.unstage_airgap_script(n, k).command),
             opts=stage_opts,
@@ -467,8 +465,10 @@ class SshBackend:
                     connection=self._connections[node.name],
                     source=pulumi.FileAsset(path),
                     remote_path=self._text(node, _staged_as(target)),
-                    # A drifted (wiped) host gets its files copied again.
-                    triggers=[*identity(node), *_repair_trigger(self.args.repairs.get(node.name, 0))],
+                    # A reimaged host (k3s.driftCheck) gets its files copied again; any other
+                    # repair reuses the root-owned generation the install keeps (sh/airgap.sh),
+                    # so starting a stopped K3s copies no binary or images.
+                    triggers=[*identity(node), *_reimaged_trigger(self.reimaged(node))],
                     opts=copy_opts,
                 )
             )
@@ -507,8 +507,8 @@ def _staged_as(target: str) -> Callable[[Node, K3sSettings], str]:
     return path
 
 
-def _repair_trigger(repair: int) -> list[str]:
-    return [f"drift-repair {repair}"] if repair else []
+def _reimaged_trigger(reimaged: int) -> list[str]:
+    return [f"drift-reimaged {reimaged}"] if reimaged else []
 
 
 class K3sCluster(GraphCluster):
