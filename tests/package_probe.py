@@ -25,11 +25,17 @@ from typing import Any
 import k3s_rancher
 import pulumi
 from k3s_rancher import (
+    AgentPool,
+    AgentPoolArgs,
     ConfigError,
     K3sCluster,
     K3sClusterArgs,
+    K3sSettings,
+    Node,
     RancherDeployment,
     RancherDeploymentArgs,
+    SshEndpoint,
+    SshSettings,
     parse_settings,
 )
 from pulumi.runtime import mocks as pulumi_mocks
@@ -69,6 +75,17 @@ class Mocks(pulumi.runtime.Mocks):
         return {}
 
 
+def connection_host(inputs: Any) -> str:
+    """A remote command's connection host from its serialized inputs (the connection is
+    secret, as it holds the key: a value wrapped with Pulumi's secret signature)."""
+    if "connection" not in inputs.fields:
+        return ""
+    connection = inputs.fields["connection"].struct_value.fields
+    if "value" in connection:  # {"4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", "value": ...}
+        connection = connection["value"].struct_value.fields
+    return str(connection["host"].string_value) if "host" in connection else ""
+
+
 class Monitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
@@ -78,7 +95,17 @@ class Monitor(pulumi_mocks.MockMonitor):
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            self.registered.append({"type": request.type, "name": request.name, "parent": request.parent})
+            self.registered.append(
+                {
+                    "type": request.type,
+                    "name": request.name,
+                    "parent": request.parent,
+                    "urn": response.urn,
+                    "dependencies": list(request.dependencies),
+                    # Where a remote command connects: a VM's address once the VM exists.
+                    "host": connection_host(request.object),
+                }
+            )
         return response
 
     def RegisterResourceOutputs(self, request: Any) -> Any:
@@ -87,14 +114,51 @@ class Monitor(pulumi_mocks.MockMonitor):
         return super().RegisterResourceOutputs(request)
 
 
-def run_example(path: str) -> Monitor:
+class Vm(pulumi.CustomResource):
+    """A machine this program makes (a cloud VM, say): its address is an Output until it
+    exists. Under the mocks the engine answers a resource's inputs as its outputs."""
+
+    ip: pulumi.Output[str]
+
+    def __init__(self, name: str, ip: str) -> None:
+        super().__init__("probe:index:Vm", name, {"ip": ip})
+
+
+def clusters_on_vms() -> None:
+    """Two clusters, each on three VMs made here (a server, an agent, a pool's agent), with
+    alike node names: the args built by hand, the addresses Outputs."""
+    for cluster, subnet in (("east", 1), ("west", 2)):
+
+        def node(name: str, role: str, last: int, subnet: int = subnet, cluster: str = cluster) -> Node:
+            ip = Vm(f"{cluster}-vm-{name}", f"10.{subnet}.0.{last}").ip
+            return Node(name=name, role=role, address=ip, ssh=SshEndpoint(host=ip, port=22, user="ubuntu"))
+
+        K3sCluster(
+            cluster,
+            K3sClusterArgs(
+                servers=[node("cp1", "server", 11)],
+                agents=[node("w1", "agent", 21)],
+                pools=[AgentPoolArgs(name="gpu", nodes=[node("g1", "agent", 31)], labels={"pool": "gpu"})],
+                k3s=K3sSettings(init_server="cp1"),
+                ssh=SshSettings(),
+                token="probe-token",
+                private_key=SSH_KEY,
+            ),
+        )
+
+
+def run_example(path: str | None) -> Monitor:
+    """The example at `path` (None: clusters_on_vms) under the mocks."""
     mocks = Mocks()
     monitor = Monitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="edge-clusters", stack="dev", preview=False, monitor=monitor)
     pulumi.runtime.set_all_config({"edge-clusters:sshPrivateKey": SSH_KEY}, ["edge-clusters:sshPrivateKey"])
 
     def body() -> None:
-        runpy.run_path(path, run_name="__main__")
+        if path is None:
+            clusters_on_vms()
+        else:
+            runpy.run_path(path, run_name="__main__")
         root = pulumi.runtime.get_root_resource()
         if root is not None:  # register the exports, as `pulumi up` does once the program has run
             root._outputs_registered = False  # type: ignore[attr-defined]
@@ -123,12 +187,13 @@ def bad_config_keys() -> list[str]:
 def main(example: str) -> None:
     from k3s_rancher import bundle
 
-    assert K3sCluster and K3sClusterArgs and RancherDeployment and RancherDeploymentArgs  # the public names import
+    assert K3sCluster and K3sClusterArgs and AgentPool and RancherDeployment and RancherDeploymentArgs
     distribution = "k3s-rancher"
     # Every distribution this interpreter sees, by normalised name: what the requirements meet.
     installed = {d.metadata["Name"].lower().replace("_", "-"): d.version for d in importlib.metadata.distributions()}
     bad_keys = bad_config_keys()
     monitor = run_example(example)
+    on_vms = run_example(None)
     report = {
         "file": k3s_rancher.__file__,
         "version": k3s_rancher.__version__,
@@ -141,6 +206,7 @@ def main(example: str) -> None:
         "bad_config_keys": bad_keys,
         "resources": monitor.registered,
         "outputs": monitor.exports,
+        "on_vms": on_vms.registered,
     }
     json.dump(report, sys.stdout)
 

@@ -164,6 +164,22 @@ def test_the_example_builds_its_clusters_from_the_installed_package(report: dict
     assert {"hubRancherUrl", "hubKubeconfig", "edgeKubeconfig"} <= set(report["outputs"])
 
 
+def test_two_clusters_on_hosts_the_program_makes_itself_from_the_installed_package(report: dict[str, Any]) -> None:
+    """Issue 27's user: `from k3s_rancher import K3sCluster, ..., AgentPool`, hosts made in the
+    same program (their addresses Outputs), two clusters with alike node names, a pool each."""
+    resources = report["on_vms"]
+    by_name = {r["name"]: r for r in resources}
+    assert len(by_name) == len(resources), "no two resources share a name"
+    vms = {r["name"]: r for r in resources if r["type"] == "probe:index:Vm"}
+    pools = [r for r in resources if r["type"] == "k3s-rancher:index:AgentPool"]
+    assert sorted(r["parent"].rsplit("::", 1)[1] for r in pools) == ["east", "west"]
+    for cluster, subnet in (("east", 1), ("west", 2)):
+        for node, last in (("cp1", 11), ("w1", 21), ("g1", 31)):
+            install = by_name[f"{cluster}-{node}-install"]
+            assert install["host"] == f"10.{subnet}.0.{last}", install  # the VM's address, once known
+            assert vms[f"{cluster}-vm-{node}"]["urn"] in install["dependencies"]  # after its VM
+
+
 def test_a_bad_config_gets_every_error_by_key_from_the_installed_package(report: dict[str, Any]) -> None:
     assert report["bad_config_keys"] == [
         "k3s-rancher:k3s.verison",  # found by the schema (package data)
