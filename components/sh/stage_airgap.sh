@@ -5,7 +5,8 @@
 # copies the files into a root-owned place and checks their sha256 there first). The path
 # is relative: sshd starts commands and the SFTP server in the user's home directory, so
 # both resolve it to the same place, which (unlike /tmp) survives a reboot.
-# Inputs: AIRGAP_STAGE (directory relative to the home directory).
+# Inputs: AIRGAP_STAGE (directory relative to the home directory), DRIFT_REIMAGED (only on a
+# host k3s.driftCheck found reimaged: it makes this step, and the copies after it, run again).
 # lib.sh: log die
 set -eu
 : "${AIRGAP_STAGE:?}"
