@@ -213,6 +213,15 @@ def test_preview_refuses_an_unknown_stack() -> None:
     assert "no stacks/Pulumi.nosuchstack.yaml" in result.stderr
 
 
+def test_preview_copies_only_what_the_checkout_has() -> None:
+    """bin/preview runs the program from a copy: each path it copies must exist (schema/ moved
+    into components/data once and every bin/preview failed on the copy; only tier 2 saw it)."""
+    (copy,) = [line for line in (BIN / "preview").read_text().splitlines() if line.startswith("cp -R ")]
+    copied = [word for word in copy.split()[2:] if not word.startswith('"')]
+    assert copied and "components" in copied, copy
+    assert [name for name in copied if not (BIN.parent / name).exists()] == []
+
+
 def test_up_local_uses_the_empty_passphrase_whatever_the_environment_says(tmp_path: Path) -> None:
     """With Docker answering and a STAND-IN pulumi that records what it was run with."""
     stubs = tmp_path / "stubs"
