@@ -218,8 +218,10 @@ start_dockerd() {
   printf '\n=== %s dockerd %s\n' "$(date -Is)" "$flags" >>"$DOCKERD_LOG"
   local from
   from=$(wc -l <"$DOCKERD_LOG")
-  # 9>&-: the daemon must not inherit (and so hold forever) the setup lock.
-  setsid nohup dockerd "${argv[@]}" >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
+  # 9>&-: the daemon must not inherit (and so hold forever) the setup lock. env -u TMPDIR:
+  # nor the caller's TMPDIR (a test run's private one, removed when the run ends): runc
+  # writes each `docker exec`'s process file there, and every later exec would fail.
+  setsid nohup env -u TMPDIR dockerd "${argv[@]}" >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
   started_pid=$!
   echo "$started_pid" >"$CACHE/dockerd.pid"
   if wait_docker "$started_pid"; then
@@ -302,6 +304,18 @@ smoke_test() {
   docker network rm "$net" >/dev/null 2>&1 || true
   return "$rc"
 }
+
+# A dockerd this script started before env -u TMPDIR above may hold a TMPDIR that is gone
+# ("OCI runtime exec failed: open <TMPDIR>/runc-process...: no such file or directory"):
+# stop it, so that it is started again below.
+if [ -f "$CACHE/dockerd.pid" ]; then
+  old_pid=$(cat "$CACHE/dockerd.pid")
+  old_tmp=$(tr '\0' '\n' <"/proc/$old_pid/environ" 2>/dev/null | sed -n 's/^TMPDIR=//p' || true)
+  if [ -n "$old_tmp" ] && [ ! -d "$old_tmp" ]; then
+    log "dockerd $old_pid runs with a TMPDIR that no longer exists ($old_tmp): restarting it"
+    stop_our_dockerd "$old_pid"
+  fi
+fi
 
 if docker_up; then
   build_image || die "could not build $IMAGE"

@@ -29,6 +29,7 @@ tests/real/engine/command-standin/).
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from tests.real.engine_project import EngineProject, stand_in_cluster
 from tests.real.standin_k3s import standin_binary
 from tests.real.test_engine_crash_safety import assert_no_k3s, kubelet_version
 from tests.real.test_engine_faults import assert_whole, nodes_ready
+from tests.real.test_engine_preview import documented_sidecar_fix
 from tests.real.test_engine_server_removal import members, node_names
 
 pytestmark = pytest.mark.real
@@ -128,9 +130,12 @@ def planned(project: EngineProject) -> list[str]:
 
 def recover(project: EngineProject) -> None:
     """The README's recovery after a killed `up` (its orphaned plugins killed first, as a
-    CI job's teardown does): cancel the stale lock, drop pending creates. The next `up` is
-    the caller's."""
+    CI job's teardown does): remove a metadata sidecar the kill left empty (the file
+    backend's default URL writes them in place; see test_engine_preview.py), cancel the
+    stale lock, drop pending creates. The next `up` is the caller's."""
     project.kill_leftovers()
+    state = project.env["PULUMI_BACKEND_URL"].removeprefix("file://").split("?", 1)[0]
+    subprocess.run(["bash", "-c", documented_sidecar_fix()], env={**project.env, "STATE_DIR": state}, check=True)
     project.pulumi("cancel", "--yes", check=False, timeout=120)
     project.pulumi("refresh", "--yes", "--skip-preview", "--clear-pending-creates", timeout=600)
 

@@ -4,6 +4,7 @@ root login, host-to-host network, the fault helpers (reboot, stop/start, pause, 
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 import time
@@ -234,3 +235,18 @@ def _published_port(host: TestHost) -> int:
 
 def read_key(host: TestHost) -> str:
     return host.exec("cat /etc/ssh/ssh_host_ed25519_key.pub").strip()
+
+
+def test_the_docker_engine_we_start_does_not_keep_this_runs_tmpdir(testhost_image: str) -> None:
+    """setup_docker.sh starts dockerd from inside a test run, whose TMPDIR is private and
+    removed when the run ends (tests/real/private_tmp.py). runc writes each `docker exec`'s
+    process file in its TMPDIR, so a daemon that kept it failed every exec of the next run
+    ("OCI runtime exec failed: open <TMPDIR>/runc-process...")."""
+    cache = os.environ.get("K3SR_CACHE") or str(Path.home() / ".cache" / "k3s-rancher")  # setup_docker.sh's
+    pid_file = Path(cache) / "dockerd.pid"
+    pid = pid_file.read_text().strip() if pid_file.is_file() else ""
+    environ = Path(f"/proc/{pid}/environ")
+    if not pid or not environ.exists():
+        pytest.skip("this Docker engine was not started by setup_docker.sh")
+    variables = environ.read_bytes().split(b"\0")
+    assert not [v for v in variables if v.startswith(b"TMPDIR=")], "dockerd runs with a TMPDIR of its caller"

@@ -299,7 +299,10 @@ def test_agents_never_report_ready_with_a_wrong_token_or_an_unreachable_server(
     lost.start("agent", K3S_TOKEN=TOKEN, NOTIFY_SOCKET=sockets[lost].address)
     good.start("agent", K3S_TOKEN=TOKEN, NOTIFY_SOCKET=sockets[good].address)
     assert sockets[good].receive(20) == b"READY=1\n"
-    assert srv.ready("agt-good")
+    # READY=1 comes once the Node is registered (pkg/agent/run.go); Ready is the kubelet's
+    # (here kwok's) first status update, a moment later.
+    assert srv.kubectl("get", "node", "agt-good").returncode == 0
+    until(lambda: srv.ready("agt-good"), 20, "agt-good Ready")
     assert sockets[wrong].receive(7) is None and sockets[lost].receive(1) is None
     assert all(proc.poll() is None for proc in wrong.procs + lost.procs)  # still retrying, as K3s does
     assert (
