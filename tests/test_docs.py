@@ -454,3 +454,13 @@ def test_the_readme_is_short() -> None:
     titles = re.findall(r"^## (.+)$", readme(), re.M)
     assert titles[0] == "Set up: two commands"
     assert titles[1].startswith("What it is")
+
+
+def test_no_page_holds_a_section_twice() -> None:
+    """A section pasted twice (as a bad merge left operations.md once) is two anchors for one
+    heading, and one of them is stale."""
+    for page in [README, *sorted(DOCS.glob("*.md"))]:
+        body = re.sub(r"^```.*?^```", "", page.read_text(), flags=re.M | re.S)
+        headings = re.findall(r"^#{1,4} (.+)$", body, re.M)
+        twice = sorted({h for h in headings if headings.count(h) > 1})
+        assert not twice, f"{page.name}: sections held twice: {twice}"
