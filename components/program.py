@@ -10,11 +10,12 @@ import json
 import os
 import signal
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pulumi
 
-from . import drift, registry_auth, topologies
+from . import drift, drift_reuse, registry_auth, topologies
 from .cluster import GraphCluster, KubernetesCluster
 from .cluster_record import STACK_RECORD
 from .cluster_record import check_quorum as quorum_guard
@@ -22,7 +23,7 @@ from .config import parse_settings
 from .previous_run import own_previous_outputs
 from .rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
 from .secrets import StackSecrets, read_secrets
-from .settings import NAMESPACE, SECRET_KEYS, ConfigError, Settings
+from .settings import NAMESPACE, SECRET_KEYS, ConfigError, Node, Settings
 from .validation import bootstrap_password
 from .validation.roles import previous_nodes, role_change_errors
 
@@ -143,9 +144,13 @@ def check_drift(settings: Settings) -> drift.Markers:
 
         config = pulumi.Config(NAMESPACE)
         creds = drift_ssh.Credentials(config.get("sshPrivateKey"), config.get("sshPrivateKeyPassword"))
-        answers = drift_ssh.read_hosts(
-            [(n, n.name == init) for n in checked], settings.ssh, creds, settings.k3s.timeouts.drift_check
-        )
+        targets = [(n, n.name == init) for n in checked]
+        timeout = settings.k3s.timeouts.drift_check
+
+        def read() -> Mapping[str, drift.Probe | str]:
+            return drift_ssh.read_hosts(targets, settings.ssh, creds, timeout)
+
+        answers = read_once_per_up(targets, timeout, read)
         applied = outputs.get("k3sVersion")
         verdict = drift.classify(checked, answers, init, applied if isinstance(applied, str) else None)
         for warning in verdict.warnings:
@@ -154,6 +159,32 @@ def check_drift(settings: Settings) -> drift.Markers:
     for warning in result.warnings:
         pulumi.log.warn(warning)
     return result
+
+
+def read_once_per_up(
+    targets: Sequence[tuple[Node, bool]], timeout: int, read: Callable[[], Mapping[str, drift.Probe | str]]
+) -> Mapping[str, drift.Probe | str]:
+    """`read()`, or in the update of a `pulumi up` the read its preview kept
+    (components/drift_reuse.py): the update repairs what the preview showed."""
+    invocation = drift_reuse.cli_invocation()
+    if invocation is None:
+        return read()
+    described = [[n.name, n.role, init, n.ssh.host, n.ssh.port, n.ssh.user] for n, init in targets]
+    stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    name = drift_reuse.key(invocation, stack, {"nodes": described, "timeout": timeout})
+    directory = drift_reuse.cache_dir()
+    if not pulumi.runtime.is_dry_run():
+        kept = drift_reuse.take(directory, name)
+        if kept is not None and set(kept) == {n.name for n, _ in targets}:
+            pulumi.log.debug("k3s.driftCheck: the hosts' read of this up's preview")
+            return kept
+        return read()
+    answers = read()
+    try:
+        drift_reuse.keep(directory, name, answers)
+    except OSError as error:  # no writable cache: the update reads again
+        pulumi.log.debug(f"k3s.driftCheck: the read is not kept for the update: {error}")
+    return answers
 
 
 def build_cluster(settings: Settings, secrets: StackSecrets, markers: drift.Markers | None = None) -> KubernetesCluster:

@@ -241,6 +241,7 @@ def make_project(tmp: Path, bin_dir: Path, program: str | None = None, source: P
         **os.environ,
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "PULUMI_HOME": str(tmp / "home"),
+        "XDG_CACHE_HOME": str(tmp / "cache"),  # k3s.driftCheck keeps a preview's read there
         "PULUMI_BACKEND_URL": f"file://{tmp / 'state'}",
         "PULUMI_CONFIG_PASSPHRASE": "tier2-test-passphrase",
         "PULUMI_SKIP_UPDATE_CHECK": "true",

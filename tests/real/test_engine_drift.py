@@ -98,11 +98,13 @@ def set_labels(project: EngineProject, agent: str, labels: dict[str, str] | None
 def test_nothing_drifted_up_changes_nothing_and_opens_one_session_per_node(
     cluster: tuple[EngineProject, list[Any], Path],
 ) -> None:
+    """Also with its preview: the update takes the preview's read (components/drift_reuse.py)."""
     project, hosts, _ = cluster
-    before = [sessions(h) for h in hosts]
-    result = project.pulumi("up", "--yes", "--skip-preview", "--expect-no-changes")
-    assert "drift:" not in result.stdout, result.stdout
-    assert [sessions(h) - b for h, b in zip(hosts, before, strict=True)] == [1, 1, 1]
+    for args in (("--skip-preview",), ()):
+        before = [sessions(h) for h in hosts]
+        result = project.pulumi("up", "--yes", *args, "--expect-no-changes")
+        assert "drift:" not in result.stdout, result.stdout
+        assert [sessions(h) - b for h, b in zip(hosts, before, strict=True)] == [1, 1, 1], args
 
 
 def test_check_off_reads_no_host_and_says_so_once(cluster: tuple[EngineProject, list[Any], Path]) -> None:
