@@ -7,6 +7,8 @@ agent after the last server, each agent's last three commands chained behind the
 batch of agents (10%, as k3s.upgrade's rollout steps are), then one cluster-wide command:
 only what the SDK itself costs for that shape.
 Our program's cost above that is ours to explain (script rendering, Output plumbing).
+Beside it, issue 27's floor: a plain program with as many resources as ours (an install and
+a ready check per node, one cluster check), and the longest dependency chain of ours.
 
 Run:  .venv/bin/python -m benchmarks.graph_cost [AGENTS ...]   (default 100 400)
       .venv/bin/python -m benchmarks.graph_cost --profile 400  (top functions by own time)
@@ -90,6 +92,29 @@ def minimal_program(servers: int, agents: int, commands_per_agent: int, commands
     return body
 
 
+def plain_program(total: int) -> Callable[[], None]:
+    """The issue's floor: as many resources as `total`, as an install and a ready check per
+    node (the ready after the install) and one cluster check after every ready; plain text
+    inputs, no components, no chain."""
+
+    def body() -> None:
+        conn = remote.ConnectionArgs(host="10.0.0.1", user="root", private_key=pulumi.Output.secret("k"))
+        readies: list[pulumi.Resource] = []
+        for n in range((total - 1) // 2):
+            install = remote.Command(f"n{n}-install", connection=conn, create=f"echo install {n}")
+            readies.append(
+                remote.Command(
+                    f"n{n}-ready",
+                    connection=conn,
+                    create=f"echo ready {n}",
+                    opts=pulumi.ResourceOptions(depends_on=[install]),
+                )
+            )
+        remote.Command("cluster-ready", connection=conn, create="true", opts=pulumi.ResourceOptions(depends_on=readies))
+
+    return body
+
+
 def ours(agents: int) -> Run:
     return run_program(make_config(SERVERS, agents), {"sshPrivateKey": TEST_SSH_KEY, "token": TEST_TOKEN})
 
@@ -114,7 +139,9 @@ def compare(agents: int) -> dict[str, Any]:
         per_agent = per_node_commands(run, "k3s-rancher:index:K3sAgent")
         per_server = per_node_commands(run, "k3s-rancher:index:K3sServer")
         t_min, minimal = timed(lambda: _register(minimal_program(SERVERS, agents, per_agent, per_server)))
-    n_ours, n_min = len(run.registrations), len(minimal.registrations)
+        n_ours = len(run.registrations)
+        t_plain, plain = timed(lambda: _register(plain_program(n_ours)))
+    n_min, n_plain = len(minimal.registrations), len(plain.registrations)
     return {
         "agents": agents,
         "resources": n_ours,
@@ -122,7 +149,28 @@ def compare(agents: int) -> dict[str, Any]:
         "ours_ms": 1000 * t_ours / n_ours,
         "minimal_resources": n_min,
         "minimal_ms": 1000 * t_min / n_min,
+        "plain_resources": n_plain,
+        "plain_ms": 1000 * t_plain / n_plain,
+        "chain": longest_chain(run),
     }
+
+
+def longest_chain(run: Run) -> int:
+    """The longest path of dependencies (parents aside) among the registered resources."""
+    deps: dict[str, set[str]] = {}
+    for r in run.registrations:
+        through_inputs = [d for ds in r.property_dependencies.values() for d in ds]
+        deps[r.urn] = {d for d in [*r.dependencies, *through_inputs] if d != r.parent}
+    depth: dict[str, int] = {}
+
+    def walk(urn: str) -> int:
+        if urn not in depth:
+            depth[urn] = 0  # a cycle cannot happen (the SDK refuses one); this ends recursion
+            depth[urn] = 1 + max((walk(d) for d in deps.get(urn, []) if d in deps), default=0)
+        return depth[urn]
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 20000))
+    return max((walk(u) for u in deps), default=0)
 
 
 def main(argv: list[str]) -> None:
@@ -134,12 +182,18 @@ def main(argv: list[str]) -> None:
             profiler.runcall(ours, agents)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
         return
-    print(f"{'agents':>6} {'resources':>9} {'per agent':>9} {'ms/res ours':>11} {'ms/res minimal':>14} {'ratio':>5}")
+    print("ms/res: wall time per registered resource; 'same shape': the minimal program above;")
+    print("'plain': as many resources as ours, an install and a ready check per node (the issue's floor)")
+    print(
+        f"{'agents':>6} {'resources':>9} {'per agent':>9} {'chain':>5} {'ms/res ours':>11} "
+        f"{'same shape':>10} {'ratio':>5} {'plain':>7} {'ratio':>5}"
+    )
     for agents in [int(a) for a in argv] or [100, 400]:
         r = compare(agents)
         print(
-            f"{r['agents']:>6} {r['resources']:>9} {r['per_agent']:>9} {r['ours_ms']:>11.3f} "
-            f"{r['minimal_ms']:>14.3f} {r['ours_ms'] / r['minimal_ms']:>5.2f}",
+            f"{r['agents']:>6} {r['resources']:>9} {r['per_agent']:>9} {r['chain']:>5} {r['ours_ms']:>11.3f} "
+            f"{r['minimal_ms']:>10.3f} {r['ours_ms'] / r['minimal_ms']:>5.2f} "
+            f"{r['plain_ms']:>7.3f} {r['ours_ms'] / r['plain_ms']:>5.2f}",
             flush=True,
         )
 
