@@ -10,6 +10,9 @@ Our program's cost above that is ours to explain (script rendering, Output plumb
 Beside it, issue 27's floor: a plain program with as many resources as ours (an install and
 a ready check per node, one cluster check), and the longest dependency chain of ours.
 
+Each program runs in a process of its own (a second program in one process runs slower than
+the first), three rounds in turn; the medians.
+
 Run:  .venv/bin/python -m benchmarks.graph_cost [AGENTS ...]   (default 100 400)
       .venv/bin/python -m benchmarks.graph_cost --profile 400  (top functions by own time)
 """
@@ -17,7 +20,10 @@ Run:  .venv/bin/python -m benchmarks.graph_cost [AGENTS ...]   (default 100 400)
 from __future__ import annotations
 
 import cProfile
+import json
 import pstats
+import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -131,27 +137,59 @@ def timed(fn: Callable[[], Run]) -> tuple[float, Run]:
     return time.perf_counter() - start, run
 
 
-def compare(agents: int) -> dict[str, Any]:
+def one(kind: str, size: int, per_agent: int = 0, per_server: int = 0) -> dict[str, Any]:
+    """One program, timed, in this (fresh) process after a small warm-up run of the same kind:
+    ours for `size` agents, the same-shape minimal program, or the plain one with `size`
+    resources. A second program in one process runs slower than the first (the runtime keeps
+    state from run to run), so compare() starts a process per measurement."""
+    programs: dict[str, Callable[[int], Run]] = {
+        "ours": ours,
+        "minimal": lambda n: _register(minimal_program(SERVERS, n, per_agent, per_server)),
+        "plain": lambda n: _register(plain_program(n)),
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ours(10)  # warm imports and caches for both
-        t_ours, run = timed(lambda: ours(agents))
-        per_agent = per_node_commands(run, "k3s-rancher:index:K3sAgent")
-        per_server = per_node_commands(run, "k3s-rancher:index:K3sServer")
-        t_min, minimal = timed(lambda: _register(minimal_program(SERVERS, agents, per_agent, per_server)))
-        n_ours = len(run.registrations)
-        t_plain, plain = timed(lambda: _register(plain_program(n_ours)))
-    n_min, n_plain = len(minimal.registrations), len(plain.registrations)
+        programs[kind](10 if kind != "plain" else 21)  # imports and caches
+        seconds, run = timed(lambda: programs[kind](size))
+    result: dict[str, Any] = {"resources": len(run.registrations), "seconds": seconds}
+    if kind == "ours":
+        result["per_agent"] = per_node_commands(run, "k3s-rancher:index:K3sAgent")
+        result["per_server"] = per_node_commands(run, "k3s-rancher:index:K3sServer")
+        result["chain"] = longest_chain(run)
+    return result
+
+
+def in_process(kind: str, size: int, per_agent: int = 0, per_server: int = 0) -> dict[str, Any]:
+    argv = ["--one", kind, str(size), str(per_agent), str(per_server)]
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.graph_cost", *argv], capture_output=True, text=True, check=True
+    )
+    return dict(json.loads(out.stdout.splitlines()[-1]))
+
+
+def compare(agents: int, rounds: int = 3) -> dict[str, Any]:
+    """Median ms per resource of ours, the same-shape and the plain program, each run in its
+    own process, `rounds` times, in turn (so that a change of the machine's load hits all)."""
+    first = in_process("ours", agents)
+    n_ours, per_agent, per_server = first["resources"], first["per_agent"], first["per_server"]
+    times: dict[str, list[float]] = {"ours": [], "minimal": [], "plain": []}
+    counts: dict[str, int] = {}
+    for _ in range(rounds):
+        for kind, size in (("ours", agents), ("minimal", agents), ("plain", n_ours)):
+            r = in_process(kind, size, per_agent, per_server)
+            times[kind].append(1000 * r["seconds"] / r["resources"])
+            counts[kind] = r["resources"]
     return {
         "agents": agents,
         "resources": n_ours,
         "per_agent": per_agent + 1,  # + the component
-        "ours_ms": 1000 * t_ours / n_ours,
-        "minimal_resources": n_min,
-        "minimal_ms": 1000 * t_min / n_min,
-        "plain_resources": n_plain,
-        "plain_ms": 1000 * t_plain / n_plain,
-        "chain": longest_chain(run),
+        "chain": first["chain"],
+        "ours_ms": statistics.median(times["ours"]),
+        "minimal_resources": counts["minimal"],
+        "minimal_ms": statistics.median(times["minimal"]),
+        "plain_resources": counts["plain"],
+        "plain_ms": statistics.median(times["plain"]),
+        "runs": times,
     }
 
 
@@ -174,6 +212,9 @@ def longest_chain(run: Run) -> int:
 
 
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--one"]:
+        print(json.dumps(one(argv[1], *(int(a) for a in argv[2:]))))
+        return
     if argv[:1] == ["--profile"]:
         agents = int(argv[1]) if len(argv) > 1 else 400
         profiler = cProfile.Profile()
@@ -196,6 +237,8 @@ def main(argv: list[str]) -> None:
             f"{r['plain_ms']:>7.3f} {r['ours_ms'] / r['plain_ms']:>5.2f}",
             flush=True,
         )
+        for kind, runs in r["runs"].items():
+            print(f"        {kind:8} ms/res per run: {' '.join(f'{t:.3f}' for t in runs)}", flush=True)
 
 
 if __name__ == "__main__":
