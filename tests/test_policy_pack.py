@@ -6,7 +6,11 @@ policy` talks to over gRPC). The rules alone, with crafted inputs: test_policy_r
 from __future__ import annotations
 
 import base64
+import os
 import runpy
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -143,6 +147,25 @@ def test_the_entry_point_builds_the_pack(entry_point: dict[str, Any]) -> None:
         "secret-command-output-hidden",
         "one-k3s-version",
     } <= set(names)
+
+
+def test_the_pack_runs_from_a_copy_under_another_name(tmp_path: Path) -> None:
+    """`pulumi policy publish` packs this directory as `package`, and the CLI runs it from
+    wherever it was unpacked: the entry point must not need the repository or the name
+    `policy`. A fresh interpreter in another directory, with no PYTHONPATH, runs a copy."""
+    copy = tmp_path / "package"
+    shutil.copytree(POLICY_DIR, copy, ignore=shutil.ignore_patterns("venv", "__pycache__"))
+    probe = (
+        "import runpy, pulumi_policy\n"
+        "pulumi_policy.PolicyPack = lambda **k: print(k['name'], len(k['policies']))\n"
+        f"runpy.run_path({str(copy)!r}, run_name='__main__')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [pack.PACK_NAME, str(len(pack.POLICIES))]
 
 
 def servicer(policies: list[pulumi_policy.Policy]) -> _PolicyAnalyzerServicer:
