@@ -310,7 +310,10 @@ smoke_test() {
 # stop it, so that it is started again below.
 if [ -f "$CACHE/dockerd.pid" ]; then
   old_pid=$(cat "$CACHE/dockerd.pid")
-  old_tmp=$(tr '\0' '\n' <"/proc/$old_pid/environ" 2>/dev/null | sed -n 's/^TMPDIR=//p' || true)
+  old_tmp=""
+  if [ "$(cat "/proc/$old_pid/comm" 2>/dev/null)" = dockerd ]; then # not a reused pid
+    old_tmp=$(tr '\0' '\n' <"/proc/$old_pid/environ" 2>/dev/null | sed -n 's/^TMPDIR=//p' || true)
+  fi
   if [ -n "$old_tmp" ] && [ ! -d "$old_tmp" ]; then
     log "dockerd $old_pid runs with a TMPDIR that no longer exists ($old_tmp): restarting it"
     stop_our_dockerd "$old_pid"

@@ -245,8 +245,8 @@ def test_the_docker_engine_we_start_does_not_keep_this_runs_tmpdir(testhost_imag
     cache = os.environ.get("K3SR_CACHE") or str(Path.home() / ".cache" / "k3s-rancher")  # setup_docker.sh's
     pid_file = Path(cache) / "dockerd.pid"
     pid = pid_file.read_text().strip() if pid_file.is_file() else ""
-    environ = Path(f"/proc/{pid}/environ")
-    if not pid or not environ.exists():
+    environ, comm = Path(f"/proc/{pid}/environ"), Path(f"/proc/{pid}/comm")
+    if not pid or not comm.exists() or comm.read_text().strip() != "dockerd":
         pytest.skip("this Docker engine was not started by setup_docker.sh")
     variables = environ.read_bytes().split(b"\0")
     assert not [v for v in variables if v.startswith(b"TMPDIR=")], "dockerd runs with a TMPDIR of its caller"
