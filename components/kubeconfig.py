@@ -42,8 +42,6 @@ def rewrite_kubeconfig(text: str, server_url: str, name: str) -> str:
 def user_kubeconfig(k3s_yaml: pulumi.Output[str], server_url: pulumi.Input[str], context: str) -> pulumi.Output[str]:
     """The kubeconfig K3s wrote, pointed at `server_url` (an Output when the API's address is
     one: a host made in the same program) and named `context`; secret."""
-    if isinstance(server_url, str):
-        return pulumi.Output.secret(k3s_yaml.apply(lambda text: rewrite_kubeconfig(text, server_url, context)))
     return pulumi.Output.secret(
         pulumi.Output.all(k3s_yaml, server_url).apply(lambda v: rewrite_kubeconfig(v[0], v[1], context))
     )

@@ -402,22 +402,17 @@ class SshBackend:
             opts=install_opts,
         )
         rollout: pulumi.Output[str] | None = None
-        if rolled and self._plain is None:
-            assert isinstance(script, str)
-            marker = scripts.fingerprint(script)
-            rollout = install.stdout.apply(
-                lambda stdout: (
-                    scripts.restart_pending_script(node, k3s, scripts.rollout_wait_for(marker, stdout)).command
-                )
-            )
-        elif rolled and self._plain is not None:
-            rollout = pulumi.Output.all(install.stdout, script, self._plain).apply(
-                lambda v: (
-                    scripts.restart_pending_script(
-                        v[2].node(node.name),
-                        v[2].k3s_of(node.name),
-                        scripts.rollout_wait_for(scripts.fingerprint(v[1]), v[0]),
-                    ).command
+        if rolled:
+            # What the agent's -upgrade step runs: the restart its install left owed, waiting
+            # for that install's run (its text's fingerprint and its output).
+            rollout = pulumi.Output.all(install.stdout, script).apply(
+                lambda v: self._text(
+                    node,
+                    lambda n, k: (
+                        scripts.restart_pending_script(
+                            n, k, scripts.rollout_wait_for(scripts.fingerprint(v[1]), v[0])
+                        ).command
+                    ),
                 )
             )
 
