@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import pytest
 import yaml
 
 from tests.real.engine_project import EngineProject, stand_in_cluster
+from tests.real.test_engine_real_api import ready_status, unit_state
 
 pytestmark = pytest.mark.real
 
@@ -59,18 +61,18 @@ def owners(changed: set[str]) -> set[str]:
     return {node for node in NODES for name in changed if name.startswith(f"{node}-")}
 
 
+def named_in_preview(project: EngineProject, node: str, reason: str, steps: AbstractSet[str] = frozenset()) -> None:
+    """The preview warns `drift: <node>: <reason>` and changes `steps` (at least), all of them `node`'s."""
+    changed, warnings = plan(project)
+    assert said(warnings, f"drift: {node}: {reason} (up re-runs its install to repair it)"), warnings
+    assert steps <= changed, changed
+    assert owners(changed) == {node}, changed
+
+
 def sessions(host: Any) -> int:
     """SSH sessions sshd accepted on `host` since it booted (its journal)."""
     out = host.exec("journalctl --no-pager -o cat _COMM=sshd 2>/dev/null || true")
     return sum(1 for line in out.splitlines() if line.startswith("Accepted publickey for "))
-
-
-def ready(host: Any, node: str) -> str:
-    return str(host.api.kubectl("get", "node", node, "-o", 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'))
-
-
-def active(host: Any, unit: str) -> str:
-    return host.exec_result(f"systemctl is-active {unit}")[1].strip()
 
 
 def step_stderr(project: EngineProject, name: str) -> str:
@@ -132,13 +134,10 @@ def test_a_stopped_agent_is_named_in_preview_and_started_by_up_without_a_drain(
     srv, agt = hosts[0], hosts[1]
     agt.exec("systemctl stop k3s-agent")
     print(project.pulumi("preview").stdout)  # the README's example
-    changed, warnings = plan(project)
-    assert said(warnings, "drift: agt-1: k3s-agent inactive (up re-runs its install to repair it)"), warnings
-    assert {"agt-1-install", "agt-1-scripts"} <= changed
-    assert owners(changed) == {"agt-1"}, changed
+    named_in_preview(project, "agt-1", "k3s-agent inactive", {"agt-1-install", "agt-1-scripts"})
     project.pulumi("up", "--yes", "--skip-preview")
-    assert active(agt, "k3s-agent") == "active"
-    assert ready(srv, "agt-1") == "True"
+    assert unit_state(agt, "k3s-agent") == "active"
+    assert ready_status(srv.api, "agt-1") == "True"
     # Its K3s was stopped: started in its batch without a cordon or drain.
     assert "its K3s was not running" in step_stderr(project, "agt-1-cordon")
     project.pulumi("preview", "--expect-no-changes")
@@ -150,13 +149,10 @@ def test_a_stopped_server_is_named_in_preview_and_started_by_up(
     project, hosts, _ = cluster
     srv = hosts[0]
     srv.exec("systemctl stop k3s")
-    changed, warnings = plan(project)
-    assert said(warnings, "drift: srv-1: k3s inactive (up re-runs its install to repair it)"), warnings
-    assert {"srv-1-install", "srv-1-scripts"} <= changed
-    assert owners(changed) == {"srv-1"}, changed
+    named_in_preview(project, "srv-1", "k3s inactive", {"srv-1-install", "srv-1-scripts"})
     project.pulumi("up", "--yes", "--skip-preview")
-    assert active(srv, "k3s") == "active"
-    assert ready(srv, "srv-1") == "True"
+    assert unit_state(srv, "k3s") == "active"
+    assert ready_status(srv.api, "srv-1") == "True"
     project.pulumi("preview", "--expect-no-changes")
 
 
@@ -169,15 +165,11 @@ def test_a_hand_edited_config_is_restored_and_k3s_restarts_once(
     applied = agt.exec(f"sha256sum {config}")
     starts = agt.unit_starts("k3s-agent")
     agt.exec(f"echo '# edited by hand' >> {config}")
-    changed, warnings = plan(project)
-    assert said(
-        warnings, "drift: agt-2: config.yaml differs from the applied one (up re-runs its install to repair it)"
-    )
-    assert owners(changed) == {"agt-2"}, changed
+    named_in_preview(project, "agt-2", "config.yaml differs from the applied one")
     project.pulumi("up", "--yes", "--skip-preview")
     assert agt.exec(f"sha256sum {config}") == applied
     assert agt.unit_starts("k3s-agent") == starts + 1
-    assert active(agt, "k3s-agent") == "active"
+    assert unit_state(agt, "k3s-agent") == "active"
     project.pulumi("preview", "--expect-no-changes")
 
 
@@ -191,14 +183,11 @@ def test_a_wiped_agent_is_installed_again_and_joins_with_its_new_node_password(
     # place, then what a new OS disk would not have either.
     agt.exec("/usr/local/bin/k3s-agent-uninstall.sh >/dev/null 2>&1; rm -rf /var/lib/k3s-rancher /etc/rancher")
     assert agt.exec_result("test -e /usr/local/bin/k3s")[0] != 0
-    changed, warnings = plan(project)
-    assert said(warnings, "drift: agt-1: no K3s (reimaged?) (up re-runs its install to repair it)"), warnings
-    assert {"agt-1-forget", "agt-1-install", "agt-1-membership"} <= changed
-    assert owners(changed) == {"agt-1"}, changed
+    named_in_preview(project, "agt-1", "no K3s (reimaged?)", {"agt-1-forget", "agt-1-install", "agt-1-membership"})
     project.pulumi("up", "--yes", "--skip-preview")
-    assert active(agt, "k3s-agent") == "active"
+    assert unit_state(agt, "k3s-agent") == "active"
     assert agt.exec("cat /etc/rancher/node/password") != old_password  # a new host's password, accepted
-    assert ready(srv, "agt-1") == "True"
+    assert ready_status(srv.api, "agt-1") == "True"
     assert "forgotten before its reimaged host is installed again" in step_stderr(project, "agt-1-forget")
     project.pulumi("preview", "--expect-no-changes")
 
@@ -224,6 +213,6 @@ def test_an_unreachable_agent_is_a_warning_and_fails_up_only_when_it_must_change
         set_labels(project, "agt-2", None)
         agt.start()
     deadline = time.monotonic() + 90
-    while active(agt, "k3s-agent") != "active" and time.monotonic() < deadline:  # it boots with the host
+    while unit_state(agt, "k3s-agent") != "active" and time.monotonic() < deadline:  # it boots with the host
         time.sleep(1)
     project.pulumi("preview", "--expect-no-changes")
