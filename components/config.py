@@ -136,10 +136,18 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
         bastion = Bastion(
             host=b["host"], port=b["port"], user=b.get("user", ssh_raw["user"]), host_key=b.get("hostKey")
         )
+    ssh = SshSettings(
+        user=ssh_raw["user"],
+        port=ssh_raw["port"],
+        use_agent=ssh_raw["useAgent"],
+        host_keys=ssh_raw["hostKeys"],
+        bastion=bastion,
+        dial_error_limit=ssh_raw["dialErrorLimit"],
+        per_dial_timeout=ssh_raw["perDialTimeout"],
+    )
     tag = checks.k3s_image_tag(k3s_raw["version"])
     return Settings(
         stack=stack,
-        topology=topology.name,
         k3s=K3sSettings(
             version=k3s_raw["version"],
             datastore=k3s_raw["datastore"],
@@ -166,27 +174,21 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
             ),
             upgrade=upgrade,
         ),
-        ssh=SshSettings(
-            user=ssh_raw["user"],
-            port=ssh_raw["port"],
-            use_agent=ssh_raw["useAgent"],
-            host_keys=ssh_raw["hostKeys"],
-            bastion=bastion,
-            dial_error_limit=ssh_raw["dialErrorLimit"],
-            per_dial_timeout=ssh_raw["perDialTimeout"],
-        ),
-        servers=servers,
-        agents=agents,
-        agent_pools=pools,
-        docker=DockerSettings(
-            host=docker_raw["host"],
-            image=docker_raw.get("image", f"rancher/k3s:{tag}"),
-            servers=docker_raw["servers"],
-            agents=docker_raw["agents"],
-            api_port=docker_raw["apiPort"],
-            http_ports=tuple(docker_raw["httpPorts"]),
-            network=docker_raw["network"],
-            subnet=docker_raw["subnet"],
+        site=topology.site(
+            ssh=ssh,
+            servers=servers,
+            agents=agents,
+            pools=pools,
+            docker=DockerSettings(
+                host=docker_raw["host"],
+                image=docker_raw.get("image", f"rancher/k3s:{tag}"),
+                servers=docker_raw["servers"],
+                agents=docker_raw["agents"],
+                api_port=docker_raw["apiPort"],
+                http_ports=tuple(docker_raw["httpPorts"]),
+                network=docker_raw["network"],
+                subnet=docker_raw["subnet"],
+            ),
         ),
         rancher=RancherSettings(
             enabled=rancher_raw["enabled"],

@@ -41,7 +41,7 @@ import pulumi_random as random
 
 from .charts import ChartSource, chart_source, deep_merge
 from .naming import ChildNames
-from .settings import NAMESPACE, K3sSettings, RancherSettings, clears_cacerts
+from .settings import NAMESPACE, K3sSettings, KubeconfigSite, RancherSettings, clears_cacerts
 from .validation import args as validate_args
 from .validation import rancher as validate_rancher
 
@@ -352,7 +352,7 @@ def _check(args: RancherDeploymentArgs) -> None:
     """The rancher validators over hand-built args, before anything is registered."""
     optional = {"rancherBootstrapPassword": args.bootstrap_password, "rancherTlsKey": args.tls_key}
     settings = validate_args.settings_of(
-        "ssh",
+        KubeconfigSite(),
         k3s=K3sSettings(version=""),
         rancher=args.settings,
         secrets=[key for key, value in optional.items() if value is not None],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import pulumi
 
@@ -301,18 +301,82 @@ class RancherSettings:
 
 
 @dataclass(frozen=True)
-class Settings:
-    stack: str
-    topology: str
-    k3s: K3sSettings
+class SshSite:
+    """topology ssh: machines listed by name, reached over SSH (the `servers`, `agents`,
+    `agentPools` and `ssh` sections)."""
+
     ssh: SshSettings
     servers: tuple[Node, ...]
-    agents: tuple[Node, ...]
+    agents: tuple[Node, ...] = ()
+    # agentPools: groups of agents with their own settings (components/agent_pool.py).
+    agent_pools: tuple[AgentPoolArgs, ...] = ()
+    topology: Literal["ssh"] = "ssh"
+
+
+@dataclass(frozen=True)
+class DockerSite:
+    """topology docker: nodes as containers of one Docker engine (the `docker` section); it
+    lists no nodes of its own (components/backends/docker_spec.py derives them)."""
+
     docker: DockerSettings
+    topology: Literal["docker"] = "docker"
+    servers: ClassVar[tuple[Node, ...]] = ()
+    agents: ClassVar[tuple[Node, ...]] = ()
+    agent_pools: ClassVar[tuple[AgentPoolArgs, ...]] = ()
+
+
+@dataclass(frozen=True)
+class KubeconfigSite:
+    """topology kubeconfig: a cluster given by its kubeconfig (a secret); no section of its own."""
+
+    topology: Literal["kubeconfig"] = "kubeconfig"
+    servers: ClassVar[tuple[Node, ...]] = ()
+    agents: ClassVar[tuple[Node, ...]] = ()
+    agent_pools: ClassVar[tuple[AgentPoolArgs, ...]] = ()
+
+
+# Where the cluster runs: one variant per topology, tagged by `topology`, holding only that
+# topology's sections (components/topologies is the registry of their behaviour).
+Site = SshSite | DockerSite | KubeconfigSite
+
+
+@dataclass(frozen=True)
+class Settings:
+    stack: str
+    k3s: K3sSettings
+    site: Site
     rancher: RancherSettings
     secrets_set: frozenset[str]
-    # agentPools (ssh): groups of agents with their own settings (components/agent_pool.py).
-    agent_pools: tuple[AgentPoolArgs, ...] = ()
+
+    @property
+    def topology(self) -> str:
+        return self.site.topology
+
+    @property
+    def servers(self) -> tuple[Node, ...]:
+        return self.site.servers
+
+    @property
+    def agents(self) -> tuple[Node, ...]:
+        return self.site.agents
+
+    @property
+    def agent_pools(self) -> tuple[AgentPoolArgs, ...]:
+        return self.site.agent_pools
+
+    @property
+    def ssh(self) -> SshSettings:
+        """The ssh section (topology ssh only)."""
+        if not isinstance(self.site, SshSite):
+            raise AttributeError(f"topology {self.site.topology} has no ssh settings")
+        return self.site.ssh
+
+    @property
+    def docker(self) -> DockerSettings:
+        """The docker section (topology docker only)."""
+        if not isinstance(self.site, DockerSite):
+            raise AttributeError(f"topology {self.site.topology} has no docker settings")
+        return self.site.docker
 
     @property
     def pool_agents(self) -> tuple[Node, ...]:

@@ -24,7 +24,8 @@ def test_hand_built_settings_equal_a_config_that_leaves_every_default_out() -> N
     # Only what config derives is given: the API address, the init server, the proxy.
     assert settings.k3s == K3sSettings(api_address=server.address, init_server=server.name)
     assert settings.ssh == SshSettings()
-    assert settings.docker == DockerSettings(image=settings.docker.image)
+    docker = parse({"topology": "docker"}, frozenset())
+    assert docker.docker == DockerSettings(image=docker.docker.image)
     assert settings.rancher == RancherSettings(hostname=settings.rancher.hostname, replicas=settings.rancher.replicas)
 
 

@@ -120,3 +120,24 @@ def test_the_registry_holds_every_topology_the_schema_accepts() -> None:
 
     assert set(topologies.TOPOLOGIES) == set(load_schema()["properties"]["topology"]["enum"])
     assert all(name == t.name for name, t in topologies.TOPOLOGIES.items())
+
+
+def test_settings_hold_only_their_topologys_section() -> None:
+    """Settings.site is a tagged union: each topology's config parses to its own variant, tagged
+    with the topology's name, and the other topologies' sections are not there to be read."""
+    from components.settings import DockerSite, KubeconfigSite, SshSite
+    from tests.config_cases import base, parse
+
+    ssh = parse(base())
+    docker = parse({"topology": "docker"}, frozenset())
+    given = parse({"topology": "kubeconfig", "rancher": {"hostname": "rancher.example.com"}}, frozenset({"kubeconfig"}))
+    for settings, variant in ((ssh, SshSite), (docker, DockerSite), (given, KubeconfigSite)):
+        assert type(settings.site) is variant
+        assert settings.topology == settings.site.topology
+    assert ssh.servers and docker.servers == given.servers == ()
+    with pytest.raises(AttributeError, match="topology ssh has no docker settings"):
+        _ = ssh.docker
+    with pytest.raises(AttributeError, match="topology docker has no ssh settings"):
+        _ = docker.ssh
+    with pytest.raises(AttributeError, match="topology kubeconfig has no ssh settings"):
+        _ = given.ssh

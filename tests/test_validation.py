@@ -22,6 +22,11 @@ from tests.harness import minimal_ssh_config
 NS = f"{NAMESPACE}:"
 
 
+def with_site(settings: Settings, **changes: Any) -> Settings:
+    """`settings` with its topology's section changed (Settings.site, one variant per topology)."""
+    return dataclasses.replace(settings, site=dataclasses.replace(settings.site, **changes))
+
+
 def valid(config: dict[str, Any] | None = None, secrets: frozenset[str] = frozenset({"sshPrivateKey"})) -> Settings:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -76,9 +81,8 @@ def test_valid_settings_have_no_problem_in_any_section() -> None:
 
 
 def test_nodes_checks_each_node_once_and_uniqueness_across_roles() -> None:
-    settings = dataclasses.replace(
-        valid(),
-        agents=(node("cp1", "10.0.0.11", taints=("gpu=a:NoSchedule", "gpu=b:NoSchedule", "bad taint")),),
+    settings = with_site(
+        valid(), agents=(node("cp1", "10.0.0.11", taints=("gpu=a:NoSchedule", "gpu=b:NoSchedule", "bad taint")),)
     )
     found = keys(nodes.problems(settings, Facts()))
     # name and address are also the server's; the SSH endpoint too (it defaults to the address)
@@ -89,7 +93,7 @@ def test_nodes_checks_each_node_once_and_uniqueness_across_roles() -> None:
 
 def test_k3s_needs_a_named_init_server_with_several_servers_unless_given() -> None:
     two = (node("cp1", "10.0.0.11", "server"), node("cp2", "10.0.0.12", "server"))
-    settings = dataclasses.replace(valid(), servers=two)
+    settings = with_site(valid(), servers=two)
     assert keys(k3s.problems(settings, Facts())) == ["k3s.initServer"]
     named = dataclasses.replace(settings, k3s=dataclasses.replace(settings.k3s, init_server="cp2"))
     assert k3s.problems(named, Facts(given=frozenset({"k3s.initServer"}))) == []
@@ -118,7 +122,7 @@ def test_ssh_topology_rules_apply_to_ssh_stacks_only() -> None:
 def test_ssh_checks_a_node_login_only_where_it_is_given() -> None:
     settings = valid()
     agent = dataclasses.replace(settings.agents[0], ssh=dataclasses.replace(settings.agents[0].ssh, user="a b"))
-    settings = dataclasses.replace(settings, agents=(agent,))
+    settings = with_site(settings, agents=(agent,))
     assert ssh.problems(settings, Facts()) == []  # not given: it would be ssh.user, checked there
     assert keys(ssh.problems(settings, Facts(given=frozenset({"agents[0].ssh.user"})))) == ["agents[0].ssh.user"]
 
@@ -127,8 +131,13 @@ def test_docker_refuses_what_it_cannot_do_and_only_on_docker_stacks() -> None:
     settings = docker_settings()
     facts = Facts(given=frozenset({"ssh", "k3s.apiAddress"}))
     assert keys(docker.problems(settings, facts)) == ["ssh", "k3s.apiAddress"]
-    clash = dataclasses.replace(settings, docker=dataclasses.replace(settings.docker, api_port=8443))
+    clash = with_site(settings, docker=dataclasses.replace(settings.docker, api_port=8443))
     assert keys(docker.problems(clash, Facts())) == ["docker.httpPorts[1]"]
+    # A docker Settings holds no listed nodes (Settings.site is the docker variant): nodes the
+    # config lists are refused by their key.
+    assert settings.servers == settings.agents == settings.agent_pools == ()
+    listed = frozenset({"servers", "servers[0]", "agentPools", "agentPools[0]"})
+    assert keys(docker.problems(settings, Facts(given=listed))) == ["servers", "agentPools"]
     assert docker.problems not in topologies.named("ssh").validators()
 
 

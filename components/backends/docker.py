@@ -23,7 +23,7 @@ from .. import bundle, scripts
 from ..cluster import GraphCluster, Installed, render_text
 from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum
 from ..naming import ChildNames
-from ..settings import NAMESPACE, DockerSettings, K3sSettings, Node
+from ..settings import NAMESPACE, DockerSettings, DockerSite, K3sSettings, Node
 from ..validation import args as validate_args
 from ..validation import by_topology
 from .docker_spec import (
@@ -312,8 +312,8 @@ class DockerCluster(GraphCluster):
         # Before anything of the cluster is registered: a refusal leaves nothing behind.
         if not args.checked:
             secrets = ["token", *(["datastoreEndpoint"] if args.datastore_endpoint is not None else [])]
-            settings = validate_args.settings_of("docker", k3s=args.k3s, docker=d, secrets=secrets)
-            validate_args.check(settings, by_topology.DOCKER, docker=True)
+            settings = validate_args.settings_of(DockerSite(docker=d), k3s=args.k3s, secrets=secrets)
+            validate_args.check(settings, by_topology.DOCKER, ["docker.image"])
         servers = [n.name for n in docker_nodes(cluster_name, d) if n.role == "server"]
         check_quorum(record, servers, args.k3s.datastore, f"{NAMESPACE}:docker.servers")
         super().__init__(CLUSTER_TYPE, name, None, opts)

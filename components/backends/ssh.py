@@ -22,7 +22,7 @@ from ..agent_pool import AgentPoolArgs
 from ..cluster import GraphCluster, Installed, render_text
 from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum
 from ..naming import ChildNames
-from ..settings import NAMESPACE, K3sSettings, Node, SshSettings
+from ..settings import NAMESPACE, K3sSettings, Node, SshSettings, SshSite
 from ..validation import args as validate_args
 from ..validation import by_topology
 
@@ -539,15 +539,10 @@ def _checker(args: K3sClusterArgs) -> Callable[[inputs.Plain], None]:
     secrets = ["token", *(key for key, value in optional.items() if value is not None)]
 
     def check(plain: inputs.Plain) -> None:
-        settings = validate_args.settings_of(
-            "ssh",
-            k3s=plain.k3s,
-            servers=plain.servers,
-            agents=plain.agents,
-            pools=plain.pools,
-            ssh=args.ssh,
-            secrets=secrets,
+        site = SshSite(
+            ssh=args.ssh, servers=tuple(plain.servers), agents=tuple(plain.agents), agent_pools=tuple(plain.pools)
         )
-        validate_args.check(settings, by_topology.SSH)
+        settings = validate_args.settings_of(site, k3s=plain.k3s, secrets=secrets)
+        validate_args.check(settings, by_topology.SSH, ["ssh.bastion.user"] if args.ssh.bastion else [])
 
     return check

@@ -11,7 +11,7 @@ from ..cluster import KubernetesCluster
 from ..drift import Markers
 from ..rancher import RancherOutputs
 from ..secrets import StackSecrets
-from ..settings import NAMESPACE, Node, Settings
+from ..settings import NAMESPACE, AgentPoolArgs, DockerSettings, Node, Settings, Site, SshSettings
 from ..validation import Validator
 
 
@@ -29,6 +29,19 @@ class Topology:
     # (components/validation/roles.py), and read over SSH for drift (components/drift.py).
     lists_nodes: ClassVar[bool] = False
     reads_hosts: ClassVar[bool] = False
+
+    def site(
+        self,
+        *,
+        ssh: SshSettings,
+        servers: tuple[Node, ...],
+        agents: tuple[Node, ...],
+        pools: tuple[AgentPoolArgs, ...],
+        docker: DockerSettings,
+    ) -> Site:
+        """This topology's variant of Settings.site, from the config's sections (config.py
+        parses them all; each topology keeps its own, and refuses the others' by key)."""
+        raise NotImplementedError
 
     def validators(self) -> Sequence[Validator]:
         """The validators this topology's settings go through, in the order their problems are listed."""

@@ -15,7 +15,7 @@ from ..drift import Markers
 from ..rancher import RancherOutputs
 from ..rancher_container import RancherContainer, RancherContainerArgs
 from ..secrets import StackSecrets, cluster_token
-from ..settings import NAMESPACE, Node, Settings
+from ..settings import NAMESPACE, AgentPoolArgs, DockerSettings, DockerSite, Node, Settings, Site, SshSettings
 from ..validation import Validator, by_topology
 from .base import Topology
 
@@ -24,6 +24,17 @@ class Docker(Topology):
     name = "docker"
     sections: ClassVar[tuple[str, ...]] = ("docker",)
     servers_key = f"{NAMESPACE}:docker.servers"
+
+    def site(
+        self,
+        *,
+        ssh: SshSettings,
+        servers: tuple[Node, ...],
+        agents: tuple[Node, ...],
+        pools: tuple[AgentPoolArgs, ...],
+        docker: DockerSettings,
+    ) -> Site:
+        return DockerSite(docker=docker)
 
     def validators(self) -> Sequence[Validator]:
         return by_topology.DOCKER

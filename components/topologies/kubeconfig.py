@@ -10,8 +10,8 @@ from ..backends.kubeconfig import KubeconfigCluster, KubeconfigClusterArgs
 from ..cluster import KubernetesCluster
 from ..drift import Markers
 from ..secrets import StackSecrets
-from ..settings import Settings
-from ..validation import Validator, k3s, kubeconfig, nodes, rancher, ssh
+from ..settings import AgentPoolArgs, DockerSettings, KubeconfigSite, Node, Settings, Site, SshSettings
+from ..validation import Validator, k3s, kubeconfig, nodes, rancher
 from .base import Topology
 
 REGISTRY_AUTH_REFUSED = (
@@ -24,11 +24,21 @@ class Kubeconfig(Topology):
     name = "kubeconfig"
     installs_k3s = False  # k3s.version is only what Rancher is checked against
 
+    def site(
+        self,
+        *,
+        ssh: SshSettings,
+        servers: tuple[Node, ...],
+        agents: tuple[Node, ...],
+        pools: tuple[AgentPoolArgs, ...],
+        docker: DockerSettings,
+    ) -> Site:
+        return KubeconfigSite()
+
     def validators(self) -> Sequence[Validator]:
         return (
             nodes.problems,
             partial(k3s.problems, registry_auth_refused=REGISTRY_AUTH_REFUSED),
-            ssh.login_problems,
             kubeconfig.problems,
             rancher.problems,
         )

@@ -10,7 +10,7 @@ from ..cluster import KubernetesCluster
 from ..cluster_record import STACK_RECORD
 from ..drift import Markers
 from ..secrets import StackSecrets, cluster_token
-from ..settings import NAMESPACE, Settings
+from ..settings import NAMESPACE, AgentPoolArgs, DockerSettings, Node, Settings, Site, SshSettings, SshSite
 from ..validation import Validator, by_topology
 from .base import Topology
 
@@ -21,6 +21,17 @@ class Ssh(Topology):
     servers_key = f"{NAMESPACE}:servers"
     lists_nodes = True
     reads_hosts = True
+
+    def site(
+        self,
+        *,
+        ssh: SshSettings,
+        servers: tuple[Node, ...],
+        agents: tuple[Node, ...],
+        pools: tuple[AgentPoolArgs, ...],
+        docker: DockerSettings,
+    ) -> Site:
+        return SshSite(ssh=ssh, servers=servers, agents=agents, agent_pools=pools)
 
     def validators(self) -> Sequence[Validator]:
         return by_topology.SSH

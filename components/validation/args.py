@@ -15,14 +15,11 @@ from collections.abc import Iterable, Sequence
 
 from .. import local_files
 from ..settings import (
-    AgentPoolArgs,
     ConfigError,
-    DockerSettings,
     K3sSettings,
-    Node,
     RancherSettings,
     Settings,
-    SshSettings,
+    Site,
     UpgradeSettings,
 )
 from . import Validator
@@ -33,34 +30,19 @@ _NO_RANCHER = RancherSettings(hostname="", replicas=1, enabled=False)
 
 
 def settings_of(
-    topology: str,
+    site: Site,
     *,
     k3s: K3sSettings,
-    servers: Sequence[Node] = (),
-    agents: Sequence[Node] = (),
-    pools: Sequence[AgentPoolArgs] = (),
-    ssh: SshSettings | None = None,
-    docker: DockerSettings | None = None,
     rancher: RancherSettings = _NO_RANCHER,
     secrets: Iterable[str] = (),
 ) -> Settings:
     """A Settings holding what a component was given (the rest at the schema's defaults)."""
-    return Settings(
-        stack="",
-        topology=topology,
-        k3s=k3s,
-        ssh=ssh or SshSettings(),
-        servers=tuple(servers),
-        agents=tuple(agents),
-        docker=docker or DockerSettings(image=""),
-        rancher=rancher,
-        secrets_set=frozenset(secrets),
-        agent_pools=tuple(pools),
-    )
+    return Settings(stack="", site=site, k3s=k3s, rancher=rancher, secrets_set=frozenset(secrets))
 
 
-def given(settings: Settings, *, docker: bool = False) -> frozenset[str]:
-    """The keys (Facts.given) a hand-built Settings sets."""
+def given(settings: Settings, section: Iterable[str] = ()) -> frozenset[str]:
+    """The keys (Facts.given) a hand-built Settings sets; `section`: those of the topology's own
+    section, which the component that holds it names."""
     keys: set[str] = set()
     k3s = settings.k3s
     if not isinstance(k3s.api_address, str) or k3s.api_address:
@@ -78,19 +60,16 @@ def given(settings: Settings, *, docker: bool = False) -> frozenset[str]:
         keys.add(f"{key}.ssh.user")
         if node.ssh.host_key is not None:
             keys.add(f"{key}.ssh.hostKey")
-    if settings.ssh.bastion:
-        keys.add("ssh.bastion.user")
     if settings.rancher.enabled:
         keys.add("rancher.hostname")
-    if docker:
-        keys.add("docker.image")
-    return frozenset(keys)
+    return frozenset(keys | set(section))
 
 
-def check(settings: Settings, validators: Sequence[Validator], *, docker: bool = False) -> None:
-    """Raise one ConfigError with every problem `validators` find in `settings`."""
+def check(settings: Settings, validators: Sequence[Validator], section: Iterable[str] = ()) -> None:
+    """Raise one ConfigError with every problem `validators` find in `settings` (`section`: as
+    for `given`)."""
     files = local_files.read(settings)
-    facts = Facts(given=given(settings, docker=docker), file_errors=files.errors)
+    facts = Facts(given=given(settings, section), file_errors=files.errors)
     problems = [problem for validator in validators for problem in validator(settings, facts)]
     if problems:
         raise ConfigError(problems)

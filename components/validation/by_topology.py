@@ -14,7 +14,6 @@ SSH: tuple[Validator, ...] = (nodes.problems, k3s.problems, ssh.problems, kubeco
 DOCKER: tuple[Validator, ...] = (
     nodes.problems,
     partial(k3s.problems, registry_auth_refused=docker.REGISTRY_AUTH_REFUSED, proxy_refused=docker.PROXY_REFUSED),
-    ssh.login_problems,
     docker.problems,
     kubeconfig.secret_refused,
     rancher.problems,

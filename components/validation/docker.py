@@ -35,9 +35,10 @@ def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
 def _refused(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
     """What the docker topology cannot do."""
     problems: list[tuple[str, str]] = []
-    listed = (("servers", settings.servers), ("agents", settings.agents), ("agentPools", settings.agent_pools))
-    for role, nodes in listed:
-        if nodes:
+    # Listed nodes are the ssh topology's section: a docker Settings holds none, so they are
+    # refused by the keys the config gave.
+    for role in ("servers", "agents", "agentPools"):
+        if f"{role}[0]" in facts.given:
             problems.append(
                 (f"{NAMESPACE}:{role}", "the docker topology makes its own nodes: use docker.servers / docker.agents")
             )

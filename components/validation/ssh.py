@@ -17,7 +17,7 @@ KEY = f"{NAMESPACE}:ssh"
 
 def problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
     """The ssh topology's rules, its SSH settings' among them (components/topologies/ssh.py)."""
-    problems = login_problems(settings, facts, hosts_connect=True)
+    problems = login_problems(settings, facts)
     problems += _topology_problems(settings, facts)
     problems += _ip_family_problems(settings, facts)
     return problems
@@ -31,9 +31,9 @@ def connected_hosts(settings: Settings) -> set[str]:
     return hosts
 
 
-def login_problems(settings: Settings, facts: Facts, hosts_connect: bool = False) -> list[tuple[str, str]]:
-    """The SSH settings' values, whichever the topology (the others refuse the section itself);
-    `hosts_connect`: the topology connects to its nodes, so each hostKeys entry names one."""
+def login_problems(settings: Settings, facts: Facts) -> list[tuple[str, str]]:
+    """The SSH settings' values (the other topologies hold no ssh section: they refuse it by
+    key). Each hostKeys entry must name a host SSH connects to."""
     ssh = settings.ssh
     problems: list[tuple[str, str]] = []
     if error := checks.login_name_error(ssh.user):
@@ -57,7 +57,7 @@ def login_problems(settings: Settings, facts: Facts, hosts_connect: bool = False
     for host, host_key in ssh.host_keys.items():
         if error := checks.host_key_error(host_key):
             problems.append((f"{KEY}.hostKeys.{host}", error))
-        elif hosts_connect and hosts_known and host not in hosts:
+        elif hosts_known and host not in hosts:
             problems.append(
                 (
                     f"{KEY}.hostKeys.{host}",
