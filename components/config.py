@@ -175,20 +175,22 @@ def build(raw: Mapping[str, Any], given: frozenset[str], secrets: frozenset[str]
             upgrade=upgrade,
         ),
         site=topology.site(
-            ssh=ssh,
-            servers=servers,
-            agents=agents,
-            pools=pools,
-            docker=DockerSettings(
-                host=docker_raw["host"],
-                image=docker_raw.get("image", f"rancher/k3s:{tag}"),
-                servers=docker_raw["servers"],
-                agents=docker_raw["agents"],
-                api_port=docker_raw["apiPort"],
-                http_ports=tuple(docker_raw["httpPorts"]),
-                network=docker_raw["network"],
-                subnet=docker_raw["subnet"],
-            ),
+            topologies.Sections(
+                ssh=ssh,
+                servers=servers,
+                agents=agents,
+                pools=pools,
+                docker=DockerSettings(
+                    host=docker_raw["host"],
+                    image=docker_raw.get("image", f"rancher/k3s:{tag}"),
+                    servers=docker_raw["servers"],
+                    agents=docker_raw["agents"],
+                    api_port=docker_raw["apiPort"],
+                    http_ports=tuple(docker_raw["httpPorts"]),
+                    network=docker_raw["network"],
+                    subnet=docker_raw["subnet"],
+                ),
+            )
         ),
         rancher=RancherSettings(
             enabled=rancher_raw["enabled"],

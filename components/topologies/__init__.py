@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..settings import Settings
-from .base import Topology
+from .base import Sections, Topology
 from .docker import Docker
 from .kubeconfig import Kubeconfig
 from .ssh import Ssh
@@ -26,4 +26,4 @@ def of(settings: Settings) -> Topology:
     return named(settings.topology)
 
 
-__all__ = ["TOPOLOGIES", "Topology", "named", "of"]
+__all__ = ["TOPOLOGIES", "Sections", "Topology", "named", "of"]

@@ -5,6 +5,7 @@ program's run-time checks apply to it. components/topologies/__init__.py is the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..cluster import KubernetesCluster
@@ -13,6 +14,18 @@ from ..rancher import RancherOutputs
 from ..secrets import StackSecrets
 from ..settings import NAMESPACE, AgentPoolArgs, DockerSettings, Node, Settings, Site, SshSettings
 from ..validation import Validator
+
+
+@dataclass(frozen=True)
+class Sections:
+    """Every topology's config sections, parsed (components/config.py parses them all, so that
+    any of them can be refused by key); a topology's `site()` keeps its own."""
+
+    ssh: SshSettings
+    servers: tuple[Node, ...]
+    agents: tuple[Node, ...]
+    pools: tuple[AgentPoolArgs, ...]
+    docker: DockerSettings
 
 
 class Topology:
@@ -30,17 +43,8 @@ class Topology:
     lists_nodes: ClassVar[bool] = False
     reads_hosts: ClassVar[bool] = False
 
-    def site(
-        self,
-        *,
-        ssh: SshSettings,
-        servers: tuple[Node, ...],
-        agents: tuple[Node, ...],
-        pools: tuple[AgentPoolArgs, ...],
-        docker: DockerSettings,
-    ) -> Site:
-        """This topology's variant of Settings.site, from the config's sections (config.py
-        parses them all; each topology keeps its own, and refuses the others' by key)."""
+    def site(self, sections: Sections) -> Site:
+        """This topology's variant of Settings.site: its own sections (it refuses the others' by key)."""
         raise NotImplementedError
 
     def validators(self) -> Sequence[Validator]:

@@ -15,9 +15,9 @@ from ..drift import Markers
 from ..rancher import RancherOutputs
 from ..rancher_container import RancherContainer, RancherContainerArgs
 from ..secrets import StackSecrets, cluster_token
-from ..settings import NAMESPACE, AgentPoolArgs, DockerSettings, DockerSite, Node, Settings, Site, SshSettings
+from ..settings import NAMESPACE, DockerSite, Node, Settings, Site
 from ..validation import Validator, by_topology
-from .base import Topology
+from .base import Sections, Topology
 
 
 class Docker(Topology):
@@ -25,16 +25,8 @@ class Docker(Topology):
     sections: ClassVar[tuple[str, ...]] = ("docker",)
     servers_key = f"{NAMESPACE}:docker.servers"
 
-    def site(
-        self,
-        *,
-        ssh: SshSettings,
-        servers: tuple[Node, ...],
-        agents: tuple[Node, ...],
-        pools: tuple[AgentPoolArgs, ...],
-        docker: DockerSettings,
-    ) -> Site:
-        return DockerSite(docker=docker)
+    def site(self, sections: Sections) -> Site:
+        return DockerSite(docker=sections.docker)
 
     def validators(self) -> Sequence[Validator]:
         return by_topology.DOCKER

@@ -10,9 +10,9 @@ from ..backends.kubeconfig import KubeconfigCluster, KubeconfigClusterArgs
 from ..cluster import KubernetesCluster
 from ..drift import Markers
 from ..secrets import StackSecrets
-from ..settings import AgentPoolArgs, DockerSettings, KubeconfigSite, Node, Settings, Site, SshSettings
+from ..settings import KubeconfigSite, Settings, Site
 from ..validation import Validator, k3s, kubeconfig, nodes, rancher
-from .base import Topology
+from .base import Sections, Topology
 
 REGISTRY_AUTH_REFUSED = (
     "registry credentials reach SSH hosts only (topology kubeconfig: "
@@ -24,15 +24,7 @@ class Kubeconfig(Topology):
     name = "kubeconfig"
     installs_k3s = False  # k3s.version is only what Rancher is checked against
 
-    def site(
-        self,
-        *,
-        ssh: SshSettings,
-        servers: tuple[Node, ...],
-        agents: tuple[Node, ...],
-        pools: tuple[AgentPoolArgs, ...],
-        docker: DockerSettings,
-    ) -> Site:
+    def site(self, sections: Sections) -> Site:
         return KubeconfigSite()
 
     def validators(self) -> Sequence[Validator]:

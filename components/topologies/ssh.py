@@ -10,9 +10,9 @@ from ..cluster import KubernetesCluster
 from ..cluster_record import STACK_RECORD
 from ..drift import Markers
 from ..secrets import StackSecrets, cluster_token
-from ..settings import NAMESPACE, AgentPoolArgs, DockerSettings, Node, Settings, Site, SshSettings, SshSite
+from ..settings import NAMESPACE, Settings, Site, SshSite
 from ..validation import Validator, by_topology
-from .base import Topology
+from .base import Sections, Topology
 
 
 class Ssh(Topology):
@@ -22,16 +22,8 @@ class Ssh(Topology):
     lists_nodes = True
     reads_hosts = True
 
-    def site(
-        self,
-        *,
-        ssh: SshSettings,
-        servers: tuple[Node, ...],
-        agents: tuple[Node, ...],
-        pools: tuple[AgentPoolArgs, ...],
-        docker: DockerSettings,
-    ) -> Site:
-        return SshSite(ssh=ssh, servers=servers, agents=agents, agent_pools=pools)
+    def site(self, sections: Sections) -> Site:
+        return SshSite(ssh=sections.ssh, servers=sections.servers, agents=sections.agents, agent_pools=sections.pools)
 
     def validators(self) -> Sequence[Validator]:
         return by_topology.SSH
