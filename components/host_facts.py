@@ -1,7 +1,7 @@
 """What the host scripts and the Python side must agree on, defined once here: the paths of
 k3s-rancher's files on a host, K3s's defaults the scripts need (API port, pod and service
 networks), the length of a fingerprint (components/scripts.py fingerprint: airgap generation
-names), and the install's stdin entries in their order.
+names), and the named entries of the secrets the install and the token rotation read on stdin.
 
 The scripts bundle (components/bundle.py) carries them as consts.sh, rendered here and sourced
 by lib.sh, so no shell file copies a path, a port or a stdin position. consts.sh is not a
@@ -45,10 +45,13 @@ MANAGED_MARKER = "# managed by k3s-rancher"
 # only those).
 CORDON_MARK = "k3s-rancher.io/cordoned-for-upgrade"
 
-# The install's stdin, one secret a line, in this order (components/scripts.py install_stdin
-# writes it, consts.sh's read_node_secrets reads it): the shell variable each line lands in and
-# what the log says instead of a line that holds it. A position is the wire format of every
-# existing stack's stdin: entries are only ever added at the end.
+# The secrets a step reads on stdin travel as named entries, `NAME=value` one a line, in any
+# order; an entry left out is empty (components/scripts.py install_stdin and
+# token_rotation_stdin write them with stdin_entries, consts.sh's readers read them). Each
+# tuple: the entry's name (the shell variable it lands in) and what the log says instead of a
+# line that holds its value. A name, once released, keeps its meaning; a reader refuses a name
+# it does not know (scripts and their stdin come from the same release: the bundle is delivered
+# before any step that reads them).
 INSTALL_STDIN: tuple[tuple[str, str], ...] = (
     ("TOKEN", "the cluster token"),
     ("DATASTORE_ENDPOINT", "the datastore endpoint"),
@@ -58,6 +61,57 @@ INSTALL_STDIN: tuple[tuple[str, str], ...] = (
     ("ROTATED_FROM", "the previous cluster token"),
     ("REGISTRIES_WITH_AUTH", "the registry credentials"),
 )
+# The token rotation's stdin (components/sh/token_rotation.sh): the token the cluster has now
+# and newToken.
+TOKEN_ROTATION_STDIN: tuple[tuple[str, str], ...] = (
+    ("OLD_TOKEN", "a cluster token"),
+    ("NEW_TOKEN", "a cluster token"),
+)
+
+
+def stdin_entries(entries: tuple[tuple[str, str], ...], values: dict[str, str | None]) -> str:
+    """The stdin text of `values` (entry name -> value), in `entries`' order; an empty or None
+    value is left out (its reader sets it empty). Every key must be one of `entries`, and a value
+    one line (the reader reads a line per entry)."""
+    unknown = sorted(set(values) - {name for name, _ in entries})
+    assert not unknown, f"no stdin entry is named {unknown}"
+    lines = []
+    for name, _ in entries:
+        value = values.get(name) or ""
+        if "\n" in value or "\r" in value:
+            raise ValueError("secrets sent to hosts must be single lines")
+        if value:
+            lines.append(f"{name}={value}\n")
+    return "".join(lines)
+
+
+def _reader_sh(function: str, entries: tuple[tuple[str, str], ...], what: str) -> list[str]:
+    """A consts.sh function that reads `entries` from stdin into their variables. A line that
+    names none of them stops the script without showing it (it may hold a secret)."""
+    names = [name for name, _ in entries]
+    known = ", ".join(f"{name}=" for name in names)
+    lines = [
+        f"# {function}: {what} from stdin, NAME=value a line ({known}); an entry left out is empty.",
+        f"{function}() {{",
+        "  " + " ".join(f"{name}=''" for name in names),
+        '  while IFS= read -r _entry || [ -n "$_entry" ]; do',
+        "    case $_entry in",
+    ]
+    lines += [f"      {name}=*) {name}=${{_entry#{name}=}} ;;" for name in names]
+    refusal = (
+        f"a line of stdin is none of {known} (not shown: it may hold a secret); "
+        "were the scripts and their stdin written by two k3s-rancher releases?"
+    )
+    lines += [
+        "      '') ;;",
+        f"      *) _entry=''; die {shlex.quote(refusal)} ;;",
+        "    esac",
+        "  done",
+        "  _entry=''",
+        "}",
+    ]
+    return lines
+
 
 # The values consts.sh sets, by shell variable name.
 _CONSTS = {
@@ -89,8 +143,8 @@ CONSTS_FILE = "consts.sh"
 
 
 def consts_sh() -> str:
-    """The bundle's consts.sh: the values above as shell variables, and the install's stdin
-    reader and the hiding of its secrets in a log, both from INSTALL_STDIN."""
+    """The bundle's consts.sh: the values above as shell variables, the stdin readers (from
+    INSTALL_STDIN and TOKEN_ROTATION_STDIN) and the hiding of the install's secrets in a log."""
     lines = [
         "# shellcheck shell=sh",
         "# shellcheck disable=SC2034 # read by the scripts that source lib.sh",
@@ -99,10 +153,8 @@ def consts_sh() -> str:
     lines += [f"{name}={shlex.quote(value)}" for name, value in _CONSTS.items()]
     # The jsonpath form of the annotation's key (dots escaped).
     lines.append(f"CORDON_MARK_PATH={shlex.quote(CORDON_MARK.replace('.', chr(92) + '.'))}")
-    lines += ["", "# read_node_secrets: the install's stdin, one secret a line; any line may be empty or absent."]
-    lines.append("read_node_secrets() {")
-    lines += [f"  IFS= read -r {name} || true" for name, _ in INSTALL_STDIN]
-    lines.append("}")
+    lines += ["", *_reader_sh("read_node_secrets", INSTALL_STDIN, "the install's secrets")]
+    lines += ["", *_reader_sh("read_rotation_tokens", TOKEN_ROTATION_STDIN, "the current token and newToken")]
     lines += ["", "# hide_node_secrets: redact's filter for the install's secrets (lib.sh redact, _hide)."]
     lines.append("hide_node_secrets() {")
     lines += [f'  _hide "${{{name}:-}}" {shlex.quote(what)}' for name, what in INSTALL_STDIN]

@@ -5,7 +5,7 @@ The secret is a JSON object of registry host -> credential fields, the `auth` en
 registries.yaml `configs` section (pulumi config set --secret registryAuth
 '{"registry.example.com:5000": {"username": "ci", "password": "..."}}'). Its shape is checked
 here by key, never showing a value; the complete file, with k3s.registries, travels only on the
-install's stdin (line 7) into the 0600 /etc/rancher/k3s/registries.yaml, as one JSON line
+install's stdin (its REGISTRIES_WITH_AUTH entry) into the 0600 /etc/rancher/k3s/registries.yaml, as one JSON line
 (YAML reads JSON: K3s parses the file with yaml.v2).
 """
 

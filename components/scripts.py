@@ -550,28 +550,23 @@ def install_stdin(
     rotated_from: str | None = None,
     registries: str | None = None,
 ) -> str:
-    """What the install script reads on stdin: one secret a line, in the order of
-    host_facts.INSTALL_STDIN (the token, the datastore endpoint, the etcd S3 access and secret
-    keys, the proxy's user:password, the token newToken rotates from, the whole registries.yaml
-    with the registryAuth secret as one JSON line), which also renders the host's reader
-    (consts.sh read_node_secrets). Lines are sent up to the last one that is set (the first two
-    always), so that stacks without the later ones send what they always sent."""
-    given = {
-        "TOKEN": token,
-        "DATASTORE_ENDPOINT": datastore_endpoint,
-        "S3_ACCESS_KEY": s3_access_key,
-        "S3_SECRET_KEY": s3_secret_key,
-        "PROXY_CREDENTIALS": proxy_credentials,
-        "ROTATED_FROM": rotated_from,
-        "REGISTRIES_WITH_AUTH": registries,
-    }
-    lines = [given.pop(name) or "" for name, _ in host_facts.INSTALL_STDIN]
-    assert not given, f"install_stdin has no entry for {sorted(given)}"
-    for value in lines:
-        if "\n" in value or "\r" in value:
-            raise ValueError("secrets sent to hosts must be single lines")
-    last = max([2, *(i + 1 for i, value in enumerate(lines) if value and i >= 2)])
-    return "".join(f"{line}\n" for line in lines[:last])
+    """What the install script reads on stdin: its secrets as named entries (host_facts
+    INSTALL_STDIN, which also renders the host's reader, consts.sh read_node_secrets): the
+    token, the datastore endpoint, the etcd S3 access and secret keys, the proxy's
+    user:password, the token newToken rotates from, the whole registries.yaml with the
+    registryAuth secret as one JSON line. An entry that is not set is not sent."""
+    return host_facts.stdin_entries(
+        host_facts.INSTALL_STDIN,
+        {
+            "TOKEN": token,
+            "DATASTORE_ENDPOINT": datastore_endpoint,
+            "S3_ACCESS_KEY": s3_access_key,
+            "S3_SECRET_KEY": s3_secret_key,
+            "PROXY_CREDENTIALS": proxy_credentials,
+            "ROTATED_FROM": rotated_from,
+            "REGISTRIES_WITH_AUTH": registries,
+        },
+    )
 
 
 def fingerprint(*parts: str) -> str:
@@ -624,11 +619,9 @@ def token_rotation_script(node_name: str, user: str) -> Script:
 
 
 def token_rotation_stdin(old: str, new: str) -> str:
-    """The rotation's stdin: the token the cluster has now, then newToken."""
-    for value in (old, new):
-        if "\n" in value or "\r" in value:
-            raise ValueError("secrets sent to hosts must be single lines")
-    return f"{old}\n{new}\n"
+    """The rotation's stdin (host_facts TOKEN_ROTATION_STDIN): the token the cluster has now
+    and newToken."""
+    return host_facts.stdin_entries(host_facts.TOKEN_ROTATION_STDIN, {"OLD_TOKEN": old, "NEW_TOKEN": new})
 
 
 def kubeconfig_script(user: str, waits_for: str) -> Script:

@@ -22,11 +22,11 @@ class StackSecrets:
     kubeconfig: pulumi.Output[str] | None = None
     etcd_s3_access_key: pulumi.Output[str] | None = None
     etcd_s3_secret_key: pulumi.Output[str] | None = None
-    # user:password for k3s.proxy, for the install's stdin line 5 (components/scripts.py install_stdin).
+    # user:password for k3s.proxy, the install's stdin entry PROXY_CREDENTIALS (scripts.install_stdin).
     proxy_credentials: pulumi.Output[str] | None = None
     # The token to rotate the cluster to (components/sh/token_rotation.sh); None: no rotation.
     new_token: pulumi.Output[str] | None = None
-    # Registry credentials, JSON (components/registry_auth.py), for the install's stdin line 7.
+    # Registry credentials, JSON (components/registry_auth.py), for stdin's REGISTRIES_WITH_AUTH.
     registry_auth: pulumi.Output[str] | None = None
 
 

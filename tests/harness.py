@@ -262,6 +262,15 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return super().RegisterResourceOutputs(request)
 
 
+def stdin_values(text: str) -> dict[str, str]:
+    """A step's stdin of named entries (components/host_facts.py stdin_entries), by name; each
+    line must be one NAME=value."""
+    assert text.endswith("\n"), text
+    pairs = [line.partition("=") for line in text[:-1].split("\n")]
+    assert all(sep and name.isupper() for name, sep, _ in pairs), "a stdin line is not NAME=value"
+    return {name: value for name, _, value in pairs}
+
+
 def load_stack_config(stack: str) -> tuple[dict[str, Any], dict[str, str]]:
     """The non-secret config of stacks/Pulumi.<stack>.yaml, and test values for its secrets."""
     data = yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())

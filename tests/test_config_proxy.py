@@ -107,24 +107,24 @@ def test_preflight_false_reaches_the_install_as_preflight_off() -> None:
     assert parse(config).k3s.preflight is False and parse(base()).k3s.preflight is True
 
 
-def test_the_credentials_travel_as_stdin_line_5_only_when_set() -> None:
-    assert scripts.install_stdin("tok", None) == "tok\n\n"  # as before: existing stacks unchanged
-    assert scripts.install_stdin("tok", "pg://x", proxy_credentials=None) == "tok\npg://x\n"
-    assert scripts.install_stdin("tok", None, proxy_credentials="u:p") == "tok\n\n\n\nu:p\n"  # 3-4: the etcd S3 keys
+def test_the_credentials_travel_as_a_named_stdin_entry_only_when_set() -> None:
+    assert scripts.install_stdin("tok", None) == "TOKEN=tok\n"
+    assert scripts.install_stdin("tok", "pg://x", proxy_credentials=None) == "TOKEN=tok\nDATASTORE_ENDPOINT=pg://x\n"
+    assert scripts.install_stdin("tok", None, proxy_credentials="u:p") == "TOKEN=tok\nPROXY_CREDENTIALS=u:p\n"
     with pytest.raises(ValueError):
         scripts.install_stdin("tok", None, proxy_credentials="u:p\nX=1")
 
 
 def test_the_credentials_reach_every_install_and_agent_upgrade_on_stdin_only() -> None:
     """The wiring: proxyCredentials set in config reach each node's install (and an agent's
-    k3s.upgrade step) as stdin line 5, secret, never in command text."""
-    from tests.harness import TEST_SSH_KEY, load_stack_config, run_program
+    k3s.upgrade step) as stdin's PROXY_CREDENTIALS entry, secret, never in command text."""
+    from tests.harness import TEST_SSH_KEY, load_stack_config, run_program, stdin_values
 
     config, _ = load_stack_config("dev")
     config["k3s"]["proxy"] = {"httpsProxy": "http://proxy.example.com:3128"}
     run = run_program(config, {"sshPrivateKey": TEST_SSH_KEY, "proxyCredentials": "u:secret-pw"}, stack="dev")
     for name in ("dev-cp1-install", "dev-w1-install", "dev-w1-upgrade"):
         registration = run.by_name(name)
-        assert registration.plain()["stdin"].split("\n")[4] == "u:secret-pw", name
+        assert stdin_values(registration.plain()["stdin"])["PROXY_CREDENTIALS"] == "u:secret-pw", name
         assert "stdin" in registration.secret_paths()
         assert "secret-pw" not in registration.plain().get("create", "") + registration.plain().get("update", "")

@@ -15,7 +15,15 @@ from components import scripts
 from components.config import parse_settings
 from components.settings import ConfigError
 from policy.shell_inputs import parse as parse_inputs
-from tests.harness import TEST_SSH_KEY, Run, load_stack_config, node_script, prod_config, run_program
+from tests.harness import (
+    TEST_SSH_KEY,
+    Run,
+    load_stack_config,
+    node_script,
+    prod_config,
+    run_program,
+    stdin_values,
+)
 
 SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": "a-fixed-token-for-snapshots"}
 S3_KEYS = {"etcdS3AccessKey": "AKIA-test-access", "etcdS3SecretKey": "s3-secret-'quoted'-value"}
@@ -74,17 +82,25 @@ def test_the_snapshot_settings_land_in_every_servers_config_yaml_by_flag_name_an
 def test_the_s3_keys_reach_only_the_servers_stdin_as_lines_3_and_4() -> None:
     r = run(with_snapshots(), S3_KEYS)
     server_stdin = r.by_name("prod-cp2-install").plain()["stdin"]
-    assert server_stdin.split("\n")[2:4] == [S3_KEYS["etcdS3AccessKey"], S3_KEYS["etcdS3SecretKey"]]
+    assert stdin_values(server_stdin) == {
+        "TOKEN": "a-fixed-token-for-snapshots",
+        "S3_ACCESS_KEY": S3_KEYS["etcdS3AccessKey"],
+        "S3_SECRET_KEY": S3_KEYS["etcdS3SecretKey"],
+    }
     assert "stdin" in r.by_name("prod-cp2-install").secret_paths()
     agent_stdin = r.by_name("prod-w1-install").plain()["stdin"]
-    assert agent_stdin == "a-fixed-token-for-snapshots\n\n"
+    assert agent_stdin == "TOKEN=a-fixed-token-for-snapshots\n"  # the S3 keys stay on the servers
 
 
-def test_without_s3_keys_stdin_is_what_it_always_was() -> None:
-    """Stacks without the new secrets send the same two lines: no install re-runs for them."""
-    assert scripts.install_stdin("tok", None) == "tok\n\n"
-    assert scripts.install_stdin("tok", None, "", "") == "tok\n\n"
-    assert scripts.install_stdin("tok", "pg://x", "a", "b") == "tok\npg://x\na\nb\n"
+def test_without_s3_keys_stdin_names_none() -> None:
+    """An S3 key that is not set (or empty) is not sent: adding the keys changes only the
+    servers' stdin."""
+    assert scripts.install_stdin("tok", None) == "TOKEN=tok\n"
+    assert scripts.install_stdin("tok", None, "", "") == "TOKEN=tok\n"
+    assert (
+        scripts.install_stdin("tok", "pg://x", "a", "b")
+        == "TOKEN=tok\nDATASTORE_ENDPOINT=pg://x\nS3_ACCESS_KEY=a\nS3_SECRET_KEY=b\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ from tests.harness import (
     leaves,
     load_stack_config,
     run_program,
+    stdin_values,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -253,7 +254,7 @@ def test_the_kubernetes_provider_gets_the_kubeconfig_as_a_secret(stack_run: tupl
 
 def test_registry_credentials_reach_every_install_only_on_its_secret_stdin() -> None:
     """Issue 24 item 6: the registryAuth secret becomes the whole registries.yaml (with
-    k3s.registries), on every node install's stdin (line 7), and nowhere else."""
+    k3s.registries), on every node install's stdin (REGISTRIES_WITH_AUTH), and nowhere else."""
     config, _ = load_stack_config("dev")
     config["k3s"]["registries"] = {"mirrors": {"docker.io": {"endpoint": ["https://registry.example.com:5000"]}}}
     run = run_program(config, {"sshPrivateKey": TEST_SSH_KEY, "registryAuth": SECRETS["registryAuth"]}, stack="dev")
@@ -261,8 +262,8 @@ def test_registry_credentials_reach_every_install_only_on_its_secret_stdin() -> 
     assert installs
     for r in installs:
         assert "stdin" in r.secret_paths(), r.name
-        line7 = str(r.plain()["stdin"]).split("\n")[6]
-        assert yaml.safe_load(line7) == {
+        entry = stdin_values(str(r.plain()["stdin"]))["REGISTRIES_WITH_AUTH"]
+        assert yaml.safe_load(entry) == {
             "mirrors": {"docker.io": {"endpoint": ["https://registry.example.com:5000"]}},
             "configs": {
                 "registry.example.com:5000": {"auth": {"username": "ci-SECRET-user", "password": "regpass-SECRET-31d7"}}

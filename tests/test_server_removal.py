@@ -12,7 +12,7 @@ from components.settings import ConfigError
 from components.validation.quorum import previous_servers, quorum_error
 from policy.shell_inputs import command_inputs
 from tests import harness
-from tests.harness import SECRET_SIG, TEST_SSH_KEY, Run, node_script, prod_config, run_program
+from tests.harness import SECRET_SIG, TEST_SSH_KEY, Run, node_script, prod_config, run_program, stdin_values
 
 SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": "a-fixed-token-for-removal"}
 THREE = ["cp1", "cp2", "cp3"]
@@ -117,7 +117,7 @@ def test_server_memberships_carry_the_member_check_and_the_token_on_stdin_agents
     assert "stdin" in server.secret_paths()  # the token travels as a secret, on stdin
     assert SECRETS["token"] not in delete
     stdin = server.inputs["stdin"]
-    assert SECRET_SIG in stdin and stdin["value"].startswith(SECRETS["token"] + "\n")
+    assert SECRET_SIG in stdin and stdin_values(stdin["value"])["TOKEN"] == SECRETS["token"]
     agent = result.by_name("prod-w1-membership").plain()
     assert "/db/info" not in node_script(agent["delete"]).effective and "stdin" not in agent
     init = result.by_name("prod-cp1-membership").plain()

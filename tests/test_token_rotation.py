@@ -1,6 +1,6 @@
 """newToken, the cluster token's rotation (issue 14 item 4), under Pulumi's mocks: the
 rotation step exists only with newToken, on the init server, before the init server's
-install; every install then joins with newToken and carries the old token as stdin line 6,
+install; every install then joins with newToken and carries the old token as stdin's ROTATED_FROM,
 all of it secret and none of it in command text; the tidy-up (token := new, newToken
 removed) changes only stdin; the docker and kubeconfig topologies refuse newToken by key."""
 
@@ -22,6 +22,7 @@ from tests.harness import (
     node_script,
     prod_config,
     run_program,
+    stdin_values,
 )
 
 OLD = "old-token-7c1e0b55d2"
@@ -39,10 +40,8 @@ def rotating() -> Run:
     return run({"token": OLD, "newToken": NEW})
 
 
-def stdin_lines(r: Run, name: str) -> list[str]:
-    text: str = r.by_name(name).plain()["stdin"]
-    assert text.endswith("\n")
-    return text[:-1].split("\n")
+def stdin_of(r: Run, name: str) -> dict[str, str]:
+    return stdin_values(r.by_name(name).plain()["stdin"])
 
 
 def test_no_rotation_step_without_new_token() -> None:
@@ -73,21 +72,20 @@ def test_the_rotation_runs_on_the_init_server_before_its_install_and_nothing_els
 def test_the_rotation_gets_the_old_and_the_new_token_on_secret_stdin_only() -> None:
     r = rotating()
     rotation = r.by_name(ROTATION)
-    assert rotation.plain()["stdin"] == f"{OLD}\n{NEW}\n"
+    assert stdin_values(rotation.plain()["stdin"]) == {"OLD_TOKEN": OLD, "NEW_TOKEN": NEW}
     assert "stdin" in rotation.secret_paths()
 
 
-def test_every_install_joins_with_the_new_token_and_carries_the_old_one_as_line_6() -> None:
+def test_every_install_joins_with_the_new_token_and_carries_the_old_one_as_rotated_from() -> None:
     r = rotating()
     for node in (*SERVERS, *AGENTS):
-        lines = stdin_lines(r, f"{node}-install")
-        assert (lines[0], len(lines), lines[5]) == (NEW, 6, OLD), node
+        assert stdin_of(r, f"{node}-install") == {"TOKEN": NEW, "ROTATED_FROM": OLD}, node
         assert "stdin" in r.by_name(f"{node}-install").secret_paths()
     # The ready checks get the servers' install stdin: they re-run when it changes.
-    assert stdin_lines(r, "prod-cp2-ready")[0] == NEW
-    assert stdin_lines(r, "prod-cluster-ready")[0] == NEW
+    assert stdin_of(r, "prod-cp2-ready")["TOKEN"] == NEW
+    assert stdin_of(r, "prod-cluster-ready")["TOKEN"] == NEW
     # A rolled agent's in-place change (its -upgrade step in its k3s.upgrade batch) too.
-    assert stdin_lines(r, "prod-w1-upgrade")[::5] == [NEW, OLD]
+    assert stdin_of(r, "prod-w1-upgrade") == {"TOKEN": NEW, "ROTATED_FROM": OLD}
 
 
 def test_no_token_in_any_command_text_or_other_plain_input() -> None:
@@ -100,13 +98,13 @@ def test_no_token_in_any_command_text_or_other_plain_input() -> None:
 
 def test_a_generated_token_is_the_one_rotated_from() -> None:
     r = run({"newToken": NEW})
-    assert r.by_name(ROTATION).plain()["stdin"] == f"{GENERATED_PASSWORD}\n{NEW}\n"
-    assert stdin_lines(r, "prod-cp1-install")[::5] == [NEW, GENERATED_PASSWORD]
+    assert stdin_of(r, ROTATION) == {"OLD_TOKEN": GENERATED_PASSWORD, "NEW_TOKEN": NEW}
+    assert stdin_of(r, "prod-cp1-install") == {"TOKEN": NEW, "ROTATED_FROM": GENERATED_PASSWORD}
 
 
 def test_the_tidy_up_changes_only_stdin_and_removes_the_rotation_step() -> None:
-    """token := the new one, newToken removed: every install re-runs once (its stdin lost line
-    6) with the same command text, so nothing on a host changes and nothing restarts."""
+    """token := the new one, newToken removed: every install re-runs once (its stdin lost
+    ROTATED_FROM) with the same command text, so nothing on a host changes and nothing restarts."""
     during, after = rotating(), run({"token": NEW})
     assert ROTATION not in after.names()
     for node in (*SERVERS, *AGENTS):
@@ -118,10 +116,17 @@ def test_the_tidy_up_changes_only_stdin_and_removes_the_rotation_step() -> None:
     assert before.by_name("prod-w1-install").plain()["create"] == after.by_name("prod-w1-install").plain()["create"]
 
 
-def test_install_stdin_line_6_comes_only_with_a_rotation() -> None:
-    assert scripts.install_stdin("new", None) == "new\n\n"
-    assert scripts.install_stdin("new", None, rotated_from="old") == "new\n\n\n\n\nold\n"
-    assert scripts.install_stdin("new", "pg://x", "a", "b", "u:p", "old") == "new\npg://x\na\nb\nu:p\nold\n"
+def test_install_stdin_carries_rotated_from_only_with_a_rotation() -> None:
+    assert scripts.install_stdin("new", None) == "TOKEN=new\n"
+    assert scripts.install_stdin("new", None, rotated_from="old") == "TOKEN=new\nROTATED_FROM=old\n"
+    assert stdin_values(scripts.install_stdin("new", "pg://x", "a", "b", "u:p", "old")) == {
+        "TOKEN": "new",
+        "DATASTORE_ENDPOINT": "pg://x",
+        "S3_ACCESS_KEY": "a",
+        "S3_SECRET_KEY": "b",
+        "PROXY_CREDENTIALS": "u:p",
+        "ROTATED_FROM": "old",
+    }
     with pytest.raises(ValueError, match="single lines"):
         scripts.token_rotation_stdin("old", "new\nline")
 

@@ -164,9 +164,9 @@ class SshBackend:
         # endpoint restarts K3s, and so re-runs them.
         s3 = [pulumi.Output.from_input(key or "") for key in (args.etcd_s3_access_key, args.etcd_s3_secret_key)]
         proxy = pulumi.Output.from_input(args.proxy_credentials or "")
-        # With newToken: every node joins with it, and stdin line 6 is the token rotated from.
+        # With newToken: every node joins with it, and stdin's ROTATED_FROM is the token rotated from.
         token, rotated_from = self._tokens(args)
-        # With registryAuth: line 7, the whole registries.yaml (every node pulls images).
+        # With registryAuth: REGISTRIES_WITH_AUTH, the whole registries.yaml (every node pulls images).
         registries = self._registries(self.k3s.registries)
         self.check_stdin: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(token, endpoint, *s3, proxy, rotated_from, registries).apply(

@@ -21,8 +21,8 @@
 # node k3s.driftCheck found drifted: its new number re-runs this install). No positional args:
 # serverArgs/agentArgs are in CONFIG_YAML (components/scripts.py args_config), which K3s reads
 # verbatim, never through the installer's arguments, which it re-splits.
-# stdin: the secrets, one a line, in the order of components/host_facts.py INSTALL_STDIN
-# (read by consts.sh read_node_secrets); any line may be empty or absent.
+# stdin: the secrets as named entries, NAME=value a line (components/host_facts.py
+# INSTALL_STDIN; read by consts.sh read_node_secrets); an entry left out is empty.
 # Labels and taints are not here: a first registration gets them from registration.sh, later
 # changes go through the API (node_meta.sh), so changing them never re-runs an install.
 # lib.sh: die log

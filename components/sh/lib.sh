@@ -5,7 +5,7 @@
 # Over 150 lines: one small helper a block, the few every script may list on its `# lib.sh:`
 # line; a script sent whole in its command text carries only the blocks it lists.
 
-# The host's paths, K3s's defaults and the install's stdin reader, rendered into the bundle by
+# The host's paths, K3s's defaults and the secrets' stdin readers, rendered into the bundle by
 # components/host_facts.py. Only where the bundle is: a script sent whole in its command text
 # (the scripts step's own) gets the helpers it lists, never this.
 # shellcheck source=/dev/null

@@ -5,12 +5,12 @@
 # token, rewrites server/token as K10<ca hash>::server:<new> and re-encrypts the bootstrap
 # data with it). Each node's install then takes the new token and restarts K3s once.
 # Idempotent: a re-run finds server/token at the new token and does nothing.
-# Inputs: NODE_NAME. stdin: line 1 the token the cluster has now, line 2 the new one.
+# Inputs: NODE_NAME. stdin: OLD_TOKEN= the token the cluster has now, NEW_TOKEN= the new one
+# (consts.sh read_rotation_tokens).
 # lib.sh: log die need_k3s redact _hide
 set -eu
 : "${NODE_NAME:?}"
-IFS= read -r OLD_TOKEN || true
-IFS= read -r NEW_TOKEN || true
+read_rotation_tokens
 [ -n "$OLD_TOKEN" ] && [ -n "$NEW_TOKEN" ] || die "the current and the new cluster token did not both arrive on stdin"
 case $NEW_TOKEN in
   K10*::*) die "newToken must be a plain token (what follows ::server: in a K10... token), not the K10<hash>::<credentials> form: K3s would keep all of it as the password and no node could join again. Set it again: pulumi config set --secret newToken <token>" ;;

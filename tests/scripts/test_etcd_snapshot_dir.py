@@ -24,13 +24,13 @@ def _settings(directory: str | None) -> Settings:
 @needs_sandbox
 def test_a_server_install_creates_the_snapshot_directory_as_k3s_makes_its_own(box: Sandbox) -> None:
     s = _settings(DIRECTORY)
-    result = box.run(scripts.install_script(s.servers[0], s.k3s, first_server=True), f"{TOKEN}\n")
+    result = box.run(scripts.install_script(s.servers[0], s.k3s, first_server=True), scripts.install_stdin(TOKEN, None))
     assert result.returncode == 0, result.stderr
     made = box.path(DIRECTORY)
     assert made.is_dir() and mode(made) == 0o700
     # A second run finds it and changes nothing (no restart).
     restarts = len(box.systemctl("restart"))
-    again = box.run(scripts.install_script(s.servers[0], s.k3s, first_server=True), f"{TOKEN}\n")
+    again = box.run(scripts.install_script(s.servers[0], s.k3s, first_server=True), scripts.install_stdin(TOKEN, None))
     assert again.returncode == 0, again.stderr
     assert len(box.systemctl("restart")) == restarts
 

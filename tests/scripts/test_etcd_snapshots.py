@@ -48,7 +48,8 @@ def test_the_s3_keys_go_into_a_0600_drop_in_on_servers_only_and_a_change_restart
 
     # The keys removed (s3 off): the drop-in goes too.
     plain = settings_for(awkward_config())
-    assert box.run(scripts.install_script(server, plain.k3s, first_server=True), f"{TOKEN}\n\n").returncode == 0
+    unset = scripts.install_stdin(TOKEN, None)
+    assert box.run(scripts.install_script(server, plain.k3s, first_server=True), unset).returncode == 0
     assert not drop_in.exists()
 
 

@@ -1,6 +1,6 @@
 """install_node.sh with k3s.proxy: the proxy reaches our download, the installer and K3s (through
 our own 0600 env file, named by a systemd drop-in, never through the installer's env file); its
-credentials come from stdin line 5; a proxy change restarts K3s. The service's environment is
+credentials come from stdin (PROXY_CREDENTIALS); a proxy change restarts K3s. The service's environment is
 read here as systemd reads it (its unit's and drop-ins' EnvironmentFile=, in order)."""
 
 from __future__ import annotations

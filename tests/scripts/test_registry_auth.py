@@ -1,5 +1,5 @@
 """install_node.sh with the registryAuth secret (issue 24 item 6): the whole registries.yaml,
-credentials included, arrives on stdin line 7 and lands in the 0600
+credentials included, arrives on stdin (REGISTRIES_WITH_AUTH) and lands in the 0600
 /etc/rancher/k3s/registries.yaml; the command text holds k3s.registries without them; a
 change of the credentials restarts K3s, removing them goes back to the plain file."""
 

@@ -204,4 +204,4 @@ def test_no_script_copies_a_path_or_default_that_consts_sh_emits() -> None:
         for value in values:
             assert value not in code, f"{path.name} has {value!r}: use consts.sh's name for it"
     consts = bundle.generated()[host_facts.CONSTS_FILE]
-    assert all(f"{name} || true" in consts for name, _ in host_facts.INSTALL_STDIN)
+    assert all(f"{name}=*) {name}=" in consts for name, _ in host_facts.INSTALL_STDIN)

@@ -1,5 +1,5 @@
 """The host side of the token rotation (issue 14 item 4), run in the sandbox: install_node.sh
-takes a new token on a node with data only when stdin line 6 names the token its file holds,
+takes a new token on a node with data only when stdin's ROTATED_FROM names the token its file holds,
 and restarts K3s once for it; token_rotation.sh's cases (no K3s yet, already rotated, from
 the old token, neither) with the tokens never in argv (but --new-token, K3s's only source)
 or in any output."""
@@ -54,7 +54,7 @@ def test_a_server_with_data_takes_the_new_token_with_line_6_and_restarts_once(bo
     assert box.path(scripts.TOKEN_FILE).read_text() == NEW + "\n"
     assert len(box.systemctl("restart")) == restarts + 1
     assert NEW not in result.stdout + result.stderr and TOKEN not in result.stdout + result.stderr
-    # Again (a re-run of the up), then the tidy-up (no line 6): nothing restarts.
+    # Again (a re-run of the up), then the tidy-up (no ROTATED_FROM): nothing restarts.
     assert box.run(install_script("cp1"), rotating()).returncode == 0
     assert box.run(install_script("cp1"), stdin(token=NEW)).returncode == 0
     assert len(box.systemctl("restart")) == restarts + 1
