@@ -253,6 +253,43 @@ class ControlPlane:
     def kubectl(self, *args: str, timeout: float = 60, check: bool = True, input: str | None = None) -> str:
         return self.run(["kubectl", *args], timeout=timeout, check=check, input=input).stdout
 
+    def node_kubeconfig(self, node: str) -> Path:
+        """A kubeconfig with `node`'s own credentials, as a K3s agent's kubelet.kubeconfig holds:
+        a client certificate for system:node:<node> in group system:nodes, signed by the
+        cluster CA (K3s signs it with its client CA: pkg/server/router.go, the client-kubelet
+        certificate)."""
+        d = self.workdir / "nodes" / node
+        d.mkdir(parents=True, exist_ok=True)
+        pki = self.workdir / "pki"
+        _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "client.key", cwd=d)
+        _openssl(
+            "req", "-new", "-key", "client.key", "-subj", f"/O=system:nodes/CN=system:node:{node}",
+            "-out", "client.csr", cwd=d,
+        )  # fmt: skip
+        (d / "client.ext").write_text("keyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n")
+        _openssl(
+            "x509", "-req", "-in", "client.csr", "-CA", str(pki / "ca.crt"), "-CAkey", str(pki / "ca.key"),
+            "-CAcreateserial", "-days", "1", "-sha256", "-extfile", "client.ext", "-out", "client.crt", cwd=d,
+        )  # fmt: skip
+        (d / "client.key").chmod(0o600)
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "tier3", "cluster": {"server": self.server, "certificate-authority": str(self.ca_cert)}}
+            ],
+            "users": [
+                {
+                    "name": node,
+                    "user": {"client-certificate": str(d / "client.crt"), "client-key": str(d / "client.key")},
+                }
+            ],
+            "contexts": [{"name": "tier3", "context": {"cluster": "tier3", "user": node}}],
+            "current-context": "tier3",
+        }
+        _write_secret(d / "kubeconfig", yaml.safe_dump(config))
+        return d / "kubeconfig"
+
     def get_json(self, *args: str) -> dict[str, Any]:
         data = json.loads(self.kubectl("get", *args, "-o", "json"))
         assert isinstance(data, dict)
@@ -506,7 +543,10 @@ def control_plane(
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
                 f"--client-ca-file={pki / 'ca.crt'}",
                 f"--token-auth-file={pki / 'tokens.csv'}",
-                "--authorization-mode=RBAC",
+                # As K3s runs it (k3s-io/k3s pkg/daemons/control/server.go, apiServer): the Node
+                # authorizer and NodeRestriction limit a kubelet's own credentials to its Node.
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
                 "--anonymous-auth=false",
                 "--allow-privileged=true",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",

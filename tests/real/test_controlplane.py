@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -242,6 +243,108 @@ def test_a_kwok_node_becomes_ready_and_a_deployment_available(controlplane: Cont
     pods = cp.get_json("-n", "default", "pods", "-l", "app=web")["items"]
     assert {p["spec"]["nodeName"] for p in pods} == {node}
     cp.kubectl("-n", "default", "delete", "deployment", "web", "--wait=false")
+
+
+def test_a_nodes_own_credentials_reach_only_its_own_node_as_on_k3s(controlplane: ControlPlane) -> None:
+    """The Node authorizer and NodeRestriction, as K3s runs its API server: what a kubelet's
+    own credentials (a K3s agent's kubelet.kubeconfig) may do. A node may cordon, annotate and
+    uncordon itself, list the pods bound to it and evict them (within their budgets); it may
+    not read or change another Node, change its own taints or node-role label, delete its
+    Node, or read a DaemonSet, so kubectl drain cannot run with these credentials."""
+    cp = controlplane
+    own, other = cp.add_nodes(2, prefix="own")
+    kubeconfig = str(cp.node_kubeconfig(own))
+
+    def as_node(*args: str, input: str | None = None) -> tuple[int, str]:
+        done = cp.run(["kubectl", "--kubeconfig", kubeconfig, *args], check=False, input=input, timeout=90)
+        return done.returncode, done.stdout + done.stderr
+
+    def evict(pod: str) -> tuple[int, str]:
+        eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod, "namespace": "default"}}
+        return as_node(
+            "create", "--raw", f"/api/v1/namespaces/default/pods/{pod}/eviction", "-f", "-", input=json.dumps(eviction)
+        )
+
+    pod_spec = {"containers": [{"name": "c", "image": "busybox:1.36"}]}  # kwok runs no image
+    workloads = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": "own-ds", "namespace": "default"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "own-ds"}},
+                "template": {"metadata": {"labels": {"app": "own-ds"}}, "spec": pod_spec},
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "own-web", "namespace": "default"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "own-web"}},
+                "template": {"metadata": {"labels": {"app": "own-web"}}, "spec": {**pod_spec, "nodeName": own}},
+            },
+        },
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "own-other", "namespace": "default"},
+         "spec": {**pod_spec, "nodeName": other}},
+    ]  # fmt: skip
+    cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(workloads))
+    try:
+        cp.kubectl(
+            "-n", "default", "wait", "--for=condition=Available", "--timeout=60s", "deployment/own-web", timeout=75
+        )
+        web = sorted(p["metadata"]["name"] for p in cp.get_json("-n", "default", "pods", "-l", "app=own-web")["items"])
+        # Its own Node: read, cordon, mark, uncordon (what an agent-side rollout would do).
+        assert as_node("cordon", own)[0] == 0
+        assert cp.get_json("node", own)["spec"]["unschedulable"] is True
+        assert as_node("annotate", "--overwrite", "node", own, "k3s-rancher.io/cordoned-for-upgrade=true")[0] == 0
+        # Its own pods, by the field selector only; evicted through the Eviction API.
+        rc, out = as_node("get", "pods", "-A", "--field-selector", f"spec.nodeName={own}", "-o", "name")
+        assert rc == 0 and {f"pod/{name}" for name in web} <= set(out.split()), out
+        rc, out = as_node("get", "pods", "-A", "-o", "name")
+        assert rc != 0 and "spec.nodeName field selector" in out, out
+        rc, out = evict(web[0])
+        assert rc == 0 and json.loads(out)["code"] == 201, out
+        rc, out = evict("own-other")
+        assert rc != 0 and "can only evict pods with spec.nodeName set to itself" in out, out
+        budget = {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "own-web", "namespace": "default"},
+            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "own-web"}}},
+        }
+        cp.kubectl("apply", "-f", "-", input=json.dumps(budget))
+        rc, out = evict(web[1])
+        for _ in range(20):  # until the disruption controller has counted the budget
+            if "disruption budget" in out:
+                break
+            time.sleep(1)
+            rc, out = evict(web[1])
+        assert rc != 0 and "TooManyRequests" in out and "disruption budget" in out, out
+        # Not: kubectl drain (it reads each DaemonSet pod's DaemonSet), another Node, its own
+        # taints or node-role label, its own deletion.
+        rc, out = as_node("drain", own, "--ignore-daemonsets", "--delete-emptydir-data", "--force", "--timeout=20s")
+        assert rc != 0 and 'cannot get resource "daemonsets"' in out, out
+        refused = {
+            "another Node": (("cordon", other), "only its own Node object"),
+            "its taints": (("taint", "node", own, "dedicated=x:NoSchedule"), "not allowed to modify taints"),
+            "its role label": (
+                ("label", "node", own, "node-role.kubernetes.io/worker=true"),
+                "not allowed to modify labels",
+            ),
+            "its deletion": (("delete", "node", own, "--wait=false"), 'cannot delete resource "nodes"'),
+        }  # fmt: skip
+        for what, (args, reason) in refused.items():
+            rc, out = as_node(*args)
+            assert rc != 0 and "Forbidden" in out and reason in out, (what, out)
+        assert as_node("uncordon", own)[0] == 0
+        assert as_node("annotate", "node", own, "k3s-rancher.io/cordoned-for-upgrade-")[0] == 0
+        assert not cp.get_json("node", own)["spec"].get("unschedulable")
+    finally:
+        cp.kubectl("-n", "default", "delete", "pdb/own-web", "daemonset/own-ds", "deployment/own-web", "pod/own-other",
+                   "--ignore-not-found", "--wait=false")  # fmt: skip
+        cp.kubectl("delete", "node", own, other, "--wait=false")
 
 
 def test_the_charts_install_and_their_deployments_become_available(
