@@ -588,6 +588,6 @@ class GraphCluster(pulumi.ComponentResource):
         self.nodes = graph.nodes
         self.node_names = [n.name for n in self.nodes]
         self.kubeconfig_expiry, self.kubeconfig_renewal = graph.expiry, graph.renewal
-        record.keep([n.node.name for n in graph.servers], graph.expiry, graph.renewal)
+        record.keep([n.node.name for n in graph.servers], graph.nodes, graph.expiry, graph.renewal)
         graph.expiry.apply(lambda expiry: warn_if_expiring(expiry, self))
         self.register_outputs({"apiServer": self.api_server, "kubeconfig": self.kubeconfig, "nodes": self.node_names})

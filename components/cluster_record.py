@@ -1,5 +1,6 @@
-"""What a cluster compares with its previous run, and the two guards that use it: its servers
-in join order (the quorum guard, components/validation/quorum.py) and the admin kubeconfig's
+"""What a cluster compares with its previous run, and the guards that use it: its servers in
+join order (the quorum guard, components/validation/quorum.py), its nodes' names, roles and
+addresses (the role-change guard, components/validation/roles.py) and the admin kubeconfig's
 expiry and renewal marker (the kubeconfig renewal, components/kubeconfig.py).
 
 The record lives in the stack's outputs (read back synchronously: components/previous_run.py),
@@ -15,7 +16,7 @@ one per cluster component, so that two clusters in one program never share one:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -23,8 +24,9 @@ import pulumi
 
 from .kubeconfig import renewal_marker
 from .previous_run import own_previous_outputs
-from .settings import NAMESPACE, ConfigError
+from .settings import NAMESPACE, ConfigError, Node
 from .validation.quorum import previous_servers, quorum_error
+from .validation.roles import previous_nodes, role_change_errors
 
 EXPIRY_OUTPUT = "kubeconfigExpiry"
 RENEWAL_OUTPUT = "kubeconfigRenewal"
@@ -37,6 +39,8 @@ class Previous:
     servers: list[str] | None = None
     expiry: str | None = None
     renewal: str | None = None
+    # (name, role, address) of each node (validation/roles.py previous_nodes); [] for none.
+    nodes: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class ClusterRecord(Protocol):
@@ -47,7 +51,9 @@ class ClusterRecord(Protocol):
 
     def previous(self, outputs: Mapping[str, Any]) -> Previous: ...
 
-    def keep(self, servers: Sequence[str], expiry: pulumi.Output[str], renewal: pulumi.Output[str]) -> None: ...
+    def keep(
+        self, servers: Sequence[str], nodes: Sequence[Node], expiry: pulumi.Output[str], renewal: pulumi.Output[str]
+    ) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -74,14 +80,26 @@ class ComponentRecord:
             servers=[str(s) for s in servers] if isinstance(servers, list) else None,
             expiry=expiry if isinstance(expiry, str) else None,
             renewal=renewal if isinstance(renewal, str) else None,
+            nodes=previous_nodes({"nodes": value.get("nodes")}),
         )
 
-    def keep(self, servers: Sequence[str], expiry: pulumi.Output[str], renewal: pulumi.Output[str]) -> None:
-        names = list(servers)
+    def keep(
+        self, servers: Sequence[str], nodes: Sequence[Node], expiry: pulumi.Output[str], renewal: pulumi.Output[str]
+    ) -> None:
+        names, listed = list(servers), list(nodes)
+        # An address may be an Output (a host made in the same program): kept once known.
+        addresses = pulumi.Output.all(*(n.address for n in listed))
         pulumi.export(
             self.output,
-            pulumi.Output.all(expiry, renewal).apply(
-                lambda v: {"servers": names, EXPIRY_OUTPUT: v[0], RENEWAL_OUTPUT: v[1]}
+            pulumi.Output.all(expiry, renewal, addresses).apply(
+                lambda v: {
+                    "servers": names,
+                    "nodes": [
+                        {"name": n.name, "role": n.role, "address": str(a)} for n, a in zip(listed, v[2], strict=True)
+                    ],
+                    EXPIRY_OUTPUT: v[0],
+                    RENEWAL_OUTPUT: v[1],
+                }
             ),
         )
 
@@ -98,9 +116,12 @@ class StackRecord:
             servers=previous_servers(outputs),
             expiry=expiry if isinstance(expiry, str) else None,
             renewal=renewal if isinstance(renewal, str) else None,
+            nodes=previous_nodes(outputs),
         )
 
-    def keep(self, servers: Sequence[str], expiry: pulumi.Output[str], renewal: pulumi.Output[str]) -> None:
+    def keep(
+        self, servers: Sequence[str], nodes: Sequence[Node], expiry: pulumi.Output[str], renewal: pulumi.Output[str]
+    ) -> None:
         return None
 
 
@@ -116,6 +137,16 @@ def check_quorum(record: ClusterRecord, servers: Sequence[str], datastore: str, 
     previous = record.previous(own_previous_outputs()).servers
     if error := quorum_error(previous, list(servers), datastore):
         raise ConfigError([(key, record.label + error)])
+
+
+def check_roles(record: ClusterRecord, nodes: Sequence[Node]) -> None:
+    """Refuse, by key, a node that changes role (agent <-> server) in one up, compared with the
+    nodes `record` kept from the previous run. Called before the cluster registers anything. A
+    node whose address is an Output (not known yet) is matched by its name only."""
+    previous = record.previous(own_previous_outputs()).nodes
+    known = [n if isinstance(n.address, str) else replace(n, address="") for n in nodes]
+    if errors := role_change_errors(previous, known):
+        raise ConfigError([(key, record.label + message) for key, message in errors])
 
 
 def renewal(record: ClusterRecord) -> str:

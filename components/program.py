@@ -19,13 +19,14 @@ from . import drift, drift_reuse, registry_auth, topologies
 from .cluster import GraphCluster, KubernetesCluster
 from .cluster_record import STACK_RECORD
 from .cluster_record import check_quorum as quorum_guard
+from .cluster_record import check_roles as role_guard
 from .config import parse_settings
 from .previous_run import own_previous_outputs
 from .rancher import RancherDeployment, RancherDeploymentArgs, RancherOutputs
 from .secrets import StackSecrets, read_secrets
 from .settings import NAMESPACE, SECRET_KEYS, ConfigError, Node, Settings
 from .validation import bootstrap_password
-from .validation.roles import previous_nodes, role_change_errors
+from .validation.roles import previous_nodes
 
 
 def namespace_values() -> dict[str, Any]:
@@ -93,13 +94,12 @@ def check_quorum(settings: Settings) -> None:
 
 
 def check_roles(settings: Settings) -> None:
-    """Refuse, before anything runs, a node that changes role in one up
-    (components/validation/roles.py). Listed nodes only (ssh): docker nodes are named by role and index."""
+    """Refuse, before anything runs, a node that changes role in one up: the cluster component's
+    own guard (components/cluster_record.py), which it runs again, asked here first. Listed nodes
+    only (ssh): docker nodes are named by role and index."""
     if not topologies.of(settings).lists_nodes:
         return
-    errors = role_change_errors(previous_nodes(own_previous_outputs()), list(settings.nodes))
-    if errors:
-        raise ConfigError(errors)
+    role_guard(STACK_RECORD, list(settings.nodes))
 
 
 def given_bootstrap_password(settings: Settings) -> str | None:

@@ -114,6 +114,22 @@ def test_commands_are_the_texts_plain_addresses_give(vms: Run, plain: Run) -> No
     install = vms.by_name("edge-cp2-install").plain()["create"]
     assert f"https://{IPS['cp1']}:6443" in install and f"node-ip: {IPS['cp2']}" in install
     assert vms.outputs["apiServer"] == f"https://{IPS['cp1']}:6443"
+    # The cluster's record (its next run's role-change guard) keeps the addresses once known.
+    assert vms.outputs["k3s-rancher:edge"]["nodes"] == plain.outputs["k3s-rancher:edge"]["nodes"]
+    assert {n["name"]: n["address"] for n in vms.outputs["k3s-rancher:edge"]["nodes"]} == IPS
+
+
+def test_a_role_change_of_a_node_on_a_vm_is_refused_by_its_name() -> None:
+    """Its address is not known before the cluster registers: the guard matches it by name."""
+    was = [{"name": n, "role": "agent" if n in SERVERS else "server", "address": IPS[n]} for n in ("cp3", "w1")]
+    with pytest.raises(ConfigError) as caught:
+        run_function(
+            lambda: cluster_program(lambda name: Vm(f"vm-{name}", IPS[name]).ip)(),
+            project="inputs",
+            previous_outputs={"k3s-rancher:edge": {"nodes": was}},
+        )
+    assert caught.value.keys == ["k3s-rancher:servers", "k3s-rancher:agents"]
+    assert "cluster edge: cp3 is listed as a server, but 10.9.0.13 was an agent" in str(caught.value)
 
 
 def test_no_proxy_lists_the_vms_addresses() -> None:

@@ -121,14 +121,47 @@ def test_each_rancher_is_on_its_own_clusters_provider(two: Run) -> None:
 def test_each_cluster_keeps_its_own_record(two: Run) -> None:
     for cluster in ("east", "west"):
         record = two.outputs[f"k3s-rancher:{cluster}"]
+        net = 1 if cluster == "east" else 2
         assert record["servers"] == ["cp1", "cp2", "cp3"]
-        assert set(record) == {"servers", "kubeconfigExpiry", "kubeconfigRenewal"}
+        assert record["nodes"] == record_nodes(net)
+        assert set(record) == {"servers", "nodes", "kubeconfigExpiry", "kubeconfigRenewal"}
     assert "nodes" not in two.outputs and "kubeconfigExpiry" not in two.outputs  # the stack program's names
 
 
 def record(servers: list[str], expiry_in_days: int = 200, renewal: str = "") -> dict[str, Any]:
     expiry = (datetime.now(UTC).date() + timedelta(days=expiry_in_days)).isoformat() + "T00:00:00Z"
     return {"servers": servers, "kubeconfigExpiry": expiry, "kubeconfigRenewal": renewal}
+
+
+def record_nodes(net: int, agent_role: str = "agent") -> list[dict[str, str]]:
+    """A record's `nodes` for cluster_config(net), its agent w1 with `agent_role`."""
+    nodes = json.loads(json.dumps(NODES).replace("{net}", str(net)))
+    servers = [{**n, "role": "server"} for n in nodes["servers"]]
+    return servers + [{**n, "role": agent_role} for n in nodes["agents"]]
+
+
+def test_the_role_guard_of_each_cluster_compares_with_its_own_nodes() -> None:
+    """A node moved between a cluster's agents and servers is refused by key, naming the
+    cluster, before anything of it is registered; another cluster's node of the same name, or
+    the stack program's `nodes` output, is not that cluster's previous run."""
+    moved = cluster_config(1)
+    moved["servers"].append(moved["agents"].pop())  # east's w1 becomes a server
+    previous = {"k3s-rancher:east": {**record(["cp1", "cp2", "cp3"]), "nodes": record_nodes(1)}}
+    with pytest.raises(ConfigError) as caught:
+        run({"east": moved, "west": cluster_config(2)}, previous)
+    assert caught.value.keys == ["k3s-rancher:servers"]
+    assert "cluster east: w1 is listed as a server, but 10.0.1.21 was an agent in the last update" in str(caught.value)
+    assert harness.registered_names(lambda: run({"east": moved}, previous), ConfigError) == []
+    # West's w1 was a server in west's record: west is refused, east (its w1 an agent, as
+    # before) is not.
+    swapped = {"k3s-rancher:east": {"nodes": record_nodes(1)}, "k3s-rancher:west": {"nodes": record_nodes(2, "server")}}
+    with pytest.raises(ConfigError) as caught:
+        run(TWO, swapped)
+    assert "cluster west: w1 is listed as an agent, but 10.0.2.21 was a server" in str(caught.value)
+    assert run({"east": cluster_config(1)}, swapped).outputs["k3s-rancher:east"]["nodes"] == record_nodes(1)
+    # The stack program's `nodes` output is not a library cluster's record.
+    stack_nodes = [{"name": "w1", "role": "server", "address": "10.0.1.21"}]
+    assert run(TWO, {"nodes": stack_nodes}).outputs
 
 
 def test_the_quorum_guard_of_each_cluster_compares_with_its_own_servers() -> None:

@@ -20,7 +20,7 @@ import pulumi_command.remote as remote
 from .. import bundle, inputs, registry_auth, scripts
 from ..agent_pool import AgentPoolArgs
 from ..cluster import GraphCluster, Installed, render_text
-from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum
+from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum, check_roles
 from ..naming import ChildNames
 from ..settings import NAMESPACE, K3sSettings, Node, SshSettings, SshSite
 from ..validation import args as validate_args
@@ -517,6 +517,7 @@ class K3sCluster(GraphCluster):
         if not args.checked:
             check(inputs.Plain(tuple(args.servers), tuple(args.agents), args.k3s, tuple(args.pools)))
         check_quorum(record, [n.name for n in args.servers], args.k3s.datastore, f"{NAMESPACE}:servers")
+        check_roles(record, [*args.servers, *args.agents, *(n for pool in args.pools for n in pool.members())])
         super().__init__(CLUSTER_TYPE, name, None, opts)
         names = ChildNames.of(name, args.name_prefix)
         backend = SshBackend(args, names, (lambda _: None) if args.checked else check)

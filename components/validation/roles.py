@@ -1,5 +1,6 @@
 """A node never changes role (agent <-> server) in one `pulumi up`: the rule, as a pure function
-over the previous run's nodes (the stack's own `nodes` output) and this run's.
+over the previous run's nodes (what the cluster's record kept, components/cluster_record.py:
+the stack program's `nodes` output, or a library cluster's own output) and this run's.
 
 The install would refuse it on the host anyway (a K3s agent's host cannot become a server on
 top), but only halfway through an `up` that had already planned the old node's removal and
