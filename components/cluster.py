@@ -133,6 +133,9 @@ class Backend(Protocol):
     # Whether an in-place change of an agent (new version, new settings) rolls out in
     # batches (k3s.upgrade) instead of through the install itself.
     rolls_agents: bool
+    # Whether a removed etcd server's membership also waits until K3s has removed its etcd
+    # member (asked of /db/info with curl on the init server's host).
+    checks_etcd_members: bool
 
     @property
     def check_stdin(self) -> pulumi.Input[str] | None: ...
@@ -265,20 +268,16 @@ class ClusterGraph:
         return tuple(n.node for n in (*self.servers, *self.agents))
 
 
-def membership_delete(
-    node: Node, k3s: K3sSettings, user: str, check_stdin: pulumi.Input[str] | None
-) -> tuple[str, pulumi.Input[str] | None]:
-    """What a (non-init) node's membership runs when the node leaves, and its stdin: drain and
-    delete the Node; for a server of embedded etcd, then wait until K3s has removed its etcd
-    member (/db/info from 127.0.0.1 needs no credentials; the readiness checks' stdin is still
-    given, unread, so that existing stacks see no change of this command). A backend without
-    that stdin (docker: the rancher/k3s image has no curl to ask /db/info with) relies on the
-    Node delete alone: `kubectl delete node --wait` returns once K3s's finalizer has removed
-    the member (pkg/etcd/member_controller.go, OnRemove)."""
-    if node.role == "server" and k3s.datastore == "etcd" and check_stdin is not None:
-        removal = scripts.server_removal_script(node.name, k3s.timeouts.drain, user, api_port=k3s.api_port)
-        return removal.command, check_stdin
-    return scripts.drain_script(node.name, k3s.timeouts.drain, user).command, None
+def membership_delete(node: Node, k3s: K3sSettings, user: str, checks_etcd_members: bool) -> str:
+    """What a (non-init) node's membership runs when the node leaves: drain and delete the Node;
+    for a server of embedded etcd, then wait until K3s has removed its etcd member (/db/info
+    from 127.0.0.1 needs no credentials, so no secret goes with it). A backend that cannot ask
+    /db/info (docker: the rancher/k3s image has no curl) relies on the Node delete alone:
+    `kubectl delete node --wait` returns once K3s's finalizer has removed the member
+    (pkg/etcd/member_controller.go, OnRemove)."""
+    if node.role == "server" and k3s.datastore == "etcd" and checks_etcd_members:
+        return scripts.server_removal_script(node.name, k3s.timeouts.drain, user, api_port=k3s.api_port).command
+    return scripts.drain_script(node.name, k3s.timeouts.drain, user).command
 
 
 def build_graph(
@@ -512,7 +511,7 @@ def build_graph(
         # Labels and taints through the API; on delete (any node but the init server), drain
         # and delete the Node, so that K3s accepts the name again.
         is_init = m.node.name == init.name
-        delete, stdin = (None, None) if is_init else membership_delete(m.node, k3s, init.ssh.user, backend.check_stdin)
+        delete = None if is_init else membership_delete(m.node, k3s, init.ssh.user, backend.checks_etcd_members)
         membership_name, membership_opts = names.child(
             f"{m.node.name}-membership",
             pulumi.ResourceOptions(parent=m, depends_on=[*m.installed.resources, ready], delete_before_replace=True),
@@ -522,7 +521,6 @@ def build_graph(
             init,
             create=scripts.node_meta_script(m.node, init.ssh.user, backend.reimaged(m.node)).command,
             delete=delete,
-            stdin=stdin,
             triggers=[*backend.identity(m.node), *m.installed.replaced_with],
             opts=membership_opts,
         )

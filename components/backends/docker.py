@@ -100,6 +100,9 @@ class DockerBackend:
     forget_init = False
     # An upgrade replaces containers, servers one at a time, then the agents (no batches).
     rolls_agents = False
+    # The rancher/k3s image has no curl to ask /db/info with: a removed server's Node delete
+    # waits for K3s's member removal (its finalizer) instead.
+    checks_etcd_members = False
     # Docker agents are a count (docker.agents): no pools.
     pools: tuple[()] = ()
     # A new token or endpoint is a new file in the container: a new container, a new generation.

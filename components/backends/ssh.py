@@ -140,6 +140,8 @@ class SshBackend:
     forget_init = True
     # Agents take in-place changes in batches (k3s.upgrade), cordoned and drained first.
     rolls_agents = True
+    # A removed etcd server's membership waits until it has left K3s's /db/info (curl there).
+    checks_etcd_members = True
 
     def __init__(
         self, args: K3sClusterArgs, names: ChildNames, check: Callable[[inputs.Plain], None] = lambda _: None
