@@ -4,7 +4,7 @@ networks), the length of a fingerprint (components/scripts.py fingerprint: airga
 names), and the named entries of the secrets the install and the token rotation read on stdin.
 
 The scripts bundle (components/bundle.py) carries them as consts.sh, rendered here and sourced
-by lib.sh, so no shell file copies a path, a port or a stdin position. consts.sh is not a
+by lib.sh, so no shell file copies a path, a port or how stdin is read. consts.sh is not a
 file in components/sh: it exists only in the bundle.
 """
 

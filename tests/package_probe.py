@@ -89,7 +89,7 @@ def connection_host(inputs: Any) -> str:
 class Monitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
         super().__init__(mocks)
-        self.registered: list[dict[str, str]] = []  # (MockMonitor has its own `resources`)
+        self.registered: list[dict[str, Any]] = []  # (MockMonitor has its own `resources`)
         self.exports: list[str] = []
 
     def RegisterResource(self, request: Any) -> Any:

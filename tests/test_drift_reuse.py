@@ -57,7 +57,7 @@ PROBE = drift.Probe(
 
 
 def test_a_kept_read_is_taken_once_whole_and_private(tmp_path: Path) -> None:
-    read = {"cp1": PROBE, "w1": "no answer within 10s (k3s.timeouts.driftCheck)"}
+    read: dict[str, drift.Probe | str] = {"cp1": PROBE, "w1": "no answer within 10s (k3s.timeouts.driftCheck)"}
     directory = tmp_path / "reads"
     drift_reuse.keep(directory, "abc", read)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700

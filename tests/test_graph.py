@@ -8,10 +8,19 @@ import pytest
 
 from components import bundle
 from policy import shell_inputs
-from policy.shell_inputs import parse as parse_inputs
+from policy.shell_inputs import ScriptInputs
+from policy.shell_inputs import parse as parse_shell_inputs
 from tests.harness import TEST_SSH_KEY, TEST_TOKEN, Run, load_stack_config, node_script, run_program
 
 SSH_STACKS = ["dev", "prod"]
+
+
+def parse_inputs(text: str | None) -> ScriptInputs:
+    """A command text's inputs preamble (policy/shell_inputs.py); the text must have one."""
+    assert text is not None
+    parsed = parse_shell_inputs(text)
+    assert parsed is not None, text[:200]
+    return parsed
 
 
 def stack_run(stack: str, **overrides: object) -> Run:
@@ -145,8 +154,8 @@ def test_each_node_has_a_cleanup_step_in_the_state_before_anything_can_put_k3s_o
         assert not plain.get("create") and not plain.get("update"), n  # nothing runs on creation
         cleanup, uninstall = node_script(plain["delete"]), node_script(run.by_name(f"{n}-install").plain()["delete"])
         assert cleanup.name == uninstall.name == "uninstall_node", n
-        variables = parse_inputs(cleanup.body).variables  # type: ignore[union-attr]
-        assert variables == {**parse_inputs(uninstall.body).variables, "LEFTOVERS": "1"}, n  # type: ignore[union-attr]
+        variables = parse_inputs(cleanup.body).variables
+        assert variables == {**parse_inputs(uninstall.body).variables, "LEFTOVERS": "1"}, n
         assert variables["ROLE"] == ("server" if n in servers else "agent")
         assert plain["triggers"] == [n, node["address"], variables["ROLE"]]
         assert step.options["deleteBeforeReplace"] is True

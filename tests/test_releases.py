@@ -211,7 +211,7 @@ def test_each_release_commit_says_its_own_version() -> None:
     for r in past:
         require_commit(r)
         assert show(r.commit, "pyproject.toml") is not None, f"{r.version}: no pyproject.toml at {r.commit[:12]}"
-        assert declared_version(lambda path, c=r.commit: show(c, path)) == r.version, f"version at {r.commit[:12]}"
+        assert declared_version(functools.partial(show, r.commit)) == r.version, f"version at {r.commit[:12]}"
     for newer, older in itertools.pairwise(past):
         done = _git("merge-base", "--is-ancestor", older.commit, newer.commit)
         assert done is not None and done.returncode == 0, f"{older.version} is not an ancestor of {newer.version}"

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 
 def run_build(
@@ -30,7 +30,7 @@ def run_build(
     failure, `error` saying `what` (default: `label`) failed, with the last of its stderr."""
     prefix = f"[{label}-build]"
     start = time.monotonic()
-    last = {"line": f"{prefix} starting", "at": start}
+    last: dict[str, Any] = {"line": f"{prefix} starting", "at": start}
     done = threading.Event()
     lock = threading.Lock()
 

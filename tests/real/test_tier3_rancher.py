@@ -353,8 +353,9 @@ def test_the_ssh_kubeconfig_rewritten_to_the_api_address_works_through_the_provi
     settings = parse_settings(prod_config(), {"sshPrivateKey"}, "prod")
     init = settings.init_node
     tls_san = node_config(init, settings.k3s, first_server=True)["tls-san"]
-    assert settings.k3s.api_address in tls_san  # the load balancer's address, as prod sets it
-    with control_plane(controlplane_bin, sans=tls_san, addresses=[settings.k3s.api_address]) as cp:
+    api_address = settings.k3s.api_address
+    assert isinstance(api_address, str) and api_address in tls_san  # the load balancer's, as prod sets it
+    with control_plane(controlplane_bin, sans=tls_san, addresses=[api_address]) as cp:
         k3s_yaml = cp.kubeconfig.read_text()  # like K3s's: https://127.0.0.1:6443
         rewritten = rewrite_kubeconfig(k3s_yaml, settings.k3s.server_url, context_name(settings.stack))
         assert yaml.safe_load(rewritten)["clusters"][0]["cluster"]["server"] == "https://10.20.0.10:6443"

@@ -187,7 +187,7 @@ def _k3s_standin() -> Any:
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     loader.exec_module(module)
-    module.parse_yaml = yaml.safe_load
+    setattr(module, "parse_yaml", yaml.safe_load)  # noqa: B010 (a module attribute mypy cannot see)
     return module
 
 

@@ -14,10 +14,10 @@ DIRECTORY = "/var/lib/k3s snapshots/etcd"
 
 def _settings(directory: str | None) -> Settings:
     config = awkward_config()
-    del config["k3s"]["serverConfig"]["etcd-snapshot-schedule-cron"]  # type: ignore[index]
-    config["k3s"]["etcdSnapshots"] = {"scheduleCron": "0 */6 * * *"}  # type: ignore[index]
+    del config["k3s"]["serverConfig"]["etcd-snapshot-schedule-cron"]
+    config["k3s"]["etcdSnapshots"] = {"scheduleCron": "0 */6 * * *"}
     if directory is not None:
-        config["k3s"]["etcdSnapshots"]["directory"] = directory  # type: ignore[index]
+        config["k3s"]["etcdSnapshots"]["directory"] = directory
     return settings_for(config)
 
 

@@ -17,8 +17,8 @@ DROP_IN = scripts.ETCD_S3_FILE
 
 def s3_config() -> dict[str, object]:
     config = awkward_config()
-    del config["k3s"]["serverConfig"]["etcd-snapshot-schedule-cron"]  # type: ignore[index]
-    config["k3s"]["etcdSnapshots"] = {  # type: ignore[index]
+    del config["k3s"]["serverConfig"]["etcd-snapshot-schedule-cron"]
+    config["k3s"]["etcdSnapshots"] = {
         "scheduleCron": "0 */6 * * *",
         "s3": {"endpoint": "s3.example.com", "bucket": "b"},
     }

@@ -66,7 +66,8 @@ def test_every_rendered_script_passes_shellcheck_and_parses(
 ) -> None:
     """Both the command text (an entry point into the scripts bundle, or a whole script) and
     what the host runs once the entry point sourced the bundle's files (`effective`)."""
-    paths, impossible = [], []
+    paths: list[Path] = []
+    impossible: list[Path] = []
     for name, script in all_rendered.items():
         for form, text in (("entry", script.body), ("effective", script.effective)):
             path = tmp_path / f"{name}.{form}.sh"
