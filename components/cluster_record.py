@@ -141,8 +141,9 @@ def check_quorum(record: ClusterRecord, servers: Sequence[str], datastore: str, 
 
 def check_roles(record: ClusterRecord, nodes: Sequence[Node]) -> None:
     """Refuse, by key, a node that changes role (agent <-> server) in one up, compared with the
-    nodes `record` kept from the previous run. Called before the cluster registers anything. A
-    node whose address is an Output (not known yet) is matched by its name only."""
+    nodes `record` kept from the previous run. Called before the cluster registers anything,
+    where a node whose address is an Output (not known yet) is matched by its name only, and
+    again once every address is known (components/inputs.py resolved)."""
     previous = record.previous(own_previous_outputs()).nodes
     known = [n if isinstance(n.address, str) else replace(n, address="") for n in nodes]
     if errors := role_change_errors(previous, known):

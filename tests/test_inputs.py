@@ -162,6 +162,18 @@ def test_a_bad_address_known_only_later_gets_the_same_keyed_error() -> None:
     assert f"- {NAMESPACE}:servers[1].address: '10.9.0.300' is neither an IP address nor a host name" in done.stdout
 
 
+def test_a_renamed_host_moved_to_the_other_list_is_refused_once_its_address_is_known() -> None:
+    """cp3 is a server on the VM whose address was the agent old-w9's: the guard's check by
+    name passes before the VM exists, its check by address fails once it does (in its own
+    process, as above)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.test_inputs", "moved-host"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert f"cluster edge: cp3 is listed as a server, but old-w9 ({IPS['cp3']}) was an agent" in done.stdout
+    assert run_function(vm_program, project="inputs").outputs  # without that record: no refusal
+
+
 def test_hand_built_cluster_args_get_the_keyed_checks_before_anything_is_made() -> None:
     bad = {**IPS, "cp2": "10.9.0.300", "w1": "10.9.0.11"}
     names = registered_names(
@@ -212,9 +224,21 @@ def test_hand_built_rancher_and_docker_args_get_the_keyed_checks() -> None:
     assert caught.value.keys == [f"{NAMESPACE}:docker.network"]
 
 
+# The previous run of `python -m tests.test_inputs moved-host`: cp3's VM address was an agent's.
+MOVED_HOST = {"k3s-rancher:edge": {"nodes": [{"name": "old-w9", "role": "agent", "address": IPS["cp3"]}]}}
+
+
+def vm_program() -> None:
+    vms = {name: Vm(f"vm-{name}", ip) for name, ip in IPS.items()}
+    cluster_program(lambda name: vms[name].ip)()
+
+
 if __name__ == "__main__":
     try:
-        run_function(bad_vm_program, project="inputs")
+        if sys.argv[1:] == ["moved-host"]:
+            run_function(vm_program, project="inputs", previous_outputs=MOVED_HOST)
+        else:
+            run_function(bad_vm_program, project="inputs")
     except Exception as error:  # the engine wraps it: print the chain's text
         print(error)
         sys.exit(3)
