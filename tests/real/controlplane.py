@@ -384,6 +384,18 @@ def node_manifest(name: str) -> dict[str, object]:
     }
 
 
+def workload_manifest(kind: str, name: str, pod_spec: dict[str, Any], replicas: int | None = None) -> dict[str, Any]:
+    """A Deployment or DaemonSet `name` in namespace default whose pods (label app=<name>) have
+    `pod_spec`; kwok runs no image, so any image name does."""
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
+    }
+    if replicas is not None:
+        spec["replicas"] = replicas
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name, "namespace": "default"}, "spec": spec}
+
+
 #: What the audit log keeps (control_plane(audit=True)): who changed a Node (with the patch),
 #: who listed pods (kubectl drain lists a Node's pods) and evicted them; nothing else.
 AUDIT_POLICY = """apiVersion: audit.k8s.io/v1

@@ -22,7 +22,7 @@ from components.charts import local_chart_error
 from components.config import parse_settings
 from components.rancher import cert_manager_values, rancher_values
 from components.schema import load_schema
-from tests.real.controlplane import ControlPlane, control_plane
+from tests.real.controlplane import ControlPlane, control_plane, workload_manifest
 
 CHARTS = Path(__file__).resolve().parent / "charts"
 CERT = "-----BEGIN CERTIFICATE-----\nTEST-CERT\n-----END CERTIFICATE-----\n"
@@ -223,19 +223,7 @@ def test_a_kwok_node_becomes_ready_and_a_deployment_available(controlplane: Cont
     (node,) = cp.add_nodes(1, prefix="tier3-node")
     ready = {c["type"]: c["status"] for c in cp.get_json("node", node)["status"]["conditions"]}
     assert ready["Ready"] == "True"
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "default"},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
-            },
-        },
-    }
+    deployment = workload_manifest("Deployment", "web", {"containers": [{"name": "web", "image": "nginx:1.27"}]}, 2)
     cp.kubectl("apply", "-f", "-", input=json.dumps(deployment))
     cp.kubectl("-n", "default", "wait", "--for=condition=Available", "--timeout=60s", "deployment/web", timeout=75)
     status = cp.get_json("-n", "default", "deployment", "web")["status"]
@@ -267,25 +255,8 @@ def test_a_nodes_own_credentials_reach_only_its_own_node_as_on_k3s(controlplane:
 
     pod_spec = {"containers": [{"name": "c", "image": "busybox:1.36"}]}  # kwok runs no image
     workloads = [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "DaemonSet",
-            "metadata": {"name": "own-ds", "namespace": "default"},
-            "spec": {
-                "selector": {"matchLabels": {"app": "own-ds"}},
-                "template": {"metadata": {"labels": {"app": "own-ds"}}, "spec": pod_spec},
-            },
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": "own-web", "namespace": "default"},
-            "spec": {
-                "replicas": 2,
-                "selector": {"matchLabels": {"app": "own-web"}},
-                "template": {"metadata": {"labels": {"app": "own-web"}}, "spec": {**pod_spec, "nodeName": own}},
-            },
-        },
+        workload_manifest("DaemonSet", "own-ds", pod_spec),
+        workload_manifest("Deployment", "own-web", {**pod_spec, "nodeName": own}, 2),
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "own-other", "namespace": "default"},
          "spec": {**pod_spec, "nodeName": other}},
     ]  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.real.controlplane import workload_manifest
 from tests.real.engine_project import EngineProject, stand_in_cluster
 from tests.real.standin_k3s import standin_binary
 
@@ -194,35 +195,13 @@ def test_drain_keeps_daemonset_pods_and_evicts_pods_with_emptydir_volumes(
     project, hosts, tmp = cluster
     api = hosts[0].api
     api.kubectl("delete", "deployment/web", "pdb/web-pdb", "--ignore-not-found")
-    labels = {"app": "agentd"}
-    daemonset = {
-        "apiVersion": "apps/v1",
-        "kind": "DaemonSet",
-        "metadata": {"name": "agentd", "namespace": "default"},
-        "spec": {
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "d", "image": "busybox"}]}},
-        },
+    daemonset = workload_manifest("DaemonSet", "agentd", {"containers": [{"name": "d", "image": "busybox"}]})
+    scratch_pods = {
+        "nodeSelector": {"kubernetes.io/hostname": "agt-1"},
+        "containers": [{"name": "s", "image": "busybox", "volumeMounts": [{"name": "tmp", "mountPath": "/x"}]}],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
-    scratch = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "scratch", "namespace": "default"},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "scratch"}},
-            "template": {
-                "metadata": {"labels": {"app": "scratch"}},
-                "spec": {
-                    "nodeSelector": {"kubernetes.io/hostname": "agt-1"},
-                    "containers": [
-                        {"name": "s", "image": "busybox", "volumeMounts": [{"name": "tmp", "mountPath": "/x"}]}
-                    ],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
-                },
-            },
-        },
-    }
+    scratch = workload_manifest("Deployment", "scratch", scratch_pods, 2)
     api.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([daemonset, scratch]))
     api.kubectl("rollout", "status", "daemonset/agentd", "--timeout=90s", timeout=105)
     api.kubectl("rollout", "status", "deployment/scratch", "--timeout=90s", timeout=105)
