@@ -79,7 +79,7 @@ def test_the_snapshot_settings_land_in_every_servers_config_yaml_by_flag_name_an
     assert not [key for key in agent if key.startswith("etcd-")]
 
 
-def test_the_s3_keys_reach_only_the_servers_stdin_as_lines_3_and_4() -> None:
+def test_the_s3_keys_reach_only_the_servers_stdin_as_their_named_entries() -> None:
     r = run(with_snapshots(), S3_KEYS)
     server_stdin = r.by_name("prod-cp2-install").plain()["stdin"]
     assert stdin_values(server_stdin) == {

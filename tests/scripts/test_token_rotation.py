@@ -46,7 +46,7 @@ def joined(box: Sandbox, node: str) -> None:
 
 
 @needs_sandbox
-def test_a_server_with_data_takes_the_new_token_with_line_6_and_restarts_once(box: Sandbox) -> None:
+def test_a_server_with_data_takes_the_new_token_with_rotated_from_and_restarts_once(box: Sandbox) -> None:
     joined(box, "cp1")
     restarts = len(box.systemctl("restart"))
     result = box.run(install_script("cp1"), rotating())
@@ -61,7 +61,7 @@ def test_a_server_with_data_takes_the_new_token_with_line_6_and_restarts_once(bo
 
 
 @needs_sandbox
-def test_a_joined_agent_takes_the_new_token_with_line_6(box: Sandbox) -> None:
+def test_a_joined_agent_takes_the_new_token_with_rotated_from(box: Sandbox) -> None:
     joined(box, "w1")
     restarts = len(box.systemctl("restart"))
     result = box.run(install_script("w1"), rotating())
@@ -71,7 +71,7 @@ def test_a_joined_agent_takes_the_new_token_with_line_6(box: Sandbox) -> None:
 
 
 @needs_sandbox
-def test_without_line_6_or_with_another_old_token_the_change_is_still_refused(box: Sandbox) -> None:
+def test_without_rotated_from_or_with_another_old_token_the_change_is_still_refused(box: Sandbox) -> None:
     joined(box, "w1")
     for given in (stdin(token=NEW), rotating(rotated_from="tok-not-the-one-it-holds")):
         result = box.run(install_script("w1"), given)
