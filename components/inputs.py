@@ -33,10 +33,13 @@ class Plain:
     k3s: K3sSettings
     pools: tuple[AgentPoolArgs, ...] = ()
 
+    def all_nodes(self) -> list[Node]:
+        """Every node as the graph has it (a pool's agents with the pool's labels and taints)."""
+        return [*self.servers, *self.agents, *(n for pool in self.pools for n in pool.members())]
+
     def node(self, name: str) -> Node:
         """The node as the graph has it (a pool's agent with the pool's labels and taints)."""
-        members = [n for pool in self.pools for n in pool.members()]
-        return next(n for n in (*self.servers, *self.agents, *members) if n.name == name)
+        return next(n for n in self.all_nodes() if n.name == name)
 
     def k3s_of(self, name: str) -> K3sSettings:
         """The K3s settings node `name` is installed with: its pool's, else the cluster's."""

@@ -516,26 +516,23 @@ class K3sCluster(GraphCluster):
         record = args.record or ComponentRecord(name)
         check = _checker(args)
         # Before anything of the cluster is registered: a refusal leaves nothing behind.
+        given = inputs.Plain(tuple(args.servers), tuple(args.agents), args.k3s, tuple(args.pools))
         if not args.checked:
-            check(inputs.Plain(tuple(args.servers), tuple(args.agents), args.k3s, tuple(args.pools)))
+            check(given)
         check_quorum(record, [n.name for n in args.servers], args.k3s.datastore, f"{NAMESPACE}:servers")
-        check_roles(record, _all_nodes(args.servers, args.agents, args.pools))
+        check_roles(record, given.all_nodes())
 
         def once_known(plain: inputs.Plain) -> None:
             # Addresses given as Outputs, now known: the checks that skipped them, and the
             # role-change guard by address too (a renamed host moved to the other list).
             if not args.checked:
                 check(plain)
-            check_roles(record, _all_nodes(plain.servers, plain.agents, plain.pools))
+            check_roles(record, plain.all_nodes())
 
         super().__init__(CLUSTER_TYPE, name, None, opts)
         names = ChildNames.of(name, args.name_prefix)
         backend = SshBackend(args, names, once_known)
         self._build(name, backend, backend.k3s, args.cluster_name or name, record)
-
-
-def _all_nodes(servers: Sequence[Node], agents: Sequence[Node], pools: Sequence[AgentPoolArgs]) -> list[Node]:
-    return [*servers, *agents, *(n for pool in pools for n in pool.members())]
 
 
 def _checker(args: K3sClusterArgs) -> Callable[[inputs.Plain], None]:

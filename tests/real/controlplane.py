@@ -155,7 +155,8 @@ def make_pki(directory: Path, sans: Sequence[str]) -> None:
         (d / key).chmod(0o600)
 
 
-def kubeconfig_text(server: str, ca_pem: str, token: str, user: str = "admin") -> str:
+def kubeconfig_text(server: str, ca_pem: str, credentials: Mapping[str, str], user: str = "admin") -> str:
+    """A kubeconfig for `user` with `credentials` (a token, or a client certificate's files)."""
     return yaml.safe_dump(
         {
             "apiVersion": "v1",
@@ -169,7 +170,7 @@ def kubeconfig_text(server: str, ca_pem: str, token: str, user: str = "admin") -
                     },
                 }
             ],
-            "users": [{"name": user, "user": {"token": token}}],
+            "users": [{"name": user, "user": dict(credentials)}],
             "contexts": [{"name": "tier3", "context": {"cluster": "tier3", "user": user}}],
             "current-context": "tier3",
         }
@@ -272,22 +273,8 @@ class ControlPlane:
             "-CAcreateserial", "-days", "1", "-sha256", "-extfile", "client.ext", "-out", "client.crt", cwd=d,
         )  # fmt: skip
         (d / "client.key").chmod(0o600)
-        config = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {"name": "tier3", "cluster": {"server": self.server, "certificate-authority": str(self.ca_cert)}}
-            ],
-            "users": [
-                {
-                    "name": node,
-                    "user": {"client-certificate": str(d / "client.crt"), "client-key": str(d / "client.key")},
-                }
-            ],
-            "contexts": [{"name": "tier3", "context": {"cluster": "tier3", "user": node}}],
-            "current-context": "tier3",
-        }
-        _write_secret(d / "kubeconfig", yaml.safe_dump(config))
+        credentials = {"client-certificate": str(d / "client.crt"), "client-key": str(d / "client.key")}
+        _write_secret(d / "kubeconfig", kubeconfig_text(self.server, self.ca_cert.read_text(), credentials, node))
         return d / "kubeconfig"
 
     def get_json(self, *args: str) -> dict[str, Any]:
@@ -509,7 +496,7 @@ def control_plane(
         cp = ControlPlane(bin_dir=bin_dir, workdir=workdir, port=port, holder=_holder())
         for address in addresses:
             cp.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], timeout=30)
-        _write_secret(cp.kubeconfig, kubeconfig_text(cp.server, cp.ca_cert.read_text(), token))
+        _write_secret(cp.kubeconfig, kubeconfig_text(cp.server, cp.ca_cert.read_text(), {"token": token}))
         cp.env = {
             **os.environ,
             "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
