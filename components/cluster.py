@@ -51,10 +51,10 @@ are the two, a few dozen lines of wiring each on top of their pure halves):
   also serves as update; with `update` alone nothing runs on creation.
 - `rolls_agents`: whether agents take in-place changes in batches (k3s.upgrade): then
   `install(..., rolled=True)` must leave the restart an in-place change needs to
-  `Installed.rollout`, which the graph runs per agent between a cordon (and drain) and a
-  rejoin (Ready, uncordon), one batch after another, and say in `Installed.restart` whether
-  the install left one owed ("none": no cordon); nothing of it runs on creation, so creation
-  stays flat.
+  `Installed.rollout`, a command on the agent that cordons and drains it (only when a restart
+  is owed), restarts K3s, waits until it is Ready and uncordons it; the graph runs it as the
+  agent's `-upgrade` step, one batch after another; nothing of it runs on creation, so
+  creation stays flat.
 - `upgrade_command(name, on, update=, opts=)`: a command that runs nothing on creation and
   `update` whenever that text changes (the pre-upgrade etcd snapshot); None where the
   topology has none (docker: a new version replaces the containers, etcd's data stays in
@@ -111,14 +111,10 @@ class Installed:
     # them, so a replaced node's membership is replaced (drained) before it.
     replaced_with: Sequence[pulumi.Input[str]] = ()
     # For a backend that rolls agents out: the command that applies the node's current
-    # install in place (run by the node's `-upgrade` step, in its batch).
+    # install in place, on the node, cordoned and drained (its `-upgrade` step, in its batch).
     rollout: pulumi.Input[str] | None = None
     # What the rollout command gets on stdin (the install's own: its secrets).
     rollout_stdin: pulumi.Input[str] | None = None
-    # For a rolled agent: its install's output, which says whether its last update left a
-    # restart owed (scripts.restart_verdict: the cordon step cordons and drains only when it
-    # is not "none") and stamps that run (scripts.rollout_wait_for: the rollout steps carry it).
-    restart: pulumi.Input[str] | None = None
 
 
 class Backend(Protocol):
@@ -384,40 +380,23 @@ def build_graph(
         barrier: tuple[str, pulumi.Resource],
         more: bool,
     ) -> list[pulumi.Resource]:
-        """Per agent, steps that run only on an in-place change (no create): cordon (and
-        drain) through the init server, apply the install on the agent, wait until it is
-        Ready at k3s.version and uncordon it. Agents go in batches of k3s.upgrade's size, in
+        """Per agent, a step that runs only on an in-place change (no create), on the agent:
+        cordon and drain it, apply its install, wait until it is Ready at k3s.version and
+        uncordon it (Installed.rollout). Agents go in batches of k3s.upgrade's size, in
         name order; a batch starts once every agent of the previous one (`before` for the
         first: the previous group's last batch) is back. `barrier`: the name prefix and the
         parent of the steps that wait for a whole batch; `more`: whether a group follows.
         Returns what the next group's first batch waits for."""
         size = k3s.upgrade.batch_size(len(agent_members))
-        user = init.ssh.user
-
-        def cordon_text(name: str) -> Callable[[list[str]], str]:
-            return lambda v: (
-                scripts.cordon_script(
-                    name, k3s, user, scripts.rollout_wait_for(v[0], v[1]), restart=scripts.restart_verdict(v[1])
-                ).command
-            )
-
-        def rejoin_text(name: str) -> Callable[[list[str]], str]:
-            return lambda v: scripts.rejoin_script(name, k3s, user, scripts.rollout_wait_for(v[0], v[1])).command
-
         for number, start in enumerate(range(0, len(agent_members), size), start=1):
             batch: list[pulumi.Resource] = []
             for m in agent_members[start : start + size]:
                 agent, installed = m.node.name, m.installed
                 assert installed.rollout is not None, f"{agent}: a rolled install needs its rollout command"
-                marker = generations([m])
-                # With what the agent's install said about a restart: nothing to restart, no cordon.
-                said = pulumi.Output.all(marker, installed.restart or "")
-                cordon_name, cordon_opts = names.child(
-                    f"{agent}-cordon", pulumi.ResourceOptions(parent=m, depends_on=[*installed.resources, *before])
-                )
-                cordon = backend.command(cordon_name, init, update=said.apply(cordon_text(agent)), opts=cordon_opts)
+                # On the agent, with its own credentials (a node may cordon, drain and uncordon
+                # itself): one step per agent, whose failure names the agent.
                 upgrade_name, upgrade_opts = names.child(
-                    f"{agent}-upgrade", pulumi.ResourceOptions(parent=m, depends_on=[cordon])
+                    f"{agent}-upgrade", pulumi.ResourceOptions(parent=m, depends_on=[*installed.resources, *before])
                 )
                 upgrade = backend.command(
                     upgrade_name,
@@ -426,13 +405,9 @@ def build_graph(
                     stdin=installed.rollout_stdin,
                     opts=upgrade_opts,
                 )
-                rejoin_name, rejoin_opts = names.child(
-                    f"{agent}-rejoin", pulumi.ResourceOptions(parent=m, depends_on=[upgrade])
-                )
-                rejoin = backend.command(rejoin_name, init, update=said.apply(rejoin_text(agent)), opts=rejoin_opts)
                 # The cluster check and the membership wait for the agent to be back.
-                m.installed = replace(installed, resources=[*installed.resources, rejoin])
-                batch.append(rejoin)
+                m.installed = replace(installed, resources=[*installed.resources, upgrade])
+                batch.append(upgrade)
             before = batch
             if len(batch) > 1 and (start + size < len(agent_members) or more):
                 # One step that waits for the whole batch (and runs nothing, ever): the next

@@ -33,6 +33,9 @@ K3S_DATA_DIR = "/var/lib/rancher/k3s"
 SERVER_TOKEN = f"{K3S_DATA_DIR}/server/token"
 SERVER_CA = f"{K3S_DATA_DIR}/server/tls/server-ca.crt"
 JOINED_CERT = f"{K3S_DATA_DIR}/agent/client-kubelet.crt"
+# The kubelet's kubeconfig, with the node's own credentials (system:node:<name>, the client
+# certificate above): k3s-io/k3s pkg/agent/config/config.go writes it on every node.
+KUBELET_KUBECONFIG = f"{K3S_DATA_DIR}/agent/kubelet.kubeconfig"
 IMAGES_DIR = f"{K3S_DATA_DIR}/agent/images"
 # k3s-rancher's own state on the host.
 STATE_DIR = "/var/lib/k3s-rancher"
@@ -41,8 +44,7 @@ APPLIED_FILE = f"{STATE_DIR}/applied"
 RESTART_PENDING_FILE = f"{STATE_DIR}/restart-pending"
 HOST_LOCK = f"{STATE_DIR}/lock"
 MANAGED_MARKER = "# managed by k3s-rancher"
-# The annotation that marks a cordon of k3s-rancher's (cordon_drain.sh sets it, rejoin.sh lifts
-# only those).
+# The annotation that marks a cordon of k3s-rancher's (rollout.sh sets it and lifts only those).
 CORDON_MARK = "k3s-rancher.io/cordoned-for-upgrade"
 
 # The secrets a step reads on stdin travel as named entries, `NAME=value` one a line, in any
@@ -130,6 +132,7 @@ _CONSTS = {
     "SERVER_TOKEN": SERVER_TOKEN,
     "SERVER_CA": SERVER_CA,
     "JOINED_CERT": JOINED_CERT,
+    "KUBELET_KUBECONFIG": KUBELET_KUBECONFIG,
     "IMAGES_DIR": IMAGES_DIR,
     "STATE_DIR": STATE_DIR,
     "AIRGAP_ROOT": AIRGAP_ROOT,

@@ -428,7 +428,7 @@ def install_script(
 ) -> Script:
     """The node's install: what it should be (role, version, files, flags) as inputs of
     sh/install_node.sh. `defer_restart` for a rolled agent's update: it writes the files and
-    leaves the restart, if one is needed, to the agent's -upgrade step (sh/restart_pending.sh).
+    leaves the restart, if one is needed, to the agent's -upgrade step (sh/rollout.sh).
     `repair`: the node's k3s.driftCheck marker (components/drift.py), an input only when not 0."""
     layout = airgap_layout(node, k3s)
     images = Path(k3s.airgap.images).name if k3s.airgap and k3s.airgap.images else ""
@@ -686,22 +686,6 @@ def server_removal_script(
     )
 
 
-def cordon_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str, restart: str = "unknown") -> Script:
-    """Cordon (and, with k3s.upgrade.drain, drain) an agent before its in-place upgrade, unless
-    its install said no restart is needed (`restart` "none")."""
-    return render(
-        "cordon_drain",
-        {
-            "NODE_NAME": node_name,
-            "RESTART": restart,
-            "DRAIN": "1" if k3s.upgrade.drain else "0",
-            "DRAIN_TIMEOUT": str(k3s.timeouts.drain),
-            "WAIT_FOR": waits_for,
-        },
-        sudo=needs_sudo(user),
-    )
-
-
 # What a deferred install prints (then a time stamp) when the agent's K3s must restart in its
 # batch, and when not.
 RESTART_NEEDED = "k3s-rancher: restart needed"
@@ -717,27 +701,29 @@ def _verdict_line(stdout: str) -> tuple[str, str]:
     return "unknown", ""
 
 
-def restart_verdict(stdout: str) -> str:
-    """What a rolled agent's install update said (sh/install_node.sh with RESTART=defer):
-    "needed", "none", "stopped" (its K3s was not running) or "unknown" (a create, or an older
-    release's output): the cordon step cordons and drains only for "needed" and "unknown"."""
-    return _verdict_line(stdout)[0]
-
-
 def rollout_wait_for(marker: str, stdout: str) -> str:
-    """The WAIT_FOR of an agent's rollout steps (cordon, upgrade, rejoin): its install's
-    fingerprint and the stamp of the install run that printed the verdict (none without one).
-    With the stamp, each run of the install is followed by one run of each of them, together:
-    a cordon is never left without its rejoin."""
+    """The WAIT_FOR of an agent's `-upgrade` step: its install's fingerprint and the stamp of
+    the install run that printed the verdict (none without one). With the stamp, each run of
+    the install is followed by one run of the rollout, in the agent's batch."""
     run = _verdict_line(stdout)[1]
     return marker + (f" run {run}" if run else "")
 
 
-def restart_pending_script(node: Node, k3s: K3sSettings, waits_for: str) -> Script:
-    """A rolled agent's -upgrade step: restart K3s if its install left a restart owed."""
+def rollout_script(node: Node, k3s: K3sSettings, waits_for: str) -> Script:
+    """A rolled agent's `-upgrade` step, on the agent: cordon, drain, restart, Ready at
+    k3s.version and uncordon, when its install left a restart owed (sh/rollout.sh)."""
     return render(
-        "restart_pending",
-        {"NODE_NAME": node.name, "ROLE": node.role, "TIMEOUT": str(k3s.timeouts.node_ready), "WAIT_FOR": waits_for},
+        "rollout",
+        {
+            "NODE_NAME": node.name,
+            "ROLE": node.role,
+            "K3S_VERSION": k3s.version,
+            "TIMEOUT": str(k3s.timeouts.node_ready),
+            "DRAIN": "1" if k3s.upgrade.drain else "0",
+            "DRAIN_TIMEOUT": str(k3s.timeouts.drain),
+            "HINT": ssh_wait_hint(k3s.api_port),
+            "WAIT_FOR": waits_for,
+        },
         sudo=needs_sudo(node.ssh.user),
     )
 
@@ -765,21 +751,6 @@ def cleanup_script(node: Node, k3s: K3sSettings) -> Script:
     node of the other role (a refused role change must not take that node's files)."""
     airgap = _airgap_inputs(airgap_layout(node, k3s))
     return render("uninstall_node", {"ROLE": node.role, "LEFTOVERS": "1", **airgap}, sudo=needs_sudo(node.ssh.user))
-
-
-def rejoin_script(node_name: str, k3s: K3sSettings, user: str, waits_for: str) -> Script:
-    """Wait until an upgraded agent is Ready at k3s.version, then uncordon it."""
-    return render(
-        "rejoin",
-        {
-            "NODE_NAME": node_name,
-            "K3S_VERSION": k3s.version,
-            "TIMEOUT": str(k3s.timeouts.node_ready),
-            "WAIT_FOR": waits_for,
-            "HINT": ssh_wait_hint(k3s.api_port),
-        },
-        sudo=needs_sudo(user),
-    )
 
 
 def forget_script(node_name: str, user: str) -> Script:

@@ -65,10 +65,11 @@ def test_a_version_change_updates_every_node_in_place_and_reruns_ready_checks() 
             assert "RESTART" not in inputs(after[name]["create"])
             assert inputs(after[name]["update"]) == {**inputs(after[name]["create"]), "RESTART": "defer"}
             assert before[name]["update"] != after[name]["update"]
-            # ... to the agent's -upgrade step, which restarts K3s if the host records one owed;
-            # it names the install's desired state, so it runs again (an update) now.
+            # ... to the agent's -upgrade step, which restarts K3s (cordoned and drained) if the
+            # host records one owed; it names the install's desired state and the version, so
+            # it runs again (an update) now.
             upgrade = after[name.replace("-install", "-upgrade")]["update"]
-            assert node_script(upgrade).name == "restart_pending"
+            assert node_script(upgrade).name == "rollout" and inputs(upgrade)["K3S_VERSION"] == "v1.33.6+k3s1"
             assert inputs(upgrade)["WAIT_FOR"] == scripts.fingerprint(after[name]["create"])
             assert before[name.replace("-install", "-upgrade")]["update"] != upgrade
         else:
@@ -90,8 +91,8 @@ def test_changing_one_agents_settings_touches_only_that_agent_and_the_cluster_ch
     # The scripts bundle is delivered again through the new endpoint, the install records it
     # (its update runs there: it finds the files as they are), the cleanup keeps it for its
     # delete (it has nothing to run on an update), and the -upgrade step goes through it too
-    # (nothing to restart). Under mocks the install prints nothing, so the cordon's RESTART
-    # stays "unknown" and the rollout steps' texts are the same.
+    # (nothing to restart). Under mocks the install prints nothing, so the rollout's text is
+    # the same.
     on_host = {"prod-w1-scripts", "prod-w1-cleanup", "prod-w1-install", "prod-w1-upgrade"}
     assert changed == on_host
     # A new SSH endpoint is not a new node: the install and the cleanup are updated in place.
@@ -104,8 +105,8 @@ def test_changing_one_agents_settings_touches_only_that_agent_and_the_cluster_ch
     assert before["prod-w1-cleanup"]["delete"] == after["prod-w1-cleanup"]["delete"]
     assert not after["prod-w1-cleanup"].get("create") and not after["prod-w1-cleanup"].get("update")
     # On a host, the install's update says so, stamped with that run ("restart none <stamp>"):
-    # the cordon then runs with RESTART=none (it cordons nothing), and all three rollout steps
-    # carry the stamp in their WAIT_FOR, so each runs once after this run of the install.
+    # the -upgrade step carries the stamp in its WAIT_FOR, so it runs once after this run of
+    # the install (and finds nothing owed on the host: no cordon, no restart).
     stamp = "1761000000"
     said_none = commands(
         run(
@@ -116,14 +117,14 @@ def test_changing_one_agents_settings_touches_only_that_agent_and_the_cluster_ch
         )
     )
     changed = {name for name in before if before[name] != said_none.get(name)}
-    assert changed == on_host | {"prod-w1-cordon", "prod-w1-rejoin"}
+    assert changed == on_host
     marker = scripts.fingerprint(said_none["prod-w1-install"]["create"])
-    for step in ("cordon", "upgrade", "rejoin"):
-        assert inputs(before[f"prod-w1-{step}"]["update"])["WAIT_FOR"] == marker, step
-        assert inputs(said_none[f"prod-w1-{step}"]["update"])["WAIT_FOR"] == f"{marker} run {stamp}", step
-    old_cordon, new_cordon = inputs(before["prod-w1-cordon"]["update"]), inputs(said_none["prod-w1-cordon"]["update"])
-    assert (old_cordon["RESTART"], new_cordon["RESTART"]) == ("unknown", "none")
-    assert {**old_cordon, "RESTART": "none", "WAIT_FOR": f"{marker} run {stamp}"} == new_cordon
+    old_upgrade, new_upgrade = (
+        inputs(before["prod-w1-upgrade"]["update"]),
+        inputs(said_none["prod-w1-upgrade"]["update"]),
+    )
+    assert old_upgrade["WAIT_FOR"] == marker
+    assert {**old_upgrade, "WAIT_FOR": f"{marker} run {stamp}"} == new_upgrade
 
 
 def test_a_changed_host_replaces_that_node_delete_first() -> None:
@@ -145,7 +146,7 @@ def test_removing_an_agent_removes_only_that_agent() -> None:
     before = commands(run(config))
     config["agents"] = [a for a in config["agents"] if a["name"] != "prod-w3"]
     after = commands(run(config))
-    rollout = {"prod-w3-cordon", "prod-w3-upgrade", "prod-w3-rejoin"}
+    rollout = {"prod-w3-upgrade"}
     assert set(before) - set(after) == {
         "prod-w3-scripts",
         "prod-w3-forget",

@@ -63,6 +63,7 @@ class Release:
     date: datetime.date | None
     touches_nodes: tuple[str, ...]
     creates: tuple[str, ...]
+    retires: tuple[str, ...] = ()
 
     @property
     def released(self) -> bool:
@@ -79,7 +80,7 @@ def releases() -> tuple[Release, ...]:
     data = tomllib.loads(RELEASES_FILE.read_text())
     found = []
     for entry in data["release"]:
-        unknown = set(entry) - {"version", "commit", "date", "touches_nodes", "creates"}
+        unknown = set(entry) - {"version", "commit", "date", "touches_nodes", "creates", "retires"}
         assert not unknown, f"releases.toml: {entry.get('version')}: unknown keys {sorted(unknown)}"
         date = entry["date"]
         found.append(
@@ -89,6 +90,7 @@ def releases() -> tuple[Release, ...]:
                 date=date if isinstance(date, datetime.date) else None,
                 touches_nodes=tuple(entry["touches_nodes"]),
                 creates=tuple(entry.get("creates", ())),
+                retires=tuple(entry.get("retires", ())),
             )
         )
     return tuple(found)
@@ -391,14 +393,27 @@ def _is_scripts_step(urn: str) -> bool:
 
 
 def upgrade_problems(
-    old: dict[str, Any], new: dict[str, Any], *, nodes_declared: bool, creates: tuple[str, ...] = ()
+    old: dict[str, Any],
+    new: dict[str, Any],
+    *,
+    nodes_declared: bool,
+    creates: tuple[str, ...] = (),
+    retires: tuple[str, ...] = (),
 ) -> list[str]:
     """What `pulumi up` after the upgrade would do that the releases since do not declare: one
     line per URN and property. `nodes_declared`: a release since says the upgrade touches nodes
-    (command texts may change); `creates`: name suffixes those releases create."""
+    (command texts may change); `creates`: name suffixes those releases create; `retires`: name
+    suffixes of commands they drop, which may go only where they have no delete (pulumi-command
+    runs nothing to delete a command without one, so their leaving runs nothing on a host)."""
     problems: list[str] = []
     before, after = old["resources"], new["resources"]
     for urn in sorted(set(before) - set(after)):
+        if any(_name(urn).endswith(suffix) for suffix in retires):
+            if not _is_command(before[urn]):
+                problems.append(f"{urn}: retired, but it is no command: its deletion is its provider's")
+            elif before[urn]["inputs"].get("delete"):
+                problems.append(f"{urn}: retired, but it has a delete: its leaving would run that on the host")
+            continue
         problems.append(f"{urn}: gone: its resource would be deleted (an alias is needed to move it)")
     for urn in sorted(set(after) - set(before)):
         declared = _is_scripts_step(urn) or any(_name(urn).endswith(suffix) for suffix in creates)
@@ -463,6 +478,7 @@ def test_upgrading_from_a_release_touches_only_what_the_releases_since_declare(
         head(name),
         nodes_declared=any(r.touches_nodes for r in newer),
         creates=tuple(suffix for r in newer for suffix in r.creates),
+        retires=tuple(suffix for r in newer for suffix in r.retires),
     )
     assert not problems, (
         f"{name}: upgrading from {past.version} ({past.commit[:12]}) to the working tree:\n  "
@@ -506,6 +522,13 @@ def test_the_upgrade_check_names_the_urn_and_the_property() -> None:
     assert not any("dev-w9-scripts" in line for line in strict)
     declared = upgrade_problems(before, after, nodes_declared=True, creates=("-extra",))
     assert not any(install in line for line in declared)
+    retired = upgrade_problems(before, after, nodes_declared=True, retires=("-membership",))
+    assert any(line.startswith(f"{gone}: retired, but it has a delete") for line in retired)
+    delete_less = copy.deepcopy(before)
+    delete_less["resources"][gone]["inputs"].pop("delete", None)
+    assert not any(
+        gone in line for line in upgrade_problems(delete_less, after, nodes_declared=True, retires=("-membership",))
+    )
     assert not any("dev-w1-extra" in line for line in declared)
     assert any(line.startswith(f"{ready}: input triggers changed") for line in declared)
 

@@ -1,6 +1,7 @@
 """k3s.upgrade (issue 14, item 1): an in-place change of agents (a new k3s.version, new
 settings) rolls out in batches, each agent cordoned and drained first and uncordoned once
-Ready at the new version; the first creation stays flat (none of it runs then)."""
+Ready at the new version, all by its one `-upgrade` step on the agent (issue 27: with the
+node's own credentials); the first creation stays flat (none of it runs then)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,6 @@ from tests.harness import (
 )
 
 SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": TEST_TOKEN}
-STEPS = ("cordon", "upgrade", "rejoin")
 
 
 def variable(command: str, name: str) -> str:
@@ -58,21 +58,24 @@ def batches_of_two() -> Run:
     return run(four_agents(agentsAtOnce=2))
 
 
-def test_each_agent_gets_steps_that_run_only_on_change(batches_of_two: Run) -> None:
+def test_each_agent_gets_one_step_that_runs_only_on_change(batches_of_two: Run) -> None:
+    names = {r.name for r in batches_of_two.registrations}
     for agent in ("prod-w1", "prod-w2", "prod-w3", "prod-w4"):
         install = batches_of_two.by_name(f"{agent}-install").plain()
-        for step in STEPS:
-            command = batches_of_two.by_name(f"{agent}-{step}").plain()
-            assert "create" not in command, f"{agent}-{step} would run on creation"
-            assert "update" in command
-        marker = scripts.fingerprint(install["create"])  # the install's desired state
         upgrade = batches_of_two.by_name(f"{agent}-upgrade").plain()
-        # The upgrade restarts K3s on the agent if its install left a restart owed, with the
-        # install's stdin (to keep its secrets out of the log it may show).
-        restart = node_script(upgrade["update"])
-        assert restart.name == "restart_pending" and "restart_service" in restart.effective
-        assert inputs(upgrade["update"])["NODE_NAME"] == agent and inputs(upgrade["update"])["ROLE"] == "agent"
-        assert inputs(upgrade["update"])["WAIT_FOR"] == marker
+        assert "create" not in upgrade, f"{agent}-upgrade would run on creation"
+        assert not {f"{agent}-cordon", f"{agent}-rejoin"} & names
+        marker = scripts.fingerprint(install["create"])  # the install's desired state
+        # On the agent (its own connection), with the install's stdin (to keep its secrets
+        # out of the log it may show): cordon, drain, restart, Ready at the version, uncordon.
+        rollout = node_script(upgrade["update"])
+        assert rollout.name == "rollout"
+        for call in ("kc cordon", "drain_own_pods", "restart_service", "kc uncordon", "KUBELET_KUBECONFIG"):
+            assert call in rollout.effective, call
+        values = inputs(upgrade["update"])
+        assert values["NODE_NAME"] == agent and values["ROLE"] == "agent"
+        assert values["K3S_VERSION"] == "v1.33.5+k3s1" and values["DRAIN"] == "1"
+        assert values["WAIT_FOR"] == marker
         assert upgrade["connection"] == install["connection"]
         assert upgrade["stdin"] == install["stdin"]  # the token, secret (a new one re-runs it)
         assert "stdin" in batches_of_two.by_name(f"{agent}-upgrade").secret_paths()
@@ -81,43 +84,32 @@ def test_each_agent_gets_steps_that_run_only_on_change(batches_of_two: Run) -> N
         assert "RESTART" not in inputs(install["create"])
         assert inputs(install["update"]) == {**inputs(install["create"]), "RESTART": "defer"}
         assert command_inputs(install["update"]).args == command_inputs(install["create"]).args  # type: ignore[union-attr]
-        cordon = batches_of_two.by_name(f"{agent}-cordon").plain()
-        drain = node_script(cordon["update"])
-        assert drain.name == "cordon_drain" and "kc cordon" in drain.effective
-        assert variable(cordon["update"], "DRAIN") == "1" and inputs(cordon["update"])["NODE_NAME"] == agent
-        assert inputs(cordon["update"])["WAIT_FOR"] == marker
-        # What the install's update said about a restart: under mocks it printed nothing.
-        assert inputs(cordon["update"])["RESTART"] == "unknown"
-        rejoin = batches_of_two.by_name(f"{agent}-rejoin").plain()["update"]
-        assert "kc uncordon" in node_script(rejoin).effective and inputs(rejoin)["WAIT_FOR"] == marker
 
 
 def test_batches_follow_one_another_in_name_order(batches_of_two: Run) -> None:
     r = batches_of_two
     for agent in ("prod-w1", "prod-w2", "prod-w3", "prod-w4"):
-        assert r.depends_on(f"{agent}-upgrade", f"{agent}-cordon")
-        assert r.depends_on(f"{agent}-rejoin", f"{agent}-upgrade")
-        assert r.depends_on(f"{agent}-cordon", f"{agent}-install")
+        assert r.depends_on(f"{agent}-upgrade", f"{agent}-install")
     for later in ("prod-w3", "prod-w4"):
         # Through one no-op step per batch: edges grow with agents, not agents x batch size.
-        assert r.depends_on(f"{later}-cordon", "prod-upgrade-batch-1")
-        assert r.reaches(f"{later}-cordon", "prod-w1-rejoin")
-        assert r.reaches(f"{later}-cordon", "prod-w2-rejoin")
+        assert r.depends_on(f"{later}-upgrade", "prod-upgrade-batch-1")
+        assert r.reaches(f"{later}-upgrade", "prod-w1-upgrade")
+        assert r.reaches(f"{later}-upgrade", "prod-w2-upgrade")
     gate = r.by_name("prod-upgrade-batch-1").plain()
     assert not {"create", "update", "delete"} & set(gate), "the batch step must never run anything"
     # Within a batch, agents go together.
-    assert not r.reaches("prod-w2-cordon", "prod-w1-rejoin")
-    assert not r.reaches("prod-w4-cordon", "prod-w3-rejoin")
+    assert not r.reaches("prod-w2-upgrade", "prod-w1-upgrade")
+    assert not r.reaches("prod-w4-upgrade", "prod-w3-upgrade")
     # The cluster check and each membership wait for the agent to be back.
     for agent in ("prod-w1", "prod-w4"):
-        assert r.depends_on("prod-cluster-ready", f"{agent}-rejoin")
-        assert r.reaches(f"{agent}-membership", f"{agent}-rejoin")
+        assert r.depends_on("prod-cluster-ready", f"{agent}-upgrade")
+        assert r.reaches(f"{agent}-membership", f"{agent}-upgrade")
 
 
 def test_the_default_is_ten_percent_and_at_least_one() -> None:
     r = run(prod_config())  # five agents: one at a time
     for first, second in (("prod-w1", "prod-w2"), ("prod-w2", "prod-w3"), ("prod-w4", "prod-w5")):
-        assert r.depends_on(f"{second}-cordon", f"{first}-rejoin")
+        assert r.depends_on(f"{second}-upgrade", f"{first}-upgrade")
 
 
 def test_creation_stays_flat_in_agents_whatever_the_batch_size() -> None:
@@ -136,26 +128,25 @@ def test_a_version_change_rolls_out_and_replaces_nothing(batches_of_two: Run) ->
     before = {r.name: r.plain() for r in batches_of_two.registrations}
     now = {r.name: r.plain() for r in after.registrations}
     for agent in ("prod-w1", "prod-w4"):
-        # Every step of the rollout changes (and so runs, as an update), and so does the
-        # install's own update: it writes the new version's files now, and leaves the
-        # restart to the -upgrade step in the agent's batch.
-        for step in STEPS:
-            assert before[f"{agent}-{step}"]["update"] != now[f"{agent}-{step}"]["update"], step
+        # The rollout changes (and so runs, as an update), and so does the install's own
+        # update: it writes the new version's files now, and leaves the restart to the
+        # -upgrade step in the agent's batch.
+        assert before[f"{agent}-upgrade"]["update"] != now[f"{agent}-upgrade"]["update"]
+        assert inputs(now[f"{agent}-upgrade"]["update"])["K3S_VERSION"] == "v1.34.1+k3s1"
         assert before[f"{agent}-install"]["update"] != now[f"{agent}-install"]["update"]
         assert inputs(now[f"{agent}-install"]["update"])["K3S_VERSION"] == "v1.34.1+k3s1"
         assert inputs(now[f"{agent}-install"]["update"])["RESTART"] == "defer"
         assert before[f"{agent}-install"]["create"] != now[f"{agent}-install"]["create"]
-        assert node_script(now[f"{agent}-upgrade"]["update"]).name == "restart_pending"
     for name, plain in now.items():  # triggers replace: none changes
         if name in before and "triggers" in plain:
             assert before[name]["triggers"] == plain["triggers"], name
 
 
-def test_the_cordon_follows_what_each_install_said_about_a_restart() -> None:
-    """The cordon step's RESTART is what the agent's install update printed: "needed" (the
-    agent is cordoned and drained before its restart), "none" (no restart: nothing is
-    cordoned), or "unknown" (nothing said, e.g. after a creation: cordoned, to be safe)."""
-    said = {"prod-w1-install": scripts.RESTART_NEEDED, "prod-w2-install": scripts.RESTART_NONE}
+def test_each_install_run_is_followed_by_one_rollout() -> None:
+    """The -upgrade step's WAIT_FOR carries the stamp of the install run that printed what it
+    found (a restart owed or not): each run of the install is followed by one rollout in the
+    agent's batch, which decides on the host (sh/rollout.sh) whether to cordon."""
+    said = {"prod-w1-install": scripts.RESTART_NEEDED + " 1765000000", "prod-w2-install": scripts.RESTART_NONE}
 
     def stdout(args: Any) -> str | None:
         if args.name in said:
@@ -163,19 +154,16 @@ def test_the_cordon_follows_what_each_install_said_about_a_restart() -> None:
         return default_stdout(args)
 
     r = run(four_agents(agentsAtOnce=2), stdout_for=stdout)
-    restart = {
-        agent: inputs(r.by_name(f"{agent}-cordon").plain()["update"])["RESTART"]
-        for agent in ("prod-w1", "prod-w2", "prod-w3")
+    wait_for = {
+        agent: inputs(r.by_name(f"{agent}-upgrade").plain()["update"])["WAIT_FOR"] for agent in ("prod-w1", "prod-w2")
     }
-    assert restart == {"prod-w1": "needed", "prod-w2": "none", "prod-w3": "unknown"}
-    # It comes from the install's output: the cordon waits for the install.
-    assert r.depends_on("prod-w1-cordon", "prod-w1-install")
-    assert r.property_depends_on("prod-w1-cordon", "update", "prod-w1-install")
+    assert wait_for["prod-w1"].endswith(" run 1765000000") and " run " not in wait_for["prod-w2"]
+    assert r.property_depends_on("prod-w1-upgrade", "update", "prod-w1-install")
 
 
 def test_drain_false_cordons_only() -> None:
     r = run(four_agents(drain=False))
-    assert variable(r.by_name("prod-w1-cordon").plain()["update"], "DRAIN") == "0"
+    assert variable(r.by_name("prod-w1-upgrade").plain()["update"], "DRAIN") == "0"
 
 
 def test_the_docker_topology_replaces_containers_and_refuses_the_setting() -> None:

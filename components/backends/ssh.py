@@ -379,7 +379,7 @@ class SshBackend:
             )
         stdin = self.check_stdin if node.role == "server" else self._pool_stdin.get(node.name, self._agent_stdin)
         # Rolled: an in-place change writes the files here and leaves the restart, if one is
-        # needed, to the agent's `-upgrade` step in its batch (after the cordon and drain).
+        # needed, to the agent's `-upgrade` step in its batch (which cordons and drains it first).
         deferred = self._text(
             node,
             lambda n, k: (
@@ -405,15 +405,14 @@ class SshBackend:
         )
         rollout: pulumi.Output[str] | None = None
         if rolled:
-            # What the agent's -upgrade step runs: the restart its install left owed, waiting
-            # for that install's run (its text's fingerprint and its output).
+            # What the agent's -upgrade step runs, on the agent: the restart its install left
+            # owed, between a cordon and drain and its uncordon, after that install's run (its
+            # text's fingerprint and its output's stamp).
             rollout = pulumi.Output.all(install.stdout, script).apply(
                 lambda v: self._text(
                     node,
                     lambda n, k: (
-                        scripts.restart_pending_script(
-                            n, k, scripts.rollout_wait_for(scripts.fingerprint(v[1]), v[0])
-                        ).command
+                        scripts.rollout_script(n, k, scripts.rollout_wait_for(scripts.fingerprint(v[1]), v[0])).command
                     ),
                 )
             )
@@ -424,7 +423,6 @@ class SshBackend:
             replaced_with=[install.id],
             rollout=rollout,
             rollout_stdin=stdin,
-            restart=install.stdout if rolled else None,
         )
 
     def _stage_airgap(self, parent: pulumi.Resource, node: Node, first: pulumi.Resource) -> list[pulumi.Resource]:

@@ -70,10 +70,11 @@ need_k3s() {
   K3S=$(k3s_path) || die "K3s is not installed on this host (no k3s in /usr/local/bin, /opt/bin or PATH)"
 }
 
-# kubectl through the k3s binary, with the admin kubeconfig only root can read.
+# kubectl through the k3s binary, with the admin kubeconfig only root can read (or, where a
+# script set KC_KUBECONFIG, that one: an agent's own, the kubelet's).
 kc() {
   [ -n "${K3S:-}" ] || need_k3s
-  "$K3S" kubectl --kubeconfig "$ADMIN_KUBECONFIG" "$@"
+  "$K3S" kubectl --kubeconfig "${KC_KUBECONFIG:-$ADMIN_KUBECONFIG}" "$@"
 }
 
 # node_state NAME: the Node's kubelet version and Ready status ("v1.33.5+k3s1 True"), empty

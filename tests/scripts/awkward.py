@@ -3,6 +3,7 @@ wherever validation lets them through, every script rendered from it, and shellc
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import subprocess
@@ -129,9 +130,8 @@ def rendered(airgap: dict[str, str]) -> dict[str, scripts.Script]:
         out[f"forget-{user}"] = scripts.forget_script("w1", user)
         out[f"forget-reimaged-{user}"] = scripts.forget_reimaged_script("w1", user, 3)
         out[f"server-removal-{user}"] = scripts.server_removal_script("cp2", 120, user)
-        out[f"cordon-{user}"] = scripts.cordon_script("w1", s.k3s, user, "0123abcd", restart="needed")
-        out[f"rejoin-{user}"] = scripts.rejoin_script("w1", s.k3s, user, "0123abcd")
-        out[f"restart-pending-{user}"] = scripts.restart_pending_script(s.agents[0], s.k3s, "0123abcd")
+        agent = dataclasses.replace(s.agents[0], ssh=dataclasses.replace(s.agents[0].ssh, user=user))
+        out[f"rollout-{user}"] = scripts.rollout_script(agent, s.k3s, "0123abcd")
         out[f"scripts-{user}"] = scripts.deliver_scripts_script(user, bundle.current_bundle())
         out[f"scripts-delete-{user}"] = scripts.remove_scripts_script(user)
         out[f"token-rotation-{user}"] = scripts.token_rotation_script("cp1", user)

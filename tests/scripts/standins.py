@@ -338,10 +338,75 @@ if argv[:2] == ["token", "rotate"]:
     print("Token rotated, restart k3s nodes with new token")
     sys.exit(0)
 args = argv[3:] if argv[:2] == ["kubectl", "--kubeconfig"] else argv
+kubeconfig = argv[2] if argv[:2] == ["kubectl", "--kubeconfig"] else ""
 if state.get("api_down"):
     refused = "The connection to the server 127.0.0.1:6443 was refused"
     print(refused + " - did you specify the right host or port?", file=sys.stderr)
     sys.exit(1)
+pods = state.setdefault("pods", [])
+if kubeconfig.endswith("/agent/kubelet.kubeconfig"):
+    # A node's own credentials (K3s's kubelet.kubeconfig, client-kubelet.crt: CN
+    # system:node:<name>; here the file holds that user name). What the API server of K3s (Node
+    # authorizer, NodeRestriction: kubernetes plugin/pkg/auth/authorizer/node/node_authorizer.go,
+    # plugin/pkg/admission/noderestriction/admission.go) lets it do, as
+    # tests/real/test_controlplane.py measures on a real one: its own Node only (get, cordon,
+    # annotate; no delete), its own pods only (list with the spec.nodeName field selector, evict),
+    # and no DaemonSets (kubectl drain reads them). A missing file stops kubectl (client-go).
+    if not os.path.exists(kubeconfig):
+        print(f"error: stat {kubeconfig}: no such file or directory", file=sys.stderr)
+        sys.exit(1)
+    me = open(kubeconfig).read().split("system:node:", 1)[-1].split()[0]
+
+    def forbidden(verb, resource, name=""):
+        what = f'{resource} "{name}"' if name else resource
+        print(f'Error from server (Forbidden): {what} is forbidden: User "system:node:{me}" cannot {verb} '
+              f'resource "{resource}" in API group "" at the cluster scope', file=sys.stderr)  # fmt: skip
+        sys.exit(1)
+
+    at = args.index("node") + 1 if "node" in args[:3] else len(args)
+    target = args[at] if at < len(args) else ""
+    if args[:1] == ["get"] and args[1:2] == ["node"] and target != me:
+        forbidden("get", "nodes", target)
+    if args[:1] in (["cordon"], ["uncordon"]) and args[1] != me:
+        forbidden("patch", "nodes", args[1])
+    if args[:1] == ["annotate"] and target != me:
+        forbidden("patch", "nodes", target)
+    if args[:2] == ["delete", "node"]:
+        forbidden("delete", "nodes", args[2])
+    if args[:1] == ["drain"]:
+        forbidden("get", "daemonsets")
+    if args[:2] == ["get", "pods"] and f"spec.nodeName={me}" not in args:
+        forbidden("list", "pods")
+if args[:2] == ["get", "pods"] and "--field-selector" in args:
+    # kubectl get pods -A --field-selector spec.nodeName=X with our jsonpath (namespace|name|
+    # deletionTimestamp|controller kind|mirror annotation, a line each).
+    node = args[args.index("--field-selector") + 1].partition("=")[2]
+    for p in pods:
+        if p["node"] == node:
+            print("|".join([p["namespace"], p["name"], p.get("deleting", ""), p.get("owner", ""), p.get("mirror", "")]))
+    sys.exit(0)
+if args[:2] == ["create", "--raw"] and args[2].endswith("/eviction"):
+    # POST .../pods/NAME/eviction (policy/v1 Eviction, body from -f -): 201 and the pod goes
+    # (the kubelet confirms at once here); 429 while a PodDisruptionBudget allows no disruption
+    # (pkg/registry/core/pod/storage/eviction.go); 404 for a pod that is gone.
+    _, _, _, _, namespace, _, name, _ = args[2].split("/")
+    body = json.loads(sys.stdin.read())
+    assert body["kind"] == "Eviction" and body["metadata"] == {"name": name, "namespace": namespace}, body
+    pod = next((p for p in pods if (p["namespace"], p["name"]) == (namespace, name)), None)
+    if pod is None:
+        print(f'Error from server (NotFound): pods "{name}" not found', file=sys.stderr)
+        sys.exit(1)
+    if kubeconfig.endswith("/agent/kubelet.kubeconfig") and pod["node"] != me:
+        forbidden("create", "pods/eviction", name)
+    if pod.get("budget_blocks"):
+        print("Error from server (TooManyRequests): Cannot evict pod as it would violate the pod's disruption budget.",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(1)
+    pods.remove(pod)
+    state.setdefault("evicted", []).append(f"{namespace}/{name}")
+    save()
+    print('{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Success","code":201}')
+    sys.exit(0)
 if args[:2] == ["get", "--raw"]:
     sys.exit(0 if state.get("readyz", True) else 1)
 if args[:2] == ["get", "node"] and len(args) >= 3:

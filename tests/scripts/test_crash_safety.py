@@ -10,6 +10,7 @@ import signal
 import subprocess
 
 from components import scripts
+from components.host_facts import KUBELET_KUBECONFIG
 from components.settings import K3sSettings, Node
 from tests.scripts.awkward import TOKEN, awkward_config, settings_for
 from tests.scripts.sandbox import Sandbox, needs_sandbox, stdin, with_inputs
@@ -32,6 +33,19 @@ def _killed(box: Sandbox, script: scripts.Script, secrets: str) -> subprocess.Co
 
 def _restarts(box: Sandbox) -> int:
     return len(box.systemctl("restart"))
+
+
+def _verdict(stdout: str) -> str:
+    """The line a deferred install prints about the restart (without its time stamp)."""
+    said = [line for line in stdout.splitlines() if line.startswith("k3s-rancher: restart ")]
+    assert len(said) == 1, stdout
+    return " ".join(said[0].split()[:3])
+
+
+def _registered(box: Sandbox, agent: Node, k3s: K3sSettings) -> None:
+    """The agent's Node, Ready at k3s.version, and its kubelet's kubeconfig (its own user)."""
+    box.put(KUBELET_KUBECONFIG, f"# CN=system:node:{agent.name}\n", 0o600)
+    box.set_state(nodes={agent.name: f"{k3s.version} True"})
 
 
 def _changed(k3s: K3sSettings, what: str) -> K3sSettings:
@@ -90,48 +104,50 @@ def test_a_token_rotation_killed_before_the_restart_restarts_k3s_on_the_next_run
 @needs_sandbox
 def test_a_rolled_agent_writes_its_files_and_leaves_the_restart_to_its_upgrade_step(box: Sandbox) -> None:
     """The install update of a rolled agent (RESTART=defer) says whether a restart is owed; the
-    agent's -upgrade step (restart_pending.sh) restarts only then."""
+    agent's -upgrade step (rollout.sh) restarts only then."""
     agent, k3s = _node("agent")
     created = box.run(scripts.install_script(agent, k3s, first_server=False), stdin())
     assert created.returncode == 0, created.stderr
     assert _restarts(box) == 1
+    _registered(box, agent, k3s)
     # Nothing changed (a release of k3s-rancher, say): no restart owed, none done.
     same = box.run(scripts.install_script(agent, k3s, first_server=False, defer_restart=True), stdin())
     assert same.returncode == 0, same.stderr
-    assert scripts.restart_verdict(same.stdout) == "none" and _restarts(box) == 1
-    rollout = scripts.restart_pending_script(agent, k3s, "0123abcd")
+    assert _verdict(same.stdout) == scripts.RESTART_NONE and _restarts(box) == 1
+    rollout = scripts.rollout_script(agent, k3s, "0123abcd")
     assert box.run(rollout, stdin()).returncode == 0
-    assert _restarts(box) == 1
+    assert _restarts(box) == 1 and "cordoned" not in box.state()
     # A real change: the files are written, the restart is owed, and the rollout does it once.
     upgraded = dataclasses.replace(k3s, version="v1.33.6+k3s1")
     changed = box.run(scripts.install_script(agent, upgraded, first_server=False, defer_restart=True), stdin())
     assert changed.returncode == 0, changed.stderr
-    assert scripts.restart_verdict(changed.stdout) == "needed"
+    assert _verdict(changed.stdout) == scripts.RESTART_NEEDED
     assert _restarts(box) == 1 and box.path(PENDING).exists()
-    done = box.run(scripts.restart_pending_script(agent, upgraded, "4567cdef"), stdin())
+    _registered(box, agent, upgraded)
+    done = box.run(scripts.rollout_script(agent, upgraded, "4567cdef"), stdin())
     assert done.returncode == 0, done.stderr
     assert _restarts(box) == 2 and not box.path(PENDING).exists()
-    assert box.run(scripts.restart_pending_script(agent, upgraded, "4567cdef"), stdin()).returncode == 0
+    assert box.state()["cordoned"] == []  # cordoned for the restart, uncordoned after it
+    assert box.run(scripts.rollout_script(agent, upgraded, "4567cdef"), stdin()).returncode == 0
     assert _restarts(box) == 2
 
 
 @needs_sandbox
 def test_a_rolled_agent_whose_k3s_is_stopped_is_started_in_its_batch_without_a_drain(box: Sandbox) -> None:
     """Issue 25 item 2: an agent whose K3s was stopped (drift) says "stopped", not "needed":
-    its kubelet is down, so a drain could only wait out k3s.timeouts.drain; the cordon step
-    then cordons and drains nothing, and its -upgrade step starts K3s."""
+    its kubelet is down, so a drain could only wait out k3s.timeouts.drain; its -upgrade step
+    starts K3s without a cordon or drain."""
     agent, k3s = _node("agent")
     assert box.run(scripts.install_script(agent, k3s, first_server=False), stdin()).returncode == 0
     box.set_state(services={"k3s-agent": {"state": "inactive"}})  # systemctl stop k3s-agent
     repaired = box.run(scripts.install_script(agent, k3s, first_server=False, defer_restart=True, repair=1), stdin())
     assert repaired.returncode == 0, repaired.stderr
-    assert scripts.restart_verdict(repaired.stdout) == "stopped" and _restarts(box) == 1
-    box.set_state(nodes={agent.name: f"{k3s.version} False"})
-    cordon = box.run(scripts.cordon_script(agent.name, k3s, "ubuntu", "0123abcd", restart="stopped"))
-    assert cordon.returncode == 0, cordon.stderr
-    assert "started without a cordon or drain" in cordon.stderr and box.records("k3s") == []
-    started = box.run(scripts.restart_pending_script(agent, k3s, "0123abcd"), stdin())
+    assert _verdict(repaired.stdout) == scripts.RESTART_STOPPED and _restarts(box) == 1
+    _registered(box, agent, k3s)
+    started = box.run(scripts.rollout_script(agent, k3s, "0123abcd"), stdin())
     assert started.returncode == 0, started.stderr
+    assert "started without a cordon or drain" in started.stderr
+    assert "cordon" not in [r["argv"][3] for r in box.records("k3s")]
     assert _restarts(box) == 2
     assert box.state()["services"]["k3s-agent"]["state"] == "active"
 
@@ -145,7 +161,7 @@ def test_a_host_installed_before_the_restart_record_existed_needs_no_restart(box
     box.path(PENDING).unlink(missing_ok=True)
     deferred = box.run(scripts.install_script(agent, k3s, first_server=False, defer_restart=True), stdin())
     assert deferred.returncode == 0, deferred.stderr
-    assert scripts.restart_verdict(deferred.stdout) == "none" and _restarts(box) == 1
+    assert _verdict(deferred.stdout) == scripts.RESTART_NONE and _restarts(box) == 1
 
 
 @needs_sandbox
