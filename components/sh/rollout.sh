@@ -40,6 +40,7 @@ elif restart_pending; then
   else
     kc annotate --overwrite node "$NODE_NAME" "$CORDON_MARK=true" >&2 || die "could not mark node $NODE_NAME (see above)"
     kc cordon "$NODE_NAME" >&2 || die "could not cordon node $NODE_NAME (see above)"
+    log "node $NODE_NAME cordoned for its upgrade (${WAIT_FOR:-install})"
   fi
   if [ "$DRAIN" = 1 ] && ! LEFT=$(drain_own_pods "$DRAIN_TIMEOUT"); then
     die "drain of $NODE_NAME did not finish within ${DRAIN_TIMEOUT}s (k3s.timeouts.drain): still on it: $LEFT. $NODE_NAME stays cordoned and was not upgraded, nor was any agent after it. Let the pods go (e.g. relax the PodDisruptionBudget), or set k3s.upgrade.drain to false, then run pulumi up again"

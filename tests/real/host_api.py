@@ -14,6 +14,10 @@ What the directory holds for the hosts (the K3s stand-in reads it):
 
 - `api.sock`: the API server (TLS, its serving certificate names 127.0.0.1);
 - `ca.crt`: the cluster CA (K3s's server-ca: what k3s.yaml and server/tls/server-ca.crt hold);
+- `ca.key`: its key, standing in for K3s's server/tls/client-ca.key: with it the stand-in's
+  supervisor signs each node's kubelet client certificate (CN=system:node:<node>,
+  O=system:nodes), as K3s's /v1-k3s/client-kubelet.crt handler does with its client CA
+  (K3s keeps separate server and client CAs; this cluster has one CA for both);
 - `serving.crt`, `serving.key`: a certificate for 127.0.0.1/localhost signed by that CA, with
   which the stand-in's supervisor serves TLS on 6443 (as K3s's dynamiclistener does);
 - `admin.crt`, `admin.key`: the admin client certificate (O=system:masters), as K3s's
@@ -172,7 +176,11 @@ def host_api(bin_dir: Path | None = None, *, start_timeout: float = 90) -> Itera
             shutil.copy(pki / "apiserver.crt", directory / "serving.crt")
             shutil.copy(pki / "apiserver.key", directory / "serving.key")
             _client_certificate(pki, directory)
-            for key in ("serving.key", "admin.key"):
+            # The CA key: the stand-in's supervisor signs the nodes' kubelet client certificates
+            # with it (K3s: server/tls/client-ca.key, in pkg/server/handlers/handlers.go
+            # ClientKubeletCert -> signAndSend).
+            shutil.copy(pki / "ca.key", directory / "ca.key")
+            for key in ("serving.key", "admin.key", "ca.key"):
                 (directory / key).chmod(0o600)
             for binary in ("kubectl", "kwok"):  # a hard link when the cache is on this filesystem
                 try:

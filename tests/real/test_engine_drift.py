@@ -139,7 +139,7 @@ def test_a_stopped_agent_is_named_in_preview_and_started_by_up_without_a_drain(
     assert unit_state(agt, "k3s-agent") == "active"
     assert ready_status(srv.api, "agt-1") == "True"
     # Its K3s was stopped: started in its batch without a cordon or drain.
-    assert "its K3s was not running" in step_stderr(project, "agt-1-cordon")
+    assert "is not running; it is started without a cordon or drain" in step_stderr(project, "agt-1-upgrade")
     project.pulumi("preview", "--expect-no-changes")
 
 

@@ -266,11 +266,11 @@ def test_an_upgrade_killed_at_every_point_converges(matrix: Matrix) -> None:
     killed = at_every_boundary(matrix, upgrade_to(matrix, V2))
     print("upgrade, boundaries:", killed)
     # Every step of the upgrade: per server the install and its ready check, per agent its
-    # install, cordon, upgrade and rejoin, then the cluster's checks.
+    # install and its -upgrade (cordon, drain, restart, Ready, uncordon), then the cluster's checks.
     steps = {k.split(":")[1] for k in killed}
     for name in NAMES:
         assert f"{name}-install" in steps, killed
-    assert {"agt-1-cordon", "agt-1-upgrade", "agt-1-rejoin"} <= steps, killed
+    assert "agt-1-upgrade" in steps, killed
     converged(matrix)
 
     killed = in_every_window(matrix, upgrade_to(matrix, V3))

@@ -4,11 +4,12 @@ this checkout's program, on the same stack, state backend and test hosts (1 serv
 k3s.upgrade one agent at a time), through the real engine with the STAND-IN k3s.
 
 In order, on one cluster (each test needs the one before):
-(b) the migration's preview plans only updates and the `<node>-scripts` creates: nothing is
-    replaced or deleted;
+(b) the migration's preview plans only updates, the `<node>-scripts` creates and the deletes
+    of the steps releases.toml retires: nothing is replaced;
 (c) its up restarts no K3s (the units' InvocationIDs), cordons and drains nothing (the
     stand-in's record of every cordon, uncordon and drain), leaves the bundle on every host,
-    and a second preview plans nothing;
+    and a second preview plans nothing (the agents' -cordon and -rejoin steps, which 0.3.0
+    retires, are deleted and run nothing);
 (d) a code-only change (a line appended to lib.sh) plans only the `-scripts` updates, and its
     up restarts nothing;
 (e) a real change (an agent flag) runs on the new code: each agent restarts once, in its own
@@ -73,14 +74,15 @@ def previous_release() -> tuple[str, str]:
     return FIRST_RELEASE
 
 
-def allowed_creates(previous: str) -> set[str]:
+def allowed_creates(previous: str, key: str = "creates") -> set[str]:
     """Name suffixes of what the upgrade from `previous` may create on an existing stack: the
-    `creates` of every release after it (releases.toml), and the `-scripts` steps."""
-    suffixes = {"-scripts"}
+    `creates` of every release after it (releases.toml), and the `-scripts` steps; with `key`
+    "retires", what it may delete (commands without a delete: nothing runs for them)."""
+    suffixes = {"-scripts"} if key == "creates" else set()
     for release in releases():
         if release.get("version") == previous:
             break
-        suffixes |= set(release.get("creates", []))
+        suffixes |= set(release.get(key, []))
     return suffixes
 
 
@@ -239,7 +241,11 @@ def test_b_the_migration_preview_updates_node_commands_and_creates_the_scripts_s
     upgrade.record["(b) migration preview: changed resources"] = dict(sorted(changes(ops).items()))
     plain = upgrade.head.pulumi("preview", timeout=600).stdout
     upgrade.record["(b) migration preview: what pulumi preview prints"] = plain
-    assert not FORBIDDEN & set(counts), counts
+    # Deletes: only the steps releases.toml retires (tests/test_releases.py: none has a delete).
+    retired = allowed_creates(upgrade.release[0], "retires")
+    deleted = {name for name, op in ops.items() if op == "delete"}
+    assert {name for name in deleted if not any(name.endswith(s) for s in retired)} == set(), deleted
+    assert not FORBIDDEN - {"delete"} & set(counts), counts
     # Creates: each node's `-scripts` step, and only what releases.toml says an upgrade from
     # the previous release creates.
     created = {name for name, op in ops.items() if op == "create"}
@@ -248,12 +254,14 @@ def test_b_the_migration_preview_updates_node_commands_and_creates_the_scripts_s
     assert {f"{n}-scripts" for n in NODES} <= created
     assert {name for name in created if not any(name.endswith(s) for s in allowed)} == set(), created
     # Every node's install and the agents' rollout steps update (their text is now an entry
-    # point); they are what runs during the migration.
+    # point); they are what runs during the migration. The agents' -cordon and -rejoin steps
+    # go (0.3.0: the -upgrade step on the agent does their work).
     for node in NODES:
         assert ops[f"{node}-install"] == "update", node
     for agent in NODES[1:]:
-        for step in ("cordon", "upgrade", "rejoin"):
-            assert ops[f"{agent}-{step}"] == "update", (agent, step)
+        assert ops[f"{agent}-upgrade"] == "update", agent
+        if {"-cordon", "-rejoin"} <= retired:
+            assert ops[f"{agent}-cordon"] == ops[f"{agent}-rejoin"] == "delete", agent
 
 
 def test_c_the_migration_up_restarts_cordons_and_replaces_nothing(upgrade: Upgrade) -> None:
@@ -270,15 +278,14 @@ def test_c_the_migration_up_restarts_cordons_and_replaces_nothing(upgrade: Upgra
     upgrade.record["(c) migration up: what the install and rollout steps said"] = {
         name: [line for line in text.splitlines() if line.startswith("k3s-rancher")]
         for name, text in sorted(logs.items())
-        if name.endswith(("-install", "-cordon", "-upgrade", "-rejoin"))
+        if name.endswith(("-install", "-upgrade"))
     }
     for node in NODES:
         assert "starting k3s" not in logs[f"{node}-install"], logs[f"{node}-install"]
     for agent in NODES[1:]:
         assert "k3s-rancher: restart none" in logs[f"{agent}-install"], logs[f"{agent}-install"]
-        assert "not cordoned" in logs[f"{agent}-cordon"], logs[f"{agent}-cordon"]
         assert "nothing to restart" in logs[f"{agent}-upgrade"], logs[f"{agent}-upgrade"]
-        assert "nothing to uncordon" in logs[f"{agent}-rejoin"], logs[f"{agent}-rejoin"]
+        assert "cordoned" not in logs[f"{agent}-upgrade"], logs[f"{agent}-upgrade"]
     assert node_states(hosts) == {n: (False, None) for n in NODES}
     expected = bundle.make_bundle(upgrade.head.directory / "components" / "sh").sha256
     assert [bundle_on(h) for h in hosts] == [expected] * 3
@@ -314,7 +321,7 @@ def test_e_a_real_change_runs_the_new_code_one_agent_batch_at_a_time(upgrade: Up
     upgrade.record["(e) real change: changed resources"] = dict(sorted(changes(ops).items()))
     assert not FORBIDDEN & set(ops.values()), ops
     for agent in NODES[1:]:
-        for step in ("install", "cordon", "upgrade", "rejoin"):
+        for step in ("install", "upgrade"):
             assert ops[f"{agent}-{step}"] == "update", (agent, step)
     assert ops.get("srv-1-install", "same") == "same" and not any(n.endswith("-scripts") for n in changes(ops))
     before = cordon_log(hosts)
@@ -328,7 +335,10 @@ def test_e_a_real_change_runs_the_new_code_one_agent_batch_at_a_time(upgrade: Up
         assert "max-pods=120" in host.exec("cat /etc/rancher/k3s/config.yaml")
         assert "max-pods" not in host.exec("cat /etc/systemd/system/k3s-agent.service")
         assert host.exec("ls /var/lib/k3s-rancher/restart-pending 2>/dev/null || true").strip() == ""
-    log = cordon_log(hosts)[len(before) :]
+    # (each listing of the agent's pods is a `drain` record: one run of them counts as one)
+    seen = cordon_log(hosts)[len(before) :]
+    pairs = [(r["node"], r["verb"]) for r in seen]
+    log = [r for i, r in enumerate(seen) if i == 0 or pairs[i] != pairs[i - 1]]
     assert [(r["node"], r["verb"]) for r in log] == [
         ("agt-1", "cordon"), ("agt-1", "drain"), ("agt-1", "uncordon"),
         ("agt-2", "cordon"), ("agt-2", "drain"), ("agt-2", "uncordon"),
@@ -343,6 +353,6 @@ def test_e_a_real_change_runs_the_new_code_one_agent_batch_at_a_time(upgrade: Up
     logs = step_logs(code)
     for agent in NODES[1:]:
         assert "k3s-rancher: restart needed" in logs[f"{agent}-install"], logs[f"{agent}-install"]
-        assert f"node {agent} cordoned for its upgrade" in logs[f"{agent}-cordon"], logs[f"{agent}-cordon"]
+        assert f"node {agent} cordoned for its upgrade" in logs[f"{agent}-upgrade"], logs[f"{agent}-upgrade"]
         assert f"{agent}: K3s (k3s-agent) restarted" in logs[f"{agent}-upgrade"], logs[f"{agent}-upgrade"]
-        assert f"node {agent} is back" in logs[f"{agent}-rejoin"], logs[f"{agent}-rejoin"]
+        assert f"node {agent} is back" in logs[f"{agent}-upgrade"], logs[f"{agent}-upgrade"]

@@ -609,25 +609,75 @@ def start_on(host: Any, role: str, config: str, log: str) -> None:
     )
 
 
-@pytest.mark.real
-def test_on_hosts_agents_join_over_the_network_and_duplicates_or_wrong_tokens_do_not(docker_hosts: list[Any]) -> None:
-    srv, agt, intruder = docker_hosts
+def node_state(srv: Any, name: str) -> str:
+    """The Node's Ready status as the server's k3s.yaml (admin) reads it, or kubectl's error."""
+    template = '{.status.conditions[?(@.type=="Ready")].status}'
+    return str(srv.exec(f"k3s kubectl get node {name} -o 'jsonpath={template}' 2>&1 || true")).strip()
+
+
+@pytest.fixture(scope="module")
+def joined(docker_hosts: list[Any]) -> list[Any]:
+    """srv-1 (cluster-init) on the first host, agt-1 joined from the second across the Docker
+    network and Ready; the third host is left for intruders."""
+    srv, agt, _ = docker_hosts
     start_on(srv, "server", f"node-name: srv-1\ntoken: {TOKEN}\ncluster-init: true\n", "server")
+    start_on(agt, "agent", f"node-name: agt-1\ntoken: {TOKEN}\nserver: https://{srv.address}:6443\n", "agent")
+    until(lambda: node_state(srv, "agt-1") == "True", 30, "agt-1 joined across the Docker network")
+    until(lambda: node_state(srv, "srv-1") == "True", 30, "srv-1 Ready")
+    return docker_hosts
+
+
+@pytest.mark.real
+def test_on_hosts_agents_join_over_the_network_and_duplicates_or_wrong_tokens_do_not(joined: list[Any]) -> None:
+    srv, _, intruder = joined
     join = f"server: https://{srv.address}:6443\n"
-    start_on(agt, "agent", f"node-name: agt-1\ntoken: {TOKEN}\n{join}", "agent")
-
-    def state(name: str) -> str:
-        template = '{.status.conditions[?(@.type=="Ready")].status}'
-        cmd = f"k3s kubectl get node {name} -o 'jsonpath={template}' 2>&1 || true"
-        return str(srv.exec(cmd)).strip()
-
-    until(lambda: state("agt-1") == "True", 30, "agt-1 joined across the Docker network")
     start_on(intruder, "agent", f"node-name: agt-2\ntoken: wrong\n{join}", "wrong")
     start_on(intruder, "agent", f"node-name: agt-1\ntoken: {TOKEN}\n{join}", "duplicate")
     until(lambda: "401 Unauthorized" in intruder.exec("cat /var/log/wrong.log"), 20, "wrong token refused")
     until(lambda: "Node password rejected" in intruder.exec("cat /var/log/duplicate.log"), 20, "duplicate refused")
-    assert state("agt-2") == 'Error from server (NotFound): nodes "agt-2" not found'
+    assert node_state(srv, "agt-2") == 'Error from server (NotFound): nodes "agt-2" not found'
     assert intruder.exec("stat -c %a /etc/rancher/node/password").strip() == "600"
+
+
+KUBELET_KUBECONFIG = "/var/lib/rancher/k3s/agent/kubelet.kubeconfig"
+
+
+@pytest.mark.real
+def test_on_hosts_the_kubelet_kubeconfig_holds_the_nodes_own_certificate(joined: list[Any]) -> None:
+    """K3s's agent/kubelet.kubeconfig names agent/client-kubelet.crt and .key: CN
+    system:node:<node>, O system:nodes, which the server's supervisor signs with the client CA
+    (pkg/server/handlers/handlers.go ClientKubeletCert). With it a node reads, cordons and
+    uncordons its own Node only (the Node authorizer and NodeRestriction of the real API
+    server); kwok, the kubelet's stand-in, keeps the admin credentials in its own kubeconfig."""
+    srv, agt, _ = joined
+    cert = "/var/lib/rancher/k3s/agent/client-kubelet.crt"
+    subject = agt.exec(f"openssl x509 -in {cert} -noout -subject -nameopt RFC2253").strip()
+    assert subject == "subject=CN=system:node:agt-1,O=system:nodes", subject
+    assert agt.exec(f"openssl verify -CAfile /var/lib/k3s-standin-api/ca.crt {cert}").strip() == f"{cert}: OK"
+    modes = agt.exec(f"stat -c %a {cert} /var/lib/rancher/k3s/agent/client-kubelet.key {KUBELET_KUBECONFIG}")
+    assert modes.split() == ["600", "600", "600"]
+    assert "admin.crt" in agt.exec("cat /var/lib/rancher/k3s/agent/kwok/kubeconfig")
+
+    def as_node(host: Any, args: str) -> tuple[int, str]:
+        rc, out, err = host.exec_result(f"k3s kubectl --kubeconfig {KUBELET_KUBECONFIG} {args}", timeout=60)
+        return rc, out + err
+
+    assert as_node(agt, "get node agt-1 -o name") == (0, "node/agt-1\n")
+    assert as_node(srv, "get node srv-1 -o name") == (0, "node/srv-1\n")  # a server's kubelet too
+    try:
+        assert as_node(agt, "cordon agt-1")[0] == 0
+        assert srv.exec("k3s kubectl get node agt-1 -o jsonpath={.spec.unschedulable}") == "true"
+        assert as_node(agt, "uncordon agt-1")[0] == 0
+        assert srv.exec("k3s kubectl get node agt-1 -o jsonpath={.spec.unschedulable}") == ""
+        for args, reason in (
+            ("get node srv-1", "only its own Node object"),
+            ("delete node agt-1 --wait=false", 'cannot delete resource "nodes"'),
+        ):
+            rc, out = as_node(agt, args)
+            assert rc != 0 and "Forbidden" in out and reason in out, (args, out)
+    finally:
+        srv.exec("k3s kubectl uncordon agt-1")
+    assert node_state(srv, "agt-1") == "True"  # kwok still runs the Node, with its own kubeconfig
 
 
 # --- under systemd: a Type=notify unit as the K3s installer writes it -----------------------------
