@@ -21,7 +21,7 @@ VERSION = "v1.33.5+k3s1"
 
 def measure(agents: int, bin_dir: Path) -> float:
     # kubernetes=True: the stand-in k3s serves the API of a real control plane (tests/real/host_api.py),
-    # which every node step (wait, cordon, rejoin) asks since a0172e2.
+    # which every node step (the waits, an agent's rollout) asks since a0172e2.
     with tempfile.TemporaryDirectory() as tmp_name, test_hosts(1 + agents, kubernetes=True) as hosts:
         tmp = Path(tmp_name)
         project = make_project(tmp, bin_dir)

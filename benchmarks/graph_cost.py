@@ -3,8 +3,8 @@ of the same size and dependency shape, measured in the same process.
 
 The minimal program registers, per node, one ComponentResource and the same number of
 remote.Command resources as ours (with one-line command text), servers in a chain and every
-agent after the last server, each agent's last three commands chained behind the previous
-batch of agents (10%, as k3s.upgrade's rollout steps are), then one cluster-wide command:
+agent after the last server, each agent's last command behind the previous batch of agents
+(10%, as k3s.upgrade's rollout step is), then one cluster-wide command:
 only what the SDK itself costs for that shape.
 Our program's cost above that is ours to explain (script rendering, Output plumbing).
 Beside it, issue 27's floor: a plain program with as many resources as ours (an install and
@@ -82,14 +82,14 @@ def minimal_program(servers: int, agents: int, commands_per_agent: int, commands
         previous: list[pulumi.Resource] = []
         for s in range(servers):
             previous = [node(f"cp{s}", commands_per_server, previous)]
-        # Agents in batches (k3s.upgrade's default, 10%): each agent's last three commands
-        # chained after the previous batch's one no-op step, as the program's rollout is.
+        # Agents in batches (k3s.upgrade's default, 10%): each agent's last command (its
+        # rollout, the -upgrade step) after the previous batch's one no-op step.
         size = max(1, -(-agents * 10 // 100))
         done: list[pulumi.Resource] = []
         gate: list[pulumi.Resource] = []
         for start in range(0, agents, size):
             batch = [
-                node(f"w{a}", commands_per_agent, previous, 3, gate) for a in range(start, min(start + size, agents))
+                node(f"w{a}", commands_per_agent, previous, 1, gate) for a in range(start, min(start + size, agents))
             ]
             done += batch
             gate = [remote.Command(f"batch-{start}", connection=conn, opts=pulumi.ResourceOptions(depends_on=batch))]

@@ -404,7 +404,9 @@ def upgrade_problems(
     line per URN and property. `nodes_declared`: a release since says the upgrade touches nodes
     (command texts may change); `creates`: name suffixes those releases create; `retires`: name
     suffixes of commands they drop, which may go only where they have no delete (pulumi-command
-    runs nothing to delete a command without one, so their leaving runs nothing on a host)."""
+    runs nothing to delete a command without one: provider/pkg/provider/remote/
+    commandController.go, Delete returns at once when the state has no delete; so their
+    leaving runs nothing on a host)."""
     problems: list[str] = []
     before, after = old["resources"], new["resources"]
     for urn in sorted(set(before) - set(after)):
