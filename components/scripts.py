@@ -693,19 +693,20 @@ RESTART_NONE = "k3s-rancher: restart none"
 RESTART_STOPPED = "k3s-rancher: restart stopped"
 
 
-def _verdict_line(stdout: str) -> tuple[str, str]:
+def _run_stamp(stdout: str) -> str:
+    """The time stamp on the restart line a deferred install printed ("" without one)."""
     for line in stdout.splitlines():
-        for verdict, prefix in (("needed", RESTART_NEEDED), ("none", RESTART_NONE), ("stopped", RESTART_STOPPED)):
+        for prefix in (RESTART_NEEDED, RESTART_NONE, RESTART_STOPPED):
             if line == prefix or line.startswith(prefix + " "):
-                return verdict, line[len(prefix) :].strip()
-    return "unknown", ""
+                return line[len(prefix) :].strip()
+    return ""
 
 
 def rollout_wait_for(marker: str, stdout: str) -> str:
     """The WAIT_FOR of an agent's `-upgrade` step: its install's fingerprint and the stamp of
     the install run that printed the verdict (none without one). With the stamp, each run of
     the install is followed by one run of the rollout, in the agent's batch."""
-    run = _verdict_line(stdout)[1]
+    run = _run_stamp(stdout)
     return marker + (f" run {run}" if run else "")
 
 

@@ -35,20 +35,20 @@ drain_own_pods() {
   while :; do
     _pods=$(own_pods) || { echo "(its pod list could not be read: see above)"; return 1; }
     [ -n "$_pods" ] || { log "node $NODE_NAME drained"; return 0; }
+    _late=""
+    [ "$(date +%s)" -lt "$_end" ] || _late=1
     _names=""
     for _pod in $_pods; do
       _ns=${_pod%%|*} _rest=${_pod#*|}
       _names="$_names $_ns/${_rest%%|*}"
+      # Before the deadline, a pod not yet terminating is asked to go (a terminating one is
+      # left to finish).
+      [ -n "$_late" ] || [ -n "${_rest#*|}" ] || evict "$_ns" "${_rest%%|*}"
     done
-    if [ "$(date +%s)" -ge "$_end" ]; then
+    if [ -n "$_late" ]; then
       printf '%s\n' "${_names# }${REFUSED:+ (last refusal: $REFUSED)}"
       return 1
     fi
-    for _pod in $_pods; do
-      _ns=${_pod%%|*} _rest=${_pod#*|}
-      # A pod already terminating is left to finish; the others are asked to go.
-      [ -n "${_rest#*|}" ] || evict "$_ns" "${_rest%%|*}"
-    done
     sleep 5
   done
 }
