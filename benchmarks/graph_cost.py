@@ -4,7 +4,7 @@ of the same size and dependency shape, measured in the same process.
 The minimal program registers, per node, one ComponentResource and the same number of
 remote.Command resources as ours (with one-line command text), servers in a chain and every
 agent after the last server, each agent's last command behind the previous batch of agents
-(10%, as k3s.upgrade's rollout step is), then one cluster-wide command:
+(10%, as an agent's install is, on a run after the agents' first), then one cluster-wide command:
 only what the SDK itself costs for that shape.
 Our program's cost above that is ours to explain (script rendering, Output plumbing).
 Beside it, issue 27's floor: a plain program with as many resources as ours (an install and
@@ -82,8 +82,8 @@ def minimal_program(servers: int, agents: int, commands_per_agent: int, commands
         previous: list[pulumi.Resource] = []
         for s in range(servers):
             previous = [node(f"cp{s}", commands_per_server, previous)]
-        # Agents in batches (k3s.upgrade's default, 10%): each agent's last command (its
-        # rollout, the -upgrade step) after the previous batch's one no-op step.
+        # Agents in batches (k3s.upgrade's default, 10%): each agent's last command (as its
+        # install is) after the previous batch's one no-op step.
         size = max(1, -(-agents * 10 // 100))
         done: list[pulumi.Resource] = []
         gate: list[pulumi.Resource] = []
@@ -122,7 +122,12 @@ def plain_program(total: int) -> Callable[[], None]:
 
 
 def ours(agents: int) -> Run:
-    return run_program(make_config(SERVERS, agents), {"sshPrivateKey": TEST_SSH_KEY, "token": TEST_TOKEN})
+    """Our program on a run after the first (the record names every node: the agents' installs
+    then wait for their k3s.upgrade batch, the graph's heavier shape)."""
+    config = make_config(SERVERS, agents)
+    record = {"nodes": [{**n, "role": role} for role in ("server", "agent") for n in config[f"{role}s"]]}
+    secrets = {"sshPrivateKey": TEST_SSH_KEY, "token": TEST_TOKEN}
+    return run_program(config, secrets, previous_outputs=record)
 
 
 def per_node_commands(run: Run, node_type: str) -> int:

@@ -7,7 +7,9 @@ The order, owned here:
 
     init server: forget, pre-upgrade snapshot (etcd), token rotation (newToken) -> install
     -> ready -> next server: ...
-    -> last server's ready -> every agent's install (in parallel)
+    -> last server's ready -> every agent's install (in parallel on creation; an in-place
+       change of agents that ran before goes in k3s.upgrade batches: cordon, drain, restart,
+       Ready, uncordon, on the agent, within its install)
     -> cluster-ready (one check, on the init server, of every node)
     -> membership of each node (labels and taints through the API; delete = drain)
     -> kubeconfig -> kubernetes.Provider (after cluster-ready and every membership)
@@ -49,12 +51,11 @@ are the two, a few dozen lines of wiring each on top of their pure halves):
 - `command(name, on, create=, update=, delete=, ...)`: a command whose text (a rendered
   script from components/scripts.py, run as root) runs on node `on`; without `update`, create
   also serves as update; with `update` alone nothing runs on creation.
-- `rolls_agents`: whether agents take in-place changes in batches (k3s.upgrade): then
-  `install(..., rolled=True)` must leave the restart an in-place change needs to
-  `Installed.rollout`, a command on the agent that cordons and drains it (only when a restart
-  is owed), restarts K3s, waits until it is Ready and uncordons it; the graph runs it as the
-  agent's `-upgrade` step, one batch after another; nothing of it runs on creation, so
-  creation stays flat.
+- `rolls_agents`: whether agents take in-place changes in batches (k3s.upgrade): then the
+  install of an agent made with `rolled=True` must, on an in-place change, cordon and drain
+  the agent (only when a restart is owed), restart K3s, wait until it is Ready and uncordon
+  it; the graph puts each agent that ran before behind the previous batch (in `after`). A
+  new agent waits for no batch, so creation stays flat.
 - `upgrade_command(name, on, update=, opts=)`: a command that runs nothing on creation and
   `update` whenever that text changes (the pre-upgrade etcd snapshot); None where the
   topology has none (docker: a new version replaces the containers, etcd's data stays in
@@ -79,7 +80,7 @@ those and gets every graph behaviour above: order, readiness, labels, drain and 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol, cast, runtime_checkable
 
 import pulumi
@@ -87,7 +88,7 @@ import pulumi_kubernetes as k8s
 
 from . import scripts
 from .agent_pool import AgentPool, AgentPoolArgs
-from .cluster_record import ClusterRecord, renewal, warn_if_expiring
+from .cluster_record import ClusterRecord, agents_that_ran_before, renewal, warn_if_expiring
 from .kubeconfig import (
     client_certificate_expiry,
     context_name,
@@ -110,11 +111,6 @@ class Installed:
     # Values that change only when the node is replaced: the membership's triggers carry
     # them, so a replaced node's membership is replaced (drained) before it.
     replaced_with: Sequence[pulumi.Input[str]] = ()
-    # For a backend that rolls agents out: the command that applies the node's current
-    # install in place, on the node, cordoned and drained (its `-upgrade` step, in its batch).
-    rollout: pulumi.Input[str] | None = None
-    # What the rollout command gets on stdin (the install's own: its secrets).
-    rollout_stdin: pulumi.Input[str] | None = None
 
 
 class Backend(Protocol):
@@ -127,7 +123,7 @@ class Backend(Protocol):
     # How the children made per node are named (the graph's and the backend's own).
     names: ChildNames
     # Whether an in-place change of an agent (new version, new settings) rolls out in
-    # batches (k3s.upgrade) instead of through the install itself.
+    # batches (k3s.upgrade), cordoned and drained, instead of all at once.
     rolls_agents: bool
     # Whether a removed etcd server's membership also waits until K3s has removed its etcd
     # member (asked of /db/info with curl on the init server's host).
@@ -373,55 +369,6 @@ def build_graph(
         )
         return component
 
-    def roll_out(
-        agent_members: list[ClusterNode],
-        k3s: K3sSettings,
-        before: list[pulumi.Resource],
-        barrier: tuple[str, pulumi.Resource],
-        more: bool,
-    ) -> list[pulumi.Resource]:
-        """Per agent, a step that runs only on an in-place change (no create), on the agent:
-        cordon and drain it, apply its install, wait until it is Ready at k3s.version and
-        uncordon it (Installed.rollout). Agents go in batches of k3s.upgrade's size, in
-        name order; a batch starts once every agent of the previous one (`before` for the
-        first: the previous group's last batch) is back. `barrier`: the name prefix and the
-        parent of the steps that wait for a whole batch; `more`: whether a group follows.
-        Returns what the next group's first batch waits for."""
-        size = k3s.upgrade.batch_size(len(agent_members))
-        for number, start in enumerate(range(0, len(agent_members), size), start=1):
-            batch: list[pulumi.Resource] = []
-            for m in agent_members[start : start + size]:
-                agent, installed = m.node.name, m.installed
-                assert installed.rollout is not None, f"{agent}: a rolled install needs its rollout command"
-                # On the agent, with its own credentials (a node may cordon, drain and uncordon
-                # itself): one step per agent, whose failure names the agent.
-                upgrade_name, upgrade_opts = names.child(
-                    f"{agent}-upgrade", pulumi.ResourceOptions(parent=m, depends_on=[*installed.resources, *before])
-                )
-                upgrade = backend.command(
-                    upgrade_name,
-                    m.node,
-                    update=installed.rollout,
-                    stdin=installed.rollout_stdin,
-                    opts=upgrade_opts,
-                )
-                # The cluster check and the membership wait for the agent to be back.
-                m.installed = replace(installed, resources=[*installed.resources, upgrade])
-                batch.append(upgrade)
-            before = batch
-            if len(batch) > 1 and (start + size < len(agent_members) or more):
-                # One step that waits for the whole batch (and runs nothing, ever): the next
-                # batch's agents wait for it, not each for every agent of this batch, so the
-                # edges grow with the agents, not with the agents times the batch size.
-                before = [
-                    backend.command(
-                        f"{barrier[0]}-upgrade-batch-{number}",
-                        init,
-                        opts=pulumi.ResourceOptions(parent=barrier[1], depends_on=batch),
-                    )
-                ]
-        return before
-
     def generations(members: Sequence[ClusterNode]) -> pulumi.Input[str]:
         parts = [m.installed.generation for m in members]
         if all(isinstance(p, str) for p in parts):
@@ -446,29 +393,48 @@ def build_graph(
         server_members.append(server)
         previous = [server.ready]
     rolled = backend.rolls_agents
-    agent_members = [member(node, False, previous, server_members[0].installed, rolled) for node in agents]
+    # Agents that ran before: an in-place change of theirs waits for its batch. The others are
+    # created at once (creation stays flat), whatever their batch.
+    ran_before = agents_that_ran_before(record)
+    init_installed = server_members[0].installed
+    # The agents of `agents`, then each pool's (in name order), each group in its own batch
+    # size (components/agent_pool.py): the name prefix and the parent of its batch steps.
+    groups: list[tuple[list[Node], K3sSettings, AgentPoolArgs | None]] = [(list(agents), k3s, None)]
+    groups += [(sorted(p.members(), key=lambda n: n.name), p.k3s(k3s), p) for p in backend.pools]
+    agent_members: list[ClusterNode] = []
     pools: list[AgentPool] = []
-    # The agents of `agents`, then each pool's, with the settings each group rolls out with.
-    groups: list[tuple[list[ClusterNode], K3sSettings, tuple[str, pulumi.Resource]]] = [
-        (list(agent_members), k3s, (name, parent))
-    ]
-    for pool_args in backend.pools:
-        pool_name, pool_opts = names.child(pool_args.name, child)
-        pool = AgentPool(pool_name, pool_args, pool_opts)
-        in_pool = [
-            member(node, False, previous, server_members[0].installed, rolled, pool)
-            for node in sorted(pool_args.members(), key=lambda n: n.name)
-        ]
-        pools.append(pool)
-        groups.append((in_pool, pool_args.k3s(k3s), (f"{name}-{pool_args.name}", pool)))
-        agent_members += in_pool
-    if rolled:
-        # Servers first (every agent's install waits for the last server), then the groups
-        # one after another, each in its own batch size (components/agent_pool.py).
-        before: list[pulumi.Resource] = []
-        for i, (group, group_k3s, barrier) in enumerate(groups):
-            more = any(g for g, _, _ in groups[i + 1 :])
-            before = roll_out(group, group_k3s, before, barrier, more)
+    before: list[pulumi.Resource] = []
+    for i, (group, group_k3s, pool_args) in enumerate(groups):
+        under: pulumi.Resource | None = None
+        barrier: tuple[str, pulumi.Resource] = (name, parent)
+        if pool_args is not None:
+            pool_name, pool_opts = names.child(pool_args.name, child)
+            under = AgentPool(pool_name, pool_args, pool_opts)
+            pools.append(under)
+            barrier = (f"{name}-{pool_args.name}", under)
+        more = any(g for g, _, _ in groups[i + 1 :])
+        size = group_k3s.upgrade.batch_size(len(group)) if rolled else max(1, len(group))
+        for number, start in enumerate(range(0, len(group), size), start=1):
+            batch: list[pulumi.Resource] = []
+            for node in group[start : start + size]:
+                waits = [*previous, *before] if rolled and node.name in ran_before else previous
+                m = member(node, False, waits, init_installed, rolled, under)
+                agent_members.append(m)
+                batch += m.installed.resources
+            if not rolled:
+                continue
+            before = batch
+            if len(batch) > 1 and (start + size < len(group) or more):
+                # One step that waits for the whole batch (and runs nothing, ever): the next
+                # batch's agents wait for it, not each for every agent of this batch, so the
+                # edges grow with the agents, not with the agents times the batch size.
+                before = [
+                    backend.command(
+                        f"{barrier[0]}-upgrade-batch-{number}",
+                        init,
+                        opts=pulumi.ResourceOptions(parent=barrier[1], depends_on=batch),
+                    )
+                ]
     members = [*server_members, *agent_members]
     member_names = [m.node.name for m in members]
 

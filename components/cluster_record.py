@@ -156,6 +156,13 @@ def renewal(record: ClusterRecord) -> str:
     return renewal_marker(previous.expiry, previous.renewal, datetime.now(UTC).date())
 
 
+def agents_that_ran_before(record: ClusterRecord) -> frozenset[str]:
+    """The agents of `record`'s previous run: their in-place changes wait for their k3s.upgrade
+    batch, while a new agent is installed at once (none on a first run: creation stays flat).
+    An agent whose first up failed before the record was written counts as new once more."""
+    return frozenset(name for name, role, _ in record.previous(own_previous_outputs()).nodes if role == "agent")
+
+
 def warn_if_expiring(expiry: str, resource: pulumi.Resource) -> None:
     if renewal_marker(expiry, None, datetime.now(UTC).date()):
         pulumi.log.warn(

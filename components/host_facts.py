@@ -145,6 +145,24 @@ _CONSTS = {
 CONSTS_FILE = "consts.sh"
 
 
+def wait_hint(api_port: str) -> str:
+    """What a failed wait for a node tells the user to check."""
+    return (
+        f"Check the node's service (journalctl -u k3s or k3s-agent), firewall ports {api_port}/tcp, 8472/udp, "
+        "10250/tcp (2379-2380/tcp between servers); raise k3s.timeouts if the hosts are slow"
+    )
+
+
+def _wait_hint_sh() -> list[str]:
+    """consts.sh's wait_hint PORT: wait_hint's text, in double quotes with the port as $1."""
+    text = wait_hint("{port}")
+    for char in '\\"$`':
+        text = text.replace(char, "\\" + char)
+    body = text.replace("{port}", "$1")
+    function = f'wait_hint() {{ printf "%s\\n" "{body}"; }}'
+    return ["# wait_hint API_PORT: what a failed wait tells the user to check.", function]
+
+
 def consts_sh() -> str:
     """The bundle's consts.sh: the values above as shell variables, the stdin readers (from
     INSTALL_STDIN and TOKEN_ROTATION_STDIN) and the hiding of the install's secrets in a log."""
@@ -162,4 +180,5 @@ def consts_sh() -> str:
     lines.append("hide_node_secrets() {")
     lines += [f'  _hide "${{{name}:-}}" {shlex.quote(what)}' for name, what in INSTALL_STDIN]
     lines.append("}")
+    lines += ["", *_wait_hint_sh()]
     return "\n".join(lines) + "\n"

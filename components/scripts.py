@@ -423,12 +423,11 @@ def _airgap_inputs(layout: AirgapLayout | None) -> dict[str, str]:
     return {"AIRGAP_GENERATION": layout.generation, "AIRGAP_STAGE": layout.stage}
 
 
-def install_script(
-    node: Node, k3s: K3sSettings, *, first_server: bool, defer_restart: bool = False, repair: int = 0
-) -> Script:
+def install_script(node: Node, k3s: K3sSettings, *, first_server: bool, roll: bool = False, repair: int = 0) -> Script:
     """The node's install: what it should be (role, version, files, flags) as inputs of
-    sh/install_node.sh. `defer_restart` for a rolled agent's update: it writes the files and
-    leaves the restart, if one is needed, to the agent's -upgrade step (sh/rollout.sh).
+    sh/install_node.sh. `roll` for a rolled agent's update, which runs in the agent's
+    k3s.upgrade batch: it writes the files, then restarts K3s, if a restart is owed, between a
+    cordon and drain (k3s.upgrade.drain) and the uncordon (sh/rollout.sh).
     `repair`: the node's k3s.driftCheck marker (components/drift.py), an input only when not 0."""
     layout = airgap_layout(node, k3s)
     images = Path(k3s.airgap.images).name if k3s.airgap and k3s.airgap.images else ""
@@ -455,7 +454,7 @@ def install_script(
             "INSTALL_SCRIPT_SHA256": k3s.install_script_sha256 or "",
             "TIMEOUT": str(k3s.timeouts.node_ready),
             "GENERATION": str(SCRIPTS_GENERATION),
-            **({"RESTART": "defer"} if defer_restart else {}),
+            **_roll_inputs(k3s, roll),
             **airgap,
             **_proxy_inputs(k3s),
             **({} if k3s.preflight else {"PREFLIGHT": "off"}),
@@ -465,6 +464,13 @@ def install_script(
         },
         sudo=needs_sudo(node.ssh.user),
     )
+
+
+def _roll_inputs(k3s: K3sSettings, roll: bool) -> dict[str, str]:
+    """What a rolled agent's update restarts K3s with (sh/rollout.sh); none for the others."""
+    if not roll:
+        return {}
+    return {"RESTART": "roll", "DRAIN": "1" if k3s.upgrade.drain else "0", "DRAIN_TIMEOUT": str(k3s.timeouts.drain)}
 
 
 def _snapshot_dir_input(node: Node, k3s: K3sSettings) -> dict[str, str]:
@@ -576,11 +582,8 @@ def fingerprint(*parts: str) -> str:
 
 
 def ssh_wait_hint(api_port: int = host_facts.K3S_API_PORT) -> str:
-    """What a failed wait tells the user to check."""
-    return (
-        f"Check the node's service (journalctl -u k3s or k3s-agent), firewall ports {api_port}/tcp, 8472/udp, "
-        "10250/tcp (2379-2380/tcp between servers); raise k3s.timeouts if the hosts are slow"
-    )
+    """What a failed wait tells the user to check (host_facts.wait_hint; consts.sh has it too)."""
+    return host_facts.wait_hint(str(api_port))
 
 
 SSH_WAIT_HINT = ssh_wait_hint()
@@ -683,49 +686,6 @@ def server_removal_script(
         },
         sudo=needs_sudo(user),
         then="etcd_member_gone",
-    )
-
-
-# What a deferred install prints (then a time stamp) when the agent's K3s must restart in its
-# batch, and when not.
-RESTART_NEEDED = "k3s-rancher: restart needed"
-RESTART_NONE = "k3s-rancher: restart none"
-RESTART_STOPPED = "k3s-rancher: restart stopped"
-
-
-def _run_stamp(stdout: str) -> str:
-    """The time stamp on the restart line a deferred install printed ("" without one)."""
-    for line in stdout.splitlines():
-        for prefix in (RESTART_NEEDED, RESTART_NONE, RESTART_STOPPED):
-            if line == prefix or line.startswith(prefix + " "):
-                return line[len(prefix) :].strip()
-    return ""
-
-
-def rollout_wait_for(marker: str, stdout: str) -> str:
-    """The WAIT_FOR of an agent's `-upgrade` step: its install's fingerprint and the stamp of
-    the install run that printed the verdict (none without one). With the stamp, each run of
-    the install is followed by one run of the rollout, in the agent's batch."""
-    run = _run_stamp(stdout)
-    return marker + (f" run {run}" if run else "")
-
-
-def rollout_script(node: Node, k3s: K3sSettings, waits_for: str) -> Script:
-    """A rolled agent's `-upgrade` step, on the agent: cordon, drain, restart, Ready at
-    k3s.version and uncordon, when its install left a restart owed (sh/rollout.sh)."""
-    return render(
-        "rollout",
-        {
-            "NODE_NAME": node.name,
-            "ROLE": node.role,
-            "K3S_VERSION": k3s.version,
-            "TIMEOUT": str(k3s.timeouts.node_ready),
-            "DRAIN": "1" if k3s.upgrade.drain else "0",
-            "DRAIN_TIMEOUT": str(k3s.timeouts.drain),
-            "HINT": ssh_wait_hint(k3s.api_port),
-            "WAIT_FOR": waits_for,
-        },
-        sudo=needs_sudo(node.ssh.user),
     )
 
 

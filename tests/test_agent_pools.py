@@ -17,8 +17,9 @@ SECRETS = {"sshPrivateKey": TEST_SSH_KEY, "token": "a-fixed-token-for-pools"}
 POOL_TYPE = "k3s-rancher:index:AgentPool"
 
 
-def run(config: dict[str, Any]) -> Run:
-    return run_program(config, SECRETS, stack="prod")
+def run(config: dict[str, Any], after: Run | None = None) -> Run:
+    """`config`'s program; `after`: the run before it (its outputs are the record)."""
+    return run_program(config, SECRETS, stack="prod", previous_outputs=after.outputs if after else None)
 
 
 def with_pools() -> dict[str, Any]:
@@ -50,8 +51,15 @@ def with_pools() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def pools() -> Run:
+def created() -> Run:
+    """The first run: every agent new."""
     return run(with_pools())
+
+
+@pytest.fixture(scope="module")
+def pools(created: Run) -> Run:
+    """The run after it: every agent ran before (an in-place change goes in batches)."""
+    return run(with_pools(), after=created)
 
 
 def test_each_pool_is_a_component_holding_its_agents(pools: Run) -> None:
@@ -63,31 +71,31 @@ def test_each_pool_is_a_component_holding_its_agents(pools: Run) -> None:
         for agent in agents:
             node = pools.by_name(agent)
             assert node.type == "k3s-rancher:index:K3sAgent" and node.parent == components[pool].urn
-            for step in ("scripts", "forget", "cleanup", "install", "membership", "upgrade"):
+            for step in ("scripts", "forget", "cleanup", "install", "membership"):
                 assert pools.by_name(f"{agent}-{step}").parent == node.urn, f"{agent}-{step}"
     # `agents` stay where they were: under the cluster, with the same names (same URNs).
     assert pools.by_name("prod-w1").parent == cluster
 
 
-def test_servers_before_agents_and_pools_after_one_another(pools: Run) -> None:
+def test_servers_before_agents_and_pools_after_one_another(created: Run, pools: Run) -> None:
     r = pools
     for agent in ("prod-w1", "prod-g1", "prod-e3"):
         assert r.reaches(f"{agent}-install", "prod-cp3-ready")
     # agents in batches of one (10% of five), then gpu in batches of one, then edge in twos.
-    assert r.reaches("prod-g1-upgrade", "prod-w5-upgrade")
-    assert r.depends_on("prod-g2-upgrade", "prod-g1-upgrade")
-    assert r.reaches("prod-e1-upgrade", "prod-g2-upgrade") and r.reaches("prod-e2-upgrade", "prod-g2-upgrade")
-    assert not r.reaches("prod-e2-upgrade", "prod-e1-upgrade")  # one batch
+    assert r.reaches("prod-g1-install", "prod-w5-install")
+    assert r.depends_on("prod-g2-install", "prod-g1-install")
+    assert r.reaches("prod-e1-install", "prod-g2-install") and r.reaches("prod-e2-install", "prod-g2-install")
+    assert not r.reaches("prod-e2-install", "prod-e1-install")  # one batch
     # edge's second batch waits for its first through one no-op step.
-    assert r.depends_on("prod-e3-upgrade", "prod-edge-upgrade-batch-1")
+    assert r.depends_on("prod-e3-install", "prod-edge-upgrade-batch-1")
     assert r.by_name("prod-edge-upgrade-batch-1").parent == r.by_name("edge").urn
-    assert r.reaches("prod-e3-upgrade", "prod-e2-upgrade")
-    # Creation stays flat: no install waits for another agent's.
-    assert not r.reaches("prod-e1-install", "prod-g1-install")
-    assert not r.reaches("prod-g1-install", "prod-w1-install")
+    assert r.reaches("prod-e3-install", "prod-e2-install")
+    # Creation stays flat: on the first run no install waits for another agent's.
+    assert not created.reaches("prod-e1-install", "prod-g1-install")
+    assert not created.reaches("prod-g1-install", "prod-w1-install")
+    assert not created.reaches("prod-e3-install", "prod-e1-install")
     for agent in ("prod-w1", "prod-g2", "prod-e3"):
-        assert r.depends_on("prod-cluster-ready", f"{agent}-upgrade")
-    assert variable_of(r, "prod-e1-upgrade", "update", "NODE_NAME") == "prod-e1"
+        assert r.depends_on("prod-cluster-ready", f"{agent}-install")
 
 
 def variable_of(r: Run, name: str, prop: str, key: str) -> str:
@@ -118,8 +126,8 @@ def test_a_pools_settings_reach_its_agents_only(pools: Run) -> None:
     assert "pool=gpu" not in pools.by_name("prod-e1-membership").plain()["create"]
     assert "prod-e1-registration" not in pools.names()
     # edge's drain: false cordons its agents only; the others drain.
-    assert variable_of(pools, "prod-e1-upgrade", "update", "DRAIN") == "0"
-    assert variable_of(pools, "prod-g1-upgrade", "update", "DRAIN") == "1"
+    assert variable_of(pools, "prod-e1-install", "update", "DRAIN") == "0"
+    assert variable_of(pools, "prod-g1-install", "update", "DRAIN") == "1"
 
 
 def test_pools_change_nothing_of_the_agents() -> None:
@@ -138,7 +146,7 @@ def test_adding_a_pool_installs_its_agents_and_removing_it_uninstalls_them(pools
     smaller = {r.name: r.plain() for r in run(without).registrations}
     full = {r.name: r.plain() for r in pools.registrations}
     gone = set(full) - set(smaller)
-    edge_steps = ("scripts", "forget", "cleanup", "install", "membership", "upgrade")
+    edge_steps = ("scripts", "forget", "cleanup", "install", "membership")
     agents = ("prod-e1", "prod-e2", "prod-e3")
     assert gone == {"edge", "prod-edge-upgrade-batch-1", *agents, *(f"{a}-{s}" for a in agents for s in edge_steps)}
     # Removing the pool: each agent's saved deletes drain it, uninstall K3s, delete its Node,

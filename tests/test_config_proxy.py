@@ -115,15 +115,16 @@ def test_the_credentials_travel_as_a_named_stdin_entry_only_when_set() -> None:
         scripts.install_stdin("tok", None, proxy_credentials="u:p\nX=1")
 
 
-def test_the_credentials_reach_every_install_and_agent_upgrade_on_stdin_only() -> None:
-    """The wiring: proxyCredentials set in config reach each node's install (and an agent's
-    k3s.upgrade step) as stdin's PROXY_CREDENTIALS entry, secret, never in command text."""
+def test_the_credentials_reach_every_install_on_stdin_only() -> None:
+    """The wiring: proxyCredentials set in config reach each node's install (an agent's
+    in-place change, in its k3s.upgrade batch, included) as stdin's PROXY_CREDENTIALS entry,
+    secret, never in command text."""
     from tests.harness import TEST_SSH_KEY, load_stack_config, run_program, stdin_values
 
     config, _ = load_stack_config("dev")
     config["k3s"]["proxy"] = {"httpsProxy": "http://proxy.example.com:3128"}
     run = run_program(config, {"sshPrivateKey": TEST_SSH_KEY, "proxyCredentials": "u:secret-pw"}, stack="dev")
-    for name in ("dev-cp1-install", "dev-w1-install", "dev-w1-upgrade"):
+    for name in ("dev-cp1-install", "dev-w1-install"):
         registration = run.by_name(name)
         assert stdin_values(registration.plain()["stdin"])["PROXY_CREDENTIALS"] == "u:secret-pw", name
         assert "stdin" in registration.secret_paths()

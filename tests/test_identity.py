@@ -221,7 +221,6 @@ def test_a_new_ssh_endpoint_updates_the_connection_and_replaces_nothing(airgap: 
         # The cleanup keeps only the connection its delete will use: an update that runs nothing.
         *(f"prod-{n}-cleanup" for n in ("w2", "cp2")),
         *(f"prod-{n}-install" for n in ("w2", "cp2")),
-        "prod-w2-upgrade",  # an agent's k3s.upgrade step on its host: same text, new connection
         *(f"prod-{n}-airgap-{f}" for n in ("w2", "cp2") for f in ("install-sh", "k3s", "stage")),
         *(f"prod-{n}-registration" for n in ("w2", "cp2") if f"prod-{n}-registration" in before),
         "prod-cp2-ready",  # runs on cp2: same check, new connection
@@ -524,8 +523,7 @@ def test_a_gone_host_needs_only_its_install_cleanup_and_scripts_deleted_from_sta
     """The documented way out (docs/troubleshooting.md): remove the node from config, `pulumi up` (drain runs, then the
     uninstall fails: the host is gone), `pulumi state delete` the steps whose delete talks to
     that host, `pulumi up` again. That works only if (1) only the install's, the cleanup's and
-    the scripts step's deletes talk to the node's own host (its k3s.upgrade step runs there
-    only on a change, and has no delete), (2) once the node is out of the program nothing
+    the scripts step's deletes talk to the node's own host, (2) once the node is out of the program nothing
     still registered depends on them, (3) the docs name those exact URNs, in an order the
     CLI accepts (it refuses to delete a resource others in the state depend on), and (4) what
     is left of the node then has nothing to run on the gone host."""
@@ -534,11 +532,10 @@ def test_a_gone_host_needs_only_its_install_cleanup_and_scripts_deleted_from_sta
     config["agents"] = [a for a in config["agents"] if a["name"] != "prod-w3"]
     after = run(config)
     on_host = on_own_host(before, "prod-w3")
-    assert on_host == {"prod-w3-scripts", "prod-w3-cleanup", "prod-w3-install", "prod-w3-upgrade"}
+    assert on_host == {"prod-w3-scripts", "prod-w3-cleanup", "prod-w3-install"}
     assert {r.name for r in before.registrations if r.plain().get("connection", {}).get("host") == "10.20.0.23"} == (
         on_host
     )
-    assert not before.by_name("prod-w3-upgrade").plain().get("delete")
     # The cleanup's delete (the uninstall again) and the scripts step's (the bundle's
     # removal) run after the uninstall: on a gone host they fail as the uninstall does.
     talking = {name for name in on_host if before.by_name(name).plain().get("delete")}
@@ -577,7 +574,7 @@ def test_a_gone_host_with_airgap_and_labels_needs_its_staging_and_registration_d
     after = run(config)
     extra = ["prod-w3-registration", "prod-w3-airgap-install-sh", "prod-w3-airgap-k3s", "prod-w3-airgap-stage"]
     on_host = on_own_host(before, "prod-w3")
-    assert on_host == {"prod-w3-scripts", "prod-w3-cleanup", "prod-w3-install", "prod-w3-upgrade", *extra}
+    assert on_host == {"prod-w3-scripts", "prod-w3-cleanup", "prod-w3-install", *extra}
     talking = {name for name in on_host if before.by_name(name).plain().get("delete")}
     assert talking == {"prod-w3-install", "prod-w3-cleanup", "prod-w3-scripts", "prod-w3-airgap-stage"}
     drops = ["prod-w3-install", *extra, "prod-w3-cleanup", "prod-w3-scripts"]

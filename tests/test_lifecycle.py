@@ -10,13 +10,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from components import scripts
 from policy.shell_inputs import command_inputs
 from tests.harness import (
     TEST_SSH_KEY,
     Run,
     command_variables,
-    default_stdout,
     leaves,
     node_script,
     prod_config,
@@ -61,17 +59,12 @@ def test_a_version_change_updates_every_node_in_place_and_reruns_ready_checks() 
         assert before[name]["create"] != after[name]["create"]
         assert "K3S_VERSION=v1.33.6+k3s1" in after[name]["create"]
         if name.startswith("prod-w"):  # agents: the restart runs in their k3s.upgrade batch
-            # The install's update writes the new version's files and leaves the restart ...
+            # The install's update writes the new version's files and restarts K3s, cordoned
+            # and drained (RESTART=roll), in the agent's batch.
             assert "RESTART" not in inputs(after[name]["create"])
-            assert inputs(after[name]["update"]) == {**inputs(after[name]["create"]), "RESTART": "defer"}
+            rolled = {"RESTART": "roll", "DRAIN": "1", "DRAIN_TIMEOUT": "300"}
+            assert inputs(after[name]["update"]) == {**inputs(after[name]["create"]), **rolled}
             assert before[name]["update"] != after[name]["update"]
-            # ... to the agent's -upgrade step, which restarts K3s (cordoned and drained) if the
-            # host records one owed; it names the install's desired state and the version, so
-            # it runs again (an update) now.
-            upgrade = after[name.replace("-install", "-upgrade")]["update"]
-            assert node_script(upgrade).name == "rollout" and inputs(upgrade)["K3S_VERSION"] == "v1.33.6+k3s1"
-            assert inputs(upgrade)["WAIT_FOR"] == scripts.fingerprint(after[name]["create"])
-            assert before[name.replace("-install", "-upgrade")]["update"] != upgrade
         else:
             assert after[name]["update"] == after[name]["create"]
     for name in [n for n in before if n.endswith("-ready")]:
@@ -89,42 +82,19 @@ def test_changing_one_agents_settings_touches_only_that_agent_and_the_cluster_ch
     after = commands(run(config))
     changed = {name for name in before if before[name] != after.get(name)}
     # The scripts bundle is delivered again through the new endpoint, the install records it
-    # (its update runs there: it finds the files as they are), the cleanup keeps it for its
-    # delete (it has nothing to run on an update), and the -upgrade step goes through it too
-    # (nothing to restart). Under mocks the install prints nothing, so the rollout's text is
-    # the same.
-    on_host = {"prod-w1-scripts", "prod-w1-cleanup", "prod-w1-install", "prod-w1-upgrade"}
+    # (its update runs there: it finds the files as they are, so nothing restarts and nothing
+    # is cordoned), and the cleanup keeps it for its delete (it has nothing to run on an update).
+    on_host = {"prod-w1-scripts", "prod-w1-cleanup", "prod-w1-install"}
     assert changed == on_host
     # A new SSH endpoint is not a new node: the install and the cleanup are updated in place.
     for step in ("install", "cleanup"):
         assert before[f"prod-w1-{step}"]["triggers"] == after[f"prod-w1-{step}"]["triggers"], step
-    for step in ("scripts", "cleanup", "install", "upgrade"):
+    for step in ("scripts", "cleanup", "install"):
         assert after[f"prod-w1-{step}"]["connection"]["port"] == 2222, step
     assert before["prod-w1-scripts"]["stdin"] == after["prod-w1-scripts"]["stdin"]
-    assert before["prod-w1-upgrade"]["update"] == after["prod-w1-upgrade"]["update"]
+    assert before["prod-w1-install"]["update"] == after["prod-w1-install"]["update"]
     assert before["prod-w1-cleanup"]["delete"] == after["prod-w1-cleanup"]["delete"]
     assert not after["prod-w1-cleanup"].get("create") and not after["prod-w1-cleanup"].get("update")
-    # On a host, the install's update says so, stamped with that run ("restart none <stamp>"):
-    # the -upgrade step carries the stamp in its WAIT_FOR, so it runs once after this run of
-    # the install (and finds nothing owed on the host: no cordon, no restart).
-    stamp = "1761000000"
-    said_none = commands(
-        run(
-            config,
-            stdout_for=lambda args: (
-                f"{scripts.RESTART_NONE} {stamp}\n" if args.name == "prod-w1-install" else default_stdout(args)
-            ),
-        )
-    )
-    changed = {name for name in before if before[name] != said_none.get(name)}
-    assert changed == on_host
-    marker = scripts.fingerprint(said_none["prod-w1-install"]["create"])
-    old_upgrade, new_upgrade = (
-        inputs(before["prod-w1-upgrade"]["update"]),
-        inputs(said_none["prod-w1-upgrade"]["update"]),
-    )
-    assert old_upgrade["WAIT_FOR"] == marker
-    assert {**old_upgrade, "WAIT_FOR": f"{marker} run {stamp}"} == new_upgrade
 
 
 def test_a_changed_host_replaces_that_node_delete_first() -> None:
@@ -146,16 +116,13 @@ def test_removing_an_agent_removes_only_that_agent() -> None:
     before = commands(run(config))
     config["agents"] = [a for a in config["agents"] if a["name"] != "prod-w3"]
     after = commands(run(config))
-    rollout = {"prod-w3-upgrade"}
     assert set(before) - set(after) == {
         "prod-w3-scripts",
         "prod-w3-forget",
         "prod-w3-install",
         "prod-w3-cleanup",
         "prod-w3-membership",
-        *rollout,
     }
-    assert not any(before[name].get("delete") for name in rollout)  # nothing runs for them
     # The removed agent's saved delete steps drain it, uninstall K3s, then delete its Node;
     # the bundle is removed from its host (after the uninstall, which depends on it).
     drain = node_script(before["prod-w3-membership"]["delete"])

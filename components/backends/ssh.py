@@ -378,13 +378,11 @@ class SshBackend:
                 )
             )
         stdin = self.check_stdin if node.role == "server" else self._pool_stdin.get(node.name, self._agent_stdin)
-        # Rolled: an in-place change writes the files here and leaves the restart, if one is
-        # needed, to the agent's `-upgrade` step in its batch (which cordons and drains it first).
-        deferred = self._text(
+        # Rolled: an in-place change runs in the agent's k3s.upgrade batch (the graph puts the
+        # batch before it in `after`) and restarts K3s, if it must, cordoned and drained.
+        rolled_update = self._text(
             node,
-            lambda n, k: (
-                scripts.install_script(n, k, first_server=first_server, defer_restart=True, repair=repair).command
-            ),
+            lambda n, k: scripts.install_script(n, k, first_server=first_server, roll=True, repair=repair).command,
         )
         install_name, install_opts = self.names.child(
             f"{node.name}-install",
@@ -396,34 +394,14 @@ class SshBackend:
             install_name,
             node,
             create=script,
-            update=deferred if rolled else None,
+            update=rolled_update if rolled else None,
             delete=self._text(node, lambda n, k: scripts.uninstall_script(n, k).command),
             stdin=stdin,
             # The forget's id: a replaced forget replaces the install (see components/cluster.py).
             triggers=[*identity(node), forget.id],
             opts=install_opts,
         )
-        rollout: pulumi.Output[str] | None = None
-        if rolled:
-            # What the agent's -upgrade step runs, on the agent: the restart its install left
-            # owed, between a cordon and drain and its uncordon, after that install's run (its
-            # text's fingerprint and its output's stamp).
-            rollout = pulumi.Output.all(install.stdout, script).apply(
-                lambda v: self._text(
-                    node,
-                    lambda n, k: (
-                        scripts.rollout_script(n, k, scripts.rollout_wait_for(scripts.fingerprint(v[1]), v[0])).command
-                    ),
-                )
-            )
-
-        return Installed(
-            resources=[install],
-            generation=script,
-            replaced_with=[install.id],
-            rollout=rollout,
-            rollout_stdin=stdin,
-        )
+        return Installed(resources=[install], generation=script, replaced_with=[install.id])
 
     def _stage_airgap(self, parent: pulumi.Resource, node: Node, first: pulumi.Resource) -> list[pulumi.Resource]:
         """Stage this generation's airgap files in a 0700 directory under the SSH user's home:

@@ -7,13 +7,14 @@
 #   files.sh          the token, config.yaml, drop-ins, registries.yaml, the proxy's files
 #   installer.sh      the installer, fetched or from the airgap generation (airgap.sh), run
 #   service.sh        the start (without blocking) and the bounded wait
+#   rollout.sh        a rolled agent's restart: cordon, drain, restart, Ready, uncordon
 # Inputs: ROLE (server|agent), NODE_NAME, K3S_VERSION, SERVER_URL (agents and joining
 # servers, else empty), CONFIG_YAML, REGISTRIES_YAML (may be empty), INSTALL_SCRIPT_URL,
 # INSTALL_SCRIPT_SHA256 (pin of the downloaded installer, or empty), TIMEOUT (seconds the
 # service may take to become active), AIRGAP_GENERATION (empty, or one generation with
 # AIRGAP_STAGE, AIRGAP_SHA256_INSTALLER, AIRGAP_SHA256_K3S, AIRGAP_SHA256_IMAGES and
-# AIRGAP_IMAGES: airgap.sh); RESTART (defer: a rolled agent's update, which leaves the restart
-# to its -upgrade step and prints whether one is needed; else now); GENERATION (k3s-rancher's
+# AIRGAP_IMAGES: airgap.sh); RESTART (roll: a rolled agent's update, which restarts K3s
+# cordoned and drained, with DRAIN and DRAIN_TIMEOUT: rollout.sh; else now); GENERATION (k3s-rancher's
 # scripts generation: only its change re-runs installs for a release); HTTP_PROXY_URL,
 # HTTPS_PROXY_URL, NO_PROXY_LIST (only with k3s.proxy: proxy_env.sh); PREFLIGHT (off: skip the
 # first-install checks); ETCD_SNAPSHOT_DIR (servers, only with k3s.etcdSnapshots.directory);
@@ -45,6 +46,8 @@ set -eu
 . "$K3SR_SCRIPTS/airgap.sh"
 # shellcheck source=/dev/null
 . "$K3SR_SCRIPTS/installer.sh"
+# shellcheck source=/dev/null
+. "$K3SR_SCRIPTS/rollout.sh"
 read_node_secrets
 [ -n "$TOKEN" ] || die "no cluster token arrived on stdin"
 
@@ -86,27 +89,16 @@ record_applied
 POST_HASHES=$(installed_hashes)
 STATE=$(service_state)
 if [ "$CHANGED" = 1 ] || [ "$PRE_HASHES" != "$POST_HASHES" ] || [ "$STATE" != active ] || [ -n "$OWED" ]; then
-  if [ "${RESTART:-now}" = defer ]; then
-    # A rolled agent: its -upgrade step restarts K3s once the agent is cordoned (and drained);
-    # the record stays until then. The graph reads this line (components/scripts.py
-    # restart_verdict); the time in it makes each run's line new, so that the agent's
-    # -cordon, -upgrade and -rejoin run once after every run of this install.
-    if [ "$STATE" != active ]; then
-      # K3s is not running (stopped, failed, or a wiped host): its kubelet cannot stop pods
-      # gracefully, so a drain could only wait for k3s.timeouts.drain; its pods' containers
-      # keep running or are gone already. Starting K3s is the repair: no cordon, no drain.
-      log "$NODE_NAME: K3s ($SERVICE) is $STATE: started in this agent's k3s.upgrade batch, without a drain"
-      echo "k3s-rancher: restart stopped $(date +%s)"
-      exit 0
-    fi
-    log "$NODE_NAME: files updated; K3s ($SERVICE) restarts in this agent's k3s.upgrade batch"
-    echo "k3s-rancher: restart needed $(date +%s)"
-    exit 0
+  if [ "${RESTART:-now}" = roll ]; then
+    # A rolled agent's in-place change, in its k3s.upgrade batch: cordoned and drained around
+    # the restart (rollout.sh); the record stays until K3s runs the new files.
+    roll_out "$STATE"
+  else
+    restart_service
   fi
-  restart_service
 else
   clear_restart_pending
-  [ "${RESTART:-now}" != defer ] || echo "k3s-rancher: restart none $(date +%s)"
+  if [ "${RESTART:-now}" = roll ]; then finish_cordon; fi
 fi
 log "K3s $K3S_VERSION installed on $NODE_NAME ($SERVICE active)"
 # Older airgap generations of this node are no longer needed once this one runs.

@@ -111,9 +111,10 @@ def rendered(airgap: dict[str, str]) -> dict[str, scripts.Script]:
         for i, node in enumerate(s.nodes):
             first = i == 0
             out[f"install-{variant}-{node.name}"] = scripts.install_script(node, s.k3s, first_server=first)
-            out[f"install-deferred-{variant}-{node.name}"] = scripts.install_script(
-                node, s.k3s, first_server=first, defer_restart=True
-            )
+            if node.role == "agent":  # a rolled agent's in-place update (sh/rollout.sh)
+                out[f"install-roll-{variant}-{node.name}"] = scripts.install_script(
+                    node, s.k3s, first_server=first, roll=True
+                )
             out[f"uninstall-{variant}-{node.name}"] = scripts.uninstall_script(node, s.k3s)
             out[f"registration-{variant}-{node.name}"] = scripts.registration_script(node, s.k3s)
             if variant == "airgap":
@@ -130,8 +131,10 @@ def rendered(airgap: dict[str, str]) -> dict[str, scripts.Script]:
         out[f"forget-{user}"] = scripts.forget_script("w1", user)
         out[f"forget-reimaged-{user}"] = scripts.forget_reimaged_script("w1", user, 3)
         out[f"server-removal-{user}"] = scripts.server_removal_script("cp2", 120, user)
+        # The rolled update as each user (through sudo or not), with k3s.upgrade.drain off too.
         agent = dataclasses.replace(s.agents[0], ssh=dataclasses.replace(s.agents[0].ssh, user=user))
-        out[f"rollout-{user}"] = scripts.rollout_script(agent, s.k3s, "0123abcd")
+        cordon_only = dataclasses.replace(s.k3s, upgrade=dataclasses.replace(s.k3s.upgrade, drain=False))
+        out[f"install-roll-{user}"] = scripts.install_script(agent, cordon_only, first_server=False, roll=True)
         out[f"scripts-{user}"] = scripts.deliver_scripts_script(user, bundle.current_bundle())
         out[f"scripts-delete-{user}"] = scripts.remove_scripts_script(user)
         out[f"token-rotation-{user}"] = scripts.token_rotation_script("cp1", user)

@@ -1,7 +1,8 @@
 """A run killed inside an install's write-then-restart window converges on the next run, and a
-rolled agent's install decides on the host whether K3s must restart (issue 23 item 1, issue 22
-item 5). The kill is the installer stand-in's test hook: SIGKILL to the whole command once
-every file is written, before anything restarts K3s (as a killed `pulumi up` leaves it)."""
+rolled agent's update (RESTART=roll) decides on the host whether K3s must restart, and
+restarts it, cordoned, only then (issue 23 item 1, issue 22 item 5). The kill is the installer
+stand-in's test hook: SIGKILL to the whole command once every file is written, before anything
+restarts K3s (as a killed `pulumi up` leaves it)."""
 
 from __future__ import annotations
 
@@ -33,13 +34,6 @@ def _killed(box: Sandbox, script: scripts.Script, secrets: str) -> subprocess.Co
 
 def _restarts(box: Sandbox) -> int:
     return len(box.systemctl("restart"))
-
-
-def _verdict(stdout: str) -> str:
-    """The line a deferred install prints about the restart (without its time stamp)."""
-    said = [line for line in stdout.splitlines() if line.startswith("k3s-rancher: restart ")]
-    assert len(said) == 1, stdout
-    return " ".join(said[0].split()[:3])
 
 
 def _registered(box: Sandbox, agent: Node, k3s: K3sSettings) -> None:
@@ -101,67 +95,97 @@ def test_a_token_rotation_killed_before_the_restart_restarts_k3s_on_the_next_run
     assert _restarts(box) == 2 and not box.path(PENDING).exists()
 
 
+def _roll(box: Sandbox, agent: Node, k3s: K3sSettings, repair: int = 0) -> subprocess.CompletedProcess[str]:
+    """A rolled agent's update (RESTART=roll: sh/rollout.sh restarts K3s, cordoned, if it must)."""
+    return box.run(scripts.install_script(agent, k3s, first_server=False, roll=True, repair=repair), stdin())
+
+
+def _kubectl_verbs(box: Sandbox) -> list[str]:
+    return [r["argv"][3] for r in box.records("k3s") if r["argv"][:1] == ["kubectl"]]
+
+
 @needs_sandbox
-def test_a_rolled_agent_writes_its_files_and_leaves_the_restart_to_its_upgrade_step(box: Sandbox) -> None:
-    """The install update of a rolled agent (RESTART=defer) says whether a restart is owed; the
-    agent's -upgrade step (rollout.sh) restarts only then."""
+def test_a_rolled_agents_update_restarts_k3s_only_when_something_changed(box: Sandbox) -> None:
+    """The update of a rolled agent decides on the host whether K3s must restart: nothing
+    changed, nothing restarts and nothing is cordoned; a real change restarts it once, between
+    the cordon and the uncordon."""
     agent, k3s = _node("agent")
     created = box.run(scripts.install_script(agent, k3s, first_server=False), stdin())
     assert created.returncode == 0, created.stderr
     assert _restarts(box) == 1
     _registered(box, agent, k3s)
     # Nothing changed (a release of k3s-rancher, say): no restart owed, none done.
-    same = box.run(scripts.install_script(agent, k3s, first_server=False, defer_restart=True), stdin())
+    same = _roll(box, agent, k3s)
     assert same.returncode == 0, same.stderr
-    assert _verdict(same.stdout) == scripts.RESTART_NONE and _restarts(box) == 1
-    rollout = scripts.rollout_script(agent, k3s, "0123abcd")
-    assert box.run(rollout, stdin()).returncode == 0
-    assert _restarts(box) == 1 and "cordoned" not in box.state()
-    # A real change: the files are written, the restart is owed, and the rollout does it once.
+    assert _restarts(box) == 1 and not box.path(PENDING).exists()
+    assert "cordoned" not in box.state() and "cordon" not in _kubectl_verbs(box)
+    # A real change: the files are written, then K3s restarts once, cordoned around it.
     upgraded = dataclasses.replace(k3s, version="v1.33.6+k3s1")
-    changed = box.run(scripts.install_script(agent, upgraded, first_server=False, defer_restart=True), stdin())
-    assert changed.returncode == 0, changed.stderr
-    assert _verdict(changed.stdout) == scripts.RESTART_NEEDED
-    assert _restarts(box) == 1 and box.path(PENDING).exists()
     _registered(box, agent, upgraded)
-    done = box.run(scripts.rollout_script(agent, upgraded, "4567cdef"), stdin())
-    assert done.returncode == 0, done.stderr
+    changed = _roll(box, agent, upgraded)
+    assert changed.returncode == 0, changed.stderr
+    assert "v1.33.6+k3s1" in box.path("/usr/local/bin/k3s").read_text()
     assert _restarts(box) == 2 and not box.path(PENDING).exists()
+    said = changed.stderr
+    assert said.index("node w1 cordoned for its upgrade") < said.index("starting k3s-agent") < said.index("is back")
     assert box.state()["cordoned"] == []  # cordoned for the restart, uncordoned after it
-    assert box.run(scripts.rollout_script(agent, upgraded, "4567cdef"), stdin()).returncode == 0
+    again = _roll(box, agent, upgraded)
+    assert again.returncode == 0, again.stderr
+    assert _restarts(box) == 2
+
+
+@needs_sandbox
+def test_a_rolled_update_killed_before_the_restart_restarts_k3s_on_the_next_run(box: Sandbox) -> None:
+    """Killed between the writes and the restart (before any cordon): the restart stays owed,
+    and the next rolled run, finding every file as desired, restarts K3s all the same, cordoned."""
+    agent, k3s = _node("agent")
+    assert box.run(scripts.install_script(agent, k3s, first_server=False), stdin()).returncode == 0
+    upgraded = dataclasses.replace(k3s, version="v1.33.6+k3s1")
+    _registered(box, agent, upgraded)
+    _killed(box, scripts.install_script(agent, upgraded, first_server=False, roll=True), stdin())
+    assert "v1.33.6+k3s1" in box.path("/usr/local/bin/k3s").read_text()  # the new binary is there
+    assert _restarts(box) == 1 and box.path(PENDING).exists()  # written, not restarted
+    assert "cordoned" not in box.state()
+    again = _roll(box, agent, upgraded)
+    assert again.returncode == 0, again.stderr
+    assert "did not restart it; restarting now" in again.stderr
+    assert "node w1 cordoned for its upgrade" in again.stderr
+    assert _restarts(box) == 2 and not box.path(PENDING).exists()
+    assert box.state()["cordoned"] == [] and "uncordon" in _kubectl_verbs(box)
+    # And a run after that has nothing owed: no restart.
+    assert _roll(box, agent, upgraded).returncode == 0
     assert _restarts(box) == 2
 
 
 @needs_sandbox
 def test_a_rolled_agent_whose_k3s_is_stopped_is_started_in_its_batch_without_a_drain(box: Sandbox) -> None:
-    """Issue 25 item 2: an agent whose K3s was stopped (drift) says "stopped", not "needed":
-    its kubelet is down, so a drain could only wait out k3s.timeouts.drain; its -upgrade step
-    starts K3s without a cordon or drain."""
+    """Issue 25 item 2: an agent whose K3s was stopped (drift) has its kubelet down, so a drain
+    could only wait out k3s.timeouts.drain: its rolled update starts K3s without a cordon or
+    drain."""
     agent, k3s = _node("agent")
     assert box.run(scripts.install_script(agent, k3s, first_server=False), stdin()).returncode == 0
     box.set_state(services={"k3s-agent": {"state": "inactive"}})  # systemctl stop k3s-agent
-    repaired = box.run(scripts.install_script(agent, k3s, first_server=False, defer_restart=True, repair=1), stdin())
-    assert repaired.returncode == 0, repaired.stderr
-    assert _verdict(repaired.stdout) == scripts.RESTART_STOPPED and _restarts(box) == 1
     _registered(box, agent, k3s)
-    started = box.run(scripts.rollout_script(agent, k3s, "0123abcd"), stdin())
+    started = _roll(box, agent, k3s, repair=1)
     assert started.returncode == 0, started.stderr
     assert "started without a cordon or drain" in started.stderr
-    assert "cordon" not in [r["argv"][3] for r in box.records("k3s")]
-    assert _restarts(box) == 2
+    assert not {"cordon", "annotate", "create"} & set(_kubectl_verbs(box))
+    assert _restarts(box) == 2 and not box.path(PENDING).exists()
     assert box.state()["services"]["k3s-agent"]["state"] == "active"
 
 
 @needs_sandbox
 def test_a_host_installed_before_the_restart_record_existed_needs_no_restart(box: Sandbox) -> None:
     """The migration from 0.1.0: a host with K3s running as desired and no record of ours
-    (that release wrote none) is found as desired: no restart, no cordon ("none")."""
+    (that release wrote none) is found as desired: no restart, no cordon."""
     agent, k3s = _node("agent")
     assert box.run(scripts.install_script(agent, k3s, first_server=False), stdin()).returncode == 0
     box.path(PENDING).unlink(missing_ok=True)
-    deferred = box.run(scripts.install_script(agent, k3s, first_server=False, defer_restart=True), stdin())
-    assert deferred.returncode == 0, deferred.stderr
-    assert _verdict(deferred.stdout) == scripts.RESTART_NONE and _restarts(box) == 1
+    _registered(box, agent, k3s)
+    rolled = _roll(box, agent, k3s)
+    assert rolled.returncode == 0, rolled.stderr
+    assert _restarts(box) == 1 and not box.path(PENDING).exists()
+    assert "cordon" not in _kubectl_verbs(box)
 
 
 @needs_sandbox
