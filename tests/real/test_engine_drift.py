@@ -135,11 +135,16 @@ def test_a_stopped_agent_is_named_in_preview_and_started_by_up_without_a_drain(
     agt.exec("systemctl stop k3s-agent")
     print(project.pulumi("preview").stdout)  # the README's example
     named_in_preview(project, "agt-1", "k3s-agent inactive", {"agt-1-install", "agt-1-scripts"})
+    seen = len(srv.api.cordon_log())
     project.pulumi("up", "--yes", "--skip-preview")
     assert unit_state(agt, "k3s-agent") == "active"
     assert ready_status(srv.api, "agt-1") == "True"
-    # Its K3s was stopped: started in its batch without a cordon or drain.
-    assert "is not running; it is started without a cordon or drain" in step_stderr(project, "agt-1-upgrade")
+    # Its K3s was stopped: its install, in its batch, started it without a cordon or drain
+    # (the API server saw neither).
+    assert srv.api.cordon_log()[seen:] == []
+    install_log = step_stderr(project, "agt-1-install")
+    assert "K3s (k3s-agent) is inactive; it is started without a cordon or drain" in install_log, install_log
+    assert "cordoned" not in install_log, install_log
     project.pulumi("preview", "--expect-no-changes")
 
 

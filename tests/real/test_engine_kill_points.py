@@ -10,7 +10,10 @@ One cluster (srv-1 and srv-2 on embedded etcd, agt-1), four changes in a row. Fo
    (/run/k3sr-kill-after-installer, tests/real/standin/install.sh) SIGKILLs the install's
    process group once the installer has written K3s's files and before anything restarts K3s,
    one host per run, in plan order; each run fails at that install and the next is the
-   README's recovery.
+   README's recovery. An agent's install (in its k3s.upgrade batch) also cordons, drains,
+   restarts and uncordons it: for the upgrade, the k3s stand-in's one-shot hooks
+   (/run/k3sr-kill-after-cordon, /run/k3sr-kill-before-uncordon, in its `kubectl`) kill it
+   once it has cordoned the agent, and once K3s has restarted and before the uncordon.
 2. At each step boundary: the command provider stand-in's test hook (K3SR_STANDIN_KILL,
    tests/real/engine/command-standin/killhook.go) SIGKILLs the engine right after a step's
    command ran on its host and before the engine recorded it: the host has changed and the
@@ -46,7 +49,7 @@ from tests.real.test_engine_server_removal import members, node_names
 
 pytestmark = pytest.mark.real
 
-V1, V2, V3 = "v1.33.5+k3s1", "v1.33.6+k3s1", "v1.33.7+k3s1"
+V1, V2, V3, V4 = "v1.33.5+k3s1", "v1.33.6+k3s1", "v1.33.7+k3s1", "v1.33.8+k3s1"
 NEW_TOKEN = "tier2-killpoints-new-token-6e5d4c3b2a19"
 NEWER_TOKEN = "tier2-killpoints-newer-token-1a2b3c4d5e6f"
 K3S = {"datastore": "etcd", "initServer": "srv-1", "timeouts": {"nodeReady": 60, "clusterReady": 90, "drain": 10}}
@@ -62,6 +65,9 @@ CONFIG_CHANGE_2 = {
 NAMES = ("srv-1", "srv-2", "agt-1")
 UNITS = {"srv-1": "k3s", "srv-2": "k3s", "agt-1": "k3s-agent"}
 INSTALLER_HOOK = "/run/k3sr-kill-after-installer"
+# The k3s stand-in's kubectl hooks (tests/real/standin/k3s kill_at_cordon_hook), by what the
+# agent is when its install is killed.
+CORDON_HOOKS = {"cordoned": "/run/k3sr-kill-after-cordon", "restarted": "/run/k3sr-kill-before-uncordon"}
 INSTALLER_KILLED = "/run/k3sr-killed-after-installer"
 RESTART_PENDING = "/var/lib/k3s-rancher/restart-pending"
 TOKEN_FILE = "/etc/rancher/k3s/cluster-token"
@@ -108,7 +114,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
             yield m
         finally:
             for host in hosts:
-                host.exec(f"rm -f {INSTALLER_HOOK}", check=False)
+                host.exec(f"rm -f {INSTALLER_HOOK} {' '.join(CORDON_HOOKS.values())}", check=False)
             project.kill_leftovers()
             project.pulumi("cancel", "--yes", check=False, timeout=120)
 
@@ -166,6 +172,28 @@ def window_kills(m: Matrix) -> None:
         assert rc != 0 and install in output, f"{install}: the killed install did not fail the up:\n{output[-4000:]}"
         assert host.exec_result(f"test -f {RESTART_PENDING}")[0] == 0, f"{install}: no restart owed after the kill"
         m.killed.append(f"window:{install}")
+        recover(m.project)
+
+
+def cordon_kills(m: Matrix, agent: str) -> None:
+    """Kill `agent`'s install once it has cordoned the agent (K3s not restarted yet), then, in
+    the recovery's run, once K3s runs the new files and before the uncordon: each run fails at
+    that install and leaves the agent cordoned."""
+    host = m.hosts[agent]
+    for when, hook in CORDON_HOOKS.items():
+        host.exec(f"touch {hook}")
+        rc, output = up(m.project)
+        fired = host.exec_result(f"test -e {hook}")[0] != 0
+        host.exec(f"rm -f {hook}")
+        install = f"{agent}-install"
+        assert fired and rc != 0 and install in output, f"{hook}: the install was not killed:\n{output[-4000:]}"
+        cordoned = m.init.exec(f"k3s kubectl get node {agent} -o jsonpath='{{.spec.unschedulable}}'").strip()
+        assert cordoned == "true", f"{hook}: {agent} is not cordoned after the kill"
+        owed = host.exec_result(f"test -f {RESTART_PENDING}")[0] == 0
+        assert owed == (when == "cordoned"), f"{hook}: restart owed: {owed}"
+        running = kubelet_version(m.init, agent)
+        assert (running == m.version) == (when == "restarted"), f"{hook}: {agent} runs {running}"
+        m.killed.append(f"{when}:{install}")
         recover(m.project)
 
 
@@ -266,16 +294,26 @@ def test_an_upgrade_killed_at_every_point_converges(matrix: Matrix) -> None:
     killed = at_every_boundary(matrix, upgrade_to(matrix, V2))
     print("upgrade, boundaries:", killed)
     # Every step of the upgrade: per server the install and its ready check, per agent its
-    # install and its -upgrade (cordon, drain, restart, Ready, uncordon), then the cluster's checks.
-    steps = {k.split(":")[1] for k in killed}
-    for name in NAMES:
-        assert f"{name}-install" in steps, killed
-    assert "agt-1-upgrade" in steps, killed
+    # install (which, in the agent's batch, also cordons, drains, restarts K3s, waits for Ready
+    # and uncordons), then the cluster's checks; each node's install killed after its update ran.
+    assert {f"after:{n}-install:update" for n in NAMES} <= set(killed), killed
+    assert {f"after:{n}-ready:update" for n in ("srv-1", "srv-2")} <= set(killed), killed
     converged(matrix)
 
     killed = in_every_window(matrix, upgrade_to(matrix, V3))
     print("upgrade, windows:", killed)
     assert killed == [f"window:{n}-install" for n in NAMES], killed
+    converged(matrix)
+
+    # The agent's install killed while it holds the agent cordoned, before and after the restart.
+    upgrade_to(matrix, V4)()
+    matrix.configure()
+    start = len(matrix.killed)
+    cordon_kills(matrix, "agt-1")
+    rc, output = up(matrix.project)
+    assert rc == 0, output[-4000:]
+    print("upgrade, cordoned:", matrix.killed[start:])
+    assert matrix.killed[start:] == ["cordoned:agt-1-install", "restarted:agt-1-install"], matrix.killed
     converged(matrix)
 
 

@@ -170,15 +170,20 @@ def test_a_pdb_that_can_never_be_satisfied_fails_the_upgrade_within_the_drain_ti
     print(output[-3000:])
     assert result.returncode != 0
     assert f"drain of agt-1 did not finish within {SHORT_DRAIN}s" in output, output[-4000:]
+    assert "agt-1 stays cordoned and was not upgraded" in output and "agt-1-install" in output, output[-4000:]
     # The pods still there, and why: the budget's refusal (a node may not read budgets, so the
     # API's 429 is what names it).
     assert "still on it: default/web-" in output and "disruption budget" in output, output[-4000:]
-    # Nothing after the first batch ran: agt-2's K3s still runs the old version (its install
-    # already put the new binary in place, as for every changed agent) and was never cordoned.
+    # Nothing after the first batch ran: agt-2's install (the next batch) did not start, so its
+    # K3s still runs the old version, the old binary is still the one on its disk, and it was
+    # never cordoned. agt-1 stays cordoned, as the error says, and still runs the old K3s (its
+    # install wrote the new binary and stopped before the restart).
     assert node_version(api, "agt-2") == old != V3
-    # (kubectl drain lists the Node's pods more than once: each listing is a `drain` record)
+    assert V3 not in hosts[2].exec("k3s --version")
+    assert V3 in hosts[1].exec("k3s --version") and node_version(api, "agt-1") == old
+    # (each listing of the Node's pods is a `drain` record)
     assert {(r["node"], r["verb"]) for r in api.cordon_log()[seen:]} == {("agt-1", "cordon"), ("agt-1", "drain")}
-    assert unschedulable(api)["agt-2"] is False
+    assert unschedulable(api) == {"srv-1": False, "agt-1": True, "agt-2": False}
     # Fixed (the budget allows one pod down): the next up finishes the upgrade.
     api.kubectl("apply", "-f", "-", input=web(4, 3))
     project.configure(hosts, 1, V3, standin_binary(tmp, V3), k3s=K3S)

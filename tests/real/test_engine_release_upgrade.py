@@ -8,12 +8,12 @@ In order, on one cluster (each test needs the one before):
     of the steps releases.toml retires: nothing is replaced;
 (c) its up restarts no K3s (the units' InvocationIDs), cordons and drains nothing (the
     stand-in's record of every cordon, uncordon and drain), leaves the bundle on every host,
-    and a second preview plans nothing (the agents' -cordon and -rejoin steps, which 0.3.0
-    retires, are deleted and run nothing);
+    and a second preview plans nothing (the agents' -cordon, -upgrade and -rejoin steps,
+    which 0.3.0 retires, are deleted and run nothing);
 (d) a code-only change (a line appended to lib.sh) plans only the `-scripts` updates, and its
     up restarts nothing;
-(e) a real change (an agent flag) runs on the new code: each agent restarts once, in its own
-    batch, cordoned and drained while it restarts and uncordoned after.
+(e) a real change (an agent flag) runs on the new code: each agent's install restarts K3s
+    once, in its own batch, cordoned and drained while it restarts and uncordoned after.
 
 K3SR_RELEASE_UPGRADE_RECORD=<file> writes the migration's preview (its counts per operation
 and the plain `pulumi preview` a user sees) and each phase's wall time there.
@@ -45,6 +45,8 @@ AGENT_FLAG = "--kubelet-arg=max-pods=120"
 NODES = ("srv-1", "agt-1", "agt-2")  # hosts[0..2]
 UNITS = ("k3s", "k3s-agent", "k3s-agent")
 CORDON_MARK = "k3s-rancher.io/cordoned-for-upgrade"
+# An agent's own rollout steps before 0.3.0 (its install does their work since).
+ROLLOUT_STEPS = ("-cordon", "-upgrade", "-rejoin")
 # Operations that would touch a node beyond running a command again.
 FORBIDDEN = {"replace", "create-replacement", "delete-replaced", "delete", "discard", "read-replacement"}
 # Used when releases.toml is not there: the first release (issue 22).
@@ -253,15 +255,13 @@ def test_b_the_migration_preview_updates_node_commands_and_creates_the_scripts_s
     upgrade.record["(b) creates releases.toml allows"] = sorted(allowed)
     assert {f"{n}-scripts" for n in NODES} <= created
     assert {name for name in created if not any(name.endswith(s) for s in allowed)} == set(), created
-    # Every node's install and the agents' rollout steps update (their text is now an entry
-    # point); they are what runs during the migration. The agents' -cordon and -rejoin steps
-    # go (0.3.0: the -upgrade step on the agent does their work).
+    # Every node's install updates (its text is now an entry point); the installs are what runs
+    # during the migration. The agents' -cordon, -upgrade and -rejoin steps go (0.3.0: the
+    # agent's install does their work, in its batch): deletes, and nothing else of theirs.
     for node in NODES:
         assert ops[f"{node}-install"] == "update", node
-    for agent in NODES[1:]:
-        assert ops[f"{agent}-upgrade"] == "update", agent
-        if {"-cordon", "-rejoin"} <= retired:
-            assert ops[f"{agent}-cordon"] == ops[f"{agent}-rejoin"] == "delete", agent
+    rollout_steps = {name: op for name, op in ops.items() if name.endswith(ROLLOUT_STEPS)}
+    assert rollout_steps == {f"{a}{step}": "delete" for a in NODES[1:] for step in ROLLOUT_STEPS}, rollout_steps
 
 
 def test_c_the_migration_up_restarts_cordons_and_replaces_nothing(upgrade: Upgrade) -> None:
@@ -275,17 +275,17 @@ def test_c_the_migration_up_restarts_cordons_and_replaces_nothing(upgrade: Upgra
     assert cordon_log(hosts) == []  # nothing cordoned, drained or uncordoned, even briefly
     # What the steps said: every install found its node as desired.
     logs = step_logs(upgrade.head)
-    upgrade.record["(c) migration up: what the install and rollout steps said"] = {
+    upgrade.record["(c) migration up: what the install steps said"] = {
         name: [line for line in text.splitlines() if line.startswith("k3s-rancher")]
         for name, text in sorted(logs.items())
-        if name.endswith(("-install", "-upgrade"))
+        if name.endswith("-install")
     }
     for node in NODES:
         assert "starting k3s" not in logs[f"{node}-install"], logs[f"{node}-install"]
+        assert f"installed on {node}" in logs[f"{node}-install"], logs[f"{node}-install"]
     for agent in NODES[1:]:
-        assert "k3s-rancher: restart none" in logs[f"{agent}-install"], logs[f"{agent}-install"]
-        assert "nothing to restart" in logs[f"{agent}-upgrade"], logs[f"{agent}-upgrade"]
-        assert "cordoned" not in logs[f"{agent}-upgrade"], logs[f"{agent}-upgrade"]
+        assert "cordon" not in logs[f"{agent}-install"], logs[f"{agent}-install"]
+    assert not [name for name in logs if name.endswith(ROLLOUT_STEPS)], sorted(logs)
     assert node_states(hosts) == {n: (False, None) for n in NODES}
     expected = bundle.make_bundle(upgrade.head.directory / "components" / "sh").sha256
     assert [bundle_on(h) for h in hosts] == [expected] * 3
@@ -321,9 +321,9 @@ def test_e_a_real_change_runs_the_new_code_one_agent_batch_at_a_time(upgrade: Up
     upgrade.record["(e) real change: changed resources"] = dict(sorted(changes(ops).items()))
     assert not FORBIDDEN & set(ops.values()), ops
     for agent in NODES[1:]:
-        for step in ("install", "upgrade"):
-            assert ops[f"{agent}-{step}"] == "update", (agent, step)
+        assert ops[f"{agent}-install"] == "update", agent
     assert ops.get("srv-1-install", "same") == "same" and not any(n.endswith("-scripts") for n in changes(ops))
+    assert not [name for name in ops if name.endswith(ROLLOUT_STEPS)], ops
     before = cordon_log(hosts)
     timed(upgrade.record, "(e) up, agentArgs added", lambda: code.pulumi("up", "--yes", "--skip-preview"))
     now = invocations(hosts)
@@ -352,7 +352,7 @@ def test_e_a_real_change_runs_the_new_code_one_agent_batch_at_a_time(upgrade: Up
     assert node_states(hosts) == {n: (False, None) for n in NODES}
     logs = step_logs(code)
     for agent in NODES[1:]:
-        assert "k3s-rancher: restart needed" in logs[f"{agent}-install"], logs[f"{agent}-install"]
-        assert f"node {agent} cordoned for its upgrade" in logs[f"{agent}-upgrade"], logs[f"{agent}-upgrade"]
-        assert f"{agent}: K3s (k3s-agent) restarted" in logs[f"{agent}-upgrade"], logs[f"{agent}-upgrade"]
-        assert f"node {agent} is back" in logs[f"{agent}-upgrade"], logs[f"{agent}-upgrade"]
+        said = logs[f"{agent}-install"]
+        for line in (f"node {agent} cordoned for its upgrade", f"{agent}: K3s (k3s-agent) restarted"):
+            assert line in said, said
+        assert f"node {agent} is back: Ready at {V1} and uncordoned" in said, said

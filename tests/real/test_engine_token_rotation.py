@@ -2,7 +2,8 @@
 through the real engine on test hosts. Setting newToken runs `k3s token rotate` on the init
 server, then every node takes the new token and restarts K3s exactly once (starts counted
 from each host's journal: systemd logs "Started <unit>" each time a Type=notify unit is
-up); the supervisor then refuses the old token, as a join with it would be refused. The
+up; an agent's install cordons it before and uncordons it after, in its k3s.upgrade batch);
+the supervisor then refuses the old token, as a join with it would be refused. The
 tidy-up (token := the new one, newToken removed) re-runs the installs and restarts nothing.
 The K3s here is the STAND-IN (tests/real/standin/k3s: token rotate, PUT /v1-k3s/token)."""
 
@@ -68,7 +69,8 @@ def test_new_token_rotates_once_and_every_node_restarts_once(cluster: tuple[Engi
     steps = ops(project)
     assert steps["tier2-token-rotation"] == "create"
     assert {steps[f"srv-{i}-install"] for i in (1, 2)} == {"update"}
-    assert {steps[f"agt-{i}-upgrade"] for i in (1, 2)} == {"update"}  # the agents' rollout applies it
+    # The agents' installs take the new token on stdin and restart K3s in their batches.
+    assert {steps[f"agt-{i}-install"] for i in (1, 2)} == {"update"}
     assert not [name for name, op in steps.items() if op in ("replace", "delete", "delete-replaced")], steps
     project.pulumi("up", "--yes", "--skip-preview", timeout=900)
 
@@ -83,6 +85,13 @@ def test_new_token_rotates_once_and_every_node_restarts_once(cluster: tuple[Engi
         for name in ("srv-1", "srv-2", "agt-1", "agt-2")
     }
     assert set(ready.values()) == {"True"}, ready
+    # The agents restarted cordoned and drained, and none is left cordoned.
+    log = hosts[0].api.cordon_log()
+    for agent in ("agt-1", "agt-2"):
+        verbs = [r["verb"] for r in log if r["node"] == agent and r["verb"] != "drain"]
+        assert verbs == ["cordon", "uncordon"], (agent, log)
+    unschedulable = hosts[0].exec("k3s kubectl get nodes -o jsonpath='{.items[*].spec.unschedulable}'").split()
+    assert set(unschedulable) <= {"false"}, unschedulable
     # The old token no longer joins; the new one does.
     assert supervisor_answer(hosts[-1], hosts[0], TOKEN) == "401"
     assert supervisor_answer(hosts[-1], hosts[0], NEW) == "200"
@@ -94,7 +103,7 @@ def test_new_token_rotates_once_and_every_node_restarts_once(cluster: tuple[Engi
 def test_the_tidy_up_reruns_the_installs_and_restarts_nothing(cluster: tuple[EngineProject, list[Any], Path]) -> None:
     project, hosts, _ = cluster
     assert hosts[0].exec(f"cat {TOKEN_FILE}").strip() == NEW, "runs after the rotation above"
-    before = starts(hosts)
+    before, cordons = starts(hosts), len(hosts[0].api.cordon_log())
     project.set_secret("token", NEW)
     project.pulumi("config", "rm", "k3s-rancher:newToken")
     steps = ops(project)
@@ -103,5 +112,6 @@ def test_the_tidy_up_reruns_the_installs_and_restarts_nothing(cluster: tuple[Eng
     assert not [name for name, op in steps.items() if op in ("replace", "create", "delete-replaced")], steps
     project.pulumi("up", "--yes", "--skip-preview", timeout=900)
     assert starts(hosts) == before
+    assert hosts[0].api.cordon_log()[cordons:] == []  # nor cordons or drains anything
     for host in hosts:
         assert host.exec(f"cat {TOKEN_FILE}").strip() == NEW, host
