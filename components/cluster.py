@@ -41,10 +41,12 @@ are the two, a few dozen lines of wiring each on top of their pure halves):
   `ssh.user` is the user commands run as on that node.
 - `identity(node)`: what a node IS; a change replaces the node (drain, uninstall, forget,
   install). How it is reached is not part of it.
-- `prepare(parent, node)`: the node's first step, before any other (SSH: `<node>-scripts`,
-  which puts the scripts bundle on the host: components/bundle.py); every command the
-  backend runs on that host depends on it. A backend may do nothing here (docker delivers
-  the bundle once the container exists).
+- `prepare(parent, node, after)`: the node's first step on its host, before any other there
+  (SSH: `<node>-scripts`, which puts the scripts bundle on the host: components/bundle.py),
+  after `after` (a joining node's forget: the step's delete, which uninstalls what a failed
+  first install left, then runs before the Node object's delete); every command the backend
+  runs on that host depends on it. A backend may do nothing here (docker delivers the bundle
+  once the container exists).
 - `install(parent, node, first_server=, after=, forget=)`: create whatever puts K3s on the
   node (parented to `parent`, waiting for `after` and for `forget`, its first step) and
   return `Installed`.
@@ -151,7 +153,7 @@ class Backend(Protocol):
 
     def identity(self, node: Node) -> Sequence[pulumi.Input[str]]: ...
 
-    def prepare(self, parent: pulumi.Resource, node: Node) -> None: ...
+    def prepare(self, parent: pulumi.Resource, node: Node, after: Sequence[pulumi.Resource]) -> None: ...
 
     def install(
         self,
@@ -186,6 +188,12 @@ class Backend(Protocol):
     ) -> pulumi.Output[str]: ...
 
     def wait_hint(self, names: Sequence[str]) -> str | None: ...
+
+    def retired_steps(self) -> pulumi.Output[list[str]]:
+        """The name suffixes of steps this backend no longer keeps, for the cluster's record:
+        each is either left out or registered with retain_on_delete by this run, for every
+        node, so that the next run may leave it out (components/cluster_record.py)."""
+        ...
 
     def reimaged(self, node: Node) -> int:
         """The node's k3s.driftCheck reimage marker (0: none; components/drift.py)."""
@@ -310,9 +318,9 @@ def build_graph(
         # a pool keeps its resources (the engine follows the alias) instead of replacing it.
         opts = child if under is None else pulumi.ResourceOptions(parent=under, aliases=[pulumi.Alias(parent=parent)])
         component = ClusterNode(node_type, node, names, opts)
-        # The node's first step where the backend has one (the scripts bundle on its host).
-        backend.prepare(component, node)
         is_init = node.name == init.name
+        if is_init:  # its forget runs on its own host, after the bundle is there
+            backend.prepare(component, node, [])
         component.forget = None
         if not is_init or backend.forget_init:
             # First in the node's chain: its delete runs last, once the host is uninstalled,
@@ -338,6 +346,12 @@ def build_graph(
                 triggers=backend.identity(node),
                 opts=forget_opts,
             )
+        if not is_init:
+            # The node's first step on its host where the backend has one (the scripts
+            # bundle), after its forget: deleted before it, so that a K3s a failed first
+            # install left running is gone before its Node object is deleted (else it would
+            # register again).
+            backend.prepare(component, node, [component.forget] if component.forget is not None else [])
         if is_init and k3s.datastore == "etcd":
             # Before any server is upgraded: a snapshot on the init server, whose install (the
             # first of the servers') waits for it. Its text carries k3s.version, so it runs
@@ -518,6 +532,8 @@ class GraphCluster(pulumi.ComponentResource):
     node_names: list[str]
     kubeconfig_expiry: pulumi.Output[str]
     kubeconfig_renewal: pulumi.Output[str]
+    # The steps this run retired, for the record (Backend.retired_steps).
+    retired_steps: pulumi.Output[list[str]]
 
     def _build(self, name: str, backend: Backend, k3s: K3sSettings, cluster_name: str, record: ClusterRecord) -> None:
         graph = build_graph(self, name, backend, k3s, cluster_name, record)
@@ -527,6 +543,7 @@ class GraphCluster(pulumi.ComponentResource):
         self.nodes = graph.nodes
         self.node_names = [n.name for n in self.nodes]
         self.kubeconfig_expiry, self.kubeconfig_renewal = graph.expiry, graph.renewal
-        record.keep([n.node.name for n in graph.servers], graph.nodes, graph.expiry, graph.renewal)
+        self.retired_steps = backend.retired_steps()
+        record.keep([n.node.name for n in graph.servers], graph.nodes, graph.expiry, graph.renewal, self.retired_steps)
         graph.expiry.apply(lambda expiry: warn_if_expiring(expiry, self))
         self.register_outputs({"apiServer": self.api_server, "kubeconfig": self.kubeconfig, "nodes": self.node_names})

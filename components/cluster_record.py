@@ -1,7 +1,9 @@
 """What a cluster compares with its previous run, and the guards that use it: its servers in
 join order (the quorum guard, components/validation/quorum.py), its nodes' names, roles and
-addresses (the role-change guard, components/validation/roles.py) and the admin kubeconfig's
-expiry and renewal marker (the kubeconfig renewal, components/kubeconfig.py).
+addresses (the role-change guard, components/validation/roles.py; which agents wait for their
+k3s.upgrade batch), the admin kubeconfig's expiry and renewal marker (the kubeconfig renewal,
+components/kubeconfig.py) and the steps a completed run retired (`retiredSteps`: a step with a
+delete leaves the graph only in the run after one that registered it with retain_on_delete).
 
 The record lives in the stack's outputs (read back synchronously: components/previous_run.py),
 one per cluster component, so that two clusters in one program never share one:
@@ -9,8 +11,8 @@ one per cluster component, so that two clusters in one program never share one:
 - `ComponentRecord` (a library user's cluster, the default): one output named after the
   component, `k3s-rancher:<name>`, which the component exports itself.
 - `STACK_RECORD` (the stack program's cluster): the program's own outputs `nodes`,
-  `kubeconfigExpiry` and `kubeconfigRenewal`, which components/program.py exports, as every
-  release before records were kept per component did.
+  `kubeconfigExpiry`, `kubeconfigRenewal` and `retiredSteps`, which components/program.py
+  exports, as every release before records were kept per component did.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .validation.roles import previous_nodes, role_change_errors
 
 EXPIRY_OUTPUT = "kubeconfigExpiry"
 RENEWAL_OUTPUT = "kubeconfigRenewal"
+RETIRED_OUTPUT = "retiredSteps"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,13 @@ class Previous:
     renewal: str | None = None
     # (name, role, address) of each node (validation/roles.py previous_nodes); [] for none.
     nodes: list[tuple[str, str, str]] = field(default_factory=list)
+    # The name suffixes of steps the previous run registered with retain_on_delete, for every
+    # node it had (retired_steps): this run may leave them out, and their delete runs nothing.
+    retired: frozenset[str] = frozenset()
+
+
+def _retired(value: object) -> frozenset[str]:
+    return frozenset(str(v) for v in value) if isinstance(value, list) else frozenset()
 
 
 class ClusterRecord(Protocol):
@@ -52,7 +62,12 @@ class ClusterRecord(Protocol):
     def previous(self, outputs: Mapping[str, Any]) -> Previous: ...
 
     def keep(
-        self, servers: Sequence[str], nodes: Sequence[Node], expiry: pulumi.Output[str], renewal: pulumi.Output[str]
+        self,
+        servers: Sequence[str],
+        nodes: Sequence[Node],
+        expiry: pulumi.Output[str],
+        renewal: pulumi.Output[str],
+        retired: pulumi.Output[list[str]],
     ) -> None: ...
 
 
@@ -81,17 +96,23 @@ class ComponentRecord:
             expiry=expiry if isinstance(expiry, str) else None,
             renewal=renewal if isinstance(renewal, str) else None,
             nodes=previous_nodes({"nodes": value.get("nodes")}),
+            retired=_retired(value.get(RETIRED_OUTPUT)),
         )
 
     def keep(
-        self, servers: Sequence[str], nodes: Sequence[Node], expiry: pulumi.Output[str], renewal: pulumi.Output[str]
+        self,
+        servers: Sequence[str],
+        nodes: Sequence[Node],
+        expiry: pulumi.Output[str],
+        renewal: pulumi.Output[str],
+        retired: pulumi.Output[list[str]],
     ) -> None:
         names, listed = list(servers), list(nodes)
         # An address may be an Output (a host made in the same program): kept once known.
         addresses = pulumi.Output.all(*(n.address for n in listed))
         pulumi.export(
             self.output,
-            pulumi.Output.all(expiry, renewal, addresses).apply(
+            pulumi.Output.all(expiry, renewal, addresses, retired).apply(
                 lambda v: {
                     "servers": names,
                     "nodes": [
@@ -99,6 +120,7 @@ class ComponentRecord:
                     ],
                     EXPIRY_OUTPUT: v[0],
                     RENEWAL_OUTPUT: v[1],
+                    RETIRED_OUTPUT: v[3],
                 }
             ),
         )
@@ -117,10 +139,16 @@ class StackRecord:
             expiry=expiry if isinstance(expiry, str) else None,
             renewal=renewal if isinstance(renewal, str) else None,
             nodes=previous_nodes(outputs),
+            retired=_retired(outputs.get(RETIRED_OUTPUT)),
         )
 
     def keep(
-        self, servers: Sequence[str], nodes: Sequence[Node], expiry: pulumi.Output[str], renewal: pulumi.Output[str]
+        self,
+        servers: Sequence[str],
+        nodes: Sequence[Node],
+        expiry: pulumi.Output[str],
+        renewal: pulumi.Output[str],
+        retired: pulumi.Output[list[str]],
     ) -> None:
         return None
 
@@ -154,6 +182,17 @@ def renewal(record: ClusterRecord) -> str:
     """The renewal marker for this run: `record`'s from the previous run and today's date (UTC)."""
     previous = record.previous(own_previous_outputs())
     return renewal_marker(previous.expiry, previous.renewal, datetime.now(UTC).date())
+
+
+def retired_before(record: ClusterRecord, step: str) -> bool:
+    """Whether this run may leave `step` (a name suffix) out: the previous run retired it
+    (Previous.retired), or there was none (a first run: nothing was made before). A stack
+    whose earlier ups all failed has no record either; for the one step retired so far
+    (`-cleanup`), its leaving then runs its delete with this run's bundle, whose leftovers
+    uninstall leaves a host alone once an install of the node completed there (the installs
+    of this run complete before the deletes at its end)."""
+    previous = record.previous(own_previous_outputs())
+    return previous.servers is None or step in previous.retired
 
 
 def agents_that_ran_before(record: ClusterRecord) -> frozenset[str]:

@@ -42,6 +42,9 @@ STATE_DIR = "/var/lib/k3s-rancher"
 AIRGAP_ROOT = f"{STATE_DIR}/airgap"
 APPLIED_FILE = f"{STATE_DIR}/applied"
 RESTART_PENDING_FILE = f"{STATE_DIR}/restart-pending"
+# Written when an install of this node has completed (K3s runs what it wrote), removed by the
+# uninstall: the leftovers uninstall (a failed first install's) leaves such a node alone.
+INSTALLED_FILE = f"{STATE_DIR}/installed"
 HOST_LOCK = f"{STATE_DIR}/lock"
 MANAGED_MARKER = "# managed by k3s-rancher"
 # The annotation that marks a cordon of k3s-rancher's (rollout.sh sets it and lifts only those).
@@ -137,6 +140,7 @@ _CONSTS = {
     "STATE_DIR": STATE_DIR,
     "AIRGAP_ROOT": AIRGAP_ROOT,
     "APPLIED": APPLIED_FILE,
+    "INSTALL_DONE": INSTALLED_FILE,
     "RESTART_PENDING": RESTART_PENDING_FILE,
     "HOST_LOCK": HOST_LOCK,
     "MANAGED_MARKER": MANAGED_MARKER,

@@ -300,3 +300,4 @@ def export_kubeconfig_expiry(cluster: GraphCluster) -> None:
     # (tests/test_docs.py reads them; tests/test_kubeconfig_expiry.py checks the round trip).
     pulumi.export("kubeconfigExpiry", cluster.kubeconfig_expiry)
     pulumi.export("kubeconfigRenewal", cluster.kubeconfig_renewal)
+    pulumi.export("retiredSteps", cluster.retired_steps)  # cluster_record.RETIRED_OUTPUT

@@ -689,10 +689,13 @@ def server_removal_script(
     )
 
 
-def remove_scripts_script(user: str) -> Script:
-    """The `<node>-scripts` step's delete: remove the bundle (last on the host: every other
-    step there depends on it). Inline, like the delivery."""
-    return render_inline("remove_scripts", {}, sudo=needs_sudo(user))
+def remove_scripts_script(node: Node, k3s: K3sSettings) -> Script:
+    """The `<node>-scripts` step's delete (last on the host: every other step there depends on
+    it): the uninstall of what a failed first install left, through the bundle (uninstall_node
+    with LEFTOVERS=1, the retired `<node>-cleanup` step's delete), then the bundle's removal.
+    Inline, like the delivery: it runs where the bundle may be gone."""
+    airgap = _airgap_inputs(airgap_layout(node, k3s))
+    return render_inline("remove_scripts", {"ROLE": node.role, **airgap}, sudo=needs_sudo(node.ssh.user))
 
 
 def deliver_scripts_script(user: str, scripts_bundle: bundle.Bundle, repair: int = 0) -> Script:
@@ -707,7 +710,9 @@ def deliver_scripts_script(user: str, scripts_bundle: bundle.Bundle, repair: int
 
 
 def cleanup_script(node: Node, k3s: K3sSettings) -> Script:
-    """The `<node>-cleanup` step's delete: the uninstall, for whatever an install left on the
+    """The `<node>-cleanup` step's delete (a step retired in 0.3.0, kept in the graph, its text
+    unchanged, until the record says it was retained: components/backends/ssh.py install):
+    the uninstall, for whatever an install left on the
     host without being in the state (a failed first install); nothing on a host that is a K3s
     node of the other role (a refused role change must not take that node's files)."""
     airgap = _airgap_inputs(airgap_layout(node, k3s))

@@ -248,6 +248,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                         "additionalSecretOutputs": list(request.additionalSecretOutputs),
                         "provider": request.provider,
                         "deletedWith": request.deletedWith,
+                        "retainOnDelete": request.retainOnDelete,
                     },
                     custom=request.custom,
                     property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},

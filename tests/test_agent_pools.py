@@ -71,7 +71,7 @@ def test_each_pool_is_a_component_holding_its_agents(pools: Run) -> None:
         for agent in agents:
             node = pools.by_name(agent)
             assert node.type == "k3s-rancher:index:K3sAgent" and node.parent == components[pool].urn
-            for step in ("scripts", "forget", "cleanup", "install", "membership"):
+            for step in ("scripts", "forget", "install", "membership"):
                 assert pools.by_name(f"{agent}-{step}").parent == node.urn, f"{agent}-{step}"
     # `agents` stay where they were: under the cluster, with the same names (same URNs).
     assert pools.by_name("prod-w1").parent == cluster
@@ -146,7 +146,7 @@ def test_adding_a_pool_installs_its_agents_and_removing_it_uninstalls_them(pools
     smaller = {r.name: r.plain() for r in run(without).registrations}
     full = {r.name: r.plain() for r in pools.registrations}
     gone = set(full) - set(smaller)
-    edge_steps = ("scripts", "forget", "cleanup", "install", "membership")
+    edge_steps = ("scripts", "forget", "install", "membership")
     agents = ("prod-e1", "prod-e2", "prod-e3")
     assert gone == {"edge", "prod-edge-upgrade-batch-1", *agents, *(f"{a}-{s}" for a in agents for s in edge_steps)}
     # Removing the pool: each agent's saved deletes drain it, uninstall K3s, delete its Node,

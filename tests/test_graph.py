@@ -100,7 +100,7 @@ def test_each_node_gets_the_scripts_bundle_first_and_every_command_on_its_host_w
     stack: tuple[str, Run],
 ) -> None:
     """The node commands' texts are entry points into the scripts bundle: each host gets it
-    from its `<node>-scripts` step, which waits for nothing and which every other command run
+    from its `<node>-scripts` step, which waits for nothing on its host and which every other command run
     on that host (the init server's cluster-wide ones too) waits for; it is deleted last."""
     name, run = stack
     servers, agents = node_names(name)
@@ -109,7 +109,11 @@ def test_each_node_gets_the_scripts_bundle_first_and_every_command_on_its_host_w
     for node in servers + agents:
         step = run.by_name(f"{node}-scripts")
         assert step.type == "command:remote:Command" and step.parent == run.urn(node)
-        assert step.dependencies == [], node  # the node's first step: nothing runs before it
+        # The node's first step on its host: nothing runs there before it. A joining node's
+        # waits for its forget (on the init server), so that its delete, which uninstalls what a
+        # failed first install left, runs before the Node object's delete.
+        expected = [] if node == servers[0] else [run.urn(f"{node}-forget")]
+        assert step.dependencies == expected, node
         plain = step.plain()
         assert plain["connection"] == run.by_name(f"{node}-install").plain()["connection"]
         delivery = parse_inputs(shell_inputs.unwrap(plain["create"]))
@@ -135,35 +139,56 @@ def test_each_node_gets_the_scripts_bundle_first_and_every_command_on_its_host_w
     assert on_hosts > 3 * len(steps)
 
 
-def test_each_node_has_a_cleanup_step_in_the_state_before_anything_can_put_k3s_on_its_host(
-    stack: tuple[str, Run],
-) -> None:
-    """`<node>-cleanup` creates nothing; its delete is the node's uninstall with LEFTOVERS=1
-    (for what a failed first install left, which is not in the state). Everything that puts
-    something on the host waits for it, and it waits for the forget, so it is deleted after
-    the install's uninstall and before the Node object's delete; its triggers are the node's
-    identity (a new address replaces it, delete first)."""
+def test_the_scripts_steps_delete_uninstalls_what_a_failed_first_install_left(stack: tuple[str, Run]) -> None:
+    """A failed first install is not in the state, so its own delete never runs: the node's
+    `<node>-scripts` step (in the state before anything can put K3s on the host, deleted after
+    everything there) runs the node's uninstall with LEFTOVERS=1 before it removes the
+    bundle. A new stack has no `<node>-cleanup` step (0.3.0 retired it: it did that alone)."""
     name, run = stack
     servers = node_names(name)[0]
     config, _ = load_stack_config(name)
+    assert not [r.name for r in run.registrations if r.name.endswith("-cleanup")]
+    for node in config["servers"] + config.get("agents", []):
+        n = node["name"]
+        removal = parse_inputs(shell_inputs.unwrap(run.by_name(f"{n}-scripts").plain()["delete"]))
+        uninstall = parse_inputs(shell_inputs.unwrap(run.by_name(f"{n}-install").plain()["delete"]))
+        assert removal.name == "remove_scripts" and uninstall.name == "uninstall_node", n
+        assert removal.variables == uninstall.variables, n  # the role and the airgap generation
+        assert removal.variables["ROLE"] == ("server" if n in servers else "agent")
+        assert run.depends_on(f"{n}-install", f"{n}-forget") and run.reaches(f"{n}-install", f"{n}-scripts")
+        if f"{n}-registration" in run.names():
+            assert run.depends_on(f"{n}-registration", f"{n}-forget")
+
+
+def test_a_stack_made_before_keeps_its_cleanup_steps_retained_until_its_record_retires_them(
+    stack: tuple[str, Run],
+) -> None:
+    """On a stack an earlier release made (a record without retiredSteps), each node keeps its
+    `<node>-cleanup` step as it was (no create; its delete the uninstall with LEFTOVERS=1;
+    triggers the node's identity), now with retain_on_delete: in the next up, once the record
+    says retiredSteps, it leaves, and its leaving runs nothing."""
+    name, _ = stack
+    config, secrets = load_stack_config(name)
+    config["rancher"] = {"enabled": False}
+    secrets.setdefault("sshPrivateKey", TEST_SSH_KEY)
+    record = {"nodes": [{"name": n["name"], "role": "server", "address": n["address"]} for n in config["servers"]]}
+    run = run_program(config, secrets, stack=name, previous_outputs=record)
+    assert run.outputs["retiredSteps"] == ["-cleanup"]
     for node in config["servers"] + config.get("agents", []):
         n = node["name"]
         step = run.by_name(f"{n}-cleanup")
         plain = step.plain()
-        assert step.type == "command:remote:Command" and step.parent == run.urn(n)
+        assert step.options["retainOnDelete"] is True and step.options["deleteBeforeReplace"] is True, n
         assert not plain.get("create") and not plain.get("update"), n  # nothing runs on creation
-        cleanup, uninstall = node_script(plain["delete"]), node_script(run.by_name(f"{n}-install").plain()["delete"])
-        assert cleanup.name == uninstall.name == "uninstall_node", n
-        variables = parse_inputs(cleanup.body).variables
-        assert variables == {**parse_inputs(uninstall.body).variables, "LEFTOVERS": "1"}, n
-        assert variables["ROLE"] == ("server" if n in servers else "agent")
-        assert plain["triggers"] == [n, node["address"], variables["ROLE"]]
-        assert step.options["deleteBeforeReplace"] is True
-        assert plain["connection"] == run.by_name(f"{n}-install").plain()["connection"]  # on the node's host
-        assert run.depends_on(f"{n}-cleanup", f"{n}-forget") and run.depends_on(f"{n}-cleanup", f"{n}-scripts")
-        assert run.depends_on(f"{n}-install", f"{n}-cleanup")
-        if f"{n}-registration" in run.names():
-            assert run.depends_on(f"{n}-registration", f"{n}-cleanup")
+        cleanup = parse_inputs(shell_inputs.unwrap(plain["delete"]))
+        assert cleanup.variables == {
+            **parse_inputs(shell_inputs.unwrap(run.by_name(f"{n}-install").plain()["delete"])).variables,
+            "LEFTOVERS": "1",
+        }
+        assert plain["triggers"] == [n, node["address"], cleanup.variables["ROLE"]]
+        assert run.depends_on(f"{n}-cleanup", f"{n}-forget") and run.depends_on(f"{n}-install", f"{n}-cleanup")
+    after = run_program(config, secrets, stack=name, previous_outputs=run.outputs)
+    assert not [r.name for r in after.registrations if r.name.endswith("-cleanup")]
 
 
 def test_critical_path_does_not_grow_with_agents() -> None:

@@ -19,6 +19,7 @@ import pytest
 
 from components.config import parse_settings
 from components.settings import NAMESPACE, ConfigError
+from policy import shell_inputs
 from policy.shell_inputs import parse as parse_inputs
 from tests.engine_steps import COPY, REMOTE, Step, engine_steps, node_steps
 from tests.harness import (
@@ -127,16 +128,18 @@ def forgets(command: str, node: str) -> bool:
 
 
 def cleans(command: str, uninstall: str) -> bool:
-    """`command` (a cleanup's delete) is the node's uninstall (`uninstall`, its install's
-    delete) for what a failed first install left: the same inputs plus LEFTOVERS=1."""
-    script, removal = node_script(command), node_script(uninstall)
-    inputs, expected = parse_inputs(script.body), parse_inputs(removal.body)
-    assert inputs is not None and expected is not None
-    return (
-        script.name == removal.name == "uninstall_node"
-        and inputs.variables == {**expected.variables, "LEFTOVERS": "1"}
-        and "LEFTOVERS" not in expected.variables
-    )
+    """`command` (the `-scripts` step's delete, or a retained `-cleanup` step's) runs the
+    node's uninstall (`uninstall`, its install's delete) for what a failed first install left:
+    its inputs, with LEFTOVERS=1."""
+    removal = parse_inputs(node_script(uninstall).body)
+    assert removal is not None and "LEFTOVERS" not in removal.variables
+    body = shell_inputs.unwrap(command)
+    assert body is not None
+    inputs = parse_inputs(body)
+    assert inputs is not None
+    if inputs.name == "remove_scripts":  # inline: LEFTOVERS=1 and the bundle's uninstall, in its text
+        return inputs.variables == removal.variables and "LEFTOVERS=1" in body and "uninstall_node.sh" in body
+    return inputs.name == "uninstall_node" and inputs.variables == {**removal.variables, "LEFTOVERS": "1"}
 
 
 def test_the_init_server_is_the_one_named_wherever_it_is_in_the_list() -> None:
@@ -218,8 +221,6 @@ def test_a_new_ssh_endpoint_updates_the_connection_and_replaces_nothing(airgap: 
     assert changed == {
         # The scripts bundle, delivered again through the new endpoint: same bundle, same host.
         *(f"prod-{n}-scripts" for n in ("w2", "cp2")),
-        # The cleanup keeps only the connection its delete will use: an update that runs nothing.
-        *(f"prod-{n}-cleanup" for n in ("w2", "cp2")),
         *(f"prod-{n}-install" for n in ("w2", "cp2")),
         *(f"prod-{n}-airgap-{f}" for n in ("w2", "cp2") for f in ("install-sh", "k3s", "stage")),
         *(f"prod-{n}-registration" for n in ("w2", "cp2") if f"prod-{n}-registration" in before),
@@ -234,13 +235,10 @@ def test_a_new_ssh_endpoint_updates_the_connection_and_replaces_nothing(airgap: 
     assert after["prod-w2-install"]["connection"]["port"] == 2222
     # Its drain and forget go through the init server: they do not need the node's endpoint.
     assert before["prod-w2-forget"] == after["prod-w2-forget"]
-    # The cleanup has nothing to run on an update (no create, so no update either): only its
-    # delete's connection moves to the new endpoint, the delete itself is the same.
+    # The scripts step's delete (the leftovers' uninstall, the bundle's removal) is the same
+    # text: only its connection moves to the new endpoint.
     for node in ("prod-w2", "prod-cp2"):
-        cleanup = after[f"{node}-cleanup"]
-        assert not cleanup.get("create") and not cleanup.get("update"), node
-        assert cleanup["delete"] == before[f"{node}-cleanup"]["delete"], node
-        assert cleanup["connection"] == after[f"{node}-install"]["connection"], node
+        assert after[f"{node}-scripts"]["delete"] == before[f"{node}-scripts"]["delete"], node
     # Nothing is replaced nor deleted.
     assert engine_steps(before_run, after_run) == []
 
@@ -277,7 +275,7 @@ def test_a_new_address_replaces_the_node_drain_uninstall_forget_then_install(air
     config["agents"][1]["address"] = "10.20.0.99"
     after = run(config)
     steps = engine_steps(before, after)
-    mine = node_steps(steps, "prod-w2", ("membership", "install", "forget", "cleanup"))
+    mine = node_steps(steps, "prod-w2", ("membership", "install", "forget"))
     copies = {"prod-w2-airgap-install-sh", "prod-w2-airgap-k3s"}
     assert {name for kind, name in mine if kind == "create"} >= copies  # both, in either order
     collapsed: list[Step] = []
@@ -290,11 +288,6 @@ def test_a_new_address_replaces_the_node_drain_uninstall_forget_then_install(air
         ("delete", "prod-w2-install"),  # uninstall the old host's K3s
         ("delete", "prod-w2-forget"),  # delete its Node object: nothing can register it again
         ("create", "prod-w2-forget"),
-        # Its triggers are the identity: replaced too, delete first. The old one's delete (the
-        # uninstall again, LEFTOVERS=1, on the old host) finds nothing left; the new one runs
-        # nothing on creation.
-        ("delete", "prod-w2-cleanup"),
-        ("create", "prod-w2-cleanup"),
         ("create", "prod-w2-airgap-*"),  # staged only after the old uninstall
         ("create", "prod-w2-install"),
         ("create", "prod-w2-membership"),
@@ -312,17 +305,11 @@ def test_a_new_address_replaces_the_node_drain_uninstall_forget_then_install(air
     assert drains(old["prod-w2-membership"]["delete"], "prod-w2") and forgets(
         old["prod-w2-forget"]["delete"], "prod-w2"
     )
-    assert cleans(old["prod-w2-cleanup"]["delete"], old["prod-w2-install"]["delete"])
-    assert old["prod-w2-cleanup"]["connection"]["host"] == "10.20.0.22"  # the old host
-    new = after.by_name("prod-w2-cleanup")
-    assert new.options["deleteBeforeReplace"] is True
-    assert new.plain()["triggers"] == ["prod-w2", "10.20.0.99", "agent"]
-    assert not new.plain().get("create")
+    assert old["prod-w2-install"]["connection"]["host"] == "10.20.0.22"  # the old host
     # Nothing else is deleted: not the other nodes, not the cluster check (it is updated).
     assert {name for kind, name in steps if kind == "delete"} == {
         "prod-w2-membership",
         "prod-w2-install",
-        "prod-w2-cleanup",
         "prod-w2-forget",
         "prod-w2-airgap-install-sh",
         "prod-w2-airgap-k3s",
@@ -357,20 +344,18 @@ def test_removing_a_node_drains_uninstalls_then_forgets(airgap: dict[str, str]) 
         "prod-cp3",
         "prod-cp3-membership",
         "prod-cp3-install",
-        "prod-cp3-cleanup",  # the uninstall again (LEFTOVERS=1): it finds nothing left
         "prod-cp3-ready",
         "prod-cp3-forget",
         "prod-cp3-airgap-install-sh",  # copies: no delete (CopyToRemote), nothing runs
         "prod-cp3-airgap-k3s",
         "prod-cp3-airgap-stage",  # removes what was staged and never installed
         "prod-cp3-registration",  # no delete step: the uninstall removes /etc/rancher/k3s
-        "prod-cp3-scripts",  # the bundle's removal
+        "prod-cp3-scripts",  # the uninstall again (LEFTOVERS=1: it finds nothing), the bundle's removal
     }
     old = {name: before.by_name(name).plain() for name in names}
-    assert cleans(old["prod-cp3-cleanup"]["delete"], old["prod-cp3-install"]["delete"])
-    assert not old["prod-cp3-cleanup"].get("create")
-    # Drain, uninstall, uninstall again, then delete the Node object.
-    order = [names.index(f"prod-cp3-{step}") for step in ("membership", "install", "cleanup", "forget")]
+    assert cleans(old["prod-cp3-scripts"]["delete"], old["prod-cp3-install"]["delete"])
+    # Drain, uninstall, uninstall again and the bundle, then delete the Node object.
+    order = [names.index(f"prod-cp3-{step}") for step in ("membership", "install", "scripts", "forget")]
     assert order == sorted(order), names
     # The bundle goes last from its host: every step there ran its delete (with the bundle's code) before.
     host = before.by_name("prod-cp3-scripts").plain()["connection"]
@@ -381,18 +366,18 @@ def test_removing_a_node_drains_uninstalls_then_forgets(airgap: dict[str, str]) 
         and before.by_name(n).plain()["connection"] == host
         and n != "prod-cp3-scripts"
     ]
-    assert {"prod-cp3-install", "prod-cp3-cleanup"} <= set(on_host)
+    assert "prod-cp3-install" in on_host
     assert all(names.index(n) < names.index("prod-cp3-scripts") for n in on_host), names
     assert names.index("prod-cp3-install") < names.index("prod-cp3-airgap-k3s") < names.index("prod-cp3-forget")
 
 
 def test_a_node_whose_first_install_failed_is_cleaned_from_its_host_on_removal(airgap: dict[str, str]) -> None:
     """A first install that fails leaves no install in the state (nor what waits for it),
-    whatever it put on the host. Its cleanup step is in the state before the install runs
-    (the install, the staging and the registration wait for it), so removing the node still
-    runs the uninstall on the host, through the cleanup's delete: after the staged files'
-    and the registration's deletes, before the Node object's delete (a K3s left running could
-    have registered it) and before the bundle's removal (the uninstall runs its code)."""
+    whatever it put on the host. Its scripts step is in the state before the install runs
+    (everything on the host waits for it), so removing the node still runs the uninstall on
+    the host, through that step's delete (before it removes the bundle whose code it runs):
+    after the staged files' and the registration's deletes, and before the Node object's
+    delete (a K3s left running could have registered it: the step waits for the forget)."""
     config = prod_config()
     config["k3s"]["airgap"] = airgap
     without = copy.deepcopy(config)
@@ -400,8 +385,9 @@ def test_a_node_whose_first_install_failed_is_cleaned_from_its_host_on_removal(a
     after = run(without)  # the cluster before prod-cp3 was added, and once it is removed
     full = run(config)
     for step in ("install", "registration", "airgap-stage"):
-        assert full.depends_on(f"prod-cp3-{step}", "prod-cp3-cleanup"), step
-    assert not full.reaches("prod-cp3-cleanup", "prod-cp3-install")
+        assert full.reaches(f"prod-cp3-{step}", "prod-cp3-scripts"), step
+    assert full.depends_on("prod-cp3-scripts", "prod-cp3-forget")
+    assert not full.reaches("prod-cp3-scripts", "prod-cp3-install")
     # The state the `up` that added prod-cp3 left when its install failed: the cluster as it
     # was, plus the node's steps that ran before the install; not the install, nor what
     # depends on it (its ready check and membership, created only after it).
@@ -413,7 +399,7 @@ def test_a_node_whose_first_install_failed_is_cleaned_from_its_host_on_removal(a
     dropped = {r.name for r in full.registrations if r.urn in missing and r.name.startswith("prod-cp3")}
     assert dropped == {"prod-cp3-install", "prod-cp3-ready", "prod-cp3-membership"}
     created = [r for r in full.registrations if r.name.startswith("prod-cp3") and r.urn not in missing]
-    assert "prod-cp3-cleanup" in {r.name for r in created}
+    assert "prod-cp3-scripts" in {r.name for r in created}
     failed = Run(registrations=[*after.registrations, *created], outputs=after.outputs)
     in_state = {r.urn for r in failed.registrations}
     for registration in failed.registrations:  # a state the engine could have written
@@ -421,7 +407,6 @@ def test_a_node_whose_first_install_failed_is_cleaned_from_its_host_on_removal(a
     names = [name for kind, name in engine_steps(failed, after) if kind == "delete"]
     assert set(names) == {
         "prod-cp3",
-        "prod-cp3-cleanup",
         "prod-cp3-forget",
         "prod-cp3-airgap-install-sh",
         "prod-cp3-airgap-k3s",
@@ -429,15 +414,13 @@ def test_a_node_whose_first_install_failed_is_cleaned_from_its_host_on_removal(a
         "prod-cp3-registration",
         "prod-cp3-scripts",
     }
-    cleanup = failed.by_name("prod-cp3-cleanup").plain()
+    removal = failed.by_name("prod-cp3-scripts").plain()
     # The uninstall the install would have run, with LEFTOVERS=1, on the node's own host.
-    assert cleans(cleanup["delete"], full.by_name("prod-cp3-install").plain()["delete"])
-    assert cleanup["connection"] == failed.by_name("prod-cp3-scripts").plain()["connection"]
-    assert cleanup["connection"]["host"] == "10.20.0.13"
+    assert cleans(removal["delete"], full.by_name("prod-cp3-install").plain()["delete"])
+    assert removal["connection"]["host"] == "10.20.0.13"
     for first in ("prod-cp3-registration", "prod-cp3-airgap-stage"):
-        assert names.index(first) < names.index("prod-cp3-cleanup"), names
-    for then in ("prod-cp3-forget", "prod-cp3-scripts"):
-        assert names.index("prod-cp3-cleanup") < names.index(then), names
+        assert names.index(first) < names.index("prod-cp3-scripts"), names
+    assert names.index("prod-cp3-scripts") < names.index("prod-cp3-forget"), names
 
 
 # --- a host gone for good (item 13) ----------------------------------------------------------
@@ -519,11 +502,11 @@ def _documented_drops(before: Run) -> list[str]:
     return [names[urn] for urn in urns]
 
 
-def test_a_gone_host_needs_only_its_install_cleanup_and_scripts_deleted_from_state() -> None:
+def test_a_gone_host_needs_only_its_install_and_scripts_deleted_from_state() -> None:
     """The documented way out (docs/troubleshooting.md): remove the node from config, `pulumi up` (drain runs, then the
     uninstall fails: the host is gone), `pulumi state delete` the steps whose delete talks to
-    that host, `pulumi up` again. That works only if (1) only the install's, the cleanup's and
-    the scripts step's deletes talk to the node's own host, (2) once the node is out of the program nothing
+    that host, `pulumi up` again. That works only if (1) only the install's and the scripts
+    step's deletes talk to the node's own host, (2) once the node is out of the program nothing
     still registered depends on them, (3) the docs name those exact URNs, in an order the
     CLI accepts (it refuses to delete a resource others in the state depend on), and (4) what
     is left of the node then has nothing to run on the gone host."""
@@ -532,22 +515,22 @@ def test_a_gone_host_needs_only_its_install_cleanup_and_scripts_deleted_from_sta
     config["agents"] = [a for a in config["agents"] if a["name"] != "prod-w3"]
     after = run(config)
     on_host = on_own_host(before, "prod-w3")
-    assert on_host == {"prod-w3-scripts", "prod-w3-cleanup", "prod-w3-install"}
+    assert on_host == {"prod-w3-scripts", "prod-w3-install"}
     assert {r.name for r in before.registrations if r.plain().get("connection", {}).get("host") == "10.20.0.23"} == (
         on_host
     )
-    # The cleanup's delete (the uninstall again) and the scripts step's (the bundle's
-    # removal) run after the uninstall: on a gone host they fail as the uninstall does.
+    # The scripts step's delete (the uninstall again, the bundle's removal) runs after the
+    # uninstall: on a gone host it fails as the uninstall does.
     talking = {name for name in on_host if before.by_name(name).plain().get("delete")}
-    assert talking == {"prod-w3-install", "prod-w3-cleanup", "prod-w3-scripts"}
+    assert talking == {"prod-w3-install", "prod-w3-scripts"}
     for name in talking:
         urn = before.urn(name)
         for registration in after.registrations:
             assert urn not in _edges(registration), (name, registration.name)
     # The docs drop exactly those, in the one order the CLI accepts: each before what it
-    # depends on (the install waits for the cleanup, both for the scripts step).
+    # depends on (the install waits for the scripts step).
     drops = _documented_drops(before)
-    assert drops == ["prod-w3-install", "prod-w3-cleanup", "prod-w3-scripts"], drops
+    assert drops == ["prod-w3-install", "prod-w3-scripts"], drops
     state = state_after_a_failed_removal(before, after, "prod-w3")
     left = drop_from_state(state, [before.urn(name) for name in drops])
     # The next `pulumi up` deletes the rest of the node: its forget (on the init server) and
@@ -562,8 +545,8 @@ def test_a_gone_host_with_airgap_and_labels_needs_its_staging_and_registration_d
 ) -> None:
     """Where a node has airgap files or labels/taints, more of its steps are on its host: the
     staging step's delete talks to it, and the copies and the registration depend on the
-    cleanup (the CLI refuses to drop the cleanup while they are in the state). All go, before
-    the cleanup; the docs name them for such a node."""
+    scripts step (the CLI refuses to drop it while they are in the state). All go, before
+    the scripts step; the docs name them for such a node."""
     config = prod_config()
     config["k3s"]["airgap"] = airgap
     config["agents"][2]["labels"] = {"workload": "batch"}
@@ -574,15 +557,15 @@ def test_a_gone_host_with_airgap_and_labels_needs_its_staging_and_registration_d
     after = run(config)
     extra = ["prod-w3-registration", "prod-w3-airgap-install-sh", "prod-w3-airgap-k3s", "prod-w3-airgap-stage"]
     on_host = on_own_host(before, "prod-w3")
-    assert on_host == {"prod-w3-scripts", "prod-w3-cleanup", "prod-w3-install", *extra}
+    assert on_host == {"prod-w3-scripts", "prod-w3-install", *extra}
     talking = {name for name in on_host if before.by_name(name).plain().get("delete")}
-    assert talking == {"prod-w3-install", "prod-w3-cleanup", "prod-w3-scripts", "prod-w3-airgap-stage"}
-    drops = ["prod-w3-install", *extra, "prod-w3-cleanup", "prod-w3-scripts"]
+    assert talking == {"prod-w3-install", "prod-w3-scripts", "prod-w3-airgap-stage"}
+    drops = ["prod-w3-install", *extra, "prod-w3-scripts"]
     state = state_after_a_failed_removal(before, after, "prod-w3")
     # Once the install is dropped, the registration and the staging step (which the copies
-    # depend on) still depend on the cleanup: the CLI would refuse to drop it before them.
+    # depend on) still depend on the scripts step: the CLI would refuse to drop it before them.
     dropped = drop_from_state(state, [before.urn("prod-w3-install")])
-    assert {r.name for r in dropped if before.urn("prod-w3-cleanup") in _edges(r)} == {
+    assert {r.name for r in dropped if before.urn("prod-w3-scripts") in _edges(r)} == {
         "prod-w3-registration",
         "prod-w3-airgap-stage",
     }

@@ -124,8 +124,28 @@ def test_each_cluster_keeps_its_own_record(two: Run) -> None:
         net = 1 if cluster == "east" else 2
         assert record["servers"] == ["cp1", "cp2", "cp3"]
         assert record["nodes"] == record_nodes(net)
-        assert set(record) == {"servers", "nodes", "kubeconfigExpiry", "kubeconfigRenewal"}
+        assert set(record) == {"servers", "nodes", "kubeconfigExpiry", "kubeconfigRenewal", "retiredSteps"}
+        assert record["retiredSteps"] == ["-cleanup"]
     assert "nodes" not in two.outputs and "kubeconfigExpiry" not in two.outputs  # the stack program's names
+
+
+def test_each_cluster_retires_its_cleanup_steps_by_its_own_record(two: Run) -> None:
+    """A new cluster has no `-cleanup` steps. One whose record predates their retirement (no
+    retiredSteps) registers them, retained, until its own record says a completed run did;
+    the other cluster's record does not count."""
+    assert not [r.name for r in two.registrations if r.name.endswith("-cleanup")]
+    older = {
+        key: {k: v for k, v in value.items() if k != "retiredSteps"}
+        for key, value in two.outputs.items()
+        if key.startswith("k3s-rancher:")
+    }
+    kept = run(TWO, older)
+    cleanups = [r for r in kept.registrations if r.name.endswith("-cleanup")]
+    assert {r.name for r in cleanups} >= {"east-cp1-cleanup", "east-w1-cleanup", "west-cp1-cleanup", "west-w1-cleanup"}
+    assert all(r.options["retainOnDelete"] for r in cleanups)
+    mixed = run(TWO, {**older, "k3s-rancher:east": kept.outputs["k3s-rancher:east"]})
+    left = {r.name for r in mixed.registrations if r.name.endswith("-cleanup")}
+    assert left and all(name.startswith("west-") for name in left)
 
 
 def record(servers: list[str], expiry_in_days: int = 200, renewal: str = "") -> dict[str, Any]:

@@ -83,18 +83,16 @@ def test_changing_one_agents_settings_touches_only_that_agent_and_the_cluster_ch
     changed = {name for name in before if before[name] != after.get(name)}
     # The scripts bundle is delivered again through the new endpoint, the install records it
     # (its update runs there: it finds the files as they are, so nothing restarts and nothing
-    # is cordoned), and the cleanup keeps it for its delete (it has nothing to run on an update).
-    on_host = {"prod-w1-scripts", "prod-w1-cleanup", "prod-w1-install"}
+    # is cordoned).
+    on_host = {"prod-w1-scripts", "prod-w1-install"}
     assert changed == on_host
-    # A new SSH endpoint is not a new node: the install and the cleanup are updated in place.
-    for step in ("install", "cleanup"):
-        assert before[f"prod-w1-{step}"]["triggers"] == after[f"prod-w1-{step}"]["triggers"], step
-    for step in ("scripts", "cleanup", "install"):
+    # A new SSH endpoint is not a new node: the install is updated in place.
+    assert before["prod-w1-install"]["triggers"] == after["prod-w1-install"]["triggers"]
+    for step in ("scripts", "install"):
         assert after[f"prod-w1-{step}"]["connection"]["port"] == 2222, step
     assert before["prod-w1-scripts"]["stdin"] == after["prod-w1-scripts"]["stdin"]
     assert before["prod-w1-install"]["update"] == after["prod-w1-install"]["update"]
-    assert before["prod-w1-cleanup"]["delete"] == after["prod-w1-cleanup"]["delete"]
-    assert not after["prod-w1-cleanup"].get("create") and not after["prod-w1-cleanup"].get("update")
+    assert before["prod-w1-scripts"]["delete"] == after["prod-w1-scripts"]["delete"]
 
 
 def test_a_changed_host_replaces_that_node_delete_first() -> None:
@@ -120,7 +118,6 @@ def test_removing_an_agent_removes_only_that_agent() -> None:
         "prod-w3-scripts",
         "prod-w3-forget",
         "prod-w3-install",
-        "prod-w3-cleanup",
         "prod-w3-membership",
     }
     # The removed agent's saved delete steps drain it, uninstall K3s, then delete its Node;
@@ -129,15 +126,14 @@ def test_removing_an_agent_removes_only_that_agent() -> None:
     assert drain.name == "drain_delete" and "kc drain" in drain.effective
     assert inputs(before["prod-w3-membership"]["delete"])["NODE_NAME"] == "prod-w3"
     assert "k3s-agent-uninstall.sh" in node_script(before["prod-w3-install"]["delete"]).effective
-    # Its cleanup runs the same uninstall again, for what a failed first install would have
-    # left (LEFTOVERS=1): on this host, after the install's uninstall, it finds nothing.
-    cleanup = before["prod-w3-cleanup"]
-    assert not cleanup.get("create") and not cleanup.get("update")
-    assert node_script(cleanup["delete"]).name == "uninstall_node"
+    # Its scripts step's delete runs the same uninstall again, for what a failed first install
+    # would have left (LEFTOVERS=1: after the install's uninstall it finds nothing), then
+    # removes the bundle.
+    removal = before["prod-w3-scripts"]
     assert "LEFTOVERS" not in inputs(before["prod-w3-install"]["delete"])
-    assert inputs(cleanup["delete"]) == {**inputs(before["prod-w3-install"]["delete"]), "LEFTOVERS": "1"}
-    assert "k3s-agent-uninstall.sh" in node_script(cleanup["delete"]).effective
-    assert cleanup["connection"] == before["prod-w3-install"]["connection"]
+    assert inputs(removal["delete"]) == inputs(before["prod-w3-install"]["delete"])
+    assert "LEFTOVERS=1" in removal["delete"] and "uninstall_node.sh" in removal["delete"]
+    assert removal["connection"] == before["prod-w3-install"]["connection"]
     forget = before["prod-w3-forget"]["delete"]
     assert inputs(forget) == {"NODE_NAME": "prod-w3", "DRAIN_TIMEOUT": "0"}
     assert "kc delete node" in node_script(forget).effective

@@ -296,10 +296,26 @@ def _resolve(value: Any, root: Path) -> Any:
     return json.loads(json.dumps(value).replace(REPO, str(root)))
 
 
+def older_record(outputs: dict[str, Any]) -> dict[str, Any]:
+    """The record a run of a release before 0.3.0 left, for a run's outputs: the stack's
+    `nodes` and each library cluster's `k3s-rancher:<name>`, without `retiredSteps`."""
+    record: dict[str, Any] = {}
+    for key, value in outputs.items():
+        if key == "nodes":
+            record[key] = value
+        elif key.startswith("k3s-rancher:") and isinstance(value, dict):
+            record[key] = {k: v for k, v in value.items() if k != "retiredSteps"}
+    return record
+
+
 def render(name: str) -> tuple[Run, dict[str, Any]]:
-    """The working tree's run and graph (tests/graph_snapshot.py's form) of a scenario."""
+    """The working tree's run and graph (tests/graph_snapshot.py's form) of a scenario, as its
+    first `up` on a stack an earlier release made (whose record it reads: a new stack's first
+    run, the graph snapshots, differs in what a record changes, e.g. the retained cleanups)."""
     config, secrets, stack = SCENARIOS[name]()
-    run = run_program(_resolve(config, ROOT), _resolve(secrets, ROOT), stack=stack)
+    config, secrets = _resolve(config, ROOT), _resolve(secrets, ROOT)
+    first = run_program(config, secrets, stack=stack)
+    run = run_program(config, secrets, stack=stack, previous_outputs=older_record(first.outputs))
     return run, graph_snapshot.graph(run)
 
 
@@ -489,6 +505,28 @@ def test_upgrading_from_a_release_touches_only_what_the_releases_since_declare(
         "were); a changed command text or a new resource is declared in releases.toml (touches_nodes, creates) "
         "and CHANGELOG.md, or avoided."
     )
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_a_step_with_a_delete_leaves_only_after_a_completed_run_retained_it(name: str) -> None:
+    """The first up on a stack an earlier release made keeps every step it had; a step whose
+    leaving would run a delete (the `-cleanup` steps, whose delete is the uninstall) is
+    registered with retain_on_delete, and leaves only in the next up, after the record says
+    so: its leaving then runs nothing (pulumi pkg/resource/deploy/step.go, DeleteStep.Apply)."""
+    config, secrets, stack = SCENARIOS[name]()
+    config, secrets = _resolve(config, ROOT), _resolve(secrets, ROOT)
+    first, _ = render(name)
+    second = run_program(config, secrets, stack=stack, previous_outputs=first.outputs)
+    gone = [r for r in first.registrations if r.urn not in {x.urn for x in second.registrations}]
+    for r in gone:
+        assert r.custom and _is_command({"type": r.type}), f"{r.name}: a step that is not a command left"
+        if r.plain().get("delete"):
+            assert r.options["retainOnDelete"], f"{r.name}: left with a delete it would run"
+    cleanups = [r for r in first.registrations if r.name.endswith("-cleanup")]
+    assert {r.name for r in gone} == {r.name for r in cleanups}
+    assert all(r.options["retainOnDelete"] for r in cleanups)
+    # An ssh scenario has them on its first up after an upgrade; docker and kubeconfig none.
+    assert bool(cleanups) == any(r.type == "k3s-rancher:index:K3sCluster" for r in first.registrations)
 
 
 def test_the_upgrade_check_names_the_urn_and_the_property() -> None:

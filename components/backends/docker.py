@@ -136,7 +136,7 @@ class DockerBackend:
     def identity(self, node: Node) -> list[str]:
         return docker_identity(node)
 
-    def prepare(self, parent: pulumi.Resource, node: Node) -> None:
+    def prepare(self, parent: pulumi.Resource, node: Node, after: Sequence[pulumi.Resource]) -> None:
         """Nothing before the container: its scripts step follows it (see install)."""
 
     def _scripts_step(self, parent: pulumi.Resource, node: Node, container: docker.Container) -> local.Command:
@@ -165,6 +165,9 @@ class DockerBackend:
 
     def reimaged(self, node: Node) -> int:
         return 0  # no drift check on docker
+
+    def retired_steps(self) -> pulumi.Output[list[str]]:
+        return pulumi.Output.from_input([])  # nothing it registered before is gone
 
     def wait_hint(self, names: Sequence[str]) -> str | None:
         return node_hint(names)

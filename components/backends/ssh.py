@@ -20,7 +20,7 @@ import pulumi_command.remote as remote
 from .. import bundle, inputs, registry_auth, scripts
 from ..agent_pool import AgentPoolArgs
 from ..cluster import GraphCluster, Installed, render_text
-from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum, check_roles
+from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum, check_roles, retired_before
 from ..naming import ChildNames
 from ..settings import NAMESPACE, K3sSettings, Node, SshSettings, SshSite
 from ..validation import args as validate_args
@@ -29,6 +29,8 @@ from ..validation import by_topology
 CLUSTER_TYPE = "k3s-rancher:index:K3sCluster"
 SERVER_TYPE = "k3s-rancher:index:K3sServer"
 AGENT_TYPE = "k3s-rancher:index:K3sAgent"
+# The step 0.3.0 retires (its delete moved into the -scripts step's): see install.
+CLEANUP = "-cleanup"
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,11 @@ class SshBackend:
     checks_etcd_members = True
 
     def __init__(
-        self, args: K3sClusterArgs, names: ChildNames, check: Callable[[inputs.Plain], None] = lambda _: None
+        self,
+        args: K3sClusterArgs,
+        names: ChildNames,
+        check: Callable[[inputs.Plain], None] = lambda _: None,
+        cleanup_retired: bool = False,
     ) -> None:
         self.args = args
         self.names = names
@@ -221,18 +227,24 @@ class SshBackend:
         }
         # Each node's `<node>-scripts` step (prepare): every command on that host waits for it.
         self._scripts: dict[str, remote.Command] = {}
+        # Whether the previous run retired the `-cleanup` steps (install); those this run
+        # still registers, retained (retired_steps).
+        self.cleanup_retired = cleanup_retired
+        self._cleanups: list[remote.Command] = []
         self._bundle = bundle.current_bundle()
 
-    def prepare(self, parent: pulumi.Resource, node: Node) -> None:
+    def prepare(self, parent: pulumi.Resource, node: Node, after: Sequence[pulumi.Resource]) -> None:
         """The node's first step: put this release's scripts bundle on the host (root-owned,
         checked against the digest computed here). It runs when the bundle or the connection
         changes, and nothing else on the host runs before it; its delete, after every other
-        step on the host, removes the bundle."""
+        step on the host, uninstalls what a failed first install left (that install is not in
+        the state; after a normal removal's uninstall it finds nothing) and removes the bundle."""
         scripts_bundle = self._bundle
         # Delete before replace: a replaced step's delete would remove what its replacement
         # had just delivered.
         name, opts = self.names.child(
-            f"{node.name}-scripts", pulumi.ResourceOptions(parent=parent, delete_before_replace=True)
+            f"{node.name}-scripts",
+            pulumi.ResourceOptions(parent=parent, depends_on=list(after), delete_before_replace=True),
         )
         self._scripts[node.name] = remote.Command(
             name,
@@ -240,11 +252,16 @@ class SshBackend:
             create=scripts.deliver_scripts_script(
                 node.ssh.user, scripts_bundle, self.args.repairs.get(node.name, 0)
             ).command,
-            delete=scripts.remove_scripts_script(node.ssh.user).command,
+            delete=self._text(node, lambda n, k: scripts.remove_scripts_script(n, k).command),
             stdin=scripts_bundle.text,
             add_previous_output_in_env=False,
             opts=opts,
         )
+
+    def retired_steps(self) -> pulumi.Output[list[str]]:
+        """What the record keeps as retired once this run completes: `-cleanup`, once every
+        cleanup step this run registers (retained) is registered."""
+        return pulumi.Output.all(*(c.urn for c in self._cleanups)).apply(lambda _: [CLEANUP])
 
     def _text(self, node: Node, render: Callable[[Node, K3sSettings], str]) -> pulumi.Input[str]:
         """A command text naming the node's or the API's address: rendered now when every
@@ -339,24 +356,33 @@ class SshBackend:
         script = self._text(
             node, lambda n, k: scripts.install_script(n, k, first_server=first_server, repair=repair).command
         )
-        # In the state before anything can put K3s on the host, with nothing to create: its
-        # delete uninstalls whatever a failed first install left (that install is not in the
-        # state), so destroy and removal always clean the host. On a normal removal it runs
-        # after the install's own uninstall and finds nothing left.
-        cleanup_name, cleanup_opts = self.names.child(
-            f"{node.name}-cleanup",
-            pulumi.ResourceOptions(parent=parent, depends_on=[forget], delete_before_replace=True),
-        )
-        cleanup = self.command(
-            cleanup_name,
-            node,
-            delete=self._text(node, lambda n, k: scripts.cleanup_script(n, k).command),
-            triggers=identity(node),
-            opts=cleanup_opts,
-        )
+        # Retired in 0.3.0 (its work is the -scripts step's delete now): a stack made before
+        # keeps each node's `-cleanup` step, unchanged, with retain_on_delete, until a run
+        # that registered it so has completed (the record's retiredSteps); from then on it
+        # is left out, and its leaving runs nothing (pulumi pkg/resource/deploy/step.go,
+        # DeleteStep.Apply skips the provider's Delete of a retained resource). Leaving it out
+        # before that would run its delete, the uninstall, on every running node. A new stack
+        # never gets one (cluster_record.retired_before).
+        cleanup: remote.Command | None = None
+        if not self.cleanup_retired:
+            cleanup_name, cleanup_opts = self.names.child(
+                f"{node.name}-cleanup",
+                pulumi.ResourceOptions(
+                    parent=parent, depends_on=[forget], delete_before_replace=True, retain_on_delete=True
+                ),
+            )
+            cleanup = self.command(
+                cleanup_name,
+                node,
+                delete=self._text(node, lambda n, k: scripts.cleanup_script(n, k).command),
+                triggers=identity(node),
+                opts=cleanup_opts,
+            )
+            self._cleanups.append(cleanup)
+        first: remote.Command = cleanup or forget
         # Whatever is put on the host before the install depends on `forget`: on a
         # replacement it is created only once the old generation is uninstalled.
-        staged = self._stage_airgap(parent, node, cleanup) if k3s.airgap else []
+        staged = self._stage_airgap(parent, node, first) if k3s.airgap else []
         # K3s applies labels and taints only at a node's first registration: the drop-in must
         # be there before the install first starts K3s. Later changes go through membership.
         if node.labels or node.taints:
@@ -364,7 +390,7 @@ class SshBackend:
             # runs before this writes again.
             registration_name, registration_opts = self.names.child(
                 f"{node.name}-registration",
-                pulumi.ResourceOptions(parent=parent, depends_on=[cleanup], delete_before_replace=True),
+                pulumi.ResourceOptions(parent=parent, depends_on=[first], delete_before_replace=True),
             )
             staged.append(
                 self.command(
@@ -387,7 +413,7 @@ class SshBackend:
         install_name, install_opts = self.names.child(
             f"{node.name}-install",
             pulumi.ResourceOptions(
-                parent=parent, depends_on=[*after, *staged, forget, cleanup], delete_before_replace=True
+                parent=parent, depends_on=[*after, *staged, forget, first], delete_before_replace=True
             ),
         )
         install = self.command(
@@ -507,7 +533,7 @@ class K3sCluster(GraphCluster):
 
         super().__init__(CLUSTER_TYPE, name, None, opts)
         names = ChildNames.of(name, args.name_prefix)
-        backend = SshBackend(args, names, once_known)
+        backend = SshBackend(args, names, once_known, retired_before(record, CLEANUP))
         self._build(name, backend, backend.k3s, args.cluster_name or name, record)
 
 

@@ -101,5 +101,7 @@ else
   if [ "${RESTART:-now}" = roll ]; then finish_cordon; fi
 fi
 log "K3s $K3S_VERSION installed on $NODE_NAME ($SERVICE active)"
+# An install completed here: no longer a failed first install's leftovers (uninstall_node.sh).
+printf "%s\n" "$ROLE" > "$INSTALL_DONE"
 # Older airgap generations of this node are no longer needed once this one runs.
 if [ -n "${AIRGAP_GENERATION:-}" ]; then airgap_prune; fi

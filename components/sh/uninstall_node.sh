@@ -4,8 +4,9 @@
 # What is already gone is fine; anything else that fails stops it with the reason.
 # Inputs: ROLE (server|agent); AIRGAP_GENERATION and AIRGAP_STAGE (relative to the SSH
 # user's home): this node's airgap generation to remove, or empty; LEFTOVERS (1: the
-# `<node>-cleanup` step, for what a failed first install left: nothing is done on a host that
-# is a K3s node of the other role, whose files are not this node's).
+# `<node>-scripts` step's delete, or the retired `<node>-cleanup` step's, for what a failed
+# first install left: nothing is done on a host where an install of the node completed (its
+# own delete uninstalls it), nor on a K3s node of the other role, whose files are not ours).
 # lib.sh: log die ssh_user user_home host_lock
 set -eu
 : "${ROLE:?}"
@@ -21,6 +22,10 @@ if [ "${LEFTOVERS:-}" = 1 ]; then
       exit 0
     fi
   done
+  if [ -f "$INSTALL_DONE" ]; then
+    log "an install of this node completed here ($INSTALL_DONE): nothing of a failed first install to clean up"
+    exit 0
+  fi
 fi
 
 host_lock "uninstall"
@@ -70,7 +75,7 @@ done
 # Ours: config, token file, registration drop-in (all in /etc/rancher/k3s), node password.
 rm -rf "$CONF_DIR" /etc/rancher/node
 # The restart owed and the drift check's record of what the install wrote (applied.sh).
-rm -f "$RESTART_PENDING" "$APPLIED"
+rm -f "$RESTART_PENDING" "$APPLIED" "$INSTALL_DONE"
 # Every airgap generation's root-owned copy (a failed upgrade may have left a newer one): the
 # install of a replacement makes its own after this ran.
 rm -rf "$AIRGAP_ROOT"

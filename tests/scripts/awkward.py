@@ -136,7 +136,7 @@ def rendered(airgap: dict[str, str]) -> dict[str, scripts.Script]:
         cordon_only = dataclasses.replace(s.k3s, upgrade=dataclasses.replace(s.k3s.upgrade, drain=False))
         out[f"install-roll-{user}"] = scripts.install_script(agent, cordon_only, first_server=False, roll=True)
         out[f"scripts-{user}"] = scripts.deliver_scripts_script(user, bundle.current_bundle())
-        out[f"scripts-delete-{user}"] = scripts.remove_scripts_script(user)
+        out[f"scripts-delete-{user}"] = scripts.remove_scripts_script(agent, s.k3s)
         out[f"token-rotation-{user}"] = scripts.token_rotation_script("cp1", user)
         for node in s.nodes:
             out[f"node-meta-{node.name}-{user}"] = scripts.node_meta_script(node, user)

@@ -78,7 +78,7 @@ def test_a_replaced_nodes_uninstall_leaves_the_new_generation_alone(box: Sandbox
     assert removed.returncode == 0, removed.stderr
     # What is left of ours is the scripts bundle, which the `-scripts` step's delete removes last.
     assert not new.staged.exists() and sorted(p.name for p in box.path("/var/lib/k3s-rancher").iterdir()) == ["scripts"]
-    gone = box.run(scripts.remove_scripts_script(new.node.ssh.user))
+    gone = box.run(scripts.remove_scripts_script(new.node, new.settings.k3s))
     assert gone.returncode == 0, gone.stderr
     assert not box.path("/var/lib/k3s-rancher").exists()
 

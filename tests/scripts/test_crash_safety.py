@@ -10,6 +10,8 @@ import dataclasses
 import signal
 import subprocess
 
+import pytest
+
 from components import scripts
 from components.host_facts import KUBELET_KUBECONFIG
 from components.settings import K3sSettings, Node
@@ -231,9 +233,12 @@ def test_two_installs_on_one_host_never_run_at_once(box: Sandbox) -> None:
 
 
 @needs_sandbox
-def test_the_cleanup_step_uninstalls_what_a_failed_first_install_left(box: Sandbox) -> None:
+@pytest.mark.parametrize("step", ["scripts-delete", "cleanup"])
+def test_the_scripts_steps_delete_uninstalls_what_a_failed_first_install_left(box: Sandbox, step: str) -> None:
     """Issue 23 item 2: a first install that failed is not in the state, so its own delete never
-    runs; the node's `-cleanup` step (in the state before it) uninstalls what it left."""
+    runs; the node's `-scripts` step (in the state before it, deleted after everything else on
+    the host) uninstalls what it left, then removes the bundle. The `-cleanup` step it replaces
+    (0.3.0; kept, retained, on stacks made before, until the record retires it) did the first half."""
     agent, k3s = _node("agent")
     k3s = dataclasses.replace(k3s, timeouts=dataclasses.replace(k3s.timeouts, node_ready=1))
     box.set_state(services={"k3s-agent": {"state": "inactive", "after_restart": "activating"}})
@@ -241,22 +246,53 @@ def test_the_cleanup_step_uninstalls_what_a_failed_first_install_left(box: Sandb
     assert failed.returncode != 0
     assert box.path("/etc/systemd/system/k3s-agent.service").exists()
     assert box.path(f"{scripts.CONF_DIR}/config.yaml").exists()
-    cleaned = box.run(scripts.cleanup_script(agent, k3s))
+    delete = (
+        scripts.remove_scripts_script(agent, k3s) if step == "scripts-delete" else scripts.cleanup_script(agent, k3s)
+    )
+    cleaned = box.run(delete)
     assert cleaned.returncode == 0, cleaned.stderr
     assert not box.path("/etc/systemd/system/k3s-agent.service").exists()
     assert not box.path("/usr/local/bin/k3s").exists() and not box.path("/etc/rancher").exists()
     assert not box.path(PENDING).exists()
+    assert box.path("/var/lib/k3s-rancher").exists() == (step == "cleanup")
+    if step == "scripts-delete":  # and with the bundle gone, again: nothing to do, no error
+        again = box.run(delete)
+        assert again.returncode == 0, again.stderr
+        assert "no scripts bundle here" in again.stderr
 
 
 @needs_sandbox
-def test_the_cleanup_step_leaves_a_node_of_the_other_role_alone(box: Sandbox) -> None:
-    """A refused role change (an agent's host listed as a server) leaves a `-cleanup` of the
-    server that never installed: its delete must not take the running agent's files."""
+@pytest.mark.parametrize("step", ["scripts-delete", "cleanup"])
+def test_the_leftovers_uninstall_leaves_a_node_of_the_other_role_alone(box: Sandbox, step: str) -> None:
+    """A refused role change (an agent's host listed as a server) leaves the steps of the
+    server that never installed: their deletes must not take the running agent's files."""
     agent, k3s = _node("agent")
     assert box.run(scripts.install_script(agent, k3s, first_server=False), stdin()).returncode == 0
     server = dataclasses.replace(agent, role="server")
-    result = box.run(scripts.cleanup_script(server, k3s))
+    delete = (
+        scripts.remove_scripts_script(server, k3s) if step == "scripts-delete" else scripts.cleanup_script(server, k3s)
+    )
+    result = box.run(delete)
     assert result.returncode == 0, result.stderr
     assert "runs K3s as the other role" in result.stderr
     assert box.path("/etc/systemd/system/k3s-agent.service").exists()
     assert box.path(scripts.TOKEN_FILE).read_text() == TOKEN + "\n"
+
+
+@needs_sandbox
+def test_the_leftovers_uninstall_leaves_a_completed_install_alone(box: Sandbox) -> None:
+    """The leftovers uninstall is for a failed first install only: where an install of the node
+    completed (a stack made before 0.3.0 leaving its `-cleanup` steps in a run without a
+    record, its installs re-run first), K3s stays; after the node's own uninstall it runs."""
+    agent, k3s = _node("agent")
+    assert box.run(scripts.install_script(agent, k3s, first_server=False), stdin()).returncode == 0
+    kept = box.run(scripts.cleanup_script(agent, k3s))
+    assert kept.returncode == 0, kept.stderr
+    assert "an install of this node completed here" in kept.stderr
+    assert box.path("/etc/systemd/system/k3s-agent.service").exists() and box.path(scripts.TOKEN_FILE).exists()
+    assert box.run(scripts.uninstall_script(agent, k3s)).returncode == 0
+    assert not box.path("/var/lib/k3s-rancher/installed").exists()
+    gone = box.run(scripts.remove_scripts_script(agent, k3s))
+    assert gone.returncode == 0, gone.stderr
+    assert "an install of this node completed here" not in gone.stderr
+    assert not box.path("/var/lib/k3s-rancher").exists()
