@@ -10,6 +10,7 @@ scripts, and the units they leave, not K3s itself.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from datetime import datetime
@@ -70,10 +71,15 @@ def test_preview_then_up_builds_the_cluster(engine: tuple[EngineProject, list[An
         "tier2-kubeconfig",
         "tier2-pre-upgrade-snapshot",  # a create that runs nothing
     } <= set(planned)
+    # A new stack never gets the `-cleanup` steps 0.3.0 retired (the `-scripts` steps' deletes
+    # do their work).
+    assert {"srv-1-scripts", "agt-1-scripts", "agt-2-scripts"} <= set(planned)
+    assert not [name for name in planned if name.endswith("-cleanup")], sorted(planned)
     project.pulumi("up", "--yes", "--skip-preview")
     outputs = project.pulumi("stack", "output", "--json").stdout
     assert f'"apiServer": "https://{hosts[0].address}:6443"' in outputs
     assert '"kubeconfig": "[secret]"' in outputs
+    assert json.loads(outputs)["retiredSteps"] == ["-cleanup"]  # the next run registers none either
     # k3s.yaml's admin client certificate (the real API's, tests/real/host_api.py) lasts 365
     # days, as K3s's: its notAfter, in plain text.
     cert = (hosts[0].api.directory / "admin.crt").read_text()

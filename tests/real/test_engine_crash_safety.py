@@ -8,7 +8,8 @@ first install fails or a run dies inside an install's write-then-restart window.
   server refused the node's token (not "raise k3s.timeouts.nodeReady"), without showing a
   token. What the failed first install left on the host is then removed either by taking
   the node out of config (the server untouched) or by `pulumi destroy` (issue 23 items 2
-  and 4: the `<node>-cleanup` step).
+  and 4: the `<node>-scripts` step's delete; a new stack has no `<node>-cleanup` step, which
+  did it before 0.3.0).
 - A run killed after the installer wrote K3s's files and before K3s was restarted (issue 23
   item 1): the installer STAND-IN's one-shot hook (/run/k3sr-kill-after-installer, in
   tests/real/standin/install.sh) SIGKILLs the install's whole process group, as a killed
@@ -156,9 +157,11 @@ def failed_first_join(stack: Stack) -> str:
     assert TOKEN not in output and OUT_OF_BAND not in output, "a token is in the CLI output"
     # It fails once the agent's wait is over, not after a long retry.
     assert took < NODE_READY + 150, f"the failed up took {took:.0f}s"
-    # What can uninstall the failed install is in the state; the install is not.
+    # What can uninstall the failed install (its `-scripts` step, deleted last on the host) is
+    # in the state; the install is not. A new stack has no `-cleanup` step (retired in 0.3.0).
     state = resources(stack.project)
-    assert "agt-1-cleanup" in state and "agt-1-install" not in state, sorted(state)
+    assert "agt-1-scripts" in state and "agt-1-install" not in state, sorted(state)
+    assert not [name for name in state if name.endswith("-cleanup")], sorted(state)
     # The failed install left K3s on the host (so there is something to clean up).
     assert stack.agent.exec_result("test -e /etc/systemd/system/k3s-agent.service")[0] == 0
     return output

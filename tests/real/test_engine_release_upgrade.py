@@ -4,12 +4,14 @@ this checkout's program, on the same stack, state backend and test hosts (1 serv
 k3s.upgrade one agent at a time), through the real engine with the STAND-IN k3s.
 
 In order, on one cluster (each test needs the one before):
-(b) the migration's preview plans only updates, the `<node>-scripts` creates and the deletes
-    of the steps releases.toml retires: nothing is replaced;
+(b) the migration's preview plans only updates, the `<node>-scripts` creates (and the
+    `-cleanup` ones, retained: see (c)) and the deletes of the steps releases.toml retires:
+    nothing is replaced;
 (c) its up restarts no K3s (the units' InvocationIDs), cordons and drains nothing (the
-    stand-in's record of every cordon, uncordon and drain), leaves the bundle on every host,
-    and a second preview plans nothing (the agents' -cordon, -upgrade and -rejoin steps,
-    which 0.3.0 retires, are deleted and run nothing);
+    stand-in's record of every cordon, uncordon and drain), leaves the bundle on every host
+    (the agents' -cordon, -upgrade and -rejoin steps, which 0.3.0 retires, are deleted and run
+    nothing); a second preview plans only the deletes of the `-cleanup` steps it registered,
+    retained, and once that up ran (restarting nothing) a third plans nothing;
 (d) a code-only change (a line appended to lib.sh) plans only the `-scripts` updates, and its
     up restarts nothing;
 (e) a real change (an agent flag) runs on the new code: each agent's install restarts K3s
@@ -290,8 +292,15 @@ def test_c_the_migration_up_restarts_cordons_and_replaces_nothing(upgrade: Upgra
     expected = bundle.make_bundle(upgrade.head.directory / "components" / "sh").sha256
     assert [bundle_on(h) for h in hosts] == [expected] * 3
     assert [h.exec("ls /var/lib/k3s-rancher/restart-pending 2>/dev/null || true").strip() for h in hosts] == [""] * 3
+    # The migration registered each node's `-cleanup` step (a stack of 0.1.0 or 0.2.0: the
+    # program cannot tell them apart), retained from the start, and recorded it retired: the
+    # next run drops them, and their leaving runs nothing (tests/real/test_engine_retired_steps.py).
     ops, _ = timed(upgrade.record, "(c) second preview", lambda: planned(upgrade.head))
-    assert changes(ops) == {}
+    assert changes(ops) == {f"{n}-cleanup": "delete" for n in NODES}
+    timed(upgrade.record, "(c) second up", lambda: upgrade.head.pulumi("up", "--yes", "--skip-preview"))
+    assert invocations(hosts) == upgrade.invocations
+    assert [bundle_on(h) for h in hosts] == [expected] * 3
+    timed(upgrade.record, "(c) third preview", lambda: upgrade.head.pulumi("preview", "--expect-no-changes"))
 
 
 def test_d_a_code_only_change_updates_only_the_scripts_steps_and_restarts_nothing(upgrade: Upgrade) -> None:

@@ -24,6 +24,7 @@ import yaml
 
 from components import bundle, registry_auth, scripts
 from components.config import parse_settings
+from components.host_facts import INSTALLED_FILE
 from components.kubeconfig import rewrite_kubeconfig
 from components.settings import Node, Settings
 from tests.real.standin_k3s import INSTALL_SCRIPT, standin_binary
@@ -177,14 +178,18 @@ def test_the_scripts_step_delivers_a_root_owned_bundle_once_and_refuses_another_
     host = hosts[3]  # agt-2: nothing installed yet
     current = bundle.current_bundle()
     settings = settings_for(hosts, tmp, V1)
-    # The step's delete (after every other step on the host): the bundle is gone, and so is
-    # k3s-rancher's directory (nothing else is in it yet).
-    rc, _, err = ssh(host, scripts.remove_scripts_script(host.user))
+    agent = settings.agents[1]
+    # The step's delete (after every other step on the host): nothing of K3s to uninstall, the
+    # bundle is gone, and so is k3s-rancher's directory (nothing else is in it yet).
+    rc, _, err = ssh(host, scripts.remove_scripts_script(agent, settings.k3s))
     assert rc == 0, err
+    assert "no k3s-agent-uninstall.sh" in err and "k3s-rancher's scripts removed" in err, err
     assert host.exec("ls -d /var/lib/k3s-rancher 2>/dev/null || true").strip() == ""
+    # Again, now without the bundle: nothing to uninstall through, no error.
+    rc, _, err = ssh(host, scripts.remove_scripts_script(agent, settings.k3s))
+    assert rc == 0 and "no scripts bundle here" in err, err
     # A node command (a create, a delete) on a host without the bundle: exit 3, what to do,
     # and nothing ran.
-    agent = settings.agents[1]
     for script in (
         scripts.install_script(agent, settings.k3s, first_server=False),
         scripts.uninstall_script(agent, settings.k3s),
@@ -284,12 +289,19 @@ def test_running_the_install_again_changes_nothing_and_restarts_nothing(cluster:
     hosts, tmp = cluster
     settings = settings_for(hosts, tmp, V1)
     before, starts = snapshot(hosts[0], "k3s"), hosts[0].unit_starts("k3s")
+    home = hosts[0].exec("ls -A ~ubuntu")
+    # As on a node a release before 0.3.0 installed: no record of a completed install yet.
+    hosts[0].exec(f"rm {INSTALLED_FILE}")
     # The install alone: with unchanged labels Pulumi does not re-run the registration step.
     rc, _, err = install(hosts[0], settings.servers[0], settings, first=True, registration=False)
     assert rc == 0, err
     assert "starting k3s" not in err
     assert snapshot(hosts[0], "k3s") == before
     assert hosts[0].unit_starts("k3s") == starts
+    # The run records the completed install (the `-scripts` step's leftovers uninstall then
+    # leaves this node alone), and leaves nothing in the SSH user's directory, where it runs.
+    assert hosts[0].exec(f"cat {INSTALLED_FILE}").strip() == "server"
+    assert hosts[0].exec("ls -A ~ubuntu") == home
 
 
 def test_a_wrong_token_fails_the_install_within_the_timeout_showing_the_journal(
@@ -326,10 +338,26 @@ def test_a_wrong_token_fails_the_install_within_the_timeout_showing_the_journal(
     tainted = Node(**{**agent.__dict__, "taints": ("dedicated=x:NoSchedule",)})
     rc, _, err = ssh(host, scripts.registration_script(tainted, settings.k3s))
     assert rc == 0 and f"first registration of {agent.name}: {scripts.REGISTRATION_FILE} written" in err, err
-    # Never registered: the cluster does not know it; uninstalling leaves the host ready for
-    # a clean install with the right token (test below).
+    # Never registered: the cluster does not know it.
     assert wait(hosts[0], [agent.name], settings, timeout=1)[0] != 0
-    rc, _, err = ssh(host, scripts.uninstall_script(agent, settings.k3s))
+    # A failed first install is not in the state (its own delete, the uninstall, never runs)
+    # and it left K3s here, with no record of a completed install.
+    for path in ("/etc/systemd/system/k3s-agent.service", "/etc/rancher/k3s/config.yaml", K3S):
+        assert host.exec_result(f"test -e {path}")[0] == 0, path
+    assert host.exec_result(f"test -e {INSTALLED_FILE}")[0] != 0
+    # The node taken out of config (or pulumi destroy): its `-scripts` step's delete, last on
+    # the host, uninstalls what the install left, then removes the bundle and our directory.
+    rc, _, err = ssh(host, scripts.remove_scripts_script(agent, settings.k3s))
+    assert rc == 0, err
+    assert "K3s removed" in err and "k3s-rancher's scripts removed" in err, err
+    leftovers = host.exec(
+        "ls -d /etc/rancher /var/lib/rancher /etc/systemd/system/k3s-agent* /usr/local/bin/k3s* "
+        "/var/lib/k3s-rancher ~ubuntu/.k3s-rancher 2>/dev/null || true"
+    )
+    assert leftovers.strip() == ""
+    assert host.exec("systemctl is-active k3s-agent", check=False).strip() == "inactive"
+    # Added again with the right token (test below): its `-scripts` step is created again.
+    rc, _, err = deliver(host)
     assert rc == 0, err
 
 
@@ -357,6 +385,29 @@ def test_servers_and_agents_join_and_the_cluster_check_sees_them_all(cluster: tu
     rc, _, err = wait(hosts[0], [n.name for n in settings.nodes], settings)
     assert rc == 0, err
     assert "Ready at v1.33.5+k3s1: srv-1 srv-2 agt-1 agt-2" in err
+
+
+def test_the_scripts_steps_delete_leaves_a_completed_install_alone(cluster: tuple[list[Any], Path]) -> None:
+    """The `-scripts` step's uninstall of a failed first install's leftovers leaves a node
+    whose install completed (install_node.sh records it) as it is: that node's own delete,
+    its install's uninstall, is what removes its K3s."""
+    hosts, tmp = cluster
+    settings = settings_for(hosts, tmp, V1)
+    agent, host = settings.agents[1], hosts[3]  # agt-2, joined above
+    assert host.exec(f"cat {INSTALLED_FILE}").strip() == "agent"
+    before, starts = snapshot(host, "k3s-agent"), host.unit_starts("k3s-agent")
+    rc, _, err = ssh(host, scripts.remove_scripts_script(agent, settings.k3s))
+    assert rc == 0, err
+    assert f"an install of this node completed here ({INSTALLED_FILE})" in err, err
+    assert "K3s removed" not in err and "k3s-agent-uninstall.sh" not in err
+    # K3s untouched (files, mtimes, process), the record kept; only the bundle is gone.
+    assert snapshot(host, "k3s-agent") == before and host.unit_starts("k3s-agent") == starts
+    assert host.exec("systemctl is-active k3s-agent").strip() == "active"
+    assert host.exec_result(f"test -e {bundle.HOST_ROOT}")[0] != 0
+    assert host.exec_result(f"test -f {INSTALLED_FILE}")[0] == 0
+    assert wait(hosts[0], [agent.name], settings)[0] == 0
+    rc, _, err = deliver(host)  # the replacement's create
+    assert rc == 0, err
 
 
 def test_kubeconfig_is_read_and_pointed_at_the_api_address(cluster: tuple[list[Any], Path]) -> None:
@@ -561,9 +612,11 @@ def test_removing_an_agent_drains_deletes_and_leaves_the_host_clean(cluster: tup
     rc, _, err = ssh(hosts[0], scripts.forget_script(agent.name, "ubuntu"))
     assert rc == 0, err
     assert "not registered (NotFound)" in err
-    # Last on the host: its `-scripts` step's delete removes the bundle (and our directory).
-    rc, _, err = ssh(host, scripts.remove_scripts_script(host.user))
+    # Last on the host: its `-scripts` step's delete finds nothing left to uninstall and
+    # removes the bundle (and our directory).
+    rc, _, err = ssh(host, scripts.remove_scripts_script(agent, settings.k3s))
     assert rc == 0, err
+    assert "no k3s-agent-uninstall.sh" in err, err
     rc, _, err = hosts[0].run(f"sudo -n {K3S} kubectl get node {agent.name}")
     assert rc != 0 and "NotFound" in err  # and stays gone: nothing runs there
     leftovers = host.exec(
