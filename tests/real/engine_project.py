@@ -15,15 +15,17 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import yaml
 
 from tests.real.build_runner import run_build
 from tests.real.standin_k3s import INSTALL_SCRIPT
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINE_BUILD = Path(__file__).resolve().parent / "engine" / "build.sh"
@@ -296,3 +298,23 @@ if __name__ == "__main__":
     import sys
 
     print(engine_bin(progress=sys.stderr))
+
+
+def timed(record: dict[str, Any], phase: str, call: Callable[[], T]) -> T:
+    """`call()`, its wall time kept in `record` under "wall seconds" by `phase`."""
+    started = time.perf_counter()
+    try:
+        return call()
+    finally:
+        record.setdefault("wall seconds", {})[phase] = round(time.perf_counter() - started, 1)
+
+
+def write_record(record: Mapping[str, Any], variable: str) -> None:
+    """`record` (plans, timings) into the file the environment variable `variable` names, if set."""
+    target = os.environ.get(variable)
+    if not target:
+        return
+    parts = [
+        f"== {key}\n{value if isinstance(value, str) else json.dumps(value, indent=2)}" for key, value in record.items()
+    ]
+    Path(target).write_text("\n\n".join(parts) + "\n")

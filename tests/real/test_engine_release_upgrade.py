@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import collections
 import json
-import os
 import subprocess
 import time
 import tomllib
@@ -37,7 +36,7 @@ from typing import Any
 import pytest
 
 from components import bundle
-from tests.real.engine_project import ROOT, EngineProject, program_copy, stand_in_cluster
+from tests.real.engine_project import ROOT, EngineProject, program_copy, stand_in_cluster, timed, write_record
 
 pytestmark = pytest.mark.real
 
@@ -199,24 +198,6 @@ def window(host: Any) -> tuple[float, float]:
     return int(values[props[0]]) / 1e6, int(values[props[1]]) / 1e6
 
 
-def timed(record: dict[str, Any], phase: str, call: Any) -> Any:
-    started = time.perf_counter()
-    try:
-        return call()
-    finally:
-        record.setdefault("wall seconds", {})[phase] = round(time.perf_counter() - started, 1)
-
-
-def write_record(record: dict[str, Any]) -> None:
-    target = os.environ.get("K3SR_RELEASE_UPGRADE_RECORD")
-    if not target:
-        return
-    parts = [
-        f"== {key}\n{value if isinstance(value, str) else json.dumps(value, indent=2)}" for key, value in record.items()
-    ]
-    Path(target).write_text("\n\n".join(parts) + "\n")
-
-
 @pytest.fixture(scope="module")
 def upgrade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upgrade]:
     """(a) `pulumi up` of the previous release's program: the cluster as its users have it."""
@@ -235,7 +216,7 @@ def upgrade(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upgrade]:
         try:
             yield state
         finally:
-            write_record(record)
+            write_record(record, "K3SR_RELEASE_UPGRADE_RECORD")
 
 
 def test_b_the_migration_preview_updates_node_commands_and_creates_the_scripts_steps(upgrade: Upgrade) -> None:

@@ -22,17 +22,15 @@ each phase's wall time there.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.host_facts import INSTALLED_FILE
-from tests.real.engine_project import ROOT, EngineProject, program_copy, stand_in_cluster
+from tests.real.engine_project import ROOT, EngineProject, program_copy, stand_in_cluster, timed, write_record
 from tests.real.test_engine_crash_safety import assert_no_k3s
 from tests.real.test_engine_release_upgrade import changes, export_program, planned, releases, step_logs
 
@@ -94,21 +92,6 @@ def assert_k3s_untouched(retirement: Retirement, what: str) -> None:
     assert sorted(nodes) == sorted(NODES), (what, nodes)
 
 
-def timed(record: dict[str, Any], phase: str, call: Any) -> Any:
-    started = time.perf_counter()
-    try:
-        return call()
-    finally:
-        record.setdefault("wall seconds", {})[phase] = round(time.perf_counter() - started, 1)
-
-
-def write_record(record: dict[str, Any]) -> None:
-    target = os.environ.get("K3SR_RETIRED_STEPS_RECORD")
-    if target:
-        parts = [f"== {k}\n{v if isinstance(v, str) else json.dumps(v, indent=2)}" for k, v in record.items()]
-        Path(target).write_text("\n\n".join(parts) + "\n")
-
-
 @pytest.fixture(scope="module")
 def retirement(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Retirement]:
     """`pulumi up` of the release's program: the cluster as its users have it, with cleanups."""
@@ -128,7 +111,7 @@ def retirement(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Retirement]
         try:
             yield retirement
         finally:
-            write_record(record)
+            write_record(record, "K3SR_RETIRED_STEPS_RECORD")
 
 
 def test_a_the_first_up_retains_each_cleanup_and_uninstalls_nothing(retirement: Retirement) -> None:
