@@ -90,7 +90,7 @@ import pulumi_kubernetes as k8s
 
 from . import scripts
 from .agent_pool import AgentPool, AgentPoolArgs
-from .cluster_record import ClusterRecord, agents_that_ran_before, renewal, warn_if_expiring
+from .cluster_record import ClusterRecord, Previous, agents_that_ran_before, renewal, warn_if_expiring
 from .kubeconfig import (
     client_certificate_expiry,
     context_name,
@@ -286,10 +286,11 @@ def build_graph(
     backend: Backend,
     k3s: K3sSettings,
     cluster_name: str,
-    record: ClusterRecord,
+    last_run: Previous,
 ) -> ClusterGraph:
-    """Register the cluster's graph under `parent` (see the module docstring); `record` holds
-    what the previous run kept (the kubeconfig renewal marker)."""
+    """Register the cluster's graph under `parent` (see the module docstring); `last_run` is
+    what the cluster's record kept from the previous run (the agents that ran, the kubeconfig
+    renewal marker)."""
     servers, agents = list(backend.servers), list(backend.agents)
     if not servers:
         raise ValueError("a cluster needs at least one server")
@@ -409,7 +410,7 @@ def build_graph(
     rolled = backend.rolls_agents
     # Agents that ran before: an in-place change of theirs waits for its batch. The others are
     # created at once (creation stays flat), whatever their batch.
-    ran_before = agents_that_ran_before(record)
+    ran_before = agents_that_ran_before(last_run)
     init_installed = server_members[0].installed
     # The agents of `agents`, then each pool's (in name order), each group in its own batch
     # size (components/agent_pool.py): the name prefix and the parent of its batch steps.
@@ -482,7 +483,7 @@ def build_graph(
 
     # Read again when the init server's install changes, and when the previous run's client
     # certificate was within RENEW_WITHIN_DAYS of expiry (the renewal marker changes then).
-    marker = renewal(record)
+    marker = renewal(last_run)
     raw = backend.read_kubeconfig(
         f"{name}-kubeconfig",
         pulumi.Output.all(generations(server_members[:1]), marker).apply(
@@ -535,8 +536,16 @@ class GraphCluster(pulumi.ComponentResource):
     # The steps this run retired, for the record (Backend.retired_steps).
     retired_steps: pulumi.Output[list[str]]
 
-    def _build(self, name: str, backend: Backend, k3s: K3sSettings, cluster_name: str, record: ClusterRecord) -> None:
-        graph = build_graph(self, name, backend, k3s, cluster_name, record)
+    def _build(
+        self,
+        name: str,
+        backend: Backend,
+        k3s: K3sSettings,
+        cluster_name: str,
+        record: ClusterRecord,
+        last_run: Previous,
+    ) -> None:
+        graph = build_graph(self, name, backend, k3s, cluster_name, last_run)
         self.servers, self.agents, self.pools = graph.servers, graph.agents, graph.pools
         self.ready, self.kubeconfig, self.provider = graph.ready, graph.kubeconfig, graph.provider
         self.api_server = graph.api_server

@@ -178,28 +178,32 @@ def check_roles(record: ClusterRecord, nodes: Sequence[Node]) -> None:
         raise ConfigError([(key, record.label + message) for key, message in errors])
 
 
-def renewal(record: ClusterRecord) -> str:
-    """The renewal marker for this run: `record`'s from the previous run and today's date (UTC)."""
-    previous = record.previous(own_previous_outputs())
+def read_previous(record: ClusterRecord) -> Previous:
+    """What `record` kept from the previous run (one read of the stack's outputs through the
+    engine: a cluster reads it once and hands it to what needs it)."""
+    return record.previous(own_previous_outputs())
+
+
+def renewal(previous: Previous) -> str:
+    """The renewal marker for this run: the previous run's and today's date (UTC)."""
     return renewal_marker(previous.expiry, previous.renewal, datetime.now(UTC).date())
 
 
-def retired_before(record: ClusterRecord, step: str) -> bool:
+def retired_before(previous: Previous, step: str) -> bool:
     """Whether this run may leave `step` (a name suffix) out: the previous run retired it
     (Previous.retired), or there was none (a first run: nothing was made before). A stack
     whose earlier ups all failed has no record either; for the one step retired so far
     (`-cleanup`), its leaving then runs its delete with this run's bundle, whose leftovers
     uninstall leaves a host alone once an install of the node completed there (the installs
     of this run complete before the deletes at its end)."""
-    previous = record.previous(own_previous_outputs())
     return previous.servers is None or step in previous.retired
 
 
-def agents_that_ran_before(record: ClusterRecord) -> frozenset[str]:
-    """The agents of `record`'s previous run: their in-place changes wait for their k3s.upgrade
+def agents_that_ran_before(previous: Previous) -> frozenset[str]:
+    """The agents of the previous run: their in-place changes wait for their k3s.upgrade
     batch, while a new agent is installed at once (none on a first run: creation stays flat).
     An agent whose first up failed before the record was written counts as new once more."""
-    return frozenset(name for name, role, _ in record.previous(own_previous_outputs()).nodes if role == "agent")
+    return frozenset(name for name, role, _ in previous.nodes if role == "agent")
 
 
 def warn_if_expiring(expiry: str, resource: pulumi.Resource) -> None:

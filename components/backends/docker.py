@@ -21,7 +21,7 @@ import pulumi_docker as docker
 
 from .. import bundle, scripts
 from ..cluster import GraphCluster, Installed, render_text
-from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum
+from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum, read_previous
 from ..naming import ChildNames
 from ..settings import NAMESPACE, DockerSettings, DockerSite, K3sSettings, Node
 from ..validation import args as validate_args
@@ -342,4 +342,4 @@ class DockerCluster(GraphCluster):
         backend = DockerBackend(
             args, cluster_name, provider=self.docker_provider, network=self.network, image=self.image
         )
-        self._build(name, backend, args.k3s, cluster_name, record)
+        self._build(name, backend, args.k3s, cluster_name, record, read_previous(record))

@@ -20,7 +20,7 @@ import pulumi_command.remote as remote
 from .. import bundle, inputs, registry_auth, scripts
 from ..agent_pool import AgentPoolArgs
 from ..cluster import GraphCluster, Installed, render_text
-from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum, check_roles, retired_before
+from ..cluster_record import ClusterRecord, ComponentRecord, check_quorum, check_roles, read_previous, retired_before
 from ..naming import ChildNames
 from ..settings import NAMESPACE, K3sSettings, Node, SshSettings, SshSite
 from ..validation import args as validate_args
@@ -533,8 +533,9 @@ class K3sCluster(GraphCluster):
 
         super().__init__(CLUSTER_TYPE, name, None, opts)
         names = ChildNames.of(name, args.name_prefix)
-        backend = SshBackend(args, names, once_known, retired_before(record, CLEANUP))
-        self._build(name, backend, backend.k3s, args.cluster_name or name, record)
+        previous = read_previous(record)
+        backend = SshBackend(args, names, once_known, retired_before(previous, CLEANUP))
+        self._build(name, backend, backend.k3s, args.cluster_name or name, record, previous)
 
 
 def _checker(args: K3sClusterArgs) -> Callable[[inputs.Plain], None]:
